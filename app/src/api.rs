@@ -1,0 +1,258 @@
+//! The HTTP surface as a whole: the OpenAPI document, the routes every
+//! context mounts, health checks, and the fallbacks that keep every error a
+//! problem+json (unknown routes: 404, known routes with another method: 405).
+
+use actix_web::body::EitherBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
+use serde::Serialize;
+use shared_kernel::Problem;
+use shared_kernel::db::Db;
+use shared_kernel::problem::PROBLEM_JSON;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{AppExt, UtoipaApp, scope};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shop",
+        description = "An e-commerce backend: products and stock, orders, payments.\n\n\
+            Money is an integer amount of minor units (fen for CNY) with an ISO 4217 currency. \
+            Every error is an RFC 9457 `application/problem+json` body with a stable `code`. \
+            Admin routes take `Authorization: Bearer <SHOP__AUTH__ADMIN_TOKEN>`.",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    tags(
+        (name = "products", description = "The catalog and its stock"),
+        (name = "original spec", description = "The original spec's literal paths, thin aliases over the REST routes"),
+        (name = "operations", description = "Health checks"),
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = Http::builder()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("The admin token (SHOP__AUTH__ADMIN_TOKEN)"))
+            .build();
+        components.add_security_scheme("bearerAuth", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Mounts every documented route on `app`, collecting the OpenAPI document as it goes.
+pub fn mount<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
+where
+    T: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+{
+    app.openapi(ApiDoc::openapi())
+        .service(scope::scope("/api/v1").configure(domain_product::http::configure_api))
+        .configure(domain_product::http::configure_original_spec)
+        .configure(configure_health)
+}
+
+/// The OpenAPI document, the same whatever the configuration.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = mount(actix_web::App::new().into_utoipa_app()).split_for_parts();
+    doc
+}
+
+/// The document as `shop openapi` prints it and `openapi.yaml` holds it.
+pub fn openapi_yaml() -> anyhow::Result<String> {
+    Ok(openapi().to_yaml()?)
+}
+
+fn configure_health(cfg: &mut ServiceConfig) {
+    cfg.service(live).service(ready);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Liveness
+///
+/// The process is up and serving HTTP.
+#[utoipa::path(
+    operation_id = "healthLive",
+    tag = "operations",
+    responses((status = 200, description = "The process is up", body = Health)),
+)]
+#[get("/health/live")]
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Readiness
+///
+/// The process can serve requests: its database answers.
+#[utoipa::path(
+    operation_id = "healthReady",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Health),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/health/ready")]
+async fn ready(db: web::Data<Db>) -> Result<HttpResponse, Problem> {
+    db.ping().await?;
+    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
+}
+
+/// The documented routes, to tell an unknown path (404) from a wrong method (405).
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<(Vec<Segment>, Vec<Method>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+impl RouteTable {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let routes = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = split(path)
+                    .map(|s| {
+                        if s.starts_with('{') && s.ends_with('}') {
+                            Segment::Param
+                        } else {
+                            Segment::Literal(s.to_owned())
+                        }
+                    })
+                    .collect();
+                let methods = [
+                    (Method::GET, &item.get),
+                    (Method::PUT, &item.put),
+                    (Method::POST, &item.post),
+                    (Method::DELETE, &item.delete),
+                    (Method::OPTIONS, &item.options),
+                    (Method::HEAD, &item.head),
+                    (Method::PATCH, &item.patch),
+                    (Method::TRACE, &item.trace),
+                ]
+                .into_iter()
+                .filter_map(|(method, operation)| operation.as_ref().map(|_| method))
+                .collect();
+                (segments, methods)
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The methods a path allows, when it is a documented path.
+    pub fn allowed(&self, path: &str) -> Option<Vec<Method>> {
+        let parts: Vec<&str> = split(path).collect();
+        let mut allowed: Vec<Method> = Vec::new();
+        let mut known = false;
+        for (segments, methods) in &self.routes {
+            let matches = segments.len() == parts.len()
+                && segments.iter().zip(&parts).all(|(seg, part)| match seg {
+                    Segment::Literal(lit) => lit == part,
+                    Segment::Param => !part.is_empty(),
+                });
+            if matches {
+                known = true;
+                allowed.extend(methods.iter().cloned());
+            }
+        }
+        known.then_some(allowed)
+    }
+}
+
+fn split(path: &str) -> impl Iterator<Item = &str> {
+    path.trim_end_matches('/').split('/').skip(1)
+}
+
+/// What answers when no route matched.
+pub async fn fallback(req: HttpRequest, table: web::Data<RouteTable>) -> HttpResponse {
+    match table.allowed(req.path()) {
+        Some(methods) => {
+            let allow = methods
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut response = Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
+                .with_detail(format!(
+                    "{} is not allowed here; allowed: {allow}.",
+                    req.method()
+                ))
+                .error_response();
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
+        }
+        None => Problem::for_status(StatusCode::NOT_FOUND)
+            .with_detail(format!("Nothing is served at {}.", req.path()))
+            .error_response(),
+    }
+}
+
+/// Turns any error response that is not yet a problem (from actix itself or a
+/// library) into one, keeping its status and headers.
+pub fn into_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let (req, res) = res.into_parts();
+    let mut problem = Problem::for_status(res.status()).error_response();
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_ENCODING
+        {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let res: ServiceResponse<EitherBody<B>> =
+        ServiceResponse::new(req, problem).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_tells_404_from_405() {
+        let table = RouteTable::from_openapi(&openapi());
+        assert_eq!(table.allowed("/nowhere"), None);
+        let methods = table.allowed("/api/v1/products").unwrap();
+        assert!(methods.contains(&Method::GET) && methods.contains(&Method::POST));
+        assert_eq!(
+            table.allowed("/api/v1/products/abc/stock"),
+            Some(vec![Method::PUT])
+        );
+        assert_eq!(table.allowed("/api/v1/products/abc/other"), None);
+    }
+}

@@ -1,0 +1,171 @@
+//! Configuration: built-in defaults < optional file (`--config FILE`) <
+//! environment variables `SHOP__SECTION__KEY`, plus `DATABASE_URL`.
+
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything shop can be told.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Listen address (`SHOP__SERVER__BIND`).
+    pub bind: String,
+    /// Largest request body accepted, in bytes (`SHOP__SERVER__MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL`: `sqlite://PATH`, `postgres://...`.
+    pub url: String,
+    /// Connections in the pool (`SHOP__DATABASE__POOL_SIZE`).
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Bearer token of the admin routes (`SHOP__AUTH__ADMIN_TOKEN`); random per start when unset.
+    pub admin_token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object a line, for Logstash or Filebeat.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `SHOP__LOG__FORMAT`: `pretty` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// The built-in defaults, as a TOML document: the first layer.
+pub const DEFAULTS: &str = r#"
+[server]
+bind = "127.0.0.1:8080"
+max_body_bytes = 65536
+
+[database]
+url = "sqlite://data/shop.db"
+pool_size = 10
+
+[auth]
+
+[log]
+format = "pretty"
+"#;
+
+impl Settings {
+    /// Reads the layers from the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Reads the layers with the given environment (tests pass their own).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SHOP")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(
+                    env.clone()
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with("SHOP__"))
+                        .collect(),
+                )),
+        );
+        if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+            builder = builder.set_override("database.url", url.as_str())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        if settings.database.pool_size == 0 {
+            anyhow::bail!("database.pool_size must be at least 1");
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_setup() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://data/shop.db");
+        assert!(s.auth.admin_token.is_none());
+        assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SHOP__SERVER__BIND", "0.0.0.0:9000"),
+                ("SHOP__AUTH__ADMIN_TOKEN", "12345"),
+                ("SHOP__LOG__FORMAT", "json"),
+                ("SHOP__DATABASE__POOL_SIZE", "4"),
+                ("DATABASE_URL", "postgres://localhost/shop"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.bind, "0.0.0.0:9000");
+        assert_eq!(s.auth.admin_token.unwrap().expose_secret(), "12345");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.database.pool_size, 4);
+        assert_eq!(s.database.url, "postgres://localhost/shop");
+    }
+
+    #[test]
+    fn a_file_sits_between_defaults_and_environment() {
+        let path = std::env::temp_dir().join(format!("shop-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[server]\nbind = \"127.0.0.1:7000\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), env(&[("SHOP__LOG__FORMAT", "pretty")])).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:7000");
+        assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Settings::load_from(None, env(&[("SHOP__LOG__FORMAT", "xml")])).is_err());
+        assert!(Settings::load_from(None, env(&[("SHOP__DATABASE__POOL_SIZE", "0")])).is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The `shop` application: configuration, telemetry and wiring. This is the
+//! only crate that knows every concrete type; the contexts know only the
+//! shared kernel.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::{Application, migrations};

@@ -1,0 +1,203 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
+//! The real `shop` binary: its command line, its document, and a served demo.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn shop() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shop"))
+}
+
+#[test]
+fn help_explains_every_command() {
+    let output = shop().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for word in [
+        "serve",
+        "migrate",
+        "openapi",
+        "--config",
+        "DATABASE_URL",
+        "SHOP__",
+    ] {
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
+    }
+    let serve =
+        String::from_utf8(shop().args(["serve", "--help"]).output().unwrap().stdout).unwrap();
+    assert!(serve.contains("--demo"));
+}
+
+/// `openapi.yaml` is what the code generates; regenerate it with
+/// `cargo run -- openapi > openapi.yaml` when this fails.
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let output = shop()
+        .arg("openapi")
+        .env("DATABASE_URL", "postgres://nowhere.invalid/x")
+        .env("SHOP__SERVER__BIND", "0.0.0.0:1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml")).unwrap();
+    assert!(
+        generated == committed,
+        "openapi.yaml is stale: run `cargo run -- openapi > openapi.yaml` and commit it"
+    );
+}
+
+/// A process killed on drop, so a failing test leaves nothing running.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `shop serve --demo` on a free port and returns it with its base URL.
+fn serve_demo(database_url: &str) -> (Server, String, String) {
+    let mut child = shop()
+        .args(["serve", "--demo"])
+        .env("DATABASE_URL", database_url)
+        .env("SHOP__SERVER__BIND", "127.0.0.1:0")
+        .env_remove("SHOP__AUTH__ADMIN_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let server = Server(child);
+    let (mut token, mut base) = (None, None);
+    let mut lines = stdout.lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(t) = line
+            .split(": ")
+            .nth(1)
+            .filter(|_| line.starts_with("Admin token"))
+        {
+            token = Some(t.trim().to_owned());
+        }
+        if let Some(url) = line.strip_prefix("Swagger UI: ") {
+            base = Some(url.trim().trim_end_matches("/swagger-ui/").to_owned());
+            break;
+        }
+    }
+    // Keep reading, as a terminal would.
+    std::thread::spawn(move || lines.for_each(drop));
+    (
+        server,
+        base.expect("the demo prints the Swagger UI address"),
+        token.expect("the demo prints the admin token"),
+    )
+}
+
+fn get(url: &str) -> (u16, String) {
+    // A minimal HTTP/1.1 GET, to keep this test free of client crates.
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(host) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot connect to {host}: {e}"),
+        }
+    };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .unwrap_or_else(|e| panic!("reading {url}: {e}"));
+    let response = String::from_utf8_lossy(&bytes).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_demo_seeds_the_catalog_once_and_serves_it() {
+    let dir = std::env::temp_dir().join(format!("shop-binary-{}", std::process::id()));
+    let url = format!("sqlite://{}", dir.join("nested/shop.db").display());
+    {
+        let (_server, base, token) = serve_demo(&url);
+        assert!(token.len() >= 32, "a generated token is long");
+        let (status, body) = get(&format!("{base}/health/ready"));
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = get(&format!("{base}/api/v1/products"));
+        assert_eq!(status, 200);
+        assert!(body.contains("iPhone 15"), "{body}");
+        let (status, _) = get(&format!("{base}/swagger-ui/"));
+        assert_eq!(status, 200);
+    }
+    // A second start on the same database seeds nothing more, and a new token is generated.
+    let (_server, base, _) = serve_demo(&url);
+    let (_, body) = get(&format!("{base}/api/v1/products?limit=100"));
+    assert_eq!(body.matches("\"productId\"").count(), 5, "{body}");
+    drop(_server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn migrate_applies_the_schema_and_exits() {
+    let dir = std::env::temp_dir().join(format!("shop-migrate-{}", std::process::id()));
+    let url = format!("sqlite://{}", dir.join("shop.db").display());
+    for _ in 0..2 {
+        let output = shop()
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(dir.join("shop.db").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_bad_database_url_is_a_clear_error() {
+    let output = shop()
+        .arg("migrate")
+        .env("DATABASE_URL", "redis://u:secret@localhost")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_URL must start with"), "{stderr}");
+    assert!(!stderr.contains("secret"));
+}

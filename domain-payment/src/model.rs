@@ -1,0 +1,131 @@
+//! A payment's lifecycle. Every status change goes through
+//! [`PaymentStatus::apply`], the one place that knows which are legal.
+
+use serde::{Deserialize, Serialize};
+
+/// How the customer pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    Alipay,
+    WechatPay,
+}
+
+/// Where a payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    /// The money arrived for an order that was already cancelled: it must go back.
+    RefundRequired,
+}
+
+/// What the gateway reported, and what the order context answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    Success,
+    Failure,
+    /// Success, but the order had been cancelled meanwhile.
+    SuccessForCancelledOrder,
+}
+
+/// The result of applying an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The status changed to this one.
+    Changed(PaymentStatus),
+    /// The payment already was in this outcome's status: a duplicate, nothing to do.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {from:?} payment cannot take {outcome:?}")]
+pub struct IllegalTransition {
+    pub from: PaymentStatus,
+    pub outcome: PaymentOutcome,
+}
+
+impl PaymentStatus {
+    /// Applies a gateway outcome. Duplicates are recognised, so a
+    /// notification delivered twice changes the payment once.
+    pub fn apply(self, outcome: PaymentOutcome) -> Result<Applied, IllegalTransition> {
+        use PaymentOutcome as O;
+        use PaymentStatus as S;
+        match (self, outcome) {
+            (S::Pending, O::Success) => Ok(Applied::Changed(S::Succeeded)),
+            (S::Pending, O::Failure) => Ok(Applied::Changed(S::Failed)),
+            (S::Pending | S::Succeeded, O::SuccessForCancelledOrder) => {
+                Ok(Applied::Changed(S::RefundRequired))
+            }
+            (S::Succeeded, O::Success)
+            | (S::Failed, O::Failure)
+            | (S::RefundRequired, O::SuccessForCancelledOrder) => Ok(Applied::Unchanged),
+            (from, outcome) => Err(IllegalTransition { from, outcome }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_payment_succeeds_or_fails_once() {
+        assert_eq!(
+            PaymentStatus::Pending.apply(PaymentOutcome::Success),
+            Ok(Applied::Changed(PaymentStatus::Succeeded))
+        );
+        assert_eq!(
+            PaymentStatus::Pending.apply(PaymentOutcome::Failure),
+            Ok(Applied::Changed(PaymentStatus::Failed))
+        );
+        assert_eq!(
+            PaymentStatus::Succeeded.apply(PaymentOutcome::Success),
+            Ok(Applied::Unchanged)
+        );
+        assert_eq!(
+            PaymentStatus::Failed.apply(PaymentOutcome::Failure),
+            Ok(Applied::Unchanged)
+        );
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        assert!(
+            PaymentStatus::Succeeded
+                .apply(PaymentOutcome::Failure)
+                .is_err()
+        );
+        assert!(
+            PaymentStatus::RefundRequired
+                .apply(PaymentOutcome::Failure)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn money_for_a_cancelled_order_must_be_refunded() {
+        assert_eq!(
+            PaymentStatus::Succeeded.apply(PaymentOutcome::SuccessForCancelledOrder),
+            Ok(Applied::Changed(PaymentStatus::RefundRequired))
+        );
+        assert_eq!(
+            PaymentStatus::RefundRequired.apply(PaymentOutcome::SuccessForCancelledOrder),
+            Ok(Applied::Unchanged)
+        );
+    }
+
+    #[test]
+    fn methods_have_their_contract_names() {
+        assert_eq!(
+            serde_json::to_string(&PaymentMethod::WechatPay).unwrap(),
+            "\"wechat_pay\""
+        );
+        assert_eq!(
+            serde_json::to_string(&PaymentStatus::RefundRequired).unwrap(),
+            "\"refund_required\""
+        );
+    }
+}

@@ -1,0 +1,38 @@
+use actix_web::http::StatusCode;
+use shared_kernel::db::DbError;
+use shared_kernel::{FieldViolation, Problem};
+
+use crate::model::ProductId;
+
+/// What can go wrong in the catalog's use cases.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    #[error("no product {0}")]
+    NotFound(ProductId),
+    #[error("invalid product fields")]
+    Invalid(Vec<FieldViolation>),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ProductError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(error))
+    }
+}
+
+/// The one place where catalog errors become HTTP problems.
+impl From<ProductError> for Problem {
+    fn from(error: ProductError) -> Self {
+        match error {
+            ProductError::NotFound(id) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "product_not_found",
+                "Product not found",
+            )
+            .with_detail(format!("No product has the id {id:?}.")),
+            ProductError::Invalid(errors) => Problem::validation(errors),
+            ProductError::Db(error) => error.into(),
+        }
+    }
+}

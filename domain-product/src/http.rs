@@ -1,0 +1,339 @@
+//! The catalog's HTTP adapter: request bodies, views, handlers and their
+//! OpenAPI descriptions. Bodies become validated domain values in one place
+//! (`into_domain`); handlers only translate.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, get, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared_kernel::http::{Admin, Json, Query, json_integer};
+use shared_kernel::pagination::{PageQuery, PageRequest};
+use shared_kernel::{FieldViolation, Problem, clock};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::ProductCatalog;
+use crate::error::ProductError;
+use crate::model::{NewProduct, NewProductFields, Product, ProductId, Stock, checked};
+
+/// Mounts the REST routes (under the app's `/api/v1` scope).
+pub fn configure_api(cfg: &mut ServiceConfig) {
+    cfg.service(list_products)
+        .service(create_product)
+        .service(get_product_info)
+        .service(update_product_stock);
+}
+
+/// Mounts the original spec's literal paths, thin aliases over the same use cases.
+pub fn configure_original_spec(cfg: &mut ServiceConfig) {
+    cfg.service(original_get_product_info)
+        .service(original_update_product_stock);
+}
+
+/// A product in the catalog.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductView {
+    /// The product's id.
+    #[schema(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: String,
+    #[schema(example = "iPhone 15")]
+    pub name: String,
+    #[schema(example = "Apple iPhone 15, 128 GB, black")]
+    pub description: String,
+    /// Unit price in minor units of `currency` (fen for CNY): 999900 is 9,999.00.
+    #[schema(minimum = 0, maximum = 10_000_000_000_i64, example = 999_900)]
+    pub price: i64,
+    /// ISO 4217 currency code.
+    #[schema(example = "CNY", pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+    /// Units on hand that can still be ordered.
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 100)]
+    pub stock: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Product> for ProductView {
+    fn from(p: Product) -> Self {
+        Self {
+            product_id: p.id.into_string(),
+            name: p.name.as_str().to_owned(),
+            description: p.description.as_str().to_owned(),
+            price: p.price.minor(),
+            currency: p.price.currency().to_string(),
+            stock: p.stock.units(),
+            created_at: clock::to_utc(p.created_at),
+            updated_at: clock::to_utc(p.updated_at),
+        }
+    }
+}
+
+/// One page of the catalog, in a stable order.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductList {
+    pub items: Vec<ProductView>,
+    /// Pass as `cursor` to read the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A new product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateProduct {
+    /// 1 to 200 characters, no control characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+        example = "iPhone 15"
+    )]
+    pub name: String,
+    /// Up to 2000 characters (no NUL); empty when omitted.
+    #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\x00]*$",
+        example = "Apple iPhone 15, 128 GB, black"
+    )]
+    pub description: String,
+    /// Unit price in minor units of `currency` (fen for CNY).
+    #[schema(minimum = 0, maximum = 10_000_000_000_i64, example = 999_900)]
+    #[serde(deserialize_with = "json_integer")]
+    pub price: i64,
+    /// ISO 4217 currency code.
+    #[schema(
+        pattern = "^[A-Z]{3}$",
+        min_length = 3,
+        max_length = 3,
+        example = "CNY"
+    )]
+    pub currency: String,
+    /// Units on hand.
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 100)]
+    #[serde(deserialize_with = "json_integer")]
+    pub stock: i64,
+}
+
+impl CreateProduct {
+    fn into_domain(self) -> Result<NewProduct, ProductError> {
+        NewProduct::parse(NewProductFields {
+            name: &self.name,
+            description: &self.description,
+            price: self.price,
+            currency: &self.currency,
+            stock: self.stock,
+        })
+        .map_err(ProductError::Invalid)
+    }
+}
+
+/// The new number of units on hand (absolute, not a delta).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStock {
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 80)]
+    #[serde(deserialize_with = "json_integer")]
+    pub new_stock: i64,
+}
+
+fn parse_stock(field: &str, units: i64) -> Result<Stock, ProductError> {
+    let mut errors: Vec<FieldViolation> = Vec::new();
+    checked(field, Stock::new(units), &mut errors).ok_or(ProductError::Invalid(errors))
+}
+
+/// List the catalog
+///
+/// Products in a stable order (oldest first), a page at a time.
+#[utoipa::path(
+    operation_id = "listProducts",
+    tag = "products",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of products", body = ProductList),
+        (status = 400, description = "Invalid `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/products")]
+async fn list_products(
+    catalog: web::Data<ProductCatalog>,
+    query: Query<PageQuery>,
+) -> Result<HttpResponse, Problem> {
+    let page = PageRequest::try_from(query.0)?;
+    let page = catalog.list(page).await?;
+    Ok(HttpResponse::Ok().json(ProductList {
+        items: page.products.into_iter().map(ProductView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Add a product (admin)
+#[utoipa::path(
+    operation_id = "createProduct",
+    tag = "products",
+    request_body = CreateProduct,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "The product was added", body = ProductView,
+            headers(("Location" = String, description = "The new product's URL"))),
+        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/products")]
+async fn create_product(
+    _admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    body: Json<CreateProduct>,
+) -> Result<HttpResponse, Problem> {
+    let new = body.into_inner().into_domain()?;
+    let product = catalog.create(new).await?;
+    tracing::info!(product_id = %product.id, "product created");
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/products/{}", product.id)))
+        .json(ProductView::from(product)))
+}
+
+/// Get a product
+///
+/// Name, description, price, currency and the units in stock.
+#[utoipa::path(
+    operation_id = "getProductInfo",
+    tag = "products",
+    params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/products/{productId}")]
+async fn get_product_info(
+    catalog: web::Data<ProductCatalog>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let product = catalog.get(ProductId::from(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// Set a product's stock (admin)
+///
+/// Sets the units on hand to `newStock` (absolute, not a delta).
+#[utoipa::path(
+    operation_id = "updateProductStock",
+    tag = "products",
+    params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
+    request_body = UpdateStock,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The product with its new stock", body = ProductView),
+        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`newStock` is missing or out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/products/{productId}/stock")]
+async fn update_product_stock(
+    _admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    id: web::Path<String>,
+    body: Json<UpdateStock>,
+) -> Result<HttpResponse, Problem> {
+    let stock = parse_stock("newStock", body.0.new_stock)?;
+    let product = catalog
+        .set_stock(ProductId::from(id.into_inner()), stock)
+        .await?;
+    tracing::info!(product_id = %product.id, stock = stock.units(), "stock set");
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// The original spec's query for one product.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ProductIdQuery {
+    /// The product's id.
+    #[param(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: String,
+}
+
+/// Get a product (original spec path)
+///
+/// The original spec's `getProductInfo`; same answers as `GET /api/v1/products/{productId}`.
+#[utoipa::path(
+    operation_id = "originalGetProductInfo",
+    tag = "original spec",
+    params(ProductIdQuery),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 400, description = "`productId` is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/getProductInfo")]
+async fn original_get_product_info(
+    catalog: web::Data<ProductCatalog>,
+    query: Query<ProductIdQuery>,
+) -> Result<HttpResponse, Problem> {
+    let product = catalog.get(ProductId::from(query.0.product_id)).await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// The original spec's stock update.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginalUpdateStock {
+    #[schema(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 80)]
+    #[serde(deserialize_with = "json_integer")]
+    pub new_stock: i64,
+}
+
+/// Set a product's stock (original spec path, admin)
+///
+/// The original spec's `updateProductStock`; same rules as `PUT /api/v1/products/{productId}/stock`.
+#[utoipa::path(
+    operation_id = "originalUpdateProductStock",
+    tag = "original spec",
+    request_body = OriginalUpdateStock,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The product with its new stock", body = ProductView),
+        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/updateProductStock")]
+async fn original_update_product_stock(
+    _admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    body: Json<OriginalUpdateStock>,
+) -> Result<HttpResponse, Problem> {
+    let OriginalUpdateStock {
+        product_id,
+        new_stock,
+    } = body.into_inner();
+    let stock = parse_stock("newStock", new_stock)?;
+    let product = catalog
+        .set_stock(ProductId::from(product_id), stock)
+        .await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}

@@ -1,0 +1,236 @@
+//! The catalog's rules, as plain values: a product can only be built from
+//! fields that passed these checks, so an invalid one never reaches storage.
+
+use chrono::NaiveDateTime;
+use shared_kernel::FieldViolation;
+use shared_kernel::money::{Currency, Money};
+
+shared_kernel::string_id!(
+    /// Names one product.
+    ProductId
+);
+
+pub const NAME_MAX_CHARS: usize = 200;
+pub const DESCRIPTION_MAX_CHARS: usize = 2000;
+/// The highest unit price, in minor units (100,000,000.00 in a two-decimal currency).
+pub const MAX_PRICE_MINOR: i64 = 10_000_000_000;
+/// The most units of one product the catalog tracks.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
+/// What a name must match: no control characters and at least one visible character.
+/// The API document states the same rule, so clients can check before sending.
+pub const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$";
+/// What a description must match: anything but NUL, which no database text column holds.
+pub const DESCRIPTION_PATTERN: &str = r"^[^\x00]*$";
+
+/// A product's name: 1 to 200 characters, no control characters, not blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().any(|c| c <= '\u{1f}' || c == '\u{7f}') {
+            return Err("must not contain control characters".into());
+        }
+        if raw.chars().all(char::is_whitespace) {
+            return Err("must not be blank".into());
+        }
+        if raw.chars().count() > NAME_MAX_CHARS {
+            return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
+        }
+        Ok(Self(raw.trim().to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A product's description: up to 2000 characters, no NUL.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.contains('\0') {
+            return Err("must not contain NUL characters".into());
+        }
+        if raw.chars().count() > DESCRIPTION_MAX_CHARS {
+            return Err(format!(
+                "must be at most {DESCRIPTION_MAX_CHARS} characters"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A unit price in minor units: 0 to [`MAX_PRICE_MINOR`].
+pub fn parse_price(minor: i64, currency: Currency) -> Result<Money, String> {
+    if (0..=MAX_PRICE_MINOR).contains(&minor) {
+        Ok(Money::new(minor, currency))
+    } else {
+        Err(format!(
+            "must be between 0 and {MAX_PRICE_MINOR} (minor units)"
+        ))
+    }
+}
+
+/// Units on hand that can still be sold: 0 to [`MAX_STOCK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stock(i64);
+
+impl Stock {
+    pub fn new(units: i64) -> Result<Self, String> {
+        if (0..=MAX_STOCK).contains(&units) {
+            Ok(Self(units))
+        } else {
+            Err(format!("must be between 0 and {MAX_STOCK}"))
+        }
+    }
+
+    pub fn units(self) -> i64 {
+        self.0
+    }
+}
+
+/// A product as the catalog knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: ProductId,
+    pub name: ProductName,
+    pub description: Description,
+    pub price: Money,
+    pub stock: Stock,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A validated request to add a product to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub name: ProductName,
+    pub description: Description,
+    pub price: Money,
+    pub stock: Stock,
+}
+
+/// The unchecked fields of a new product, as a client sent them.
+#[derive(Debug, Clone, Copy)]
+pub struct NewProductFields<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub price: i64,
+    pub currency: &'a str,
+    pub stock: i64,
+}
+
+impl NewProduct {
+    /// Checks every field and reports every violation at once.
+    pub fn parse(fields: NewProductFields<'_>) -> Result<Self, Vec<FieldViolation>> {
+        let mut errors = Vec::new();
+        let name = checked("name", ProductName::parse(fields.name), &mut errors);
+        let description = checked(
+            "description",
+            Description::parse(fields.description),
+            &mut errors,
+        );
+        let currency = checked(
+            "currency",
+            Currency::parse(fields.currency).map_err(|e| e.to_string()),
+            &mut errors,
+        );
+        let price = checked(
+            "price",
+            parse_price(fields.price, currency.unwrap_or(Currency::CNY)),
+            &mut errors,
+        );
+        let stock = checked("stock", Stock::new(fields.stock), &mut errors);
+        match (name, description, price, currency, stock) {
+            (Some(name), Some(description), Some(price), Some(_), Some(stock)) => Ok(Self {
+                name,
+                description,
+                price,
+                stock,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Keeps a valid value, or records why the field was refused.
+pub fn checked<T>(
+    field: &str,
+    result: Result<T, String>,
+    errors: &mut Vec<FieldViolation>,
+) -> Option<T> {
+    result
+        .map_err(|message| errors.push(FieldViolation::new(field, message)))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> NewProductFields<'static> {
+        NewProductFields {
+            name: "iPhone 15",
+            description: "128 GB",
+            price: 999_900,
+            currency: "CNY",
+            stock: 100,
+        }
+    }
+
+    #[test]
+    fn a_valid_product_parses() {
+        let p = NewProduct::parse(fields()).unwrap();
+        assert_eq!(p.name.as_str(), "iPhone 15");
+        assert_eq!(p.price, Money::new(999_900, Currency::CNY));
+        assert_eq!(p.stock.units(), 100);
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let errors = NewProduct::parse(NewProductFields {
+            name: "  ",
+            description: "a\0b",
+            price: -1,
+            currency: "yuan",
+            stock: -5,
+        })
+        .unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["name", "description", "currency", "price", "stock"]
+        );
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(ProductName::parse("  Pen ").unwrap().as_str(), "Pen");
+        assert!(ProductName::parse(&"x".repeat(NAME_MAX_CHARS)).is_ok());
+        assert!(ProductName::parse(&"x".repeat(NAME_MAX_CHARS + 1)).is_err());
+        assert!(
+            ProductName::parse(&"é".repeat(NAME_MAX_CHARS)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(ProductName::parse("tab\there").is_err());
+        assert!(ProductName::parse("").is_err());
+    }
+
+    #[test]
+    fn price_and_stock_bounds() {
+        assert!(parse_price(0, Currency::CNY).is_ok());
+        assert!(parse_price(MAX_PRICE_MINOR, Currency::CNY).is_ok());
+        assert!(parse_price(MAX_PRICE_MINOR + 1, Currency::CNY).is_err());
+        assert!(Stock::new(0).is_ok());
+        assert!(Stock::new(MAX_STOCK + 1).is_err());
+        assert!(Stock::new(-1).is_err());
+    }
+}

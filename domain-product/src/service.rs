@@ -1,0 +1,141 @@
+//! The catalog's use cases, behind its module facade.
+
+use shared_kernel::clock;
+use shared_kernel::db::{Db, write_transaction};
+use shared_kernel::money::{Currency, Money};
+use shared_kernel::pagination::PageRequest;
+
+use crate::error::ProductError;
+use crate::model::{Description, NewProduct, Product, ProductId, ProductName, Stock};
+use crate::repository;
+
+/// The product context's facade: everything the rest of the app may ask of the catalog.
+#[derive(Debug, Clone)]
+pub struct ProductCatalog {
+    db: Db,
+}
+
+/// One page of products.
+#[derive(Debug, Clone)]
+pub struct ProductPage {
+    pub products: Vec<Product>,
+    pub next_cursor: Option<String>,
+}
+
+impl ProductCatalog {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub async fn create(&self, new: NewProduct) -> Result<Product, ProductError> {
+        self.db
+            .run(move |conn| {
+                let id = ProductId::generate();
+                write_transaction(conn, |conn| {
+                    repository::insert(conn, &id, &new, clock::now())?;
+                    repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
+                })
+            })
+            .await
+    }
+
+    pub async fn get(&self, id: ProductId) -> Result<Product, ProductError> {
+        self.db
+            .run(move |conn| repository::find(conn, &id)?.ok_or(ProductError::NotFound(id)))
+            .await
+    }
+
+    pub async fn list(&self, page: PageRequest) -> Result<ProductPage, ProductError> {
+        self.db
+            .run(move |conn| {
+                let rows = repository::list(conn, &page)?;
+                let (products, next_cursor) = page.finish(rows, |p| p.id.as_str());
+                Ok(ProductPage {
+                    products,
+                    next_cursor,
+                })
+            })
+            .await
+    }
+
+    /// Sets the units on hand to an absolute number.
+    pub async fn set_stock(&self, id: ProductId, stock: Stock) -> Result<Product, ProductError> {
+        self.db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    if !repository::set_stock(conn, &id, stock, clock::now())? {
+                        return Err(ProductError::NotFound(id.clone()));
+                    }
+                    repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
+                })
+            })
+            .await
+    }
+
+    /// Fills an empty catalog with the demo products; returns how many were added.
+    pub async fn seed_demo(&self) -> Result<usize, ProductError> {
+        self.db
+            .run(|conn| {
+                write_transaction(conn, |conn| {
+                    if !repository::is_empty(conn)? {
+                        return Ok(0);
+                    }
+                    let demo = demo_catalog();
+                    for product in &demo {
+                        repository::insert(conn, &ProductId::generate(), product, clock::now())?;
+                    }
+                    Ok(demo.len())
+                })
+            })
+            .await
+    }
+}
+
+/// The original spec's example product and a few more. Prices are in fen:
+/// the iPhone 15 costs 9,999.00 CNY.
+fn demo_catalog() -> Vec<NewProduct> {
+    let item = |name: &str, description: &str, price: i64, stock: i64| -> Option<NewProduct> {
+        Some(NewProduct {
+            name: ProductName::parse(name).ok()?,
+            description: Description::parse(description).ok()?,
+            price: Money::new(price, Currency::CNY),
+            stock: Stock::new(stock).ok()?,
+        })
+    };
+    [
+        item("iPhone 15", "Apple iPhone 15, 128 GB, black", 999_900, 100),
+        item(
+            "AirPods Pro",
+            "Apple AirPods Pro (2nd generation) with USB-C case",
+            189_900,
+            250,
+        ),
+        item(
+            "Mechanical Keyboard",
+            "87-key hot-swappable keyboard, brown switches",
+            49_900,
+            40,
+        ),
+        item(
+            "Coffee Beans 1 kg",
+            "Yunnan arabica, medium roast",
+            12_800,
+            500,
+        ),
+        item("Notebook A5", "Dotted, 160 pages", 1_990, 1_000),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_catalog_is_valid_and_starts_with_the_spec_example() {
+        let demo = super::demo_catalog();
+        assert_eq!(demo.len(), 5, "every demo product passes validation");
+        assert_eq!(demo[0].name.as_str(), "iPhone 15");
+        assert_eq!(demo[0].stock.units(), 100);
+    }
+}

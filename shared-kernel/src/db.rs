@@ -1,0 +1,435 @@
+//! The database seam. One binary serves every backend; `DATABASE_URL`'s
+//! scheme chooses it. Repositories write ordinary diesel queries against
+//! [`AnyConnection`]; the few things that differ per backend (connecting,
+//! SQLite's pragmas and immediate transactions, migration locking) are
+//! matched on the variant here and nowhere else. Adding MySQL means adding
+//! a variant and its arms in this file, and a migrations folder.
+//!
+//! diesel is synchronous: [`Db::run`] moves every piece of database work,
+//! including taking a connection from the pool, onto the blocking thread
+//! pool, so the async executor threads never wait on the database.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+use crate::problem::Problem;
+
+/// A connection to whichever backend `DATABASE_URL` names.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// The backends one binary can talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A parsed `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH`: PATH as written after the scheme (relative or absolute).
+    Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`, handed to libpq as is.
+    Postgres(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DATABASE_URL must start with sqlite://, postgres:// or postgresql:// (got {0:?})")]
+pub struct UnsupportedDatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, UnsupportedDatabaseUrl> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(UnsupportedDatabaseUrl(url.to_owned()));
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else {
+            Err(UnsupportedDatabaseUrl(redact(url)))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The URL with any password removed, fit for a log line.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// How long SQLite waits for a lock before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// Opens connections of the right variant and prepares each one.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = AnyConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| {
+                    r2d2::Error::ConnectionError(diesel::ConnectionError::InvalidConnectionUrl(
+                        "the SQLite path is not valid UTF-8".into(),
+                    ))
+                })?;
+                let mut conn =
+                    SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                // Every pooled connection needs these; a pragma run once on one
+                // connection is not enough. The busy timeout comes first so that
+                // connections opened together wait for each other's switch to WAL.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let conn = PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+                Ok(AnyConnection::Postgres(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// Why a piece of database work did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time: the database is down or every connection is busy.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] DieselError),
+    #[error("database work panicked or was cancelled")]
+    Aborted,
+}
+
+impl DbError {
+    /// Whether the database refused a write because of a unique key.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+impl From<DbError> for Problem {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                Problem::unavailable("The database is unavailable; try again shortly.")
+            }
+            DbError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                info,
+            )) => {
+                tracing::warn!(detail = info.message(), "database connection lost");
+                Problem::unavailable("The database connection was lost; try again shortly.")
+            }
+            DbError::Query(DieselError::NotFound) => {
+                Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found")
+            }
+            other => Problem::internal(&anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 10,
+            connection_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The pool of one database, and the way to use it from async code.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens a pool (creating the SQLite file and its folder when needed) and checks one connection.
+    pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
+        let manager = ConnectionManager { url: url.clone() };
+        if let DatabaseUrl::Sqlite(path) = url {
+            create_parent_dir(path)?;
+            // Switch the file to WAL (which persists) on one connection first:
+            // connections opened together would otherwise race for the switch,
+            // and SQLite refuses the loser without waiting.
+            manager.connect()?;
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_size)
+            .connection_timeout(options.connection_timeout)
+            .test_on_check_out(false)
+            .build(manager)?;
+        Ok(Self {
+            pool,
+            backend: url.backend(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Takes a connection, blocking the current thread; for start-up and tests.
+    pub fn get_blocking(&self) -> Result<PooledConnection, DbError> {
+        self.pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Runs `work` with a pooled connection on the blocking thread pool,
+    /// inside the caller's tracing span.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        actix_web::rt::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut conn = pool
+                    .get()
+                    .map_err(|e| E::from(DbError::Unavailable(e.to_string())))?;
+                work(&mut conn)
+            })
+        })
+        .await
+        .unwrap_or_else(|_| Err(E::from(DbError::Aborted)))
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+            .await
+    }
+}
+
+fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the database folder {}: {e}", dir.display())
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `work` in a transaction that takes the write lock up front.
+///
+/// On SQLite a deferred transaction that reads and then writes can fail at
+/// once with "database is locked" when another writer got there first; an
+/// immediate one waits its turn (up to the busy timeout) before it reads.
+/// On PostgreSQL this is an ordinary transaction. Every write use case goes
+/// through here, so that its state change and the events it emits commit together.
+pub fn write_transaction<T, E, F>(conn: &mut AnyConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<DieselError>,
+{
+    match conn {
+        AnyConnection::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+            let outcome = work(conn);
+            let AnyConnection::Sqlite(inner) = conn else {
+                unreachable_variant();
+                return outcome;
+            };
+            match outcome {
+                Ok(value) => match <AnsiTransactionManager as TransactionManager<
+                    SqliteConnection,
+                >>::commit_transaction(inner)
+                {
+                    Ok(()) => Ok(value),
+                    Err(commit_error) => {
+                        let _ = <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(inner);
+                        Err(commit_error.into())
+                    }
+                },
+                Err(error) => {
+                    <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(inner)?;
+                    Err(error)
+                }
+            }
+        }
+        AnyConnection::Postgres(_) => conn.transaction(work),
+    }
+}
+
+#[cold]
+fn unreachable_variant() {
+    tracing::error!("a connection changed its backend inside a transaction");
+}
+
+/// The migrations of each backend, embedded in the binary.
+pub struct Migrations {
+    pub sqlite: EmbeddedMigrations,
+    pub postgres: EmbeddedMigrations,
+}
+
+/// A fixed key for PostgreSQL's advisory lock, so that instances starting together migrate one at a time.
+const MIGRATION_LOCK_KEY: i64 = 0x5_4f50_4d49_4752;
+
+/// Applies every pending migration; returns the versions applied.
+pub fn run_migrations(
+    conn: &mut AnyConnection,
+    migrations: Migrations,
+) -> anyhow::Result<Vec<String>> {
+    let applied = match conn {
+        AnyConnection::Sqlite(inner) => inner
+            .run_pending_migrations(migrations.sqlite)
+            .map_err(|e| anyhow::anyhow!("SQLite migration failed: {e}"))?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        AnyConnection::Postgres(inner) => {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(inner)?;
+            let outcome = inner
+                .run_pending_migrations(migrations.postgres)
+                .map(|versions| versions.iter().map(ToString::to_string).collect())
+                .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"));
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(inner)?;
+            outcome?
+        }
+    };
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_keep_the_path_as_written() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/shop.db"),
+            Ok(DatabaseUrl::Sqlite("data/shop.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/shop/shop.db"),
+            Ok(DatabaseUrl::Sqlite("/var/lib/shop/shop.db".into()))
+        );
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised_and_redacted() {
+        let url = DatabaseUrl::parse("postgres://shop:hunter2@db:5432/shop").unwrap();
+        assert_eq!(url.backend(), Backend::Postgres);
+        assert_eq!(url.redacted(), "postgres://shop:***@db:5432/shop");
+        assert!(DatabaseUrl::parse("postgresql://db/shop").is_ok());
+    }
+
+    #[test]
+    fn other_schemes_are_refused_without_leaking_passwords() {
+        let err = DatabaseUrl::parse("redis://u:secret@host/0").unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn sqlite_connections_get_wal_and_foreign_keys() {
+        let dir = std::env::temp_dir().join(format!("shop-db-test-{}", uuid::Uuid::now_v7()));
+        let url = DatabaseUrl::Sqlite(dir.join("nested/test.db"));
+        let db = Db::connect(&url, &PoolOptions::default()).unwrap();
+        let mut conn = db.get_blocking().unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            journal_mode: String,
+        }
+        let AnyConnection::Sqlite(inner) = &mut *conn else {
+            panic!("expected SQLite")
+        };
+        let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
+            .get_result(inner)
+            .unwrap();
+        assert_eq!(mode.journal_mode, "wal");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,23 @@
+//! The shared kernel of shop: the few things every bounded context agrees on.
+//!
+//! - [`money`]: integer minor units with an ISO 4217 currency, never a float.
+//! - [`problem`]: the RFC 9457 error model every HTTP error is rendered in.
+//! - [`http`]: extractors whose failures are problems too (JSON body, query, admin auth).
+//! - [`db`]: the connection type that serves SQLite and PostgreSQL from one binary.
+//! - [`pagination`]: opaque cursors and pages.
+//! - [`clock`]: timestamps as the database stores them.
+
+pub mod clock;
+pub mod db;
+pub mod http;
+pub mod id;
+pub mod money;
+pub mod pagination;
+pub mod problem;
+
+pub use problem::{FieldViolation, Problem};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use uuid::Uuid;
+}

@@ -1,0 +1,305 @@
+//! The end-to-end harness: every test gets its own fresh database (an SQLite
+//! file, or a new PostgreSQL database) and its own real `shop` server on a
+//! random loopback port, so tests run in parallel and share nothing.
+//!
+//! PostgreSQL tests run when `SHOP_TEST_POSTGRES_URL` names a server
+//! (any database on it; each test creates and drops its own). Without it they
+//! are skipped, unless `SHOP_TEST_REQUIRE_POSTGRES=1`, which makes a skip a failure (CI sets both).
+
+use std::path::PathBuf;
+
+use diesel::{Connection, RunQueryDsl, pg::PgConnection};
+use secrecy::SecretString;
+use shop::config::Settings;
+use shop::startup::{self, Application, Modules};
+
+pub use reqwest::StatusCode;
+pub use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test only.
+pub enum TestDatabase {
+    Sqlite { dir: PathBuf },
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A fresh, empty database, or `None` when PostgreSQL is not configured (the test is skipped).
+    pub fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir()
+                    .join(format!("shop-test-{}", uuid::Uuid::now_v7().simple()));
+                std::fs::create_dir_all(&dir).ok()?;
+                Some(Self::Sqlite { dir })
+            }
+            Backend::Postgres => {
+                let Some(admin_url) = std::env::var("SHOP_TEST_POSTGRES_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                else {
+                    if std::env::var("SHOP_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                        panic!(
+                            "SHOP_TEST_REQUIRE_POSTGRES=1 but SHOP_TEST_POSTGRES_URL is not set"
+                        );
+                    }
+                    eprintln!("skipped: set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests");
+                    return None;
+                };
+                let name = format!("shop_test_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
+                    panic!("cannot reach PostgreSQL at SHOP_TEST_POSTGRES_URL: {e}")
+                });
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
+                Some(Self::Postgres { admin_url, name })
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite { dir } => format!("sqlite://{}", dir.join("shop.db").display()),
+            Self::Postgres { admin_url, name } => with_database(admin_url, name),
+        }
+    }
+}
+
+/// The same server URL naming another database.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[authority_end..].find('/') {
+        Some(i) => &base[..authority_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            Self::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Self::Postgres { admin_url, name } => {
+                if let Ok(mut conn) = PgConnection::establish(admin_url) {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+/// A running app and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub modules: Modules,
+    server: actix_web::dev::ServerHandle,
+    // Dropped last: the database outlives the server that uses it.
+    _database: TestDatabase,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+impl TestApp {
+    /// Starts the app on a fresh database, or returns `None` when the backend is not available here.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        let database = TestDatabase::create(backend)?;
+        let env = [
+            ("DATABASE_URL".to_owned(), database.url()),
+            ("SHOP__SERVER__BIND".to_owned(), "127.0.0.1:0".to_owned()),
+            ("SHOP__AUTH__ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+            ("SHOP__DATABASE__POOL_SIZE".to_owned(), "8".to_owned()),
+        ];
+        let settings = Settings::load_from(None, env).expect("test settings");
+        if std::env::var("TEST_LOG").is_ok() {
+            shop::telemetry::init(settings.log.format);
+        }
+        let db = startup::open_database(&settings).await.expect("database");
+        let modules = Modules::new(db, SecretString::from(ADMIN_TOKEN));
+        let app = Application::build(&settings, modules.clone()).expect("server");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let server = app.handle();
+        tokio::spawn(app.run());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Some(Self {
+            address,
+            admin_token: ADMIN_TOKEN.to_owned(),
+            client,
+            backend,
+            modules,
+            server,
+            _database: database,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        Response::read(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// A request with the admin token and a JSON body.
+    pub async fn admin_send(&self, method: reqwest::Method, path: &str, body: &Value) -> Response {
+        let request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin_token)
+            .json(body);
+        Response::read(request.send().await.expect("request")).await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        Response::read(request.send().await.expect("request")).await
+    }
+
+    /// Creates a product through the API and returns its JSON.
+    pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> Value {
+        let body = json!({"name": name, "description": "test product", "price": price, "currency": "CNY", "stock": stock});
+        let response = self
+            .admin_send(reqwest::Method::POST, "/api/v1/products", &body)
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        response.json
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop accepting at once; the database is dropped after.
+        drop(self.server.stop(false));
+    }
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    pub json: Value,
+}
+
+impl Response {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.expect("body");
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts this is a problem+json of the given status and code.
+    pub fn assert_problem(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.body
+        );
+        assert_eq!(self.json["code"], code, "body: {}", self.body);
+        assert_eq!(self.json["status"], status.as_u16(), "body: {}", self.body);
+    }
+
+    /// The fields a validation problem names.
+    pub fn problem_fields(&self) -> Vec<String> {
+        self.json["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Declares a test body once and runs it on every backend: `mod sqlite` and `mod postgres`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_names_are_swapped_in_urls() {
+        assert_eq!(
+            super::with_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
+    }
+}
