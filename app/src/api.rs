@@ -29,6 +29,7 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
     ),
     tags(
         (name = "products", description = "The catalog and its stock"),
+        (name = "orders", description = "Orders: placement with stock reservation, cancellation, expiry"),
         (name = "original spec", description = "The original spec's literal paths, thin aliases over the REST routes"),
         (name = "operations", description = "Health checks"),
     ),
@@ -61,8 +62,13 @@ where
         >,
 {
     app.openapi(ApiDoc::openapi())
-        .service(scope::scope("/api/v1").configure(domain_product::http::configure_api))
+        .service(
+            scope::scope("/api/v1")
+                .configure(domain_product::http::configure_api)
+                .configure(domain_order::http::configure_api),
+        )
         .configure(domain_product::http::configure_original_spec)
+        .configure(domain_order::http::configure_original_spec)
         .configure(configure_health)
 }
 

@@ -12,7 +12,31 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    pub order: OrderSettings,
+    pub worker: WorkerSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderSettings {
+    /// Unpaid orders expire after this many seconds (`SHOP__ORDER__PAYMENT_TIMEOUT_SECS`).
+    pub payment_timeout_secs: u64,
+    /// How often the expiry sweep runs, in milliseconds (`SHOP__ORDER__EXPIRY_SWEEP_MS`).
+    pub expiry_sweep_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Whether this instance runs the background work: event delivery, the
+    /// expiry sweep, the release of abandoned reservations
+    /// (`SHOP__WORKER__ENABLED`). Any number of instances may run it at once.
+    pub enabled: bool,
+    /// How often the event dispatcher looks for work nobody woke it for, in
+    /// milliseconds (`SHOP__WORKER__POLL_MS`): events of other instances, retries.
+    pub poll_ms: u64,
+    /// A stock reservation whose order never arrived is released this many
+    /// seconds after its hold ended (`SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS`).
+    pub abandoned_reservation_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +88,15 @@ pool_size = 10
 
 [auth]
 
+[order]
+payment_timeout_secs = 900
+expiry_sweep_ms = 1000
+
+[worker]
+enabled = true
+poll_ms = 500
+abandoned_reservation_grace_secs = 600
+
 [log]
 format = "pretty"
 "#;
@@ -104,6 +137,14 @@ impl Settings {
         if settings.database.pool_size == 0 {
             anyhow::bail!("database.pool_size must be at least 1");
         }
+        if settings.order.payment_timeout_secs == 0
+            || settings.order.expiry_sweep_ms == 0
+            || settings.worker.poll_ms == 0
+        {
+            anyhow::bail!(
+                "order.payment_timeout_secs, order.expiry_sweep_ms and worker.poll_ms must be at least 1"
+            );
+        }
         Ok(settings)
     }
 }
@@ -126,6 +167,8 @@ mod tests {
         assert_eq!(s.server.bind, "127.0.0.1:8080");
         assert_eq!(s.database.url, "sqlite://data/shop.db");
         assert!(s.auth.admin_token.is_none());
+        assert_eq!(s.order.payment_timeout_secs, 900);
+        assert!(s.worker.enabled);
         assert_eq!(s.log.format, LogFormat::Pretty);
     }
 
@@ -138,6 +181,8 @@ mod tests {
                 ("SHOP__AUTH__ADMIN_TOKEN", "12345"),
                 ("SHOP__LOG__FORMAT", "json"),
                 ("SHOP__DATABASE__POOL_SIZE", "4"),
+                ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "60"),
+                ("SHOP__WORKER__ENABLED", "false"),
                 ("DATABASE_URL", "postgres://localhost/shop"),
             ]),
         )
@@ -146,6 +191,8 @@ mod tests {
         assert_eq!(s.auth.admin_token.unwrap().expose_secret(), "12345");
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.database.pool_size, 4);
+        assert_eq!(s.order.payment_timeout_secs, 60);
+        assert!(!s.worker.enabled);
         assert_eq!(s.database.url, "postgres://localhost/shop");
     }
 

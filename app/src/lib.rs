@@ -7,5 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod startup;
 pub mod telemetry;
+pub mod workers;
 
 pub use startup::{Application, migrations};

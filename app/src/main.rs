@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let db = startup::open_database(&settings).await?;
     let (token, generated) = startup::admin_token(&settings);
-    let modules = Modules::new(db, token.clone());
+    let modules = Modules::new(db, &settings, token.clone());
     if demo {
         let added = modules.catalog.seed_demo().await?;
         tracing::info!(added, "demo catalog seeded");

@@ -1,21 +1,27 @@
 //! Wiring: the one place that builds every module and mounts it on one server.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, ErrorHandlers};
 use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use domain_order::OrderService;
+use domain_product::{ProductCatalog, ProductInventory, StockReservations};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
 use shared_kernel::http::AdminToken;
+use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, RouteTable};
 use crate::config::Settings;
+use crate::workers::Workers;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -65,14 +71,42 @@ fn random_token() -> String {
 #[derive(Clone)]
 pub struct Modules {
     pub db: Db,
-    pub catalog: domain_product::ProductCatalog,
+    pub catalog: ProductCatalog,
+    pub inventory: ProductInventory,
+    pub orders: OrderService,
+    pub outbox: Outbox,
+    pub dispatcher: Dispatcher,
     pub admin_token: AdminToken,
 }
 
 impl Modules {
-    pub fn new(db: Db, admin_token: SecretString) -> Self {
+    /// Wires the contexts: the order context reserves stock through the
+    /// product context's `Inventory`, and every subscriber is registered on the event bus.
+    pub fn new(db: Db, settings: &Settings, admin_token: SecretString) -> Self {
+        let dispatch = DispatchOptions {
+            poll_interval: Duration::from_millis(settings.worker.poll_ms),
+            ..Default::default()
+        };
+        let (outbox, dispatcher) = EventBusBuilder::default()
+            .subscribe(
+                StockReservations::NAME,
+                StockReservations::EVENTS,
+                Arc::new(StockReservations),
+            )
+            .build(db.clone(), dispatch);
+        let inventory = ProductInventory::new(db.clone());
+        let orders = OrderService::new(
+            db.clone(),
+            outbox.clone(),
+            Arc::new(inventory.clone()),
+            Duration::from_secs(settings.order.payment_timeout_secs),
+        );
         Self {
-            catalog: domain_product::ProductCatalog::new(db.clone()),
+            catalog: ProductCatalog::new(db.clone()),
+            inventory,
+            orders,
+            outbox,
+            dispatcher,
             db,
             admin_token: AdminToken::new(admin_token),
         }
@@ -83,6 +117,7 @@ impl Modules {
 pub struct Application {
     port: u16,
     server: Server,
+    workers: Option<Workers>,
     pub modules: Modules,
 }
 
@@ -100,6 +135,7 @@ impl Application {
             let (app, _) = api::mount(App::new().into_utoipa_app()).split_for_parts();
             app.app_data(web::Data::new(state.db.clone()))
                 .app_data(web::Data::new(state.catalog.clone()))
+                .app_data(web::Data::new(state.orders.clone()))
                 .app_data(web::Data::new(state.admin_token.clone()))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(routes.clone())
@@ -122,9 +158,14 @@ impl Application {
         })
         .listen(listener)?
         .run();
+        let workers = settings
+            .worker
+            .enabled
+            .then(|| Workers::start(&modules, settings));
         Ok(Self {
             port,
             server,
+            workers,
             modules,
         })
     }
@@ -133,9 +174,14 @@ impl Application {
         self.port
     }
 
-    /// Serves until the server is stopped (SIGTERM or Ctrl-C stops it gracefully).
+    /// Serves until the server is stopped (SIGTERM or Ctrl-C stops it
+    /// gracefully), then stops the background work.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(workers) = self.workers {
+            workers.stop().await;
+        }
+        served
     }
 
     /// A handle that can stop the server.

@@ -1,5 +1,19 @@
 //! The order context: an order's lifecycle from placement to payment or
-//! cancellation. So far it holds the pure rules ([`model`]); persistence,
-//! use cases and routes arrive with the orders issue.
+//! cancellation.
+//!
+//! Rooms: [`model`] holds the pure rules (the status state machine, request
+//! validation, pricing); [`service`] the use cases behind the facade
+//! [`OrderService`]; `repository` the diesel adapter; [`http`] the actix
+//! adapter. Stock is reserved through the shared kernel's `Inventory` port;
+//! every state change publishes its event through the outbox in the same
+//! transaction.
 
+pub mod error;
+pub mod http;
 pub mod model;
+mod repository;
+mod schema;
+pub mod service;
+
+pub use error::OrderError;
+pub use service::OrderService;

@@ -1,7 +1,11 @@
-//! The order lifecycle as a state machine. Every status change goes through
+//! Orders as plain values: the lifecycle state machine, the validated
+//! request, pricing. The lifecycle is a state machine. Every status change goes through
 //! [`OrderStatus::transition`], the one place that knows which are legal.
 
+use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
+use shared_kernel::FieldViolation;
+use shared_kernel::money::{Currency, Money, MoneyError};
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,6 +56,19 @@ impl OrderStatus {
             Self::PendingPayment => "pending_payment",
             Self::Paid => "paid",
             Self::Cancelled(_) => "cancelled",
+        }
+    }
+
+    /// The status from its stored columns (`status`, `cancel_reason`).
+    pub fn from_stored(status: &str, reason: Option<&str>) -> Option<Self> {
+        match (status, reason) {
+            ("pending_payment", None) => Some(Self::PendingPayment),
+            ("paid", None) => Some(Self::Paid),
+            ("cancelled", Some("expired")) => Some(Self::Cancelled(CancelReason::Expired)),
+            ("cancelled", Some("cancelled_by_user")) => {
+                Some(Self::Cancelled(CancelReason::CancelledByUser))
+            }
+            _ => None,
         }
     }
 
@@ -110,6 +127,25 @@ mod tests {
     }
 
     #[test]
+    fn statuses_round_trip_through_storage() {
+        let all = [
+            OrderStatus::PendingPayment,
+            OrderStatus::Paid,
+            OrderStatus::Cancelled(CancelReason::Expired),
+            OrderStatus::Cancelled(CancelReason::CancelledByUser),
+        ];
+        for status in all {
+            let reason = status.cancel_reason().map(CancelReason::as_str);
+            assert_eq!(
+                OrderStatus::from_stored(status.as_str(), reason),
+                Some(status)
+            );
+        }
+        assert_eq!(OrderStatus::from_stored("cancelled", None), None);
+        assert_eq!(OrderStatus::from_stored("paid", Some("expired")), None);
+    }
+
+    #[test]
     fn statuses_have_their_contract_names() {
         assert_eq!(OrderStatus::PendingPayment.as_str(), "pending_payment");
         assert_eq!(
@@ -122,5 +158,288 @@ mod tests {
                 .map(CancelReason::as_str),
             Some("cancelled_by_user")
         );
+    }
+}
+
+shared_kernel::string_id!(
+    /// Names one order (and the stock reservation made for it).
+    OrderId
+);
+
+/// The most units of one product in one order line.
+pub const MAX_QUANTITY: i64 = 1000;
+/// The most lines in one order.
+pub const MAX_LINES: usize = 50;
+/// What a user id must match (ids come from the caller's identity system).
+pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$";
+
+/// The customer an order belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut chars = raw.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.:@-".contains(c));
+        if first_ok && rest_ok && raw.len() <= 64 {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be 1 to 64 letters, digits or _.:@- and start with a letter or digit".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One line of an order request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestedLine {
+    pub product_id: String,
+    pub quantity: i64,
+}
+
+/// A validated request to place an order. Its JSON form is canonical: it is
+/// what an `Idempotency-Key` is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaceOrder {
+    pub user_id: UserId,
+    pub items: Vec<RequestedLine>,
+}
+
+/// An unchecked line, as the client sent it.
+#[derive(Debug, Clone)]
+pub struct LineFields {
+    pub product_id: String,
+    pub quantity: i64,
+}
+
+impl PlaceOrder {
+    /// Checks the request's shape: a valid user, 1 to 50 lines, quantities 1 to 1000.
+    pub fn parse(user_id: &str, items: Vec<LineFields>) -> Result<Self, Vec<FieldViolation>> {
+        let mut errors = Vec::new();
+        let user_id = UserId::parse(user_id)
+            .map_err(|m| errors.push(FieldViolation::new("userId", m)))
+            .ok();
+        if items.is_empty() {
+            errors.push(FieldViolation::new("items", "must hold at least one line"));
+        } else if items.len() > MAX_LINES {
+            errors.push(FieldViolation::new(
+                "items",
+                format!("must hold at most {MAX_LINES} lines"),
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+                errors.push(FieldViolation::new(
+                    format!("items[{i}].quantity"),
+                    format!("must be between 1 and {MAX_QUANTITY}"),
+                ));
+            }
+            if item.product_id.is_empty() {
+                errors.push(FieldViolation::new(
+                    format!("items[{i}].productId"),
+                    "must not be empty",
+                ));
+            }
+        }
+        match user_id {
+            Some(user_id) if errors.is_empty() => Ok(Self {
+                user_id,
+                items: items
+                    .into_iter()
+                    .map(|l| RequestedLine {
+                        product_id: l.product_id,
+                        quantity: l.quantity,
+                    })
+                    .collect(),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Lines naming a product an earlier line already names.
+    pub fn duplicate_lines(&self) -> Vec<FieldViolation> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter(|(i, line)| {
+                self.items[..*i]
+                    .iter()
+                    .any(|earlier| earlier.product_id == line.product_id)
+            })
+            .map(|(i, _)| {
+                FieldViolation::new(
+                    format!("items[{i}].productId"),
+                    "lists a product an earlier line already lists",
+                )
+            })
+            .collect()
+    }
+
+    /// The request in canonical JSON.
+    pub fn canonical(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The field that names `product_id` in this request.
+    pub fn field_of(&self, product_id: &str) -> String {
+        match self.items.iter().position(|l| l.product_id == product_id) {
+            Some(i) => format!("items[{i}].productId"),
+            None => "items".to_owned(),
+        }
+    }
+}
+
+/// One line of an order, with the unit price it was bought at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub quantity: i64,
+    pub unit_price: Money,
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub user_id: String,
+    pub lines: Vec<OrderLine>,
+    pub amount: Money,
+    pub status: OrderStatus,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub paid_at: Option<NaiveDateTime>,
+    pub cancelled_at: Option<NaiveDateTime>,
+    pub payment_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PricingError {
+    #[error("an order is paid in one currency; its products are priced in {0} and {1}")]
+    MixedCurrencies(Currency, Currency),
+    #[error("the order's amount is too large")]
+    Overflow,
+    #[error("an order needs at least one line")]
+    Empty,
+}
+
+/// The amount of an order: the sum of its lines, all in one currency.
+pub fn total(lines: &[OrderLine]) -> Result<Money, PricingError> {
+    let first = lines.first().ok_or(PricingError::Empty)?;
+    lines
+        .iter()
+        .try_fold(Money::new(0, first.unit_price.currency()), |sum, line| {
+            let subtotal = line
+                .unit_price
+                .checked_mul(line.quantity)
+                .map_err(|_| PricingError::Overflow)?;
+            sum.checked_add(subtotal).map_err(|e| match e {
+                MoneyError::CurrencyMismatch(a, b) => PricingError::MixedCurrencies(a, b),
+                MoneyError::Overflow => PricingError::Overflow,
+            })
+        })
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    fn line(product_id: &str, quantity: i64) -> LineFields {
+        LineFields {
+            product_id: product_id.into(),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn a_valid_request_parses_and_has_a_canonical_form() {
+        let request = PlaceOrder::parse("user-1", vec![line("p1", 2), line("p2", 1)]).unwrap();
+        assert_eq!(
+            request.canonical(),
+            r#"{"userId":"user-1","items":[{"productId":"p1","quantity":2},{"productId":"p2","quantity":1}]}"#
+        );
+        assert!(request.duplicate_lines().is_empty());
+    }
+
+    #[test]
+    fn shape_violations_are_all_named() {
+        let errors = PlaceOrder::parse("", vec![line("p1", 0), line("", 1001)]).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "userId",
+                "items[0].quantity",
+                "items[1].quantity",
+                "items[1].productId"
+            ]
+        );
+        let errors = PlaceOrder::parse("u", vec![]).unwrap_err();
+        assert_eq!(errors[0].field, "items");
+        let many = (0..=MAX_LINES).map(|i| line(&format!("p{i}"), 1)).collect();
+        assert_eq!(PlaceOrder::parse("u", many).unwrap_err()[0].field, "items");
+    }
+
+    #[test]
+    fn duplicate_products_are_found() {
+        let request =
+            PlaceOrder::parse("u", vec![line("a", 1), line("b", 1), line("a", 2)]).unwrap();
+        let dups = request.duplicate_lines();
+        assert_eq!(dups.len(), 1);
+        assert_eq!(dups[0].field, "items[2].productId");
+    }
+
+    #[test]
+    fn user_ids_are_bounded() {
+        assert!(UserId::parse("alice@example.com").is_ok());
+        assert!(UserId::parse(&"a".repeat(64)).is_ok());
+        assert!(UserId::parse(&"a".repeat(65)).is_err());
+        assert!(UserId::parse("-lead").is_err());
+        assert!(UserId::parse("with space").is_err());
+    }
+
+    #[test]
+    fn totals_are_exact_and_single_currency() {
+        let cny = |minor| Money::new(minor, Currency::CNY);
+        let lines = vec![
+            OrderLine {
+                product_id: "a".into(),
+                quantity: 3,
+                unit_price: cny(999),
+            },
+            OrderLine {
+                product_id: "b".into(),
+                quantity: 1,
+                unit_price: cny(1),
+            },
+        ];
+        assert_eq!(total(&lines), Ok(cny(2998)));
+        let usd = Currency::parse("USD").unwrap();
+        let mixed = vec![
+            lines[0].clone(),
+            OrderLine {
+                product_id: "c".into(),
+                quantity: 1,
+                unit_price: Money::new(5, usd),
+            },
+        ];
+        assert_eq!(
+            total(&mixed),
+            Err(PricingError::MixedCurrencies(Currency::CNY, usd))
+        );
+        assert_eq!(total(&[]), Err(PricingError::Empty));
+        let huge = vec![OrderLine {
+            product_id: "a".into(),
+            quantity: 2,
+            unit_price: cny(i64::MAX),
+        }];
+        assert_eq!(total(&huge), Err(PricingError::Overflow));
     }
 }

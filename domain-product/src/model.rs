@@ -234,3 +234,75 @@ mod tests {
         assert!(Stock::new(-1).is_err());
     }
 }
+
+/// Where a stock reservation stands. The stock of a held or confirmed
+/// reservation is set aside; a sold one is gone; a released one came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    /// Reserved for an order that may not exist yet (its `OrderPlaced` has not arrived).
+    Held,
+    /// The order exists.
+    Confirmed,
+    /// The order was paid.
+    Sold,
+    /// The order was cancelled or never placed; the stock went back.
+    Released,
+}
+
+impl ReservationStatus {
+    pub const ALL: [ReservationStatus; 4] =
+        [Self::Held, Self::Confirmed, Self::Sold, Self::Released];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Confirmed => "confirmed",
+            Self::Sold => "sold",
+            Self::Released => "released",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// The statuses each reaction moves a reservation from (to its target).
+    /// Anything else is a no-op: the reaction already happened, or cannot.
+    pub fn sources(target: ReservationStatus) -> &'static [ReservationStatus] {
+        match target {
+            Self::Held => &[],
+            Self::Confirmed => &[Self::Held],
+            Self::Sold => &[Self::Held, Self::Confirmed],
+            Self::Released => &[Self::Held, Self::Confirmed],
+        }
+    }
+
+    /// Whether this reservation's units are set aside from stock.
+    pub fn holds_stock(self) -> bool {
+        matches!(self, Self::Held | Self::Confirmed)
+    }
+}
+
+#[cfg(test)]
+mod reservation_tests {
+    use super::ReservationStatus as S;
+
+    #[test]
+    fn only_held_or_confirmed_stock_can_be_sold_or_released() {
+        for target in [S::Sold, S::Released] {
+            assert_eq!(S::sources(target), &[S::Held, S::Confirmed]);
+        }
+        assert_eq!(S::sources(S::Confirmed), &[S::Held]);
+        assert!(S::sources(S::Held).is_empty(), "nothing goes back to held");
+        assert!(S::Held.holds_stock() && S::Confirmed.holds_stock());
+        assert!(!S::Sold.holds_stock() && !S::Released.holds_stock());
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in S::ALL {
+            assert_eq!(S::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(S::parse("lost"), None);
+    }
+}

@@ -10,3 +10,31 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    stock_reservations (id) {
+        id -> Text,
+        status -> Text,
+        hold_until -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    stock_reservation_lines (reservation_id, product_id) {
+        reservation_id -> Text,
+        product_id -> Text,
+        quantity -> BigInt,
+        unit_price_minor -> BigInt,
+        currency -> Text,
+    }
+}
+
+diesel::joinable!(stock_reservation_lines -> stock_reservations (reservation_id));
+diesel::joinable!(stock_reservation_lines -> products (product_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    products,
+    stock_reservations,
+    stock_reservation_lines
+);

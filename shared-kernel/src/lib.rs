@@ -9,10 +9,13 @@
 
 pub mod clock;
 pub mod db;
+pub mod events;
 pub mod http;
 pub mod id;
 pub mod money;
+pub mod outbox;
 pub mod pagination;
+pub mod ports;
 pub mod problem;
 
 pub use problem::{FieldViolation, Problem};

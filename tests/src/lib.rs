@@ -134,7 +134,7 @@ impl TestApp {
             shop::telemetry::init(settings.log.format);
         }
         let db = startup::open_database(&settings).await.expect("database");
-        let modules = Modules::new(db, SecretString::from(ADMIN_TOKEN));
+        let modules = Modules::new(db, &settings, SecretString::from(ADMIN_TOKEN));
         let app = Application::build(&settings, modules.clone()).expect("server");
         let address = format!("http://127.0.0.1:{}", app.port());
         let server = app.handle();

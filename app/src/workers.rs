@@ -1,0 +1,102 @@
+//! Background work: event delivery, the order expiry sweep, and the release
+//! of reservations whose order never arrived. Every piece is safe to run on
+//! several instances at once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::startup::Modules;
+
+/// The running background tasks.
+pub struct Workers {
+    stop: CancellationToken,
+    supervisor: JoinHandle<()>,
+}
+
+impl Workers {
+    /// Starts the dispatcher; once it has delivered the backlog left by a
+    /// previous run, starts the sweeps (so that they judge reservations and
+    /// orders only after every pending event about them was applied).
+    pub fn start(modules: &Modules, settings: &Settings) -> Self {
+        let stop = CancellationToken::new();
+        let dispatcher = modules.dispatcher.clone();
+        let orders = modules.orders.clone();
+        let inventory = modules.inventory.clone();
+        let sweep_every = Duration::from_millis(settings.order.expiry_sweep_ms);
+        let grace = Duration::from_secs(settings.worker.abandoned_reservation_grace_secs);
+        let token = stop.clone();
+        let supervisor = tokio::spawn(async move {
+            match dispatcher.drain().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deliveries = n, "delivered the events left pending"),
+                Err(error) => tracing::warn!(%error, "could not deliver the pending events yet"),
+            }
+            let tasks = [
+                tokio::spawn(dispatcher.run(token.clone())),
+                tokio::spawn(every(
+                    "order expiry",
+                    sweep_every,
+                    token.clone(),
+                    move || {
+                        let orders = orders.clone();
+                        async move {
+                            orders
+                                .expire_due()
+                                .await
+                                .map(drop)
+                                .map_err(|e| e.to_string())
+                        }
+                    },
+                )),
+                tokio::spawn(every(
+                    "abandoned reservations",
+                    Duration::from_secs(60),
+                    token.clone(),
+                    move || {
+                        let inventory = inventory.clone();
+                        async move {
+                            inventory
+                                .release_abandoned(grace)
+                                .await
+                                .map(drop)
+                                .map_err(|e| e.to_string())
+                        }
+                    },
+                )),
+            ];
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+        Self { stop, supervisor }
+    }
+
+    /// Stops every task; work in progress (an event being handled, a sweep) completes first.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.supervisor.await;
+    }
+}
+
+/// Runs `job` every `interval` until `stop` is cancelled.
+async fn every<F, Fut>(name: &'static str, interval: Duration, stop: CancellationToken, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        if let Err(error) = job().await {
+            tracing::warn!(job = name, %error, "background job failed; it runs again at its next tick");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+use actix_web::http::StatusCode;
+use shared_kernel::db::DbError;
+use shared_kernel::ports::{PortError, Shortage};
+use shared_kernel::{FieldViolation, Problem};
+
+use crate::model::{OrderId, OrderStatus};
+
+/// What can go wrong in the order context's use cases.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("no order {0}")]
+    NotFound(OrderId),
+    #[error("invalid order request")]
+    Invalid(Vec<FieldViolation>),
+    #[error("unknown products")]
+    UnknownProducts(Vec<FieldViolation>),
+    #[error("the products are priced in different currencies")]
+    MixedCurrencies(Vec<FieldViolation>),
+    #[error("not enough stock")]
+    InsufficientStock(Vec<(String, Shortage)>),
+    #[error("the order is {0:?} and can no longer be cancelled")]
+    NotCancellable(OrderStatus),
+    #[error("the idempotency key was used with another request")]
+    KeyReused,
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for OrderError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(error))
+    }
+}
+
+/// The one place where order errors become HTTP problems.
+impl From<OrderError> for Problem {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::NotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "order_not_found", "Order not found")
+                    .with_detail(format!("No order has the id {id:?}."))
+            }
+            OrderError::Invalid(errors) => Problem::validation(errors),
+            OrderError::UnknownProducts(errors) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "product_not_found",
+                "Product not found",
+            )
+            .with_detail("An order line names a product that does not exist.")
+            .with_errors(errors),
+            OrderError::MixedCurrencies(errors) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_mismatch",
+                "Currency mismatch",
+            )
+            .with_detail("An order is paid in one currency; these products are priced in several.")
+            .with_errors(errors),
+            OrderError::InsufficientStock(shortages) => {
+                let detail = shortages
+                    .iter()
+                    .map(|(_, s)| {
+                        format!(
+                            "product {} has {} in stock, {} requested",
+                            s.product_id, s.available, s.requested
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let errors = shortages
+                    .into_iter()
+                    .map(|(field, s)| {
+                        FieldViolation::new(
+                            field,
+                            format!("only {} of product {} in stock", s.available, s.product_id),
+                        )
+                    })
+                    .collect();
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "insufficient_stock",
+                    "Insufficient stock",
+                )
+                .with_detail(format!("Not enough stock: {detail}."))
+                .with_errors(errors)
+            }
+            OrderError::NotCancellable(status) => Problem::new(
+                StatusCode::CONFLICT,
+                "order_not_cancellable",
+                "Order cannot be cancelled",
+            )
+            .with_detail(format!(
+                "The order is {}; only an order pending payment can be cancelled.",
+                status.as_str()
+            )),
+            OrderError::KeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+            )
+            .with_detail("This Idempotency-Key was already used with a different request body."),
+            OrderError::Port(PortError::Unavailable(detail)) => {
+                Problem::from(DbError::Unavailable(detail))
+            }
+            OrderError::Port(PortError::Unexpected(error)) => Problem::internal(&error),
+            OrderError::Db(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! The order context's HTTP adapter.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared_kernel::http::{Json, Query, invalid_query, json_integer};
+use shared_kernel::pagination::{PageQuery, PageRequest};
+use shared_kernel::{FieldViolation, Problem, clock};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::OrderService;
+use crate::error::OrderError;
+use crate::model::{CancelReason, LineFields, Order, OrderId, OrderStatus, PlaceOrder, UserId};
+use crate::service::Placed;
+
+/// Mounts the REST routes (under the app's `/api/v1` scope).
+pub fn configure_api(cfg: &mut ServiceConfig) {
+    cfg.service(list_orders)
+        .service(create_order)
+        .service(get_order_info)
+        .service(cancel_order);
+}
+
+/// Mounts the original spec's literal paths.
+pub fn configure_original_spec(cfg: &mut ServiceConfig) {
+    cfg.service(original_create_order)
+        .service(original_get_order_info);
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatusView {
+    PendingPayment,
+    Paid,
+    Cancelled,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReasonView {
+    Expired,
+    CancelledByUser,
+}
+
+impl From<OrderStatus> for OrderStatusView {
+    fn from(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::PendingPayment => Self::PendingPayment,
+            OrderStatus::Paid => Self::Paid,
+            OrderStatus::Cancelled(_) => Self::Cancelled,
+        }
+    }
+}
+
+impl From<CancelReason> for CancelReasonView {
+    fn from(reason: CancelReason) -> Self {
+        match reason {
+            CancelReason::Expired => Self::Expired,
+            CancelReason::CancelledByUser => Self::CancelledByUser,
+        }
+    }
+}
+
+/// One line of an order.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItemView {
+    #[schema(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: String,
+    #[schema(minimum = 1, maximum = 1000, example = 1)]
+    pub quantity: i64,
+    /// The unit price when the order was placed, in minor units of the order's currency.
+    #[schema(minimum = 0, example = 999_900)]
+    pub unit_price: i64,
+}
+
+/// An order.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    #[schema(example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")]
+    pub order_id: String,
+    #[schema(example = "user-42")]
+    pub user_id: String,
+    pub items: Vec<OrderItemView>,
+    /// The total, in minor units of `currency`.
+    #[schema(minimum = 0, example = 999_900)]
+    pub amount: i64,
+    #[schema(example = "CNY", pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+    pub status: OrderStatusView,
+    /// Set when `status` is `cancelled`.
+    pub cancel_reason: Option<CancelReasonView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Unpaid orders are cancelled (reason `expired`) within seconds after this instant.
+    pub expires_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl From<Order> for OrderView {
+    fn from(order: Order) -> Self {
+        Self {
+            order_id: order.id.into_string(),
+            user_id: order.user_id,
+            items: order
+                .lines
+                .into_iter()
+                .map(|l| OrderItemView {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                    unit_price: l.unit_price.minor(),
+                })
+                .collect(),
+            amount: order.amount.minor(),
+            currency: order.amount.currency().to_string(),
+            status: order.status.into(),
+            cancel_reason: order.status.cancel_reason().map(Into::into),
+            created_at: clock::to_utc(order.created_at),
+            updated_at: clock::to_utc(order.updated_at),
+            expires_at: clock::to_utc(order.expires_at),
+            paid_at: order.paid_at.map(clock::to_utc),
+            cancelled_at: order.cancelled_at.map(clock::to_utc),
+        }
+    }
+}
+
+/// One page of a user's orders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderList {
+    pub items: Vec<OrderView>,
+    /// Pass as `cursor` to read the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One line of a new order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrderItem {
+    #[schema(min_length = 1, example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: String,
+    /// Units of this product (1 to 1000).
+    #[serde(deserialize_with = "json_integer")]
+    #[schema(minimum = 1, maximum = 1000, example = 1)]
+    pub quantity: i64,
+}
+
+/// A new order. Each product may appear on one line only.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrder {
+    /// The customer: 1 to 64 letters, digits or `_.:@-`, starting with a letter or digit.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$", example = "user-42")]
+    pub user_id: String,
+    #[schema(min_items = 1, max_items = 50)]
+    pub items: Vec<CreateOrderItem>,
+}
+
+impl CreateOrder {
+    fn into_domain(self) -> Result<PlaceOrder, OrderError> {
+        let lines = self
+            .items
+            .into_iter()
+            .map(|i| LineFields {
+                product_id: i.product_id,
+                quantity: i.quantity,
+            })
+            .collect();
+        PlaceOrder::parse(&self.user_id, lines).map_err(OrderError::Invalid)
+    }
+}
+
+/// The optional `Idempotency-Key` header of `createOrder`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// Makes retries safe: a retry with the same key and body returns the
+    /// first response (with `Idempotent-Replayed: true`) and creates nothing;
+    /// the same key with another body is refused (422). 1 to 255 visible ASCII characters, per user.
+    #[serde(rename = "Idempotency-Key")]
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[\\x21-\\x7e]{1,255}$",
+        example = "9f1c2e7a-checkout-1"
+    )]
+    pub idempotency_key: Option<String>,
+}
+
+/// The `Idempotency-Key` header, when sent; 400 when it is malformed.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Invalid Idempotency-Key",
+        )
+        .with_detail("Idempotency-Key must be 1 to 255 visible ASCII characters.")
+        .with_errors(vec![FieldViolation::new(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )])),
+    }
+}
+
+fn created(placed: Placed, body: impl Serialize) -> HttpResponse {
+    let mut response = HttpResponse::Created();
+    response.insert_header((
+        header::LOCATION,
+        format!("/api/v1/orders/{}", placed.order.id),
+    ));
+    if placed.replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.json(body)
+}
+
+/// Place an order
+///
+/// Reserves the stock of every line (all or nothing), snapshots the unit
+/// prices and computes the amount. The order waits for payment until
+/// `expiresAt`; after that it is cancelled and its stock released.
+#[utoipa::path(
+    operation_id = "createOrder",
+    tag = "orders",
+    params(IdempotencyKeyHeader),
+    request_body = CreateOrder,
+    responses(
+        (status = 201, description = "The order was placed (or, for a retried Idempotency-Key, the order it placed)", body = OrderView,
+            headers(("Location" = String, description = "The order's URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this answers a retry"))),
+        (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A line names a product that does not exist (`product_not_found`; `errors` names the line)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock (`insufficient_stock`; `errors` names the line and product); nothing was reserved", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, a product is listed twice (`validation_failed`), the products have different currencies (`currency_mismatch`), or the Idempotency-Key was used with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders")]
+async fn create_order(
+    req: HttpRequest,
+    orders: web::Data<OrderService>,
+    body: Json<CreateOrder>,
+) -> Result<HttpResponse, Problem> {
+    let key = idempotency_key(&req)?;
+    let placed = orders.place(body.into_inner().into_domain()?, key).await?;
+    let view = OrderView::from(placed.order.clone());
+    Ok(created(placed, view))
+}
+
+/// Get an order
+#[utoipa::path(
+    operation_id = "getOrderInfo",
+    tag = "orders",
+    params(("orderId" = String, Path, description = "The order's id", example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders/{orderId}")]
+async fn get_order_info(
+    orders: web::Data<OrderService>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let order = orders.get(OrderId::from(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(order)))
+}
+
+/// The query of `listOrders`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListOrdersQuery {
+    /// Whose orders.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$", example = "user-42")]
+    pub user_id: String,
+    /// How many orders to return (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100, example = 20)]
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page; omit it for the first page.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[0-9A-Za-z_-]{1,64}$",
+        example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f"
+    )]
+    pub cursor: Option<String>,
+}
+
+/// List a user's orders
+///
+/// Oldest first, a page at a time.
+#[utoipa::path(
+    operation_id = "listOrders",
+    tag = "orders",
+    params(ListOrdersQuery),
+    responses(
+        (status = 200, description = "A page of the user's orders", body = OrderList),
+        (status = 400, description = "`userId` is missing or invalid, or `limit` or `cursor` is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders")]
+async fn list_orders(
+    orders: web::Data<OrderService>,
+    query: Query<ListOrdersQuery>,
+) -> Result<HttpResponse, Problem> {
+    let ListOrdersQuery {
+        user_id,
+        limit,
+        cursor,
+    } = query.0;
+    let user = UserId::parse(&user_id)
+        .map_err(|m| invalid_query(vec![FieldViolation::new("userId", m)]))?;
+    let page = PageRequest::try_from(PageQuery { limit, cursor })?;
+    let page = orders.list(user.as_str().to_owned(), page).await?;
+    Ok(HttpResponse::Ok().json(OrderList {
+        items: page.orders.into_iter().map(OrderView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Cancel an order
+///
+/// Only while it is pending payment; its stock is released.
+#[utoipa::path(
+    operation_id = "cancelOrder",
+    tag = "orders",
+    params(("orderId" = String, Path, description = "The order's id", example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is paid or already cancelled (`order_not_cancellable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{orderId}/cancel")]
+async fn cancel_order(
+    orders: web::Data<OrderService>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let order = orders.cancel(OrderId::from(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(order)))
+}
+
+/// An order in the original spec's words: `orderAmount` and `orderStatus` besides the order's fields.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginalOrderView {
+    /// The same as `amount`.
+    #[schema(minimum = 0, example = 999_900)]
+    pub order_amount: i64,
+    /// The same as `status`.
+    pub order_status: OrderStatusView,
+    #[serde(flatten)]
+    pub order: OrderView,
+}
+
+impl From<Order> for OriginalOrderView {
+    fn from(order: Order) -> Self {
+        let order = OrderView::from(order);
+        Self {
+            order_amount: order.amount,
+            order_status: order.status,
+            order,
+        }
+    }
+}
+
+/// The original spec's order: one product line.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginalCreateOrder {
+    #[schema(min_length = 1, example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: String,
+    #[serde(deserialize_with = "json_integer")]
+    #[schema(minimum = 1, maximum = 1000, example = 1)]
+    pub quantity: i64,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$", example = "user-42")]
+    pub user_id: String,
+}
+
+/// Place an order (original spec path)
+///
+/// The original spec's `createOrder`: one product line; same rules as `POST /api/v1/orders`.
+#[utoipa::path(
+    operation_id = "originalCreateOrder",
+    tag = "original spec",
+    params(IdempotencyKeyHeader),
+    request_body = OriginalCreateOrder,
+    responses(
+        (status = 201, description = "The order was placed", body = OriginalOrderView,
+            headers(("Location" = String, description = "The order's URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this answers a retry"))),
+        (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The product does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock (`insufficient_stock`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/createOrder")]
+async fn original_create_order(
+    req: HttpRequest,
+    orders: web::Data<OrderService>,
+    body: Json<OriginalCreateOrder>,
+) -> Result<HttpResponse, Problem> {
+    let key = idempotency_key(&req)?;
+    let OriginalCreateOrder {
+        product_id,
+        quantity,
+        user_id,
+    } = body.into_inner();
+    let request = CreateOrder {
+        user_id,
+        items: vec![CreateOrderItem {
+            product_id,
+            quantity,
+        }],
+    }
+    .into_domain();
+    let placed = match request {
+        Ok(request) => orders.place(request, key).await,
+        Err(error) => Err(error),
+    }
+    .map_err(|e| top_level(Problem::from(e)))?;
+    let view = OriginalOrderView::from(placed.order.clone());
+    Ok(created(placed, view))
+}
+
+/// The one line's fields are top-level in the original spec's body.
+fn top_level(mut problem: Problem) -> Problem {
+    for violation in &mut problem.errors {
+        violation.field = violation.field.replace("items[0].", "");
+    }
+    problem
+}
+
+/// The original spec's query for one order.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct OrderIdQuery {
+    /// The order's id.
+    #[param(example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")]
+    pub order_id: String,
+}
+
+/// Get an order (original spec path)
+#[utoipa::path(
+    operation_id = "originalGetOrderInfo",
+    tag = "original spec",
+    params(OrderIdQuery),
+    responses(
+        (status = 200, description = "The order", body = OriginalOrderView),
+        (status = 400, description = "`orderId` is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/getOrderInfo")]
+async fn original_get_order_info(
+    orders: web::Data<OrderService>,
+    query: Query<OrderIdQuery>,
+) -> Result<HttpResponse, Problem> {
+    let order = orders.get(OrderId::from(query.0.order_id)).await?;
+    Ok(HttpResponse::Ok().json(OriginalOrderView::from(order)))
+}

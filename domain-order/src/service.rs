@@ -1,0 +1,377 @@
+//! The order context's use cases, behind its module facade.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared_kernel::db::{Db, DbError, write_transaction};
+use shared_kernel::events::{CancellationReason, OrderCancelled, OrderLineData, OrderPlaced};
+use shared_kernel::outbox::Outbox;
+use shared_kernel::pagination::PageRequest;
+use shared_kernel::ports::{Inventory, PortError, ReservationLine, ReserveError};
+use shared_kernel::{FieldViolation, clock};
+
+use crate::error::OrderError;
+use crate::model::{
+    CancelReason, Order, OrderEvent, OrderId, OrderLine, OrderStatus, PlaceOrder, PricingError,
+    total,
+};
+use crate::repository;
+
+/// The order context's facade.
+#[derive(Clone)]
+pub struct OrderService {
+    db: Db,
+    outbox: Outbox,
+    inventory: Arc<dyn Inventory>,
+    payment_timeout: Duration,
+}
+
+impl std::fmt::Debug for OrderService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderService")
+            .field("payment_timeout", &self.payment_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A placed order, and whether this call placed it or replayed an earlier one.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: Order,
+    pub replayed: bool,
+}
+
+/// One page of a user's orders.
+#[derive(Debug, Clone)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    pub next_cursor: Option<String>,
+}
+
+impl OrderService {
+    pub fn new(
+        db: Db,
+        outbox: Outbox,
+        inventory: Arc<dyn Inventory>,
+        payment_timeout: Duration,
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            inventory,
+            payment_timeout,
+        }
+    }
+
+    /// Places an order: checks the products, reserves their stock, and stores
+    /// the order with its `OrderPlaced` event. With an idempotency key, a
+    /// retry of the same request returns the first order and creates nothing.
+    pub async fn place(
+        &self,
+        request: PlaceOrder,
+        idempotency_key: Option<String>,
+    ) -> Result<Placed, OrderError> {
+        if let Some(key) = &idempotency_key
+            && let Some(order) = self.replay(&request, key).await?
+        {
+            return Ok(Placed {
+                order,
+                replayed: true,
+            });
+        }
+        self.check_products(&request).await?;
+
+        let now = clock::now();
+        let id = OrderId::generate();
+        let expires_at =
+            now + chrono::Duration::from_std(self.payment_timeout).unwrap_or(chrono::Duration::MAX);
+        let lines: Vec<ReservationLine> = request
+            .items
+            .iter()
+            .map(|l| ReservationLine {
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        let reserved = self
+            .inventory
+            .reserve(id.as_str(), &lines, expires_at.and_utc())
+            .await
+            .map_err(|e| match e {
+                ReserveError::UnknownProducts(ids) => {
+                    OrderError::UnknownProducts(unknown(&request, &ids))
+                }
+                ReserveError::InsufficientStock(shortages) => OrderError::InsufficientStock(
+                    shortages
+                        .into_iter()
+                        .map(|s| {
+                            (
+                                request
+                                    .field_of(&s.product_id)
+                                    .replace("productId", "quantity"),
+                                s,
+                            )
+                        })
+                        .collect(),
+                ),
+                ReserveError::AlreadyReleased => OrderError::Port(PortError::Unexpected(
+                    anyhow::anyhow!("a fresh reservation id {id} was already released"),
+                )),
+                ReserveError::Port(e) => OrderError::Port(e),
+            })?;
+
+        // Lines in the request's order, at the prices they were reserved at.
+        let order_lines: Vec<OrderLine> = request
+            .items
+            .iter()
+            .filter_map(|item| reserved.iter().find(|r| r.product_id == item.product_id))
+            .map(|r| OrderLine {
+                product_id: r.product_id.clone(),
+                quantity: r.quantity,
+                unit_price: r.unit_price,
+            })
+            .collect();
+        let amount = match total(&order_lines) {
+            Ok(amount) => amount,
+            Err(error) => {
+                self.release_quietly(&id).await;
+                return Err(match error {
+                    PricingError::MixedCurrencies(..) => {
+                        OrderError::MixedCurrencies(vec![FieldViolation::new(
+                            "items",
+                            error.to_string(),
+                        )])
+                    }
+                    PricingError::Overflow | PricingError::Empty => {
+                        OrderError::Invalid(vec![FieldViolation::new("items", error.to_string())])
+                    }
+                });
+            }
+        };
+        let order = Order {
+            id: id.clone(),
+            user_id: request.user_id.as_str().to_owned(),
+            lines: order_lines,
+            amount,
+            status: OrderStatus::PendingPayment,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            paid_at: None,
+            cancelled_at: None,
+            payment_id: None,
+        };
+
+        let outbox = self.outbox.clone();
+        let (stored, canonical) = (order.clone(), request.canonical());
+        let key = idempotency_key.clone();
+        let saved = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    repository::insert(conn, &stored)?;
+                    if let Some(key) = &key {
+                        repository::insert_key(
+                            conn,
+                            &stored.user_id,
+                            key,
+                            &canonical,
+                            &stored.id,
+                            stored.created_at,
+                        )?;
+                    }
+                    outbox.publish(conn, &placed_event(&stored))?;
+                    Ok::<_, DbError>(())
+                })
+            })
+            .await;
+        match saved {
+            Ok(()) => {
+                self.outbox.wake();
+                tracing::info!(order_id = %order.id, amount = order.amount.minor(), "order placed");
+                Ok(Placed {
+                    order,
+                    replayed: false,
+                })
+            }
+            Err(error) => {
+                self.release_quietly(&id).await;
+                // Another request with the same key got there first: answer as a retry would.
+                if let Some(key) = &idempotency_key
+                    && error.is_unique_violation()
+                    && let Some(order) = self.replay(&request, key).await?
+                {
+                    return Ok(Placed {
+                        order,
+                        replayed: true,
+                    });
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The order an idempotency key already created, if the request is the same.
+    async fn replay(&self, request: &PlaceOrder, key: &str) -> Result<Option<Order>, OrderError> {
+        let (user, key, canonical) = (
+            request.user_id.as_str().to_owned(),
+            key.to_owned(),
+            request.canonical(),
+        );
+        self.db
+            .run(move |conn| match repository::find_key(conn, &user, &key)? {
+                None => Ok(None),
+                Some((first, _)) if first != canonical => Err(OrderError::KeyReused),
+                Some((_, order_id)) => Ok(repository::find(conn, &order_id)?),
+            })
+            .await
+    }
+
+    /// Every product must exist (404) and be listed once (422).
+    async fn check_products(&self, request: &PlaceOrder) -> Result<(), OrderError> {
+        let ids: Vec<String> = request.items.iter().map(|l| l.product_id.clone()).collect();
+        let found = self.inventory.products(&ids).await?;
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !found.iter().any(|p| &p.product_id == *id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(OrderError::UnknownProducts(unknown(request, &missing)));
+        }
+        let duplicates = request.duplicate_lines();
+        if !duplicates.is_empty() {
+            return Err(OrderError::Invalid(duplicates));
+        }
+        Ok(())
+    }
+
+    async fn release_quietly(&self, id: &OrderId) {
+        if let Err(error) = self.inventory.release(id.as_str()).await {
+            // The reservation stays held; the catalog gives it back once its hold ends.
+            tracing::warn!(order_id = %id, %error, "could not release the reservation of an order that was not placed");
+        }
+    }
+
+    pub async fn get(&self, id: OrderId) -> Result<Order, OrderError> {
+        self.db
+            .run(move |conn| repository::find(conn, &id)?.ok_or(OrderError::NotFound(id)))
+            .await
+    }
+
+    pub async fn list(&self, user_id: String, page: PageRequest) -> Result<OrderPage, OrderError> {
+        self.db
+            .run(move |conn| {
+                let rows = repository::list_for_user(conn, &user_id, &page)?;
+                let (orders, next_cursor) = page.finish(rows, |o| o.id.as_str());
+                Ok(OrderPage {
+                    orders,
+                    next_cursor,
+                })
+            })
+            .await
+    }
+
+    /// The customer cancels an order that is still pending payment.
+    pub async fn cancel(&self, id: OrderId) -> Result<Order, OrderError> {
+        let outbox = self.outbox.clone();
+        let order = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    let cancelled =
+                        cancel_pending(conn, &outbox, &id, CancelReason::CancelledByUser)?;
+                    let order = repository::find(conn, &id)?
+                        .ok_or_else(|| OrderError::NotFound(id.clone()))?;
+                    if cancelled {
+                        Ok(order)
+                    } else {
+                        Err(OrderError::NotCancellable(order.status))
+                    }
+                })
+            })
+            .await?;
+        self.outbox.wake();
+        tracing::info!(order_id = %order.id, "order cancelled by user");
+        Ok(order)
+    }
+
+    /// Cancels pending orders whose payment time ran out; returns how many.
+    /// Safe to run on every instance at once: each order is cancelled once.
+    pub async fn expire_due(&self) -> Result<usize, OrderError> {
+        let outbox = self.outbox.clone();
+        let expired = self
+            .db
+            .run(move |conn| {
+                write_transaction(conn, |conn| {
+                    let mut expired = 0;
+                    for id in repository::due_for_expiry(conn, clock::now(), 100)? {
+                        if cancel_pending(conn, &outbox, &id, CancelReason::Expired)? {
+                            tracing::info!(order_id = %id, "order expired");
+                            expired += 1;
+                        }
+                    }
+                    Ok::<_, OrderError>(expired)
+                })
+            })
+            .await?;
+        if expired > 0 {
+            self.outbox.wake();
+        }
+        Ok(expired)
+    }
+}
+
+/// Cancels a pending order and publishes `OrderCancelled`, in the caller's transaction.
+fn cancel_pending(
+    conn: &mut shared_kernel::db::AnyConnection,
+    outbox: &Outbox,
+    id: &OrderId,
+    reason: CancelReason,
+) -> Result<bool, OrderError> {
+    if repository::apply(conn, id, OrderEvent::Cancel(reason), clock::now(), None)?.is_none() {
+        return Ok(false);
+    }
+    let reason = match reason {
+        CancelReason::Expired => CancellationReason::Expired,
+        CancelReason::CancelledByUser => CancellationReason::CancelledByUser,
+    };
+    outbox.publish(
+        conn,
+        &OrderCancelled {
+            order_id: id.to_string(),
+            reason,
+        },
+    )?;
+    Ok(true)
+}
+
+fn placed_event(order: &Order) -> OrderPlaced {
+    OrderPlaced {
+        order_id: order.id.to_string(),
+        user_id: order.user_id.clone(),
+        lines: order
+            .lines
+            .iter()
+            .map(|l| OrderLineData {
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price.minor(),
+            })
+            .collect(),
+        amount: order.amount.minor(),
+        currency: order.amount.currency().to_string(),
+        expires_at: order.expires_at.and_utc(),
+    }
+}
+
+fn unknown(request: &PlaceOrder, ids: &[String]) -> Vec<FieldViolation> {
+    ids.iter()
+        .map(|id| {
+            FieldViolation::new(
+                request.field_of(id),
+                format!("no product has the id {id:?}"),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,454 @@
+//! The event bus with a transactional outbox.
+//!
+//! - A use case publishes events with [`Outbox::publish`] *inside* its write
+//!   transaction: the state change and the events it causes commit together,
+//!   or not at all. Publishing writes the event once and one delivery row per
+//!   subscriber of its type.
+//! - The [`Dispatcher`] delivers each pending delivery in its own transaction:
+//!   it claims the row (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so that
+//!   several instances share the work and never take the same row), runs the
+//!   subscriber's handler on the same connection, and marks the row handled.
+//!   The handler's writes and the "handled" mark commit together, so an event
+//!   is applied once per subscriber even when it is delivered again after a
+//!   crash. A handler that fails is rolled back and retried with backoff.
+//! - It is woken right after a publishing transaction commits
+//!   ([`Outbox::wake`]), and polls as a fallback (events of other instances).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::db::{AnyConnection, Db, DbError, write_transaction};
+use crate::events::{EventEnvelope, EventId, IntegrationEvent};
+
+diesel::table! {
+    outbox_events (id) {
+        id -> Text,
+        event_type -> Text,
+        version -> Integer,
+        payload -> Text,
+        occurred_at -> Timestamp,
+        request_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    event_deliveries (event_id, subscriber) {
+        event_id -> Text,
+        subscriber -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        handled_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(event_deliveries -> outbox_events (event_id));
+diesel::allow_tables_to_appear_in_same_query!(outbox_events, event_deliveries);
+
+/// A subscriber's reaction to events. It runs inside the delivery's
+/// transaction, on the connection it is given: whatever it writes commits
+/// together with the mark that it handled this event.
+pub trait EventHandler: Send + Sync + 'static {
+    fn handle(&self, conn: &mut AnyConnection, event: &EventEnvelope) -> anyhow::Result<()>;
+}
+
+struct Subscription {
+    name: &'static str,
+    event_types: Vec<&'static str>,
+    handler: Arc<dyn EventHandler>,
+}
+
+/// Collects the subscribers; [`EventBusBuilder::build`] fixes them.
+#[derive(Default)]
+pub struct EventBusBuilder {
+    subscriptions: Vec<Subscription>,
+}
+
+impl EventBusBuilder {
+    /// Registers `handler` under a stable `name` (it keys the delivery rows) for the given event types.
+    pub fn subscribe(
+        mut self,
+        name: &'static str,
+        event_types: &[&'static str],
+        handler: Arc<dyn EventHandler>,
+    ) -> Self {
+        self.subscriptions.push(Subscription {
+            name,
+            event_types: event_types.to_vec(),
+            handler,
+        });
+        self
+    }
+
+    pub fn build(self, db: Db, options: DispatchOptions) -> (Outbox, Dispatcher) {
+        let mut routes: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
+        let mut handlers = HashMap::new();
+        for subscription in self.subscriptions {
+            for event_type in &subscription.event_types {
+                routes
+                    .entry(event_type)
+                    .or_default()
+                    .push(subscription.name);
+            }
+            handlers.insert(subscription.name, subscription.handler);
+        }
+        let wake = Arc::new(Notify::new());
+        let outbox = Outbox {
+            routes: Arc::new(routes),
+            wake: wake.clone(),
+        };
+        let dispatcher = Dispatcher {
+            db,
+            handlers: Arc::new(handlers),
+            wake,
+            options,
+        };
+        (outbox, dispatcher)
+    }
+}
+
+/// Publishes events inside the caller's transaction.
+#[derive(Clone)]
+pub struct Outbox {
+    routes: Arc<HashMap<&'static str, Vec<&'static str>>>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// Records `event` for every subscriber of its type. Call it inside the
+    /// write transaction of the state change that causes the event.
+    pub fn publish<E: IntegrationEvent>(
+        &self,
+        conn: &mut AnyConnection,
+        event: &E,
+    ) -> QueryResult<EventId> {
+        let envelope = EventEnvelope::new(event, current_request_id())
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        let payload = serde_json::to_string(&envelope.payload)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        let occurred_at = envelope.occurred_at.naive_utc();
+        diesel::insert_into(outbox_events::table)
+            .values((
+                outbox_events::id.eq(envelope.id.as_str()),
+                outbox_events::event_type.eq(E::TYPE),
+                outbox_events::version.eq(i32::from(E::VERSION)),
+                outbox_events::payload.eq(payload),
+                outbox_events::occurred_at.eq(occurred_at),
+                outbox_events::request_id.eq(envelope.request_id.as_deref()),
+            ))
+            .execute(conn)?;
+        for subscriber in self.routes.get(E::TYPE).into_iter().flatten() {
+            diesel::insert_into(event_deliveries::table)
+                .values((
+                    event_deliveries::event_id.eq(envelope.id.as_str()),
+                    event_deliveries::subscriber.eq(*subscriber),
+                    event_deliveries::attempts.eq(0),
+                    event_deliveries::next_attempt_at.eq(occurred_at),
+                ))
+                .execute(conn)?;
+        }
+        tracing::debug!(event_id = %envelope.id, event_type = E::TYPE, "event published");
+        Ok(envelope.id)
+    }
+
+    /// Wakes the dispatcher; call it after the publishing transaction committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+tokio::task_local! {
+    /// The id of the HTTP request being served, for events it causes.
+    pub static REQUEST_ID: String;
+}
+
+fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// How the dispatcher paces itself.
+#[derive(Debug, Clone)]
+pub struct DispatchOptions {
+    /// How often to look for work when nothing woke it (other instances' events, retries).
+    pub poll_interval: Duration,
+    /// The longest wait before a failed delivery is tried again.
+    pub max_backoff: Duration,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one dispatch attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Nothing was due.
+    Idle,
+    /// The subscriber handled the event.
+    Handled {
+        event_type: String,
+        subscriber: String,
+        lag: Duration,
+    },
+    /// The handler failed; the delivery will be retried.
+    Failed {
+        event_type: String,
+        subscriber: String,
+    },
+}
+
+/// Delivers pending events to their subscribers.
+#[derive(Clone)]
+pub struct Dispatcher {
+    db: Db,
+    handlers: Arc<HashMap<&'static str, Arc<dyn EventHandler>>>,
+    wake: Arc<Notify>,
+    options: DispatchOptions,
+}
+
+impl Dispatcher {
+    /// Delivers events until `stop` is cancelled. The delivery in progress
+    /// when it is cancelled completes first.
+    pub async fn run(self, stop: CancellationToken) {
+        tracing::info!(
+            subscribers = self.handlers.len(),
+            "event dispatcher started"
+        );
+        while !stop.is_cancelled() {
+            match self.dispatch_one().await {
+                Ok(Dispatched::Idle) => {
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "event dispatch failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("event dispatcher stopped");
+    }
+
+    /// Delivers everything that is due now; returns how many deliveries were attempted.
+    pub async fn drain(&self) -> Result<usize, DbError> {
+        let mut attempted = 0;
+        while self.dispatch_one().await? != Dispatched::Idle {
+            attempted += 1;
+        }
+        Ok(attempted)
+    }
+
+    /// Claims and delivers one due delivery, in one transaction.
+    pub async fn dispatch_one(&self) -> Result<Dispatched, DbError> {
+        let handlers = self.handlers.clone();
+        let max_backoff = self.options.max_backoff;
+        self.db
+            .run(move |conn| {
+                write_transaction(conn, |conn| deliver_next(conn, &handlers, max_backoff))
+            })
+            .await
+    }
+}
+
+#[derive(Debug, Queryable)]
+struct DueDelivery {
+    event_id: String,
+    subscriber: String,
+    attempts: i32,
+}
+
+#[derive(Debug, Queryable)]
+struct EventRow {
+    id: String,
+    event_type: String,
+    version: i32,
+    payload: String,
+    occurred_at: NaiveDateTime,
+    request_id: Option<String>,
+}
+
+impl EventRow {
+    fn into_envelope(self) -> Result<EventEnvelope, serde_json::Error> {
+        Ok(EventEnvelope {
+            id: EventId::from(self.id),
+            event_type: self.event_type,
+            version: u16::try_from(self.version).unwrap_or(u16::MAX),
+            occurred_at: clock::to_utc(self.occurred_at),
+            request_id: self.request_id,
+            payload: serde_json::from_str(&self.payload)?,
+        })
+    }
+}
+
+/// Takes the oldest due delivery, locking it against other instances.
+fn claim(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<Option<DueDelivery>> {
+    use event_deliveries::dsl as d;
+    let due = d::event_deliveries
+        .filter(d::handled_at.is_null())
+        .filter(d::next_attempt_at.le(now))
+        .order((
+            d::next_attempt_at.asc(),
+            d::event_id.asc(),
+            d::subscriber.asc(),
+        ))
+        .select((d::event_id, d::subscriber, d::attempts))
+        .limit(1);
+    match conn {
+        AnyConnection::Postgres(pg) => due.for_update().skip_locked().first(pg).optional(),
+        // SQLite has one writer at a time: the immediate transaction is the lock.
+        AnyConnection::Sqlite(sqlite) => due.first(sqlite).optional(),
+    }
+}
+
+fn deliver_next(
+    conn: &mut AnyConnection,
+    handlers: &HashMap<&'static str, Arc<dyn EventHandler>>,
+    max_backoff: Duration,
+) -> Result<Dispatched, DbError> {
+    use event_deliveries::dsl as d;
+    let now = clock::now();
+    let Some(due) = claim(conn, now)? else {
+        return Ok(Dispatched::Idle);
+    };
+    let row: EventRow = outbox_events::table.find(&due.event_id).first(conn)?;
+    let event_type = row.event_type.clone();
+    let occurred_at = row.occurred_at;
+    let this = d::event_deliveries.find((&due.event_id, &due.subscriber));
+
+    let span = tracing::info_span!(
+        "event",
+        event_id = %due.event_id,
+        event_type = %event_type,
+        subscriber = %due.subscriber,
+        request_id = row.request_id.as_deref().unwrap_or(""),
+        attempt = due.attempts + 1,
+    );
+    let _entered = span.enter();
+
+    let outcome = match (handlers.get(due.subscriber.as_str()), row.into_envelope()) {
+        (None, _) => Err(anyhow::anyhow!(
+            "no subscriber named {} is registered",
+            due.subscriber
+        )),
+        (_, Err(e)) => Err(anyhow::anyhow!("the stored event does not parse: {e}")),
+        // A savepoint: a failing handler's writes are undone, the failure is still recorded.
+        (Some(handler), Ok(envelope)) => {
+            conn.transaction::<_, anyhow::Error, _>(|conn| handler.handle(conn, &envelope))
+        }
+    };
+
+    match outcome {
+        Ok(()) => {
+            diesel::update(this)
+                .set((
+                    d::handled_at.eq(Some(now)),
+                    d::attempts.eq(due.attempts + 1),
+                    d::last_error.eq(None::<String>),
+                ))
+                .execute(conn)?;
+            let lag = (now - occurred_at).to_std().unwrap_or_default();
+            tracing::debug!(lag_ms = lag.as_millis() as u64, "event handled");
+            Ok(Dispatched::Handled {
+                event_type,
+                subscriber: due.subscriber,
+                lag,
+            })
+        }
+        Err(error) => {
+            let attempts = due.attempts + 1;
+            let backoff = backoff(attempts, max_backoff);
+            tracing::error!(
+                error = format!("{error:#}"),
+                retry_in_ms = backoff.as_millis() as u64,
+                "event handler failed"
+            );
+            let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
+            let mut message = format!("{error:#}");
+            message.truncate(2000);
+            diesel::update(this)
+                .set((
+                    d::attempts.eq(attempts),
+                    d::next_attempt_at.eq(next),
+                    d::last_error.eq(Some(message)),
+                ))
+                .execute(conn)?;
+            Ok(Dispatched::Failed {
+                event_type,
+                subscriber: due.subscriber,
+            })
+        }
+    }
+}
+
+/// 100 ms, 200 ms, 400 ms, ... up to `max`.
+fn backoff(attempts: i32, max: Duration) -> Duration {
+    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+    Duration::from_millis(100)
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(max)
+}
+
+/// Counts of the outbox's deliveries, for health and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Deliveries not yet handled.
+    pub pending: i64,
+    /// Of those, deliveries that failed at least once.
+    pub failing: i64,
+}
+
+/// How much work waits in the outbox.
+pub fn backlog(conn: &mut AnyConnection) -> QueryResult<Backlog> {
+    use event_deliveries::dsl as d;
+    let pending: i64 = d::event_deliveries
+        .filter(d::handled_at.is_null())
+        .count()
+        .get_result(conn)?;
+    let failing: i64 = d::event_deliveries
+        .filter(d::handled_at.is_null())
+        .filter(d::attempts.gt(0))
+        .count()
+        .get_result(conn)?;
+    Ok(Backlog { pending, failing })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_limit() {
+        let max = Duration::from_secs(60);
+        assert_eq!(backoff(1, max), Duration::from_millis(100));
+        assert_eq!(backoff(2, max), Duration::from_millis(200));
+        assert_eq!(backoff(4, max), Duration::from_millis(800));
+        assert_eq!(backoff(30, max), max);
+    }
+}

@@ -1,0 +1,101 @@
+//! Ports: what one context asks of another. Each is an object-safe async
+//! trait, used as `Arc<dyn Port>`, so that an in-process implementation can
+//! later be replaced by an HTTP client without touching the caller.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::db::DbError;
+use crate::money::Money;
+
+/// A failure of the port itself, not of the request.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The other side cannot be reached right now; retrying later may work.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<DbError> for PortError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(detail) => Self::Unavailable(detail),
+            other => Self::Unexpected(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// A product as the catalog sells it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductSnapshot {
+    pub product_id: String,
+    pub name: String,
+    pub price: Money,
+    pub stock: i64,
+}
+
+/// One line to reserve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationLine {
+    pub product_id: String,
+    pub quantity: i64,
+}
+
+/// One reserved line, with the unit price it was reserved at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedLine {
+    pub product_id: String,
+    pub quantity: i64,
+    pub unit_price: Money,
+}
+
+/// Not enough of one product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortage {
+    pub product_id: String,
+    pub requested: i64,
+    pub available: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReserveError {
+    #[error("unknown products: {0:?}")]
+    UnknownProducts(Vec<String>),
+    #[error("not enough stock")]
+    InsufficientStock(Vec<Shortage>),
+    /// This reservation id was released before; it cannot be reserved again.
+    #[error("the reservation was already released")]
+    AlreadyReleased,
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl From<DbError> for ReserveError {
+    fn from(error: DbError) -> Self {
+        Self::Port(error.into())
+    }
+}
+
+/// Catalog and stock, as the order context needs them (implemented by the product context).
+#[async_trait]
+pub trait Inventory: Send + Sync + 'static {
+    /// The products among `product_ids` that exist, in no particular order.
+    async fn products(&self, product_ids: &[String]) -> Result<Vec<ProductSnapshot>, PortError>;
+
+    /// Reserves every line or none, never letting stock go below zero.
+    /// Idempotent per `reservation_id`: reserving again returns the first
+    /// result and takes nothing more. A reservation still unconfirmed (no
+    /// `OrderPlaced` for it) well after `hold_until` is given back.
+    async fn reserve(
+        &self,
+        reservation_id: &str,
+        lines: &[ReservationLine],
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<ReservedLine>, ReserveError>;
+
+    /// Gives reserved stock back. Idempotent; releasing an unknown reservation
+    /// records it, so that a late `reserve` with that id takes nothing.
+    async fn release(&self, reservation_id: &str) -> Result<(), PortError>;
+}
