@@ -41,7 +41,7 @@ for _ in $(seq 1 100); do
 done
 
 cd "$out"
-"$venv/bin/st" run "$root/openapi.yaml" \
+"$venv/bin/st" --config-file "$root/.ci/schemathesis.toml" run "$root/openapi.yaml" \
     --url "http://127.0.0.1:$port" \
     --checks all \
     --header "Authorization: Bearer $token" \

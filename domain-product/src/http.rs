@@ -47,8 +47,9 @@ pub struct ProductView {
     /// ISO 4217 currency code.
     #[schema(example = "CNY", pattern = "^[A-Z]{3}$")]
     pub currency: String,
-    /// Units on hand that can still be ordered.
-    #[schema(minimum = 0, maximum = 1_000_000_000, example = 100)]
+    /// Units on hand that can still be ordered. (An admin sets at most
+    /// 1,000,000,000; units released by cancelled orders come on top.)
+    #[schema(minimum = 0, example = 100)]
     pub stock: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -79,16 +79,28 @@ pub fn parse_price(minor: i64, currency: Currency) -> Result<Money, String> {
     }
 }
 
-/// Units on hand that can still be sold: 0 to [`MAX_STOCK`].
+/// Units on hand that can still be sold. An admin sets at most
+/// [`MAX_STOCK`]; units that cancelled orders give back come on top, so a
+/// stored stock may exceed it, but is never negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stock(i64);
 
 impl Stock {
+    /// A stock level an admin asks for: 0 to [`MAX_STOCK`].
     pub fn new(units: i64) -> Result<Self, String> {
         if (0..=MAX_STOCK).contains(&units) {
             Ok(Self(units))
         } else {
             Err(format!("must be between 0 and {MAX_STOCK}"))
+        }
+    }
+
+    /// A stock level as stored: any number of units, but not less than none.
+    pub fn stored(units: i64) -> Result<Self, String> {
+        if units >= 0 {
+            Ok(Self(units))
+        } else {
+            Err(format!("a stored stock of {units} is negative"))
         }
     }
 
@@ -232,6 +244,11 @@ mod tests {
         assert!(Stock::new(0).is_ok());
         assert!(Stock::new(MAX_STOCK + 1).is_err());
         assert!(Stock::new(-1).is_err());
+        assert!(
+            Stock::stored(MAX_STOCK + 5).is_ok(),
+            "released units may lift stock above what an admin may set"
+        );
+        assert!(Stock::stored(-1).is_err());
     }
 }
 

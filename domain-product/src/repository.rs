@@ -48,7 +48,7 @@ impl ProductRow {
             name: ProductName::parse(&self.name).map_err(corrupt)?,
             description: Description::parse(&self.description).map_err(corrupt)?,
             price: Money::new(self.price_minor, currency),
-            stock: Stock::new(self.stock).map_err(corrupt)?,
+            stock: Stock::stored(self.stock).map_err(corrupt)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

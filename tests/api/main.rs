@@ -1,5 +1,7 @@
 //! End-to-end tests: one binary, each test on its own app and database.
 
 mod architecture;
+mod crash;
 mod operations;
+mod orders;
 mod products;

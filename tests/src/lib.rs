@@ -122,13 +122,20 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 impl TestApp {
     /// Starts the app on a fresh database, or returns `None` when the backend is not available here.
     pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra settings (`SHOP__...` variables).
+    pub async fn spawn_with(backend: Backend, settings: &[(&str, &str)]) -> Option<Self> {
         let database = TestDatabase::create(backend)?;
-        let env = [
+        let mut env = vec![
             ("DATABASE_URL".to_owned(), database.url()),
             ("SHOP__SERVER__BIND".to_owned(), "127.0.0.1:0".to_owned()),
             ("SHOP__AUTH__ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
             ("SHOP__DATABASE__POOL_SIZE".to_owned(), "8".to_owned()),
+            ("SHOP__WORKER__POLL_MS".to_owned(), "100".to_owned()),
         ];
+        env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = Settings::load_from(None, env).expect("test settings");
         if std::env::var("TEST_LOG").is_ok() {
             shop::telemetry::init(settings.log.format);
@@ -183,6 +190,16 @@ impl TestApp {
         Response::read(request.send().await.expect("request")).await
     }
 
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// The units in stock of a product, as the API shows them.
+    pub async fn stock(&self, product_id: &str) -> i64 {
+        let product = self.get(&format!("/api/v1/products/{product_id}")).await;
+        product.json["stock"].as_i64().expect("stock")
+    }
+
     /// Creates a product through the API and returns its JSON.
     pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> Value {
         let body = json!({"name": name, "description": "test product", "price": price, "currency": "CNY", "stock": stock});
@@ -198,6 +215,22 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // Stop accepting at once; the database is dropped after.
         drop(self.server.stop(false));
+    }
+}
+
+/// Waits (up to 10 s) until `check` holds; background work is asynchronous.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -283,6 +316,106 @@ macro_rules! on_every_backend {
             )*
         }
     };
+}
+
+/// A `shop` process started by path, killed (SIGKILL) when dropped.
+pub struct ShopProcess {
+    child: std::process::Child,
+    pub address: String,
+}
+
+impl ShopProcess {
+    /// Starts `binary serve` on `database_url` and a free port, with extra settings.
+    pub fn start(binary: &str, database_url: &str, settings: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(binary);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("SHOP__SERVER__BIND", "127.0.0.1:0")
+            .env("SHOP__AUTH__ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHOP__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in settings {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start shop");
+        let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut lines = stderr.lines();
+        let mut port = None;
+        for line in lines.by_ref() {
+            let line = line.expect("log line");
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["message"] == "listening" {
+                port = entry["port"].as_u64();
+                break;
+            }
+        }
+        // Keep reading the log, as a terminal would; show it when asked.
+        let show = std::env::var("TEST_LOG").is_ok();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if show {
+                    eprintln!("{line}");
+                }
+            }
+        });
+        let port = port.expect("shop logs the port it listens on");
+        Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Kills the process at once, as a power cut would (SIGKILL).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it; returns whether it exited cleanly.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        self.child.wait().is_ok_and(|status| status.success())
+    }
+}
+
+impl Drop for ShopProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a `SELECT COUNT(*) AS n ...` on a database directly.
+pub fn count(database_url: &str, sql: &str) -> i64 {
+    use diesel::QueryableByName;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let url = shared_kernel::db::DatabaseUrl::parse(database_url).expect("url");
+    let db = shared_kernel::db::Db::connect(
+        &url,
+        &shared_kernel::db::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .expect("connect");
+    let mut conn = db.get_blocking().expect("connection");
+    let row: Count = diesel::sql_query(sql)
+        .get_result(&mut *conn)
+        .expect("count query");
+    row.n
 }
 
 #[cfg(test)]

@@ -1,0 +1,79 @@
+//! The command line: the one entry point of the `shop` binary.
+
+use clap::Parser;
+use secrecy::ExposeSecret;
+
+use crate::cli::{Cli, Command};
+use crate::config::Settings;
+use crate::startup::{self, Application, Modules};
+use crate::{api, telemetry};
+
+/// Parses the command line and runs the command (`serve` when none is given).
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Openapi => {
+            print!("{}", api::openapi_yaml()?);
+            Ok(())
+        }
+        Command::Migrate => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            telemetry::init(settings.log.format);
+            actix_web::rt::System::new().block_on(async move {
+                startup::open_database(&settings).await?;
+                Ok(())
+            })
+        }
+        Command::Serve { demo } => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            telemetry::init(settings.log.format);
+            actix_web::rt::System::new().block_on(serve(settings, demo))
+        }
+    }
+}
+
+async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let db = startup::open_database(&settings).await?;
+    let (token, generated) = startup::admin_token(&settings);
+    let modules = Modules::new(db, &settings, token.clone());
+    if demo {
+        let added = modules.catalog.seed_demo().await?;
+        tracing::info!(added, "demo catalog seeded");
+    }
+    let app = Application::build(&settings, modules)?;
+    let host = settings
+        .server
+        .bind
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(host, _)| host);
+    let host = if host == "0.0.0.0" || host == "[::]" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let base = format!("http://{host}:{}", app.port());
+    tracing::info!(address = %settings.server.bind, port = app.port(), "listening");
+    // Printed once on stdout, never logged.
+    if generated {
+        announce(&format!(
+            "Admin token (generated for this run; set SHOP__AUTH__ADMIN_TOKEN to fix it): {}",
+            token.expose_secret()
+        ));
+    } else if demo {
+        announce(&format!("Admin token: {}", token.expose_secret()));
+    }
+    if demo {
+        announce(&format!("Swagger UI: {base}/swagger-ui/"));
+        announce(&format!("Try: curl {base}/api/v1/products"));
+    }
+    app.run().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A line for the person who started the server. A closed stdout is no reason to stop serving.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}

@@ -1,0 +1,240 @@
+//! Crash safety: the real binary is killed with SIGKILL at awkward moments;
+//! after a restart every committed change's events are delivered, and each
+//! is applied exactly once.
+
+use std::time::Duration;
+
+use shop_tests::{
+    ADMIN_TOKEN, Backend, ShopProcess, StatusCode, TestDatabase, Value, count, eventually, json,
+};
+
+const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(process: &ShopProcess) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: process.address.clone(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value, admin: bool) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if admin {
+            request = request.bearer_auth(ADMIN_TOKEN);
+        }
+        let response = request.send().await.expect("request");
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// A request that may die with the server: no answer is `None`.
+    async fn try_post(&self, path: &str, body: Value) -> Option<StatusCode> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        Some(response.status())
+    }
+
+    async fn stock(&self, product: &str) -> i64 {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/products/{product}", self.base))
+            .send()
+            .await
+            .expect("request");
+        response.json::<Value>().await.expect("json")["stock"]
+            .as_i64()
+            .expect("stock")
+    }
+}
+
+const UNHANDLED: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL";
+
+/// Orders are committed while no worker runs; the process dies before any of
+/// their events is handled. After a restart the events are delivered, once.
+async fn events_committed_before_a_crash_are_handled_once_after_restart(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend) else {
+        return;
+    };
+    let url = database.url();
+
+    let first = ShopProcess::start(SHOP, &url, &[("SHOP__WORKER__ENABLED", "false")]);
+    let client = Client::new(&first);
+    let (_, product) = client
+        .post(
+            "/api/v1/products",
+            json!({"name": "Crash", "price": 100, "currency": "CNY", "stock": 10}),
+            true,
+        )
+        .await;
+    let product = product["productId"]
+        .as_str()
+        .expect("product id")
+        .to_owned();
+    let order = |quantity: i64| json!({"userId": "crash", "items": [{"productId": product, "quantity": quantity}]});
+    let (status, kept) = client.post("/api/v1/orders", order(2), false).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, cancelled) = client.post("/api/v1/orders", order(3), false).await;
+    let cancelled_id = cancelled["orderId"].as_str().expect("order id");
+    let (status, _) = client
+        .post(
+            &format!("/api/v1/orders/{cancelled_id}/cancel"),
+            Value::Null,
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        client.stock(&product).await,
+        5,
+        "both orders hold stock; the cancel's release waits for its event"
+    );
+    assert_eq!(
+        count(&url, UNHANDLED),
+        3,
+        "two OrderPlaced and one OrderCancelled wait in the outbox"
+    );
+
+    first.kill();
+
+    let second = ShopProcess::start(SHOP, &url, &[]);
+    let client = Client::new(&second);
+    eventually("the cancelled order's stock comes back", || async {
+        client.stock(&product).await == 8
+    })
+    .await;
+    eventually("every delivery is handled", || async {
+        count(&url, UNHANDLED) == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client.stock(&product).await, 8, "released once, not twice");
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE attempts <> 1"
+        ),
+        0,
+        "each applied once"
+    );
+    let kept_id = kept["orderId"].as_str().expect("order id");
+    let status_of = |id: &str| {
+        format!("SELECT COUNT(*) AS n FROM stock_reservations WHERE id = '{id}' AND status = ")
+    };
+    assert_eq!(
+        count(&url, &format!("{}'confirmed'", status_of(kept_id))),
+        1
+    );
+    assert_eq!(
+        count(&url, &format!("{}'released'", status_of(cancelled_id))),
+        1
+    );
+    assert!(second.terminate(), "SIGTERM stops shop cleanly");
+}
+
+/// The process dies in the middle of a burst of orders, wherever it is:
+/// between a reservation and its order, between an order and its events.
+/// Once everything has expired, every unit is back: nothing leaked, nothing
+/// was released twice.
+async fn a_crash_mid_burst_loses_no_stock(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend) else {
+        return;
+    };
+    let url = database.url();
+    let settings = [
+        ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "1"),
+        ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
+        ("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0"),
+    ];
+    let first = ShopProcess::start(SHOP, &url, &settings);
+    let client = std::sync::Arc::new(Client::new(&first));
+    let (_, product) = client
+        .post(
+            "/api/v1/products",
+            json!({"name": "Burst", "price": 100, "currency": "CNY", "stock": 1000}),
+            true,
+        )
+        .await;
+    let product = product["productId"]
+        .as_str()
+        .expect("product id")
+        .to_owned();
+    let burst: Vec<_> = (0..400)
+        .map(|i| {
+            let (client, product) = (client.clone(), product.clone());
+            tokio::spawn(async move {
+                let body = json!({"userId": format!("burst-{i}"), "items": [{"productId": product, "quantity": 1 + i % 3}]});
+                client.try_post("/api/v1/orders", body).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    first.kill();
+    let mut answered = 0;
+    for request in burst {
+        if let Ok(Some(status)) = request.await {
+            assert!(
+                status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+                "{status}"
+            );
+            answered += 1;
+        }
+    }
+    let placed = count(&url, "SELECT COUNT(*) AS n FROM orders");
+    eprintln!(
+        "{backend:?}: {placed} orders were committed and {answered} answered before the kill"
+    );
+
+    // Let every hold end, so that reservations orphaned by the kill are due.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = ShopProcess::start(SHOP, &url, &settings);
+    let client = Client::new(&second);
+    eventually("every order has expired", || async {
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM orders WHERE status = 'pending_payment'",
+        ) == 0
+    })
+    .await;
+    eventually("all stock is back", || async {
+        client.stock(&product).await == 1000
+    })
+    .await;
+    eventually("every delivery is handled", || async {
+        count(&url, UNHANDLED) == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.stock(&product).await, 1000, "nothing released twice");
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM stock_reservations WHERE status IN ('held', 'confirmed')"
+        ),
+        0
+    );
+}
+
+macro_rules! on_both {
+    ($($name:ident),*) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
+
+on_both!(
+    events_committed_before_a_crash_are_handled_once_after_restart,
+    a_crash_mid_burst_loses_no_stock
+);
