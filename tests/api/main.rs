@@ -2,6 +2,7 @@
 
 mod architecture;
 mod crash;
+mod instances;
 mod operations;
 mod orders;
 mod products;

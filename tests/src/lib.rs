@@ -114,7 +114,7 @@ pub struct TestApp {
     pub modules: Modules,
     server: actix_web::dev::ServerHandle,
     // Dropped last: the database outlives the server that uses it.
-    _database: TestDatabase,
+    _database: Option<TestDatabase>,
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -128,8 +128,26 @@ impl TestApp {
     /// Like [`spawn`](Self::spawn), with extra settings (`SHOP__...` variables).
     pub async fn spawn_with(backend: Backend, settings: &[(&str, &str)]) -> Option<Self> {
         let database = TestDatabase::create(backend)?;
+        Some(Self::start(backend, &database.url(), Some(database), settings).await)
+    }
+
+    /// Another instance on a database that a test already has (to run several instances on one database).
+    pub async fn spawn_on(
+        database: &TestDatabase,
+        backend: Backend,
+        settings: &[(&str, &str)],
+    ) -> Self {
+        Self::start(backend, &database.url(), None, settings).await
+    }
+
+    async fn start(
+        backend: Backend,
+        url: &str,
+        database: Option<TestDatabase>,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let mut env = vec![
-            ("DATABASE_URL".to_owned(), database.url()),
+            ("DATABASE_URL".to_owned(), url.to_owned()),
             ("SHOP__SERVER__BIND".to_owned(), "127.0.0.1:0".to_owned()),
             ("SHOP__AUTH__ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
             ("SHOP__DATABASE__POOL_SIZE".to_owned(), "8".to_owned()),
@@ -150,7 +168,7 @@ impl TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        Some(Self {
+        Self {
             address,
             admin_token: ADMIN_TOKEN.to_owned(),
             client,
@@ -158,7 +176,7 @@ impl TestApp {
             modules,
             server,
             _database: database,
-        })
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
