@@ -30,6 +30,7 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
     tags(
         (name = "products", description = "The catalog and its stock"),
         (name = "orders", description = "Orders: placement with stock reservation, cancellation, expiry"),
+        (name = "payments", description = "Payments: initiation (payment URL and QR code), signed gateway notifications"),
         (name = "original spec", description = "The original spec's literal paths, thin aliases over the REST routes"),
         (name = "operations", description = "Health checks"),
     ),
@@ -65,10 +66,12 @@ where
         .service(
             scope::scope("/api/v1")
                 .configure(domain_product::http::configure_api)
-                .configure(domain_order::http::configure_api),
+                .configure(domain_order::http::configure_api)
+                .configure(domain_payment::http::configure_api),
         )
         .configure(domain_product::http::configure_original_spec)
         .configure(domain_order::http::configure_original_spec)
+        .configure(domain_payment::http::configure_original_spec)
         .configure(configure_health)
 }
 
@@ -170,23 +173,26 @@ impl RouteTable {
         Self { routes }
     }
 
-    /// The methods a path allows, when it is a documented path.
+    /// The methods a path allows, when it is a documented path. When several
+    /// templates match, the most specific (most literal segments) wins, as
+    /// `/payments/notify` beats `/payments/{paymentId}`.
     pub fn allowed(&self, path: &str) -> Option<Vec<Method>> {
         let parts: Vec<&str> = split(path).collect();
-        let mut allowed: Vec<Method> = Vec::new();
-        let mut known = false;
-        for (segments, methods) in &self.routes {
-            let matches = segments.len() == parts.len()
+        let matching = self.routes.iter().filter(|(segments, _)| {
+            segments.len() == parts.len()
                 && segments.iter().zip(&parts).all(|(seg, part)| match seg {
                     Segment::Literal(lit) => lit == part,
                     Segment::Param => !part.is_empty(),
-                });
-            if matches {
-                known = true;
-                allowed.extend(methods.iter().cloned());
-            }
-        }
-        known.then_some(allowed)
+                })
+        });
+        let literals = |segments: &[Segment]| segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count();
+        let best = matching.clone().map(|(segments, _)| literals(segments)).max()?;
+        Some(
+            matching
+                .filter(|(segments, _)| literals(segments) == best)
+                .flat_map(|(_, methods)| methods.iter().cloned())
+                .collect(),
+        )
     }
 }
 
@@ -260,5 +266,7 @@ mod tests {
             Some(vec![Method::PUT])
         );
         assert_eq!(table.allowed("/api/v1/products/abc/other"), None);
+        assert_eq!(table.allowed("/api/v1/payments/notify"), Some(vec![Method::POST]), "a literal beats a parameter");
+        assert_eq!(table.allowed("/api/v1/payments/some-id"), Some(vec![Method::GET]));
     }
 }

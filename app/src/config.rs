@@ -13,6 +13,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub order: OrderSettings,
+    pub payment: PaymentSettings,
     pub worker: WorkerSettings,
     pub log: LogSettings,
 }
@@ -23,6 +24,18 @@ pub struct OrderSettings {
     pub payment_timeout_secs: u64,
     /// How often the expiry sweep runs, in milliseconds (`SHOP__ORDER__EXPIRY_SWEEP_MS`).
     pub expiry_sweep_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    /// Signs gateway notifications (`SHOP__PAYMENT__WEBHOOK_SECRET`); random per start when unset.
+    pub webhook_secret: Option<SecretString>,
+    /// Serve the sandbox gateway and its checkout page (`SHOP__PAYMENT__SANDBOX`).
+    /// It lets anyone pay for free: production sets `false`.
+    pub sandbox: bool,
+    /// Where customers reach this server, for payment URLs (`SHOP__PAYMENT__PUBLIC_URL`);
+    /// by default the listen address.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +104,9 @@ pool_size = 10
 [order]
 payment_timeout_secs = 900
 expiry_sweep_ms = 1000
+
+[payment]
+sandbox = true
 
 [worker]
 enabled = true
@@ -169,6 +185,8 @@ mod tests {
         assert!(s.auth.admin_token.is_none());
         assert_eq!(s.order.payment_timeout_secs, 900);
         assert!(s.worker.enabled);
+        assert!(s.payment.sandbox);
+        assert!(s.payment.webhook_secret.is_none());
         assert_eq!(s.log.format, LogFormat::Pretty);
     }
 
@@ -183,6 +201,8 @@ mod tests {
                 ("SHOP__DATABASE__POOL_SIZE", "4"),
                 ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "60"),
                 ("SHOP__WORKER__ENABLED", "false"),
+                ("SHOP__PAYMENT__SANDBOX", "false"),
+                ("SHOP__PAYMENT__WEBHOOK_SECRET", "whsec"),
                 ("DATABASE_URL", "postgres://localhost/shop"),
             ]),
         )
@@ -193,6 +213,8 @@ mod tests {
         assert_eq!(s.database.pool_size, 4);
         assert_eq!(s.order.payment_timeout_secs, 60);
         assert!(!s.worker.enabled);
+        assert!(!s.payment.sandbox);
+        assert_eq!(s.payment.webhook_secret.unwrap().expose_secret(), "whsec");
         assert_eq!(s.database.url, "postgres://localhost/shop");
     }
 

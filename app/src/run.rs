@@ -5,7 +5,7 @@ use secrecy::ExposeSecret;
 
 use crate::cli::{Cli, Command};
 use crate::config::Settings;
-use crate::startup::{self, Application, Modules};
+use crate::startup::{self, Application, Secrets};
 use crate::{api, telemetry};
 
 /// Parses the command line and runs the command (`serve` when none is given).
@@ -34,33 +34,38 @@ pub fn main() -> anyhow::Result<()> {
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let db = startup::open_database(&settings).await?;
-    let (token, generated) = startup::admin_token(&settings);
-    let modules = Modules::new(db, &settings, token.clone());
+    let (admin_token, admin_generated) =
+        startup::secret_or_random(settings.auth.admin_token.as_ref());
+    let (webhook_secret, webhook_generated) =
+        startup::secret_or_random(settings.payment.webhook_secret.as_ref());
+    let secrets = Secrets {
+        admin_token,
+        webhook_secret,
+    };
+    let app = Application::build(&settings, db, &secrets)?;
     if demo {
-        let added = modules.catalog.seed_demo().await?;
+        let added = app.modules.catalog.seed_demo().await?;
         tracing::info!(added, "demo catalog seeded");
     }
-    let app = Application::build(&settings, modules)?;
-    let host = settings
-        .server
-        .bind
-        .rsplit_once(':')
-        .map_or("127.0.0.1", |(host, _)| host);
-    let host = if host == "0.0.0.0" || host == "[::]" {
-        "127.0.0.1"
-    } else {
-        host
-    };
-    let base = format!("http://{host}:{}", app.port());
+    let base = app.urls().public.clone();
     tracing::info!(address = %settings.server.bind, port = app.port(), "listening");
-    // Printed once on stdout, never logged.
-    if generated {
+    // Secrets are printed once, on stdout, and never logged.
+    if admin_generated {
         announce(&format!(
             "Admin token (generated for this run; set SHOP__AUTH__ADMIN_TOKEN to fix it): {}",
-            token.expose_secret()
+            secrets.admin_token.expose_secret()
         ));
     } else if demo {
-        announce(&format!("Admin token: {}", token.expose_secret()));
+        announce(&format!(
+            "Admin token: {}",
+            secrets.admin_token.expose_secret()
+        ));
+    }
+    if webhook_generated {
+        announce(&format!(
+            "Webhook secret (generated for this run; set SHOP__PAYMENT__WEBHOOK_SECRET to fix it): {}",
+            secrets.webhook_secret.expose_secret()
+        ));
     }
     if demo {
         announce(&format!("Swagger UI: {base}/swagger-ui/"));

@@ -1,6 +1,6 @@
 //! Wiring: the one place that builds every module and mounts it on one server.
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,13 +8,16 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Compress, ErrorHandlers};
 use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use domain_order::OrderService;
+use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
+use domain_payment::signature::ShopSignature;
+use domain_payment::{PaymentService, Refunds, SandboxCheckout, SandboxGateway};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
 use shared_kernel::http::AdminToken;
 use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
+use shared_kernel::ports::PaymentGateway;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
@@ -54,10 +57,10 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// The admin token, and whether it was generated for this run.
-pub fn admin_token(settings: &Settings) -> (SecretString, bool) {
-    match &settings.auth.admin_token {
-        Some(token) if !token.expose_secret().is_empty() => (token.clone(), false),
+/// A secret from the settings, or a random one for this run (and whether it was generated).
+pub fn secret_or_random(configured: Option<&SecretString>) -> (SecretString, bool) {
+    match configured {
+        Some(secret) if !secret.expose_secret().is_empty() => (secret.clone(), false),
         _ => (SecretString::from(random_token()), true),
     }
 }
@@ -67,6 +70,43 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The secrets of one run.
+#[derive(Clone)]
+pub struct Secrets {
+    pub admin_token: SecretString,
+    pub webhook_secret: SecretString,
+}
+
+/// Where this server is reached: by customers (payment URLs) and by itself (the sandbox's notifications).
+#[derive(Debug, Clone)]
+pub struct Urls {
+    pub public: String,
+    pub internal: String,
+}
+
+impl Urls {
+    fn for_listener(listener: &TcpListener, settings: &Settings) -> std::io::Result<Self> {
+        let mut address = listener.local_addr()?;
+        if address.ip().is_unspecified() {
+            address.set_ip(if address.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let internal = format!("http://{address}");
+        let public = settings
+            .payment
+            .public_url
+            .clone()
+            .unwrap_or_else(|| internal.clone());
+        Ok(Self {
+            public: public.trim_end_matches('/').to_owned(),
+            internal,
+        })
+    }
+}
+
 /// Every module of the app, built once and shared by the server's workers.
 #[derive(Clone)]
 pub struct Modules {
@@ -74,6 +114,8 @@ pub struct Modules {
     pub catalog: ProductCatalog,
     pub inventory: ProductInventory,
     pub orders: OrderService,
+    pub payments: PaymentService,
+    pub sandbox: Option<SandboxCheckout>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
     pub admin_token: AdminToken,
@@ -81,19 +123,29 @@ pub struct Modules {
 
 impl Modules {
     /// Wires the contexts: the order context reserves stock through the
-    /// product context's `Inventory`, and every subscriber is registered on the event bus.
-    pub fn new(db: Db, settings: &Settings, admin_token: SecretString) -> Self {
+    /// product context's `Inventory`, the payment context reads orders
+    /// through the order context's `OrderLookup`, and every subscriber is
+    /// registered on the event bus.
+    pub fn new(db: Db, settings: &Settings, secrets: &Secrets, urls: &Urls) -> Self {
         let dispatch = DispatchOptions {
             poll_interval: Duration::from_millis(settings.worker.poll_ms),
             ..Default::default()
         };
-        let (outbox, dispatcher) = EventBusBuilder::default()
+        let bus = EventBusBuilder::default()
             .subscribe(
                 StockReservations::NAME,
                 StockReservations::EVENTS,
                 Arc::new(StockReservations),
             )
-            .build(db.clone(), dispatch);
+            .subscribe(Refunds::NAME, Refunds::EVENTS, Arc::new(Refunds));
+        // The order context's subscriber publishes events of its own, so it needs the outbox the bus builds.
+        let (outbox, dispatcher) = bus.build_with(db.clone(), dispatch, |bus, outbox| {
+            bus.subscribe(
+                PaymentOutcomes::NAME,
+                PaymentOutcomes::EVENTS,
+                Arc::new(PaymentOutcomes::new(outbox.clone())),
+            )
+        });
         let inventory = ProductInventory::new(db.clone());
         let orders = OrderService::new(
             db.clone(),
@@ -101,14 +153,30 @@ impl Modules {
             Arc::new(inventory.clone()),
             Duration::from_secs(settings.order.payment_timeout_secs),
         );
+        let gateway: Option<Arc<dyn PaymentGateway>> = settings
+            .payment
+            .sandbox
+            .then(|| Arc::new(SandboxGateway::new(&urls.public)) as Arc<dyn PaymentGateway>);
+        let payments = PaymentService::new(
+            db.clone(),
+            outbox.clone(),
+            Arc::new(OrderDirectory::new(db.clone())),
+            gateway,
+            ShopSignature::new(secrets.webhook_secret.clone()),
+        );
         Self {
             catalog: ProductCatalog::new(db.clone()),
             inventory,
             orders,
+            payments,
+            sandbox: settings
+                .payment
+                .sandbox
+                .then(|| SandboxCheckout::new(&urls.internal)),
             outbox,
             dispatcher,
             db,
-            admin_token: AdminToken::new(admin_token),
+            admin_token: AdminToken::new(secrets.admin_token.clone()),
         }
     }
 }
@@ -116,6 +184,7 @@ impl Modules {
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
+    urls: Urls,
     server: Server,
     workers: Option<Workers>,
     pub modules: Modules,
@@ -123,10 +192,18 @@ pub struct Application {
 
 impl Application {
     /// Binds the configured address (port 0 picks a free one) and builds the server.
-    pub fn build(settings: &Settings, modules: Modules) -> anyhow::Result<Self> {
+    pub fn build(settings: &Settings, db: Db, secrets: &Secrets) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&settings.server.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
+        let urls = Urls::for_listener(&listener, settings)?;
+        let modules = Modules::new(db, settings, secrets, &urls);
+        if settings.payment.sandbox {
+            tracing::warn!(
+                checkout = %format!("{}/sandbox/checkout/", urls.public),
+                "the sandbox payment gateway is on: anyone can pay for free. Set SHOP__PAYMENT__SANDBOX=false in production"
+            );
+        }
         let doc = api::openapi();
         let routes = web::Data::new(RouteTable::from_openapi(&doc));
         let max_body = settings.server.max_body_bytes;
@@ -136,9 +213,16 @@ impl Application {
             app.app_data(web::Data::new(state.db.clone()))
                 .app_data(web::Data::new(state.catalog.clone()))
                 .app_data(web::Data::new(state.orders.clone()))
+                .app_data(web::Data::new(state.payments.clone()))
                 .app_data(web::Data::new(state.admin_token.clone()))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(routes.clone())
+                .configure(|cfg| {
+                    if let Some(sandbox) = &state.sandbox {
+                        cfg.app_data(web::Data::new(sandbox.clone()));
+                        domain_payment::sandbox::configure_checkout(cfg);
+                    }
+                })
                 .service(web::redirect("/swagger-ui", "/swagger-ui/"))
                 .service(
                     SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", doc.clone()),
@@ -164,6 +248,7 @@ impl Application {
             .then(|| Workers::start(&modules, settings));
         Ok(Self {
             port,
+            urls,
             server,
             workers,
             modules,
@@ -172,6 +257,10 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn urls(&self) -> &Urls {
+        &self.urls
     }
 
     /// Serves until the server is stopped (SIGTERM or Ctrl-C stops it

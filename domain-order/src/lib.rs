@@ -6,14 +6,19 @@
 //! [`OrderService`]; `repository` the diesel adapter; [`http`] the actix
 //! adapter. Stock is reserved through the shared kernel's `Inventory` port;
 //! every state change publishes its event through the outbox in the same
-//! transaction.
+//! transaction. [`OrderDirectory`] implements the `OrderLookup` port for the
+//! payment context, and [`PaymentOutcomes`] pays orders on `PaymentSucceeded`.
 
 pub mod error;
+pub mod events;
 pub mod http;
+pub mod lookup;
 pub mod model;
 mod repository;
 mod schema;
 pub mod service;
 
 pub use error::OrderError;
+pub use events::PaymentOutcomes;
+pub use lookup::OrderDirectory;
 pub use service::OrderService;

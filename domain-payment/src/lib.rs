@@ -1,5 +1,25 @@
-//! The payment context: payments, gateways and their notifications. So far
-//! it holds the pure rules ([`model`]); persistence, gateways and routes
-//! arrive with the payments issue.
+//! The payment context: payments, gateways and their notifications.
+//!
+//! Rooms: [`model`] holds the pure rules (the payment status state machine);
+//! [`signature`] the `Shop-Signature` scheme notifications are signed with;
+//! [`service`] the use cases behind the facade [`PaymentService`];
+//! `repository` the diesel adapter; [`http`] the actix adapter; [`sandbox`]
+//! the built-in gateway and its checkout page. Orders are read through the
+//! shared kernel's `OrderLookup` port; a payment's outcome reaches the order
+//! context as an event, and [`Refunds`] marks refused payments for refund.
 
+pub mod error;
+pub mod events;
+pub mod http;
 pub mod model;
+mod qr;
+mod repository;
+pub mod sandbox;
+mod schema;
+pub mod service;
+pub mod signature;
+
+pub use error::PaymentError;
+pub use events::Refunds;
+pub use sandbox::{SandboxCheckout, SandboxGateway};
+pub use service::PaymentService;

@@ -4,15 +4,31 @@
 use serde::{Deserialize, Serialize};
 
 /// How the customer pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
     Alipay,
+    /// Scan-to-pay: the customer scans `qrCode` with WeChat.
     WechatPay,
 }
 
+impl PaymentMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alipay => "alipay",
+            Self::WechatPay => "wechat_pay",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Alipay, Self::WechatPay]
+            .into_iter()
+            .find(|m| m.as_str() == raw)
+    }
+}
+
 /// Where a payment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Pending,
@@ -48,6 +64,26 @@ pub struct IllegalTransition {
 }
 
 impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 4] = [
+        Self::Pending,
+        Self::Succeeded,
+        Self::Failed,
+        Self::RefundRequired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RefundRequired => "refund_required",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
     /// Applies a gateway outcome. Duplicates are recognised, so a
     /// notification delivered twice changes the payment once.
     pub fn apply(self, outcome: PaymentOutcome) -> Result<Applied, IllegalTransition> {
@@ -128,4 +164,26 @@ mod tests {
             "\"refund_required\""
         );
     }
+}
+
+shared_kernel::string_id!(
+    /// Names one payment.
+    PaymentId
+);
+
+/// A payment of one order through one gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub order_id: String,
+    pub method: PaymentMethod,
+    pub gateway: String,
+    pub status: PaymentStatus,
+    pub amount: shared_kernel::money::Money,
+    pub payment_url: String,
+    pub expires_at: chrono::NaiveDateTime,
+    pub transaction_id: Option<String>,
+    pub created_at: chrono::NaiveDateTime,
+    pub updated_at: chrono::NaiveDateTime,
+    pub completed_at: Option<chrono::NaiveDateTime>,
 }

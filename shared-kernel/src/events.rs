@@ -180,6 +180,30 @@ impl IntegrationEvent for PaymentFailed {
     const VERSION: u16 = 1;
 }
 
+/// Why an order refused a successful payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The order was cancelled (by its customer, or because it expired) before the money arrived.
+    OrderCancelled,
+    /// Another payment had already paid the order.
+    AlreadyPaid,
+}
+
+/// A payment succeeded for an order that can no longer take it: the money must go back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPaymentRefused {
+    pub order_id: String,
+    pub payment_id: String,
+    pub reason: RefusalReason,
+}
+
+impl IntegrationEvent for OrderPaymentRefused {
+    const TYPE: &'static str = "order.payment_refused";
+    const VERSION: u16 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

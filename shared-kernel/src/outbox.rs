@@ -15,7 +15,7 @@
 //!   ([`Outbox::wake`]), and polls as a fallback (events of other instances).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -88,22 +88,34 @@ impl EventBusBuilder {
     }
 
     pub fn build(self, db: Db, options: DispatchOptions) -> (Outbox, Dispatcher) {
-        let mut routes: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
+        self.build_with(db, options, |bus, _| bus)
+    }
+
+    /// Builds the bus; `more` registers subscribers that themselves publish
+    /// events, and so need the outbox being built.
+    pub fn build_with(
+        self,
+        db: Db,
+        options: DispatchOptions,
+        more: impl FnOnce(Self, &Outbox) -> Self,
+    ) -> (Outbox, Dispatcher) {
+        let routes: Arc<OnceLock<HashMap<&'static str, Vec<&'static str>>>> =
+            Arc::new(OnceLock::new());
+        let wake = Arc::new(Notify::new());
+        let outbox = Outbox {
+            routes: routes.clone(),
+            wake: wake.clone(),
+        };
+        let bus = more(self, &outbox);
+        let mut table: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
         let mut handlers = HashMap::new();
-        for subscription in self.subscriptions {
+        for subscription in bus.subscriptions {
             for event_type in &subscription.event_types {
-                routes
-                    .entry(event_type)
-                    .or_default()
-                    .push(subscription.name);
+                table.entry(event_type).or_default().push(subscription.name);
             }
             handlers.insert(subscription.name, subscription.handler);
         }
-        let wake = Arc::new(Notify::new());
-        let outbox = Outbox {
-            routes: Arc::new(routes),
-            wake: wake.clone(),
-        };
+        let _ = routes.set(table);
         let dispatcher = Dispatcher {
             db,
             handlers: Arc::new(handlers),
@@ -117,7 +129,8 @@ impl EventBusBuilder {
 /// Publishes events inside the caller's transaction.
 #[derive(Clone)]
 pub struct Outbox {
-    routes: Arc<HashMap<&'static str, Vec<&'static str>>>,
+    /// Event type -> subscribers; fixed once the bus is built.
+    routes: Arc<OnceLock<HashMap<&'static str, Vec<&'static str>>>>,
     wake: Arc<Notify>,
 }
 
@@ -152,7 +165,8 @@ impl Outbox {
                 outbox_events::request_id.eq(envelope.request_id.as_deref()),
             ))
             .execute(conn)?;
-        for subscriber in self.routes.get(E::TYPE).into_iter().flatten() {
+        let subscribers = self.routes.get().and_then(|routes| routes.get(E::TYPE));
+        for subscriber in subscribers.into_iter().flatten() {
             diesel::insert_into(event_deliveries::table)
                 .values((
                     event_deliveries::event_id.eq(envelope.id.as_str()),

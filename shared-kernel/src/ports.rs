@@ -99,3 +99,60 @@ pub trait Inventory: Send + Sync + 'static {
     /// records it, so that a late `reserve` with that id takes nothing.
     async fn release(&self, reservation_id: &str) -> Result<(), PortError>;
 }
+
+/// Where an order stands, as the payment context needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    PendingPayment,
+    Paid,
+    Cancelled,
+}
+
+/// What the payment context may know of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub order_id: String,
+    pub amount: Money,
+    pub state: OrderState,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Orders, as the payment context needs them (implemented by the order context).
+#[async_trait]
+pub trait OrderLookup: Send + Sync + 'static {
+    /// The order, or `None` when no order has this id.
+    async fn order(&self, order_id: &str) -> Result<Option<OrderSummary>, PortError>;
+}
+
+/// What a gateway needs to open a payment with the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPaymentRequest {
+    pub payment_id: String,
+    pub order_id: String,
+    pub amount: Money,
+    /// `alipay` or `wechat_pay`.
+    pub method: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where the customer pays: the provider's payment page. (The QR code that
+/// scan-to-pay flows show encodes this URL.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPayment {
+    pub payment_url: String,
+}
+
+/// A payment provider (implemented inside the payment context: the built-in
+/// sandbox, later Alipay and WeChat Pay adapters). Providers report outcomes
+/// to the notify routes, signed with `Shop-Signature` under the webhook secret.
+#[async_trait]
+pub trait PaymentGateway: Send + Sync + 'static {
+    /// A stable name, stored with each payment it opens.
+    fn name(&self) -> &'static str;
+
+    /// Opens the payment with the provider.
+    async fn create_payment(
+        &self,
+        request: &GatewayPaymentRequest,
+    ) -> Result<GatewayPayment, PortError>;
+}

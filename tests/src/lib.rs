@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use diesel::{Connection, RunQueryDsl, pg::PgConnection};
 use secrecy::SecretString;
 use shop::config::Settings;
-use shop::startup::{self, Application, Modules};
+use shop::startup::{self, Application, Modules, Secrets};
 
 pub use reqwest::StatusCode;
 pub use serde_json::{Value, json};
@@ -118,6 +118,8 @@ pub struct TestApp {
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The webhook secret test apps sign notifications with.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
 impl TestApp {
     /// Starts the app on a fresh database, or returns `None` when the backend is not available here.
@@ -159,8 +161,12 @@ impl TestApp {
             shop::telemetry::init(settings.log.format);
         }
         let db = startup::open_database(&settings).await.expect("database");
-        let modules = Modules::new(db, &settings, SecretString::from(ADMIN_TOKEN));
-        let app = Application::build(&settings, modules.clone()).expect("server");
+        let secrets = Secrets {
+            admin_token: SecretString::from(ADMIN_TOKEN),
+            webhook_secret: SecretString::from(WEBHOOK_SECRET),
+        };
+        let app = Application::build(&settings, db, &secrets).expect("server");
+        let modules = app.modules.clone();
         let address = format!("http://127.0.0.1:{}", app.port());
         let server = app.handle();
         tokio::spawn(app.run());
@@ -352,6 +358,7 @@ impl ShopProcess {
             .env("DATABASE_URL", database_url)
             .env("SHOP__SERVER__BIND", "127.0.0.1:0")
             .env("SHOP__AUTH__ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHOP__PAYMENT__WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("SHOP__LOG__FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())

@@ -1,0 +1,41 @@
+//! The order context's implementation of the [`OrderLookup`] port.
+
+use async_trait::async_trait;
+use shared_kernel::db::{Db, DbError};
+use shared_kernel::ports::{OrderLookup, OrderState, OrderSummary, PortError};
+
+use crate::model::{OrderId, OrderStatus};
+use crate::repository;
+
+/// Orders as other contexts may see them.
+#[derive(Debug, Clone)]
+pub struct OrderDirectory {
+    db: Db,
+}
+
+impl OrderDirectory {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl OrderLookup for OrderDirectory {
+    async fn order(&self, order_id: &str) -> Result<Option<OrderSummary>, PortError> {
+        let id = OrderId::from(order_id.to_owned());
+        let order = self
+            .db
+            .run(move |conn| repository::find(conn, &id).map_err(DbError::from))
+            .await?;
+        Ok(order.map(|order| OrderSummary {
+            order_id: order.id.into_string(),
+            amount: order.amount,
+            state: match order.status {
+                OrderStatus::PendingPayment => OrderState::PendingPayment,
+                OrderStatus::Paid => OrderState::Paid,
+                OrderStatus::Cancelled(_) => OrderState::Cancelled,
+            },
+            expires_at: order.expires_at.and_utc(),
+        }))
+    }
+}

@@ -1,0 +1,414 @@
+//! The payment context's HTTP adapter.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared_kernel::http::{Json, json_integer, parse_json};
+use shared_kernel::{Problem, clock};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::PaymentService;
+use crate::error::PaymentError;
+use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
+use crate::qr;
+use crate::service::{Notification, Notified, NotifiedStatus, PaymentRef};
+use crate::signature;
+
+/// Mounts the REST routes (under the app's `/api/v1` scope).
+pub fn configure_api(cfg: &mut ServiceConfig) {
+    cfg.service(initiate_payment)
+        .service(payment_result_notify)
+        .service(get_payment);
+}
+
+/// Mounts the original spec's literal paths.
+pub fn configure_original_spec(cfg: &mut ServiceConfig) {
+    cfg.service(original_initiate_payment)
+        .service(original_payment_result_notify);
+}
+
+/// A payment.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    #[schema(example = "019b3f2e-5f6a-7b8c-9d0e-1f2a3b4c5d6e")]
+    pub payment_id: String,
+    #[schema(example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")]
+    pub order_id: String,
+    pub payment_method: PaymentMethod,
+    pub status: PaymentStatus,
+    /// The order's amount, in minor units of `currency`.
+    #[schema(minimum = 0, example = 999_900)]
+    pub amount: i64,
+    #[schema(example = "CNY", pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+    /// Where the customer pays (with the sandbox gateway: its checkout page).
+    #[schema(
+        example = "http://127.0.0.1:8080/sandbox/checkout/019b3f2e-5f6a-7b8c-9d0e-1f2a3b4c5d6e"
+    )]
+    pub payment_url: String,
+    /// An SVG QR code of `paymentUrl`, for scan-to-pay (WeChat Pay).
+    pub qr_code: String,
+    /// The payment can be made until the order expires.
+    pub expires_at: DateTime<Utc>,
+    /// The gateway's transaction id, once it reported an outcome.
+    pub transaction_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Payment> for PaymentView {
+    fn from(p: Payment) -> Self {
+        Self {
+            qr_code: qr::svg(&p.payment_url).unwrap_or_default(),
+            payment_id: p.id.into_string(),
+            order_id: p.order_id,
+            payment_method: p.method,
+            status: p.status,
+            amount: p.amount.minor(),
+            currency: p.amount.currency().to_string(),
+            payment_url: p.payment_url,
+            expires_at: clock::to_utc(p.expires_at),
+            transaction_id: p.transaction_id,
+            created_at: clock::to_utc(p.created_at),
+            updated_at: clock::to_utc(p.updated_at),
+        }
+    }
+}
+
+/// A payment to open for an order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InitiatePayment {
+    #[schema(min_length = 1, example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")]
+    pub order_id: String,
+    pub payment_method: PaymentMethod,
+}
+
+fn payment_response(payment: Payment, created: bool) -> HttpResponse {
+    let location = format!("/api/v1/payments/{}", payment.id);
+    let mut response = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::LOCATION, location))
+        .json(PaymentView::from(payment))
+}
+
+/// Pay for an order
+///
+/// Opens a payment for a pending, unexpired order and answers where the
+/// customer pays: `paymentUrl` and, for scan-to-pay, `qrCode`. While a
+/// payment of the order is open, calling again returns that one (200).
+#[utoipa::path(
+    operation_id = "initiatePayment",
+    tag = "payments",
+    request_body = InitiatePayment,
+    responses(
+        (status = 201, description = "A payment was opened", body = PaymentView,
+            headers(("Location" = String, description = "The payment's URL"))),
+        (status = 200, description = "The order's payment that is still open", body = PaymentView,
+            headers(("Location" = String, description = "The payment's URL"))),
+        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No order has this id (`order_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is paid (`order_already_paid`), cancelled (`order_cancelled`) or expired (`order_expired`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, such as an unknown `paymentMethod`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No payment gateway is configured (`no_payment_gateway`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/payments")]
+async fn initiate_payment(
+    payments: web::Data<PaymentService>,
+    body: Json<InitiatePayment>,
+) -> Result<HttpResponse, Problem> {
+    initiate(&payments, body.into_inner()).await
+}
+
+async fn initiate(
+    payments: &PaymentService,
+    body: InitiatePayment,
+) -> Result<HttpResponse, Problem> {
+    let (payment, created) = payments
+        .initiate(body.order_id, body.payment_method)
+        .await?;
+    Ok(payment_response(payment, created))
+}
+
+/// Get a payment
+#[utoipa::path(
+    operation_id = "getPayment",
+    tag = "payments",
+    params(("paymentId" = String, Path, description = "The payment's id", example = "019b3f2e-5f6a-7b8c-9d0e-1f2a3b4c5d6e")),
+    responses(
+        (status = 200, description = "The payment", body = PaymentView),
+        (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/payments/{paymentId}")]
+async fn get_payment(
+    payments: web::Data<PaymentService>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let payment = payments.get(PaymentId::from(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(PaymentView::from(payment)))
+}
+
+/// What the gateway reports.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifiedPaymentStatus {
+    Success,
+    Failure,
+}
+
+impl From<NotifiedPaymentStatus> for NotifiedStatus {
+    fn from(status: NotifiedPaymentStatus) -> Self {
+        match status {
+            NotifiedPaymentStatus::Success => Self::Success,
+            NotifiedPaymentStatus::Failure => Self::Failure,
+        }
+    }
+}
+
+/// A gateway's notification of a payment's outcome.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentNotification {
+    #[schema(example = "019b3f2e-5f6a-7b8c-9d0e-1f2a3b4c5d6e")]
+    pub payment_id: String,
+    pub payment_status: NotifiedPaymentStatus,
+    /// Must equal the payment's amount (minor units).
+    #[serde(deserialize_with = "json_integer")]
+    #[schema(minimum = 0, example = 999_900)]
+    pub amount: i64,
+    /// Must equal the payment's currency.
+    #[schema(example = "CNY")]
+    pub currency: String,
+    /// The gateway's id of the transaction.
+    #[schema(example = "sandbox-7f3a9c")]
+    pub transaction_id: Option<String>,
+}
+
+/// The `Shop-Signature` header of notifications.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct SignatureHeader {
+    /// `t=<unix seconds>,v1=<hex>`: HMAC-SHA256 under the webhook secret
+    /// (`SHOP__PAYMENT__WEBHOOK_SECRET`) of `"<t>.<raw request body>"`.
+    /// Missing, malformed, not matching, or more than 5 minutes old: 401.
+    #[serde(rename = "Shop-Signature")]
+    #[param(
+        example = "t=1767225600,v1=5f2b6c0e9a8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b"
+    )]
+    pub shop_signature: String,
+}
+
+/// What a notification did.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationResult {
+    pub payment_id: String,
+    pub order_id: String,
+    /// The payment's status now.
+    pub payment_status: PaymentStatus,
+    /// False when this notification repeated one already applied (nothing changed).
+    pub applied: bool,
+}
+
+impl From<Notified> for NotificationResult {
+    fn from(n: Notified) -> Self {
+        Self {
+            payment_id: n.payment.id.into_string(),
+            order_id: n.payment.order_id,
+            payment_status: n.payment.status,
+            applied: n.applied,
+        }
+    }
+}
+
+/// The signature header's value, checked against the raw body before anything is read from it.
+fn verified(payments: &PaymentService, req: &HttpRequest, body: &[u8]) -> Result<(), PaymentError> {
+    let signature = req
+        .headers()
+        .get(signature::HEADER)
+        .and_then(|v| v.to_str().ok());
+    payments.verify(signature, body)
+}
+
+/// Report a payment's outcome (gateways)
+///
+/// Signed by the gateway with `Shop-Signature`. Applied once: repeats of a
+/// notification already applied answer 200 with `applied: false` and change
+/// nothing. A success makes the order `paid` (or, when the order was
+/// cancelled meanwhile, marks the payment `refund_required`); a failure
+/// leaves the order payable until it expires.
+#[utoipa::path(
+    operation_id = "paymentResultNotify",
+    tag = "payments",
+    params(SignatureHeader),
+    request_body = PaymentNotification,
+    responses(
+        (status = 200, description = "Applied, or a repeat of a notification already applied", body = NotificationResult),
+        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale (`invalid_signature`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The payment already has another outcome (`payment_already_final`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, or the amount or currency does not match the payment (`amount_mismatch`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/payments/notify")]
+async fn payment_result_notify(
+    req: HttpRequest,
+    payments: web::Data<PaymentService>,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    verified(&payments, &req, &body)?;
+    let notification: PaymentNotification = parse_json(&body)?;
+    let notified = payments
+        .apply_notification(
+            PaymentRef::Payment(PaymentId::from(notification.payment_id)),
+            Notification {
+                outcome: notification.payment_status.into(),
+                amount: Some((notification.amount, notification.currency)),
+                transaction_id: notification.transaction_id,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(NotificationResult::from(notified)))
+}
+
+/// Pay for an order (original spec path)
+///
+/// The original spec's `initiatePayment`; same rules as `POST /api/v1/payments`.
+#[utoipa::path(
+    operation_id = "originalInitiatePayment",
+    tag = "original spec",
+    request_body = InitiatePayment,
+    responses(
+        (status = 201, description = "A payment was opened", body = PaymentView),
+        (status = 200, description = "The order's payment that is still open", body = PaymentView),
+        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is paid, cancelled or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No payment gateway is configured, or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/initiatePayment")]
+async fn original_initiate_payment(
+    payments: web::Data<PaymentService>,
+    body: Json<InitiatePayment>,
+) -> Result<HttpResponse, Problem> {
+    initiate(&payments, body.into_inner()).await
+}
+
+/// The original spec's notification: it names the order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginalPaymentNotification {
+    #[schema(example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")]
+    pub order_id: String,
+    pub payment_status: NotifiedPaymentStatus,
+    /// When given, must equal the payment's amount.
+    #[serde(default, deserialize_with = "optional_json_integer")]
+    #[schema(minimum = 0, example = 999_900)]
+    pub amount: Option<i64>,
+    /// When given, must equal the payment's currency.
+    #[schema(example = "CNY")]
+    pub currency: Option<String>,
+    #[schema(example = "sandbox-7f3a9c")]
+    pub transaction_id: Option<String>,
+}
+
+fn optional_json_integer<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "json_integer")] i64);
+    Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(n)| n))
+}
+
+/// The original spec's answer to a notification.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginalNotificationResult {
+    /// Whether shop accepted the notification (applied now, or already applied before).
+    pub success: bool,
+    #[schema(example = "payment succeeded")]
+    pub message: String,
+    pub payment_id: String,
+    pub order_id: String,
+    pub payment_status: PaymentStatus,
+}
+
+/// Report a payment's outcome (original spec path)
+///
+/// The original spec's `paymentResultNotify`: `orderId` names the order's
+/// open payment. Same signature and rules as `POST /api/v1/payments/notify`;
+/// an order with no payment initiated gets 409.
+#[utoipa::path(
+    operation_id = "originalPaymentResultNotify",
+    tag = "original spec",
+    params(SignatureHeader),
+    request_body = OriginalPaymentNotification,
+    responses(
+        (status = 200, description = "Accepted: applied, or a repeat of a notification already applied", body = OriginalNotificationResult),
+        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order has no payment (`no_payment_initiated`), or its payment already has another outcome", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, or the amount or currency does not match; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/paymentResultNotify")]
+async fn original_payment_result_notify(
+    req: HttpRequest,
+    payments: web::Data<PaymentService>,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
+    verified(&payments, &req, &body)?;
+    let notification: OriginalPaymentNotification = parse_json(&body)?;
+    let amount = match (notification.amount, notification.currency) {
+        (Some(amount), Some(currency)) => Some((amount, currency)),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(Problem::validation(vec![
+                shared_kernel::FieldViolation::new("amount", "amount and currency come together"),
+            ]));
+        }
+        (None, None) => None,
+    };
+    let notified = payments
+        .apply_notification(
+            PaymentRef::Order(notification.order_id),
+            Notification {
+                outcome: notification.payment_status.into(),
+                amount,
+                transaction_id: notification.transaction_id,
+            },
+        )
+        .await?;
+    let message = match (notified.applied, notified.payment.status) {
+        (true, status) => format!("payment {}", status.as_str()),
+        (false, status) => format!("already applied: the payment is {}", status.as_str()),
+    };
+    Ok(HttpResponse::Ok().json(OriginalNotificationResult {
+        success: true,
+        message,
+        payment_id: notified.payment.id.into_string(),
+        order_id: notified.payment.order_id,
+        payment_status: notified.payment.status,
+    }))
+}

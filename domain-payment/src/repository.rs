@@ -1,0 +1,139 @@
+//! The diesel adapter of the payment context.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use shared_kernel::db::AnyConnection;
+use shared_kernel::money::{Currency, Money};
+
+use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
+use crate::schema::payments;
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = payments)]
+struct PaymentRow {
+    id: String,
+    order_id: String,
+    method: String,
+    gateway: String,
+    status: String,
+    amount_minor: i64,
+    currency: String,
+    payment_url: String,
+    expires_at: NaiveDateTime,
+    transaction_id: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    completed_at: Option<NaiveDateTime>,
+}
+
+impl PaymentRow {
+    fn into_domain(self) -> QueryResult<Payment> {
+        let corrupt = |what: String| diesel::result::Error::DeserializationError(what.into());
+        Ok(Payment {
+            method: PaymentMethod::parse(&self.method)
+                .ok_or_else(|| corrupt(format!("method {:?}", self.method)))?,
+            status: PaymentStatus::parse(&self.status)
+                .ok_or_else(|| corrupt(format!("status {:?}", self.status)))?,
+            amount: Money::new(
+                self.amount_minor,
+                Currency::parse(&self.currency).map_err(|e| corrupt(e.to_string()))?,
+            ),
+            id: PaymentId::from(self.id),
+            order_id: self.order_id,
+            gateway: self.gateway,
+            payment_url: self.payment_url,
+            expires_at: self.expires_at,
+            transaction_id: self.transaction_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            completed_at: self.completed_at,
+        })
+    }
+}
+
+pub fn insert(conn: &mut AnyConnection, p: &Payment) -> QueryResult<()> {
+    diesel::insert_into(payments::table)
+        .values((
+            payments::id.eq(p.id.as_str()),
+            payments::order_id.eq(&p.order_id),
+            payments::method.eq(p.method.as_str()),
+            payments::gateway.eq(&p.gateway),
+            payments::status.eq(p.status.as_str()),
+            payments::amount_minor.eq(p.amount.minor()),
+            payments::currency.eq(p.amount.currency().as_str()),
+            payments::payment_url.eq(&p.payment_url),
+            payments::expires_at.eq(p.expires_at),
+            payments::created_at.eq(p.created_at),
+            payments::updated_at.eq(p.updated_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut AnyConnection, id: &PaymentId) -> QueryResult<Option<Payment>> {
+    if !id.could_exist() {
+        return Ok(None);
+    }
+    payments::table
+        .find(id.as_str())
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(PaymentRow::into_domain)
+        .transpose()
+}
+
+/// The order's open (pending) payment, or else its latest one.
+pub fn current_for_order(conn: &mut AnyConnection, order_id: &str) -> QueryResult<Option<Payment>> {
+    if order_id.is_empty() || order_id.len() > 64 || order_id.contains('\0') {
+        return Ok(None);
+    }
+    let open = payments::table
+        .filter(payments::order_id.eq(order_id))
+        .filter(payments::status.eq(PaymentStatus::Pending.as_str()))
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .optional()?;
+    let row = match open {
+        Some(row) => Some(row),
+        None => payments::table
+            .filter(payments::order_id.eq(order_id))
+            .order(payments::id.desc())
+            .select(PaymentRow::as_select())
+            .first(conn)
+            .optional()?,
+    };
+    row.map(PaymentRow::into_domain).transpose()
+}
+
+/// Moves a payment from `from` to `to` in one conditional UPDATE; returns
+/// whether it moved (another transaction may have moved it first).
+pub fn transition(
+    conn: &mut AnyConnection,
+    id: &PaymentId,
+    from: PaymentStatus,
+    to: PaymentStatus,
+    transaction_id: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let target = payments::table
+        .filter(payments::id.eq(id.as_str()))
+        .filter(payments::status.eq(from.as_str()));
+    let moved = match transaction_id {
+        Some(transaction_id) => diesel::update(target)
+            .set((
+                payments::status.eq(to.as_str()),
+                payments::transaction_id.eq(transaction_id),
+                payments::completed_at.eq(now),
+                payments::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((
+                payments::status.eq(to.as_str()),
+                payments::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+    };
+    Ok(moved == 1)
+}

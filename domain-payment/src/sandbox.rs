@@ -1,0 +1,233 @@
+//! The sandbox gateway: a stand-in payment provider for trying shop out.
+//! Its payment URL opens a checkout page served by the app, where a person
+//! clicks Pay or Fail; the sandbox then sends the notification to the notify
+//! route over HTTP, signed exactly as a provider would. It lets anyone pay
+//! for free, so production switches it off (`SHOP__PAYMENT__SANDBOX=false`).
+
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, web};
+use async_trait::async_trait;
+use serde::Deserialize;
+use shared_kernel::Problem;
+use shared_kernel::ports::{GatewayPayment, GatewayPaymentRequest, PaymentGateway, PortError};
+
+use crate::PaymentService;
+use crate::model::{Payment, PaymentId, PaymentStatus};
+use crate::signature;
+
+/// Opens payments whose URL is the app's own checkout page.
+#[derive(Debug, Clone)]
+pub struct SandboxGateway {
+    public_url: String,
+}
+
+impl SandboxGateway {
+    /// `public_url`: where customers reach this server, such as `http://127.0.0.1:8080`.
+    pub fn new(public_url: impl Into<String>) -> Self {
+        Self {
+            public_url: public_url.into().trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for SandboxGateway {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    async fn create_payment(
+        &self,
+        request: &GatewayPaymentRequest,
+    ) -> Result<GatewayPayment, PortError> {
+        Ok(GatewayPayment {
+            payment_url: format!(
+                "{}/sandbox/checkout/{}",
+                self.public_url, request.payment_id
+            ),
+        })
+    }
+}
+
+/// Where the sandbox delivers its notifications, and how.
+#[derive(Debug, Clone)]
+pub struct SandboxCheckout {
+    notify_url: String,
+    client: reqwest::Client,
+}
+
+impl SandboxCheckout {
+    /// `internal_url`: where this server itself is reachable, such as `http://127.0.0.1:8080`.
+    pub fn new(internal_url: &str) -> Self {
+        Self {
+            notify_url: format!(
+                "{}/api/v1/payments/notify",
+                internal_url.trim_end_matches('/')
+            ),
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Mounts the checkout page (plain HTML; not part of the API document).
+pub fn configure_checkout(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/sandbox/checkout/{paymentId}",
+        web::get().to(checkout_page),
+    )
+    .route("/sandbox/checkout/{paymentId}", web::post().to(complete));
+}
+
+async fn checkout_page(
+    payments: web::Data<PaymentService>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let payment = payments.get(PaymentId::from(id.into_inner())).await?;
+    let body = if payment.status == PaymentStatus::Pending {
+        format!(
+            r#"<p>Pay <strong>{amount}</strong> for order <code>{order}</code> with {method}?</p>
+<form method="post"><input type="hidden" name="outcome" value="success"><button id="pay" type="submit">Pay</button></form>
+<form method="post"><input type="hidden" name="outcome" value="failure"><button id="fail" type="submit" class="secondary">Fail</button></form>"#,
+            amount = escape(&amount(&payment)),
+            order = escape(&payment.order_id),
+            method = method_name(&payment),
+        )
+    } else {
+        format!(
+            "<p>This payment is already <strong>{}</strong>.</p>",
+            payment.status.as_str()
+        )
+    };
+    Ok(page("Sandbox checkout", &body))
+}
+
+#[derive(Debug, Deserialize)]
+struct CompleteForm {
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Success,
+    Failure,
+}
+
+/// The person clicked Pay or Fail: notify shop as the provider would.
+async fn complete(
+    payments: web::Data<PaymentService>,
+    checkout: web::Data<SandboxCheckout>,
+    id: web::Path<String>,
+    form: web::Form<CompleteForm>,
+) -> Result<HttpResponse, Problem> {
+    let payment = payments.get(PaymentId::from(id.into_inner())).await?;
+    let status = match form.outcome {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+    };
+    let notification = serde_json::json!({
+        "paymentId": payment.id.as_str(),
+        "paymentStatus": status,
+        "amount": payment.amount.minor(),
+        "currency": payment.amount.currency().as_str(),
+        "transactionId": format!("sandbox-{}", uuid::Uuid::now_v7().simple()),
+    });
+    let body = serde_json::to_vec(&notification).unwrap_or_default();
+    let sent = checkout
+        .client
+        .post(&checkout.notify_url)
+        .header(signature::HEADER, payments.sign(&body))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    let message = match sent {
+        Ok(response) if response.status().is_success() => match form.outcome {
+            Outcome::Success => format!(
+                r#"<p id="result">Payment succeeded. The order will show as paid in a moment: <a href="/api/v1/orders/{0}">order {0}</a>.</p>"#,
+                escape(&payment.order_id)
+            ),
+            Outcome::Failure => {
+                "<p id=\"result\">Payment failed. The order stays payable until it expires.</p>"
+                    .to_owned()
+            }
+        },
+        Ok(response) => {
+            let status = response.status();
+            let detail = response.text().await.unwrap_or_default();
+            format!(
+                r#"<p id="result">shop refused the notification ({status}): <code>{}</code></p>"#,
+                escape(&detail)
+            )
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the sandbox could not deliver its notification");
+            format!(
+                r#"<p id="result">The notification could not be delivered: {}</p>"#,
+                escape(&error.to_string())
+            )
+        }
+    };
+    Ok(page("Sandbox checkout", &message))
+}
+
+fn method_name(payment: &Payment) -> &'static str {
+    match payment.method {
+        crate::model::PaymentMethod::Alipay => "Alipay",
+        crate::model::PaymentMethod::WechatPay => "WeChat Pay",
+    }
+}
+
+/// `999900 CNY` as `9999.00 CNY` (two decimals, as CNY, USD and EUR have).
+fn amount(payment: &Payment) -> String {
+    let minor = payment.amount.minor();
+    format!(
+        "{}.{:02} {}",
+        minor / 100,
+        (minor % 100).abs(),
+        payment.amount.currency()
+    )
+}
+
+fn page(title: &str, body: &str) -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::html()).body(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #222; }}
+.banner {{ background: #fff3cd; border: 1px solid #e0c36c; padding: .5rem .75rem; border-radius: .25rem; }}
+form {{ display: inline-block; margin: 1rem 1rem 0 0; }}
+button {{ font-size: 1.1rem; padding: .5rem 1.5rem; border-radius: .25rem; border: 0; background: #1a7f37; color: #fff; cursor: pointer; }}
+button.secondary {{ background: #b42318; }}
+</style></head>
+<body><h1>{title}</h1>
+<p class="banner">Sandbox gateway: no money moves. Switch it off in production (<code>SHOP__PAYMENT__SANDBOX=false</code>).</p>
+{body}
+</body></html>"#
+    ))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

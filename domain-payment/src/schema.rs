@@ -1,0 +1,17 @@
+diesel::table! {
+    payments (id) {
+        id -> Text,
+        order_id -> Text,
+        method -> Text,
+        gateway -> Text,
+        status -> Text,
+        amount_minor -> BigInt,
+        currency -> Text,
+        payment_url -> Text,
+        expires_at -> Timestamp,
+        transaction_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+    }
+}
