@@ -185,8 +185,16 @@ impl RouteTable {
                     Segment::Param => !part.is_empty(),
                 })
         });
-        let literals = |segments: &[Segment]| segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count();
-        let best = matching.clone().map(|(segments, _)| literals(segments)).max()?;
+        let literals = |segments: &[Segment]| {
+            segments
+                .iter()
+                .filter(|s| matches!(s, Segment::Literal(_)))
+                .count()
+        };
+        let best = matching
+            .clone()
+            .map(|(segments, _)| literals(segments))
+            .max()?;
         Some(
             matching
                 .filter(|(segments, _)| literals(segments) == best)
@@ -266,7 +274,14 @@ mod tests {
             Some(vec![Method::PUT])
         );
         assert_eq!(table.allowed("/api/v1/products/abc/other"), None);
-        assert_eq!(table.allowed("/api/v1/payments/notify"), Some(vec![Method::POST]), "a literal beats a parameter");
-        assert_eq!(table.allowed("/api/v1/payments/some-id"), Some(vec![Method::GET]));
+        assert_eq!(
+            table.allowed("/api/v1/payments/notify"),
+            Some(vec![Method::POST]),
+            "a literal beats a parameter"
+        );
+        assert_eq!(
+            table.allowed("/api/v1/payments/some-id"),
+            Some(vec![Method::GET])
+        );
     }
 }

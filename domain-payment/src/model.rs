@@ -95,7 +95,7 @@ impl PaymentStatus {
             (S::Pending | S::Succeeded, O::SuccessForCancelledOrder) => {
                 Ok(Applied::Changed(S::RefundRequired))
             }
-            (S::Succeeded, O::Success)
+            (S::Succeeded | S::RefundRequired, O::Success)
             | (S::Failed, O::Failure)
             | (S::RefundRequired, O::SuccessForCancelledOrder) => Ok(Applied::Unchanged),
             (from, outcome) => Err(IllegalTransition { from, outcome }),
@@ -150,6 +150,11 @@ mod tests {
         assert_eq!(
             PaymentStatus::RefundRequired.apply(PaymentOutcome::SuccessForCancelledOrder),
             Ok(Applied::Unchanged)
+        );
+        assert_eq!(
+            PaymentStatus::RefundRequired.apply(PaymentOutcome::Success),
+            Ok(Applied::Unchanged),
+            "a repeated success notification"
         );
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use shop_tests::{
     ADMIN_TOKEN, Backend, ShopProcess, StatusCode, TestDatabase, Value, count, eventually, json,
+    signer,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -45,6 +46,29 @@ impl Client {
             .await
             .ok()?;
         Some(response.status())
+    }
+
+    /// A gateway notification, signed now.
+    async fn notify(&self, body: Value) -> StatusCode {
+        let raw = serde_json::to_vec(&body).expect("json");
+        let signature = signer().sign(chrono::Utc::now().timestamp(), &raw);
+        let request = self
+            .http
+            .post(format!("{}/api/v1/payments/notify", self.base))
+            .header("Shop-Signature", signature)
+            .header("content-type", "application/json")
+            .body(raw);
+        request.send().await.expect("request").status()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        response.json().await.expect("json")
     }
 
     async fn stock(&self, product: &str) -> i64 {
@@ -227,6 +251,90 @@ async fn a_crash_mid_burst_loses_no_stock(backend: Backend) {
     );
 }
 
+/// The payment commits, then the process dies before the order reacts to
+/// `PaymentSucceeded`. After a restart the order becomes paid, exactly once.
+async fn a_payment_committed_before_a_crash_pays_its_order_once(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend) else {
+        return;
+    };
+    let url = database.url();
+    let first = ShopProcess::start(SHOP, &url, &[("SHOP__WORKER__ENABLED", "false")]);
+    let client = Client::new(&first);
+    let (_, product) = client
+        .post(
+            "/api/v1/products",
+            json!({"name": "Paid", "price": 2500, "currency": "CNY", "stock": 10}),
+            true,
+        )
+        .await;
+    let product = product["productId"]
+        .as_str()
+        .expect("product id")
+        .to_owned();
+    let (_, order) = client
+        .post(
+            "/api/v1/orders",
+            json!({"userId": "crash", "items": [{"productId": product, "quantity": 4}]}),
+            false,
+        )
+        .await;
+    let order_id = order["orderId"].as_str().expect("order id").to_owned();
+    let (status, payment) = client
+        .post(
+            "/api/v1/payments",
+            json!({"orderId": order_id, "paymentMethod": "alipay"}),
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let notification = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": 10_000, "currency": "CNY"});
+    assert_eq!(client.notify(notification).await, StatusCode::OK);
+    assert_eq!(
+        client.get(&format!("/api/v1/orders/{order_id}")).await["status"],
+        "pending_payment",
+        "the order has not reacted yet"
+    );
+
+    first.kill();
+
+    let second = ShopProcess::start(SHOP, &url, &[]);
+    let client = Client::new(&second);
+    let path = format!("/api/v1/orders/{order_id}");
+    eventually("the order is paid", || async {
+        client.get(&path).await["status"] == "paid"
+    })
+    .await;
+    eventually("every delivery is handled", || async {
+        count(&url, UNHANDLED) == 0
+    })
+    .await;
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'order.paid'"
+        ),
+        1,
+        "paid once"
+    );
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE attempts <> 1"
+        ),
+        0
+    );
+    assert_eq!(client.stock(&product).await, 6, "the four units stay sold");
+    assert_eq!(
+        count(
+            &url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM stock_reservations WHERE id = '{order_id}' AND status = 'sold'"
+            )
+        ),
+        1
+    );
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
@@ -236,5 +344,6 @@ macro_rules! on_both {
 
 on_both!(
     events_committed_before_a_crash_are_handled_once_after_restart,
-    a_crash_mid_burst_loses_no_stock
+    a_crash_mid_burst_loses_no_stock,
+    a_payment_committed_before_a_crash_pays_its_order_once
 );

@@ -5,4 +5,5 @@ mod crash;
 mod instances;
 mod operations;
 mod orders;
+mod payments;
 mod products;

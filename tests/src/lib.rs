@@ -108,6 +108,8 @@ impl Drop for TestDatabase {
 /// A running app and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// The database the app runs on (for checks no API shows).
+    pub database_url: String,
     pub admin_token: String,
     pub client: reqwest::Client,
     pub backend: Backend,
@@ -176,6 +178,7 @@ impl TestApp {
             .expect("client");
         Self {
             address,
+            database_url: url.to_owned(),
             admin_token: ADMIN_TOKEN.to_owned(),
             client,
             backend,
@@ -224,6 +227,25 @@ impl TestApp {
         product.json["stock"].as_i64().expect("stock")
     }
 
+    /// Sends a gateway notification to `path`, signed with the test webhook secret at `timestamp`.
+    pub async fn notify_at(&self, path: &str, body: &Value, timestamp: i64) -> Response {
+        let raw = serde_json::to_vec(body).expect("json");
+        let signature = signer().sign(timestamp, &raw);
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("Shop-Signature", signature)
+            .header("content-type", "application/json")
+            .body(raw);
+        self.send(request).await
+    }
+
+    /// Sends a gateway notification to `path`, signed now.
+    pub async fn notify(&self, path: &str, body: &Value) -> Response {
+        self.notify_at(path, body, chrono::Utc::now().timestamp())
+            .await
+    }
+
     /// Creates a product through the API and returns its JSON.
     pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> Value {
         let body = json!({"name": name, "description": "test product", "price": price, "currency": "CNY", "stock": stock});
@@ -240,6 +262,11 @@ impl Drop for TestApp {
         // Stop accepting at once; the database is dropped after.
         drop(self.server.stop(false));
     }
+}
+
+/// Signs as the gateway does, with the test webhook secret.
+pub fn signer() -> domain_payment::signature::ShopSignature {
+    domain_payment::signature::ShopSignature::new(SecretString::from(WEBHOOK_SECRET))
 }
 
 /// Waits (up to 10 s) until `check` holds; background work is asynchronous.
