@@ -32,7 +32,7 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
         (name = "orders", description = "Orders: placement with stock reservation, cancellation, expiry"),
         (name = "payments", description = "Payments: initiation (payment URL and QR code), signed gateway notifications"),
         (name = "original spec", description = "The original spec's literal paths, thin aliases over the REST routes"),
-        (name = "operations", description = "Health checks"),
+        (name = "operations", description = "Health checks and metrics"),
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -87,7 +87,9 @@ pub fn openapi_yaml() -> anyhow::Result<String> {
 }
 
 fn configure_health(cfg: &mut ServiceConfig) {
-    cfg.service(live).service(ready);
+    cfg.service(live)
+        .service(ready)
+        .service(crate::observability::render);
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod observability;
 pub mod run;
 pub mod startup;
 pub mod telemetry;

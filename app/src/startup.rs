@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Compress, ErrorHandlers};
+use actix_web::middleware::{Compress, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
@@ -24,6 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, RouteTable};
 use crate::config::Settings;
+use crate::observability::{self, RequestSpan};
 use crate::workers::Workers;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -197,6 +198,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let urls = Urls::for_listener(&listener, settings)?;
+        observability::metrics();
         let modules = Modules::new(db, settings, secrets, &urls);
         if settings.payment.sandbox {
             tracing::warn!(
@@ -238,7 +240,8 @@ impl Application {
                 .default_service(web::to(api::fallback))
                 .wrap(ErrorHandlers::new().default_handler(api::into_problem))
                 .wrap(Compress::default())
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(from_fn(observability::observe))
         })
         .listen(listener)?
         .run();

@@ -1,6 +1,11 @@
-//! Logs: human-readable lines on a terminal, or one JSON object a line.
+//! Logs: human-readable lines on a terminal, or one JSON object a line
+//! (for Logstash or Filebeat: no parsing rules needed). Every request ends
+//! with one line (its span closing) that carries its route, status, latency
+//! and request id; everything it causes is logged inside its span, so those
+//! lines carry the request id too, and so do event handlers' lines.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 use crate::config::LogFormat;
@@ -11,6 +16,7 @@ pub fn init(format: LogFormat) {
     let writer = std::io::stderr.with_max_level(tracing::Level::TRACE);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(FmtSpan::CLOSE)
         .with_writer(writer);
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),

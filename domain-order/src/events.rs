@@ -42,6 +42,7 @@ impl EventHandler for PaymentOutcomes {
         .is_some()
         {
             tracing::info!(order_id = %id, payment_id = %paid.payment_id, "order paid");
+            metrics::counter!("shop_orders_paid_total").increment(1);
             self.outbox.publish(
                 conn,
                 &OrderPaid {

@@ -189,6 +189,7 @@ impl OrderService {
             Ok(()) => {
                 self.outbox.wake();
                 tracing::info!(order_id = %order.id, amount = order.amount.minor(), "order placed");
+                metrics::counter!("shop_orders_created_total").increment(1);
                 Ok(Placed {
                     order,
                     replayed: false,
@@ -293,6 +294,8 @@ impl OrderService {
             .await?;
         self.outbox.wake();
         tracing::info!(order_id = %order.id, "order cancelled by user");
+        metrics::counter!("shop_orders_cancelled_total", "reason" => "cancelled_by_user")
+            .increment(1);
         Ok(order)
     }
 
@@ -317,6 +320,8 @@ impl OrderService {
             .await?;
         if expired > 0 {
             self.outbox.wake();
+            metrics::counter!("shop_orders_cancelled_total", "reason" => "expired")
+                .increment(expired as u64);
         }
         Ok(expired)
     }

@@ -233,6 +233,14 @@ impl From<Notified> for NotificationResult {
     }
 }
 
+/// Counts refused notifications by their problem's code (`invalid_signature`, `amount_mismatch`, ...).
+fn counted(result: Result<HttpResponse, Problem>) -> Result<HttpResponse, Problem> {
+    if let Err(problem) = &result {
+        metrics::counter!("shop_payment_notifications_rejected_total", "reason" => problem.code.clone()).increment(1);
+    }
+    result
+}
+
 /// The signature header's value, checked against the raw body before anything is read from it.
 fn verified(payments: &PaymentService, req: &HttpRequest, body: &[u8]) -> Result<(), PaymentError> {
     let signature = req
@@ -271,19 +279,24 @@ async fn payment_result_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    verified(&payments, &req, &body)?;
-    let notification: PaymentNotification = parse_json(&body)?;
-    let notified = payments
-        .apply_notification(
-            PaymentRef::Payment(PaymentId::from(notification.payment_id)),
-            Notification {
-                outcome: notification.payment_status.into(),
-                amount: Some((notification.amount, notification.currency)),
-                transaction_id: notification.transaction_id,
-            },
-        )
-        .await?;
-    Ok(HttpResponse::Ok().json(NotificationResult::from(notified)))
+    counted(
+        async {
+            verified(&payments, &req, &body)?;
+            let notification: PaymentNotification = parse_json(&body)?;
+            let notified = payments
+                .apply_notification(
+                    PaymentRef::Payment(PaymentId::from(notification.payment_id)),
+                    Notification {
+                        outcome: notification.payment_status.into(),
+                        amount: Some((notification.amount, notification.currency)),
+                        transaction_id: notification.transaction_id,
+                    },
+                )
+                .await?;
+            Ok(HttpResponse::Ok().json(NotificationResult::from(notified)))
+        }
+        .await,
+    )
 }
 
 /// Pay for an order (original spec path)
@@ -379,36 +392,44 @@ async fn original_payment_result_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    verified(&payments, &req, &body)?;
-    let notification: OriginalPaymentNotification = parse_json(&body)?;
-    let amount = match (notification.amount, notification.currency) {
-        (Some(amount), Some(currency)) => Some((amount, currency)),
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(Problem::validation(vec![
-                shared_kernel::FieldViolation::new("amount", "amount and currency come together"),
-            ]));
+    counted(
+        async {
+            verified(&payments, &req, &body)?;
+            let notification: OriginalPaymentNotification = parse_json(&body)?;
+            let amount = match (notification.amount, notification.currency) {
+                (Some(amount), Some(currency)) => Some((amount, currency)),
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(Problem::validation(vec![
+                        shared_kernel::FieldViolation::new(
+                            "amount",
+                            "amount and currency come together",
+                        ),
+                    ]));
+                }
+                (None, None) => None,
+            };
+            let notified = payments
+                .apply_notification(
+                    PaymentRef::Order(notification.order_id),
+                    Notification {
+                        outcome: notification.payment_status.into(),
+                        amount,
+                        transaction_id: notification.transaction_id,
+                    },
+                )
+                .await?;
+            let message = match (notified.applied, notified.payment.status) {
+                (true, status) => format!("payment {}", status.as_str()),
+                (false, status) => format!("already applied: the payment is {}", status.as_str()),
+            };
+            Ok(HttpResponse::Ok().json(OriginalNotificationResult {
+                success: true,
+                message,
+                payment_id: notified.payment.id.into_string(),
+                order_id: notified.payment.order_id,
+                payment_status: notified.payment.status,
+            }))
         }
-        (None, None) => None,
-    };
-    let notified = payments
-        .apply_notification(
-            PaymentRef::Order(notification.order_id),
-            Notification {
-                outcome: notification.payment_status.into(),
-                amount,
-                transaction_id: notification.transaction_id,
-            },
-        )
-        .await?;
-    let message = match (notified.applied, notified.payment.status) {
-        (true, status) => format!("payment {}", status.as_str()),
-        (false, status) => format!("already applied: the payment is {}", status.as_str()),
-    };
-    Ok(HttpResponse::Ok().json(OriginalNotificationResult {
-        success: true,
-        message,
-        payment_id: notified.payment.id.into_string(),
-        order_id: notified.payment.order_id,
-        payment_status: notified.payment.status,
-    }))
+        .await,
+    )
 }

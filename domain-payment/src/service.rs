@@ -138,6 +138,8 @@ impl PaymentService {
         {
             Ok(()) => {
                 tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, method = method.as_str(), "payment initiated");
+                metrics::counter!("shop_payments_initiated_total", "method" => method.as_str())
+                    .increment(1);
                 Ok((payment, true))
             }
             // Another request opened one first: that is the order's open payment.
@@ -198,9 +200,18 @@ impl PaymentService {
                 write_transaction(conn, |conn| apply(conn, &outbox, &payment, &notification))
             })
             .await?;
+        let payment = &notified.payment;
         if notified.applied {
             self.outbox.wake();
-            tracing::info!(payment_id = %notified.payment.id, status = notified.payment.status.as_str(), "payment notification applied");
+            tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "payment notification applied");
+            metrics::counter!(
+                "shop_payments_completed_total",
+                "method" => payment.method.as_str(),
+                "outcome" => payment.status.as_str()
+            )
+            .increment(1);
+        } else {
+            metrics::counter!("shop_payment_notifications_duplicate_total").increment(1);
         }
         Ok(notified)
     }

@@ -253,6 +253,12 @@ impl Db {
         self.backend
     }
 
+    /// Connections open, and of those idle, right now.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
     /// Takes a connection, blocking the current thread; for start-up and tests.
     pub fn get_blocking(&self) -> Result<PooledConnection, DbError> {
         self.pool
@@ -270,12 +276,18 @@ impl Db {
     {
         let pool = self.pool.clone();
         let span = tracing::Span::current();
+        let request_id = crate::request_id::current();
         actix_web::rt::task::spawn_blocking(move || {
             span.in_scope(|| {
-                let mut conn = pool
-                    .get()
-                    .map_err(|e| E::from(DbError::Unavailable(e.to_string())))?;
-                work(&mut conn)
+                crate::request_id::in_blocking(request_id, || {
+                    let waiting = metrics::gauge!("shop_db_pool_waiting");
+                    waiting.increment(1.0);
+                    let conn = pool.get();
+                    waiting.decrement(1.0);
+                    let mut conn =
+                        conn.map_err(|e| E::from(DbError::Unavailable(e.to_string())))?;
+                    work(&mut conn)
+                })
             })
         })
         .await

@@ -186,13 +186,8 @@ impl Outbox {
     }
 }
 
-tokio::task_local! {
-    /// The id of the HTTP request being served, for events it causes.
-    pub static REQUEST_ID: String;
-}
-
 fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    crate::request_id::current()
 }
 
 /// How the dispatcher paces itself.
@@ -283,11 +278,28 @@ impl Dispatcher {
     pub async fn dispatch_one(&self) -> Result<Dispatched, DbError> {
         let handlers = self.handlers.clone();
         let max_backoff = self.options.max_backoff;
-        self.db
+        let dispatched = self
+            .db
             .run(move |conn| {
                 write_transaction(conn, |conn| deliver_next(conn, &handlers, max_backoff))
             })
-            .await
+            .await?;
+        // Counted once committed.
+        match &dispatched {
+            Dispatched::Idle => {}
+            Dispatched::Handled {
+                event_type, lag, ..
+            } => {
+                metrics::histogram!("shop_outbox_dispatch_lag_seconds").record(lag.as_secs_f64());
+                metrics::counter!("shop_outbox_deliveries_total", "event_type" => event_type.clone(), "result" => "handled")
+                    .increment(1);
+            }
+            Dispatched::Failed { event_type, .. } => {
+                metrics::counter!("shop_outbox_deliveries_total", "event_type" => event_type.clone(), "result" => "failed")
+                    .increment(1);
+            }
+        }
+        Ok(dispatched)
     }
 }
 

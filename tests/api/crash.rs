@@ -165,7 +165,12 @@ async fn events_committed_before_a_crash_are_handled_once_after_restart(backend:
         count(&url, &format!("{}'released'", status_of(cancelled_id))),
         1
     );
-    assert!(second.terminate(), "SIGTERM stops shop cleanly");
+    let mut second = second;
+    second.terminate();
+    assert!(
+        second.wait_exit(Duration::from_secs(20)),
+        "SIGTERM stops shop cleanly"
+    );
 }
 
 /// The process dies in the middle of a burst of orders, wherever it is:

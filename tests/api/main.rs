@@ -3,6 +3,7 @@
 mod architecture;
 mod crash;
 mod instances;
+mod observability;
 mod operations;
 mod orders;
 mod payments;

@@ -369,10 +369,12 @@ macro_rules! on_every_backend {
     };
 }
 
-/// A `shop` process started by path, killed (SIGKILL) when dropped.
+/// A `shop` process started by path, killed (SIGKILL) when dropped. Its
+/// log (JSON lines on stderr) is kept for the test to read.
 pub struct ShopProcess {
     child: std::process::Child,
     pub address: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ShopProcess {
@@ -396,9 +398,11 @@ impl ShopProcess {
         let mut child = command.spawn().expect("start shop");
         let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
         let mut lines = stderr.lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut port = None;
         for line in lines.by_ref() {
             let line = line.expect("log line");
+            log.lock().expect("log").push(line.clone());
             let Ok(entry) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
@@ -409,10 +413,14 @@ impl ShopProcess {
         }
         // Keep reading the log, as a terminal would; show it when asked.
         let show = std::env::var("TEST_LOG").is_ok();
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if show {
                     eprintln!("{line}");
+                }
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(line);
                 }
             }
         });
@@ -420,7 +428,13 @@ impl ShopProcess {
         Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
+            log,
         }
+    }
+
+    /// The log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
     }
 
     /// Kills the process at once, as a power cut would (SIGKILL).
@@ -429,13 +443,24 @@ impl ShopProcess {
         let _ = self.child.wait();
     }
 
-    /// Asks the process to stop (SIGTERM) and waits for it; returns whether it exited cleanly.
-    pub fn terminate(mut self) -> bool {
+    /// Sends SIGTERM, as systemd does to stop a service.
+    pub fn terminate(&self) {
         let pid = self.child.id().to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status();
-        self.child.wait().is_ok_and(|status| status.success())
+    }
+
+    /// Waits (up to `timeout`) for the process to exit; returns whether it exited cleanly.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
     }
 }
 
