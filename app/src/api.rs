@@ -81,9 +81,126 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The document as served and printed: the generated one, plus its links.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    add_links(&mut doc);
+    doc
+}
+
+/// OpenAPI links: how the answer of one operation feeds the next. They walk
+/// a generated client (and schemathesis's stateful phase) through a purchase:
+/// createProduct -> getProductInfo -> createOrder -> initiatePayment -> getOrderInfo.
+/// (Added to the JSON form: utoipa 5 writes link fields in snake_case.)
+fn add_links(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let product = "$response.body#/productId";
+    let order = "$response.body#/orderId";
+    let payment = "$response.body#/paymentId";
+    let links: [(&str, &str, &str, Value); 13] = [
+        (
+            "createProduct",
+            "201",
+            "GetProductInfo",
+            json!({"operationId": "getProductInfo", "parameters": {"productId": product}}),
+        ),
+        (
+            "createProduct",
+            "201",
+            "UpdateProductStock",
+            json!({"operationId": "updateProductStock", "parameters": {"productId": product}}),
+        ),
+        (
+            "createProduct",
+            "201",
+            "CreateOrder",
+            json!({"operationId": "createOrder",
+                   "requestBody": {"userId": "linked-customer", "items": [{"productId": product, "quantity": 1}]}}),
+        ),
+        (
+            "createProduct",
+            "201",
+            "OriginalGetProductInfo",
+            json!({"operationId": "originalGetProductInfo", "parameters": {"productId": product}}),
+        ),
+        (
+            "createOrder",
+            "201",
+            "GetOrderInfo",
+            json!({"operationId": "getOrderInfo", "parameters": {"orderId": order}}),
+        ),
+        (
+            "createOrder",
+            "201",
+            "ListOrders",
+            json!({"operationId": "listOrders", "parameters": {"userId": "$response.body#/userId"}}),
+        ),
+        (
+            "createOrder",
+            "201",
+            "InitiatePayment",
+            json!({"operationId": "initiatePayment", "requestBody": {"orderId": order, "paymentMethod": "wechat_pay"}}),
+        ),
+        (
+            "createOrder",
+            "201",
+            "CancelOrder",
+            json!({"operationId": "cancelOrder", "parameters": {"orderId": order}}),
+        ),
+        (
+            "createOrder",
+            "201",
+            "OriginalGetOrderInfo",
+            json!({"operationId": "originalGetOrderInfo", "parameters": {"orderId": order}}),
+        ),
+        (
+            "originalCreateOrder",
+            "201",
+            "GetOrderInfo",
+            json!({"operationId": "getOrderInfo", "parameters": {"orderId": order}}),
+        ),
+        (
+            "initiatePayment",
+            "201",
+            "GetPayment",
+            json!({"operationId": "getPayment", "parameters": {"paymentId": payment}}),
+        ),
+        (
+            "initiatePayment",
+            "201",
+            "GetOrderInfo",
+            json!({"operationId": "getOrderInfo", "parameters": {"orderId": order}}),
+        ),
+        (
+            "initiatePayment",
+            "200",
+            "GetPayment",
+            json!({"operationId": "getPayment", "parameters": {"paymentId": payment}}),
+        ),
+    ];
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (source, status, name, link) in links {
+        let response = paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+            .find(|operation| operation.get("operationId").and_then(Value::as_str) == Some(source))
+            .and_then(|operation| operation.pointer_mut(&format!("/responses/{status}")))
+            .and_then(Value::as_object_mut);
+        if let Some(response) = response {
+            let links = response.entry("links").or_insert_with(|| json!({}));
+            if let Some(links) = links.as_object_mut() {
+                links.insert(name.to_owned(), link);
+            }
+        }
+    }
+}
+
 /// The document as `shop openapi` prints it and `openapi.yaml` holds it.
 pub fn openapi_yaml() -> anyhow::Result<String> {
-    Ok(openapi().to_yaml()?)
+    Ok(serde_norway::to_string(&document())?)
 }
 
 fn configure_health(cfg: &mut ServiceConfig) {
@@ -264,6 +381,39 @@ pub fn into_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandle
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_link_joins_two_documented_operations() {
+        let doc = document();
+        let mut operation_ids = Vec::new();
+        let mut targets = Vec::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item
+                .as_object()
+                .unwrap()
+                .values()
+                .filter(|o| o.get("operationId").is_some())
+            {
+                operation_ids.push(operation["operationId"].as_str().unwrap().to_owned());
+                for response in operation["responses"].as_object().unwrap().values() {
+                    for link in response["links"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|l| l.values())
+                    {
+                        targets.push(link["operationId"].as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+        assert_eq!(targets.len(), 13, "every link was attached to its response");
+        for target in targets {
+            assert!(
+                operation_ids.contains(&target),
+                "a link targets {target}, which is not documented"
+            );
+        }
+    }
 
     #[test]
     fn the_route_table_tells_404_from_405() {

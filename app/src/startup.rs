@@ -20,7 +20,7 @@ use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox
 use shared_kernel::ports::PaymentGateway;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::api::{self, RouteTable};
 use crate::config::Settings;
@@ -206,45 +206,60 @@ impl Application {
                 "the sandbox payment gateway is on: anyone can pay for free. Set SHOP__PAYMENT__SANDBOX=false in production"
             );
         }
-        let doc = api::openapi();
-        let routes = web::Data::new(RouteTable::from_openapi(&doc));
+        let routes = web::Data::new(RouteTable::from_openapi(&api::openapi()));
+        let document = web::Bytes::from(serde_json::to_vec(&api::document())?);
         let max_body = settings.server.max_body_bytes;
         let state = modules.clone();
-        let server = actix_web::HttpServer::new(move || {
-            let (app, _) = api::mount(App::new().into_utoipa_app()).split_for_parts();
-            app.app_data(web::Data::new(state.db.clone()))
-                .app_data(web::Data::new(state.catalog.clone()))
-                .app_data(web::Data::new(state.orders.clone()))
-                .app_data(web::Data::new(state.payments.clone()))
-                .app_data(web::Data::new(state.admin_token.clone()))
-                .app_data(web::PayloadConfig::new(max_body))
-                .app_data(routes.clone())
-                .configure(|cfg| {
-                    if let Some(sandbox) = &state.sandbox {
-                        cfg.app_data(web::Data::new(sandbox.clone()));
-                        domain_payment::sandbox::configure_checkout(cfg);
-                    }
-                })
-                .service(web::redirect("/swagger-ui", "/swagger-ui/"))
-                .service(
-                    SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", doc.clone()),
-                )
-                .route(
-                    "/",
-                    web::get().to(|| async {
-                        HttpResponse::Found()
-                            .insert_header(("Location", "/swagger-ui/"))
-                            .finish()
-                    }),
-                )
-                .default_service(web::to(api::fallback))
-                .wrap(ErrorHandlers::new().default_handler(api::into_problem))
-                .wrap(Compress::default())
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .wrap(from_fn(observability::observe))
-        })
-        .listen(listener)?
-        .run();
+        let server =
+            actix_web::HttpServer::new(move || {
+                let (app, _) = api::mount(App::new().into_utoipa_app()).split_for_parts();
+                app.app_data(web::Data::new(state.db.clone()))
+                    .app_data(web::Data::new(state.catalog.clone()))
+                    .app_data(web::Data::new(state.orders.clone()))
+                    .app_data(web::Data::new(state.payments.clone()))
+                    .app_data(web::Data::new(state.admin_token.clone()))
+                    .app_data(web::PayloadConfig::new(max_body))
+                    .app_data(routes.clone())
+                    .configure(|cfg| {
+                        if let Some(sandbox) = &state.sandbox {
+                            cfg.app_data(web::Data::new(sandbox.clone()));
+                            domain_payment::sandbox::configure_checkout(cfg);
+                        }
+                    })
+                    .service(web::redirect("/swagger-ui", "/swagger-ui/"))
+                    .route(
+                        "/api-docs/openapi.json",
+                        web::get().to({
+                            let document = document.clone();
+                            move || {
+                                let document = document.clone();
+                                async move {
+                                    HttpResponse::Ok()
+                                        .content_type("application/json")
+                                        .body(document)
+                                }
+                            }
+                        }),
+                    )
+                    .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(
+                        SwaggerConfig::new(["/api-docs/openapi.json"]).validator_url("none"),
+                    ))
+                    .route(
+                        "/",
+                        web::get().to(|| async {
+                            HttpResponse::Found()
+                                .insert_header(("Location", "/swagger-ui/"))
+                                .finish()
+                        }),
+                    )
+                    .default_service(web::to(api::fallback))
+                    .wrap(ErrorHandlers::new().default_handler(api::into_problem))
+                    .wrap(Compress::default())
+                    .wrap(TracingLogger::<RequestSpan>::new())
+                    .wrap(from_fn(observability::observe))
+            })
+            .listen(listener)?
+            .run();
         let workers = settings
             .worker
             .enabled
