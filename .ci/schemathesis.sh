@@ -30,7 +30,9 @@ token="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 label=$(echo "$database_url" | cut -d: -f1)
 log="$out/shop-schemathesis-$label.log"
 
+webhook_secret="whsec-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 DATABASE_URL="$database_url" SHOP__SERVER__BIND="127.0.0.1:$port" SHOP__AUTH__ADMIN_TOKEN="$token" \
+    SHOP__PAYMENT__WEBHOOK_SECRET="$webhook_secret" \
     SHOP__LOG__FORMAT=json RUST_LOG=warn "$root/target/debug/shop" serve >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
@@ -41,7 +43,9 @@ for _ in $(seq 1 100); do
 done
 
 cd "$out"
-"$venv/bin/st" --config-file "$root/.ci/schemathesis.toml" run "$root/openapi.yaml" \
+# The hooks sign notifications as a gateway would (see .ci/schemathesis_hooks.py).
+SHOP_WEBHOOK_SECRET="$webhook_secret" PYTHONPATH="$root/.ci" SCHEMATHESIS_HOOKS=schemathesis_hooks \
+    "$venv/bin/st" --config-file "$root/.ci/schemathesis.toml" run "$root/openapi.yaml" \
     --url "http://127.0.0.1:$port" \
     --checks all \
     --header "Authorization: Bearer $token" \

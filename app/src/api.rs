@@ -97,7 +97,7 @@ fn add_links(doc: &mut serde_json::Value) {
     let product = "$response.body#/productId";
     let order = "$response.body#/orderId";
     let payment = "$response.body#/paymentId";
-    let links: [(&str, &str, &str, Value); 13] = [
+    let links: [(&str, &str, &str, Value); 14] = [
         (
             "createProduct",
             "201",
@@ -176,6 +176,14 @@ fn add_links(doc: &mut serde_json::Value) {
             "200",
             "GetPayment",
             json!({"operationId": "getPayment", "parameters": {"paymentId": payment}}),
+        ),
+        (
+            "initiatePayment",
+            "201",
+            "PaymentResultNotify",
+            json!({"operationId": "paymentResultNotify",
+                   "requestBody": {"paymentId": payment, "paymentStatus": "success",
+                                   "amount": "$response.body#/amount", "currency": "$response.body#/currency"}}),
         ),
     ];
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
@@ -406,7 +414,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(targets.len(), 13, "every link was attached to its response");
+        assert_eq!(targets.len(), 14, "every link was attached to its response");
         for target in targets {
             assert!(
                 operation_ids.contains(&target),

@@ -288,7 +288,8 @@ async fn payment_result_notify(
                     PaymentRef::Payment(PaymentId::from(notification.payment_id)),
                     Notification {
                         outcome: notification.payment_status.into(),
-                        amount: Some((notification.amount, notification.currency)),
+                        amount: Some(notification.amount),
+                        currency: Some(notification.currency),
                         transaction_id: notification.transaction_id,
                     },
                 )
@@ -396,24 +397,13 @@ async fn original_payment_result_notify(
         async {
             verified(&payments, &req, &body)?;
             let notification: OriginalPaymentNotification = parse_json(&body)?;
-            let amount = match (notification.amount, notification.currency) {
-                (Some(amount), Some(currency)) => Some((amount, currency)),
-                (Some(_), None) | (None, Some(_)) => {
-                    return Err(Problem::validation(vec![
-                        shared_kernel::FieldViolation::new(
-                            "amount",
-                            "amount and currency come together",
-                        ),
-                    ]));
-                }
-                (None, None) => None,
-            };
             let notified = payments
                 .apply_notification(
                     PaymentRef::Order(notification.order_id),
                     Notification {
                         outcome: notification.payment_status.into(),
-                        amount,
+                        amount: notification.amount,
+                        currency: notification.currency,
                         transaction_id: notification.transaction_id,
                     },
                 )

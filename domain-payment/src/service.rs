@@ -36,7 +36,9 @@ impl std::fmt::Debug for PaymentService {
 pub struct Notification {
     pub outcome: NotifiedStatus,
     /// When given, it must match the payment's.
-    pub amount: Option<(i64, String)>,
+    pub amount: Option<i64>,
+    /// When given, it must match the payment's.
+    pub currency: Option<String>,
     pub transaction_id: Option<String>,
 }
 
@@ -233,12 +235,23 @@ fn apply(
         }
     };
     let current = find(conn)?;
-    if let Some((amount, currency)) = &notification.amount
-        && (*amount != current.amount.minor() || currency != current.amount.currency().as_str())
-    {
+    let amount_differs = notification
+        .amount
+        .is_some_and(|amount| amount != current.amount.minor());
+    let currency_differs = notification
+        .currency
+        .as_deref()
+        .is_some_and(|currency| currency != current.amount.currency().as_str());
+    if amount_differs || currency_differs {
         return Err(PaymentError::AmountMismatch {
             expected: format!("{} {}", current.amount.minor(), current.amount.currency()),
-            got: format!("{amount} {currency}"),
+            got: format!(
+                "{} {}",
+                notification
+                    .amount
+                    .map_or("(no amount)".to_owned(), |a| a.to_string()),
+                notification.currency.as_deref().unwrap_or("(no currency)")
+            ),
         });
     }
     let outcome = match notification.outcome {

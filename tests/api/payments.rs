@@ -400,6 +400,15 @@ async fn original_spec_aliases_initiate_and_notify(app: TestApp) {
             .contains("/sandbox/checkout/")
     );
 
+    // Amount and currency are optional here; each one given must match.
+    let wrong = json!({"orderId": purchase.order, "paymentStatus": "success", "amount": purchase.amount + 1});
+    app.notify("/paymentResultNotify", &wrong)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch");
+    let dollars = json!({"orderId": purchase.order, "paymentStatus": "success", "currency": "USD"});
+    app.notify("/paymentResultNotify", &dollars)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch");
     let notified = app
         .notify(
             "/paymentResultNotify",
