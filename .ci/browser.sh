@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser checks in Debian's headless Chromium, driven by playwright-core
 # (pinned in tests/browser/package-lock.json; it never downloads a browser):
-# the sandbox checkout page turns a click on Pay into a paid order.
+# the sandbox checkout page turns a click on Pay into a paid order, and
+# Swagger UI lists every operation and runs "Try it out".
 # Screenshots go to target/ci/.
 set -euo pipefail
 
@@ -30,3 +31,4 @@ for _ in $(seq 1 100); do
 done
 
 node "$root/tests/browser/checkout.mjs" "http://127.0.0.1:$port" "$token" "$out"
+node "$root/tests/browser/swagger.mjs" "http://127.0.0.1:$port" "$token" "$out"

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod crash;
+mod fuzz;
 mod instances;
 mod observability;
 mod operations;

@@ -1,0 +1,105 @@
+"""A whole purchase through a client SDK generated from openapi.yaml.
+
+The client (package `shop_client`) is generated at test time by
+openapi-python-client (.ci/sdk.sh); nothing in it is edited. This script
+plays a shop front end and a payment gateway:
+
+    python purchase.py BASE_URL ADMIN_TOKEN WEBHOOK_SECRET
+"""
+
+import hashlib
+import hmac
+import sys
+import time
+
+import httpx
+from shop_client import AuthenticatedClient, Client
+from shop_client.api.orders import create_order, get_order_info
+from shop_client.api.payments import get_payment, initiate_payment, payment_result_notify
+from shop_client.api.products import create_product, get_product_info
+from shop_client.models import (
+    CreateOrder,
+    CreateOrderItem,
+    CreateProduct,
+    InitiatePayment,
+    NotifiedPaymentStatus,
+    OrderStatusView,
+    PaymentMethod,
+    PaymentNotification,
+    PaymentStatus,
+)
+
+base, admin_token, webhook_secret = sys.argv[1:4]
+
+
+def sign(request: httpx.Request) -> None:
+    """The gateway's side: sign the exact bytes sent (Shop-Signature)."""
+    timestamp = str(int(time.time()))
+    body = request.read()
+    digest = hmac.new(webhook_secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    request.headers["Shop-Signature"] = f"t={timestamp},v1={digest}"
+
+
+admin = AuthenticatedClient(base_url=base, token=admin_token, raise_on_unexpected_status=True)
+customer = Client(base_url=base, raise_on_unexpected_status=True)
+gateway = Client(base_url=base, raise_on_unexpected_status=True, httpx_args={"event_hooks": {"request": [sign]}})
+
+
+def expect(response, status):
+    assert response.status_code == status, f"{response.status_code}: {response.content!r}"
+    return response.parsed
+
+
+product = expect(
+    create_product.sync_detailed(
+        client=admin,
+        body=CreateProduct(name="iPhone 15", description="SDK test", price=999900, currency="CNY", stock=10),
+    ),
+    201,
+)
+info = expect(get_product_info.sync_detailed(client=customer, product_id=product.product_id), 200)
+assert (info.name, info.price, info.currency, info.stock) == ("iPhone 15", 999900, "CNY", 10), info
+
+order = expect(
+    create_order.sync_detailed(
+        client=customer,
+        body=CreateOrder(user_id="sdk-user", items=[CreateOrderItem(product_id=product.product_id, quantity=2)]),
+    ),
+    201,
+)
+assert order.status == OrderStatusView.PENDING_PAYMENT and order.amount == 1999800, order
+
+payment = expect(
+    initiate_payment.sync_detailed(
+        client=customer, body=InitiatePayment(order_id=order.order_id, payment_method=PaymentMethod.WECHAT_PAY)
+    ),
+    201,
+)
+assert payment.payment_url and payment.qr_code.startswith("<?xml"), payment
+
+# The signature is set by the gateway client's request hook; the required header needs a value to start with.
+result = expect(
+    payment_result_notify.sync_detailed(
+        client=gateway,
+        shop_signature="set-by-the-request-hook",
+        body=PaymentNotification(
+            payment_id=payment.payment_id,
+            payment_status=NotifiedPaymentStatus.SUCCESS,
+            amount=payment.amount,
+            currency=payment.currency,
+            transaction_id="sdk-tx-1",
+        ),
+    ),
+    200,
+)
+assert result.applied and result.payment_status == PaymentStatus.SUCCEEDED, result
+
+for _ in range(100):
+    order = expect(get_order_info.sync_detailed(client=customer, order_id=order.order_id), 200)
+    if order.status == OrderStatusView.PAID:
+        break
+    time.sleep(0.1)
+assert order.status == OrderStatusView.PAID, order
+assert expect(get_payment.sync_detailed(client=customer, payment_id=payment.payment_id), 200).status == PaymentStatus.SUCCEEDED
+assert expect(get_product_info.sync_detailed(client=customer, product_id=product.product_id), 200).stock == 8
+print(f"generated SDK: order {order.order_id} is paid")
