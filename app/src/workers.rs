@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use shared_kernel::db::Backend;
+
 use crate::config::Settings;
 use crate::startup::Modules;
 
@@ -28,6 +30,12 @@ impl Workers {
         let inventory = modules.inventory.clone();
         let sweep_every = Duration::from_millis(settings.order.expiry_sweep_ms);
         let grace = Duration::from_secs(settings.worker.abandoned_reservation_grace_secs);
+        // PostgreSQL lets several dispatchers work side by side (each claims
+        // its own rows with SKIP LOCKED); SQLite has one writer, so one is enough.
+        let lanes = match modules.db.backend() {
+            Backend::Postgres => 4,
+            Backend::Sqlite => 1,
+        };
         let token = stop.clone();
         let supervisor = tokio::spawn(async move {
             match dispatcher.drain().await {
@@ -35,8 +43,10 @@ impl Workers {
                 Ok(n) => tracing::info!(deliveries = n, "delivered the events left pending"),
                 Err(error) => tracing::warn!(%error, "could not deliver the pending events yet"),
             }
-            let tasks = [
-                tokio::spawn(dispatcher.run(token.clone())),
+            let mut tasks: Vec<_> = (0..lanes)
+                .map(|_| tokio::spawn(dispatcher.clone().run(token.clone())))
+                .collect();
+            tasks.extend([
                 tokio::spawn(every(
                     "order expiry",
                     sweep_every,
@@ -67,7 +77,7 @@ impl Workers {
                         }
                     },
                 )),
-            ];
+            ]);
             for task in tasks {
                 let _ = task.await;
             }

@@ -9,7 +9,9 @@
 //! including taking a connection from the pool, onto the blocking thread
 //! pool, so the async executor threads never wait on the database.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -217,6 +219,15 @@ impl Default for PoolOptions {
 pub struct Db {
     pool: Pool,
     backend: Backend,
+    /// SQLite has one writer at a time. Writers of this process queue here,
+    /// in order, instead of polling SQLite's lock with growing sleeps (which
+    /// is what its busy timeout does), which keeps write latency even.
+    writer: Option<Arc<Mutex<()>>>,
+}
+
+thread_local! {
+    /// The writer lock of the database whose work runs on this blocking thread.
+    static WRITER: RefCell<Option<Arc<Mutex<()>>>> = const { RefCell::new(None) };
 }
 
 impl std::fmt::Debug for Db {
@@ -243,9 +254,11 @@ impl Db {
             .connection_timeout(options.connection_timeout)
             .test_on_check_out(false)
             .build(manager)?;
+        let writer = (url.backend() == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
         Ok(Self {
             pool,
             backend: url.backend(),
+            writer,
         })
     }
 
@@ -275,10 +288,12 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let writer = self.writer.clone();
         let span = tracing::Span::current();
         let request_id = crate::request_id::current();
         actix_web::rt::task::spawn_blocking(move || {
             span.in_scope(|| {
+                let _writer = WriterScope::enter(writer);
                 crate::request_id::in_blocking(request_id, || {
                     let waiting = metrics::gauge!("shop_db_pool_waiting");
                     waiting.increment(1.0);
@@ -324,6 +339,10 @@ where
 {
     match conn {
         AnyConnection::Sqlite(inner) => {
+            let writer = WRITER.with(|w| w.borrow().clone());
+            let _turn = writer
+                .as_deref()
+                .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
             let outcome = work(conn);
             let AnyConnection::Sqlite(inner) = conn else {
@@ -348,6 +367,22 @@ where
             }
         }
         AnyConnection::Postgres(_) => conn.transaction(work),
+    }
+}
+
+/// Makes a database's writer lock the current one on this thread, for the scope.
+struct WriterScope;
+
+impl WriterScope {
+    fn enter(writer: Option<Arc<Mutex<()>>>) -> Self {
+        WRITER.with(|w| *w.borrow_mut() = writer);
+        Self
+    }
+}
+
+impl Drop for WriterScope {
+    fn drop(&mut self) {
+        WRITER.with(|w| *w.borrow_mut() = None);
     }
 }
 

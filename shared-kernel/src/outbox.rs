@@ -197,6 +197,8 @@ pub struct DispatchOptions {
     pub poll_interval: Duration,
     /// The longest wait before a failed delivery is tried again.
     pub max_backoff: Duration,
+    /// The most deliveries one transaction handles.
+    pub batch_size: i64,
 }
 
 impl Default for DispatchOptions {
@@ -204,6 +206,7 @@ impl Default for DispatchOptions {
         Self {
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
+            batch_size: 64,
         }
     }
 }
@@ -211,8 +214,6 @@ impl Default for DispatchOptions {
 /// What one dispatch attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dispatched {
-    /// Nothing was due.
-    Idle,
     /// The subscriber handled the event.
     Handled {
         event_type: String,
@@ -244,8 +245,8 @@ impl Dispatcher {
             "event dispatcher started"
         );
         while !stop.is_cancelled() {
-            match self.dispatch_one().await {
-                Ok(Dispatched::Idle) => {
+            match self.dispatch_batch().await {
+                Ok(batch) if batch.is_empty() => {
                     tokio::select! {
                         () = self.wake.notified() => {}
                         () = tokio::time::sleep(self.options.poll_interval) => {}
@@ -268,38 +269,47 @@ impl Dispatcher {
     /// Delivers everything that is due now; returns how many deliveries were attempted.
     pub async fn drain(&self) -> Result<usize, DbError> {
         let mut attempted = 0;
-        while self.dispatch_one().await? != Dispatched::Idle {
-            attempted += 1;
+        loop {
+            let batch = self.dispatch_batch().await?;
+            if batch.is_empty() {
+                return Ok(attempted);
+            }
+            attempted += batch.len();
         }
-        Ok(attempted)
     }
 
-    /// Claims and delivers one due delivery, in one transaction.
-    pub async fn dispatch_one(&self) -> Result<Dispatched, DbError> {
+    /// Claims up to `batch_size` due deliveries and delivers them in one
+    /// transaction, each handler in a savepoint of its own: one commit for
+    /// the batch, yet a failing handler undoes only its own writes.
+    pub async fn dispatch_batch(&self) -> Result<Vec<Dispatched>, DbError> {
         let handlers = self.handlers.clone();
-        let max_backoff = self.options.max_backoff;
-        let dispatched = self
+        let (max_backoff, limit) = (self.options.max_backoff, self.options.batch_size);
+        let batch = self
             .db
             .run(move |conn| {
-                write_transaction(conn, |conn| deliver_next(conn, &handlers, max_backoff))
+                write_transaction(conn, |conn| {
+                    deliver_batch(conn, &handlers, max_backoff, limit)
+                })
             })
             .await?;
         // Counted once committed.
-        match &dispatched {
-            Dispatched::Idle => {}
-            Dispatched::Handled {
-                event_type, lag, ..
-            } => {
-                metrics::histogram!("shop_outbox_dispatch_lag_seconds").record(lag.as_secs_f64());
-                metrics::counter!("shop_outbox_deliveries_total", "event_type" => event_type.clone(), "result" => "handled")
-                    .increment(1);
-            }
-            Dispatched::Failed { event_type, .. } => {
-                metrics::counter!("shop_outbox_deliveries_total", "event_type" => event_type.clone(), "result" => "failed")
-                    .increment(1);
+        for dispatched in &batch {
+            match dispatched {
+                Dispatched::Handled {
+                    event_type, lag, ..
+                } => {
+                    metrics::histogram!("shop_outbox_dispatch_lag_seconds")
+                        .record(lag.as_secs_f64());
+                    metrics::counter!("shop_outbox_deliveries_total", "event_type" => event_type.clone(), "result" => "handled")
+                        .increment(1);
+                }
+                Dispatched::Failed { event_type, .. } => {
+                    metrics::counter!("shop_outbox_deliveries_total", "event_type" => event_type.clone(), "result" => "failed")
+                        .increment(1);
+                }
             }
         }
-        Ok(dispatched)
+        Ok(batch)
     }
 }
 
@@ -310,7 +320,7 @@ struct DueDelivery {
     attempts: i32,
 }
 
-#[derive(Debug, Queryable)]
+#[derive(Debug, Clone, Queryable)]
 struct EventRow {
     id: String,
     event_type: String,
@@ -334,7 +344,11 @@ impl EventRow {
 }
 
 /// Takes the oldest due delivery, locking it against other instances.
-fn claim(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<Option<DueDelivery>> {
+fn claim(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<DueDelivery>> {
     use event_deliveries::dsl as d;
     let due = d::event_deliveries
         .filter(d::handled_at.is_null())
@@ -345,25 +359,54 @@ fn claim(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<Option<Due
             d::subscriber.asc(),
         ))
         .select((d::event_id, d::subscriber, d::attempts))
-        .limit(1);
+        .limit(limit);
     match conn {
-        AnyConnection::Postgres(pg) => due.for_update().skip_locked().first(pg).optional(),
+        AnyConnection::Postgres(pg) => due.for_update().skip_locked().load(pg),
         // SQLite has one writer at a time: the immediate transaction is the lock.
-        AnyConnection::Sqlite(sqlite) => due.first(sqlite).optional(),
+        AnyConnection::Sqlite(sqlite) => due.load(sqlite),
     }
 }
 
-fn deliver_next(
+fn deliver_batch(
     conn: &mut AnyConnection,
     handlers: &HashMap<&'static str, Arc<dyn EventHandler>>,
     max_backoff: Duration,
+    limit: i64,
+) -> Result<Vec<Dispatched>, DbError> {
+    let now = clock::now();
+    let due = claim(conn, now, limit)?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The batch's events in one query.
+    let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
+    let events: HashMap<String, EventRow> = outbox_events::table
+        .filter(outbox_events::id.eq_any(&ids))
+        .load::<EventRow>(conn)?
+        .into_iter()
+        .map(|row| (row.id.clone(), row))
+        .collect();
+    due.into_iter()
+        .map(|due| {
+            // An event with several subscribers in one batch is read once and handed to each.
+            let row = events
+                .get(&due.event_id)
+                .cloned()
+                .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+            deliver(conn, due, row, handlers, max_backoff, now)
+        })
+        .collect()
+}
+
+fn deliver(
+    conn: &mut AnyConnection,
+    due: DueDelivery,
+    row: EventRow,
+    handlers: &HashMap<&'static str, Arc<dyn EventHandler>>,
+    max_backoff: Duration,
+    now: NaiveDateTime,
 ) -> Result<Dispatched, DbError> {
     use event_deliveries::dsl as d;
-    let now = clock::now();
-    let Some(due) = claim(conn, now)? else {
-        return Ok(Dispatched::Idle);
-    };
-    let row: EventRow = outbox_events::table.find(&due.event_id).first(conn)?;
     let event_type = row.event_type.clone();
     let occurred_at = row.occurred_at;
     let this = d::event_deliveries.find((&due.event_id, &due.subscriber));
