@@ -11,9 +11,10 @@
 //!   engine with the same concurrency, no HTTP;
 //! - the server's start-up time to ready, idle and peak resident memory.
 //!
-//! Usage (BENCHMARKS.md):
-//!   cargo build --release -p shop && cargo run --release -p shop-tests --bin shop-bench -- [--postgres URL]
-//! Options: --shop PATH (default target/release/shop), --seconds N (per scenario, default 10),
+//! Usage (BENCHMARKS.md), one command:
+//!   cargo run --release -p shop-tests --bin shop-bench -- [--postgres URL]
+//! Options: --shop PATH (default: target/release/shop, built first with `cargo build --release -p shop`),
+//!          --seconds N (per scenario, default 10),
 //!          --smoke (a few seconds in all, for CI), --out FILE (default target/bench/results.json),
 //!          --postgres URL (also run on PostgreSQL; or SHOP_BENCH_POSTGRES_URL), --db-prefix NAME
 //!          (the databases it creates there, default shop_bench and shop_bench_raw).
@@ -36,7 +37,8 @@ const ADMIN: &str = "bench-admin-token";
 const SECRET: &str = "bench-webhook-secret";
 
 struct Options {
-    shop: PathBuf,
+    /// The binary under test; `None`: build and use target/release/shop.
+    shop: Option<PathBuf>,
     seconds: f64,
     smoke: bool,
     postgres: Option<String>,
@@ -47,7 +49,7 @@ struct Options {
 
 fn options() -> Result<Options> {
     let mut o = Options {
-        shop: PathBuf::from("target/release/shop"),
+        shop: None,
         seconds: 10.0,
         smoke: false,
         postgres: std::env::var("SHOP_BENCH_POSTGRES_URL")
@@ -59,7 +61,7 @@ fn options() -> Result<Options> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--shop" => o.shop = args.next().context("--shop PATH")?.into(),
+            "--shop" => o.shop = Some(args.next().context("--shop PATH")?.into()),
             "--seconds" => o.seconds = args.next().context("--seconds N")?.parse()?,
             "--smoke" => o.smoke = true,
             "--postgres" => o.postgres = Some(args.next().context("--postgres URL")?),
@@ -290,7 +292,8 @@ async fn seed(http: &reqwest::Client, base: &str, n: usize, stock: i64) -> Resul
 async fn scenarios(o: &Options, label: &str, database_url: &str, raw_url: &str) -> Result<Value> {
     let clients = 32;
     let duration = Duration::from_secs_f64(o.seconds);
-    let server = Server::start(&o.shop, database_url).await?;
+    let shop = o.shop.clone().context("the binary under test")?;
+    let server = Server::start(&shop, database_url).await?;
     let (idle_mib, _) = server.memory();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
@@ -672,15 +675,41 @@ fn print_table(label: &str, r: &Value) {
     );
 }
 
+/// Builds the release `shop` (a no-op when it is up to date) and returns its path.
+fn release_shop() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "shop",
+            "--bin",
+            "shop",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release -p shop failed");
+    }
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| PathBuf::from("target"), PathBuf::from);
+    Ok(target.join("release").join("shop"))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let o = options()?;
+    let mut o = options()?;
+    if o.shop.is_none() {
+        o.shop = Some(release_shop()?);
+    }
     let dir = std::env::temp_dir().join(format!("shop-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut all = serde_json::Map::new();
     all.insert(
         "settings".into(),
-        json!({"seconds_per_scenario": o.seconds, "smoke": o.smoke, "clients": 32, "shop": o.shop.display().to_string(),
+        json!({"seconds_per_scenario": o.seconds, "smoke": o.smoke, "clients": 32,
+               "shop": o.shop.as_ref().map(|p| p.display().to_string()),
                "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)}),
     );
     let sqlite = scenarios(
