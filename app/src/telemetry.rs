@@ -10,9 +10,14 @@ use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 use crate::config::LogFormat;
 
+/// What is logged unless `RUST_LOG` says otherwise: `info`, except the
+/// per-request warning tracing-actix-web writes for every 4xx answer (a
+/// client's mistake is not an operator's concern; 5xx stay, at error level).
+pub const DEFAULT_FILTER: &str = "info,tracing_actix_web::middleware=error";
+
 /// Installs the global subscriber. `RUST_LOG` refines the default filter.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let writer = std::io::stderr.with_max_level(tracing::Level::TRACE);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
