@@ -442,7 +442,7 @@ fn deliver(
                     d::last_error.eq(None::<String>),
                 ))
                 .execute(conn)?;
-            let lag = (now - occurred_at).to_std().unwrap_or_default();
+            let lag = (clock::now() - occurred_at).to_std().unwrap_or_default();
             tracing::debug!(lag_ms = lag.as_millis() as u64, "event handled");
             Ok(Dispatched::Handled {
                 event_type,
@@ -459,8 +459,7 @@ fn deliver(
                 "event handler failed"
             );
             let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
-            let mut message = format!("{error:#}");
-            message.truncate(2000);
+            let message: String = format!("{error:#}").chars().take(2000).collect();
             diesel::update(this)
                 .set((
                     d::attempts.eq(attempts),
