@@ -50,6 +50,9 @@ pub struct WorkerSettings {
     /// A stock reservation whose order never arrived is released this many
     /// seconds after its hold ended (`SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS`).
     pub abandoned_reservation_grace_secs: u64,
+    /// Handled events are deleted from the outbox after this many hours
+    /// (`SHOP__WORKER__EVENT_RETENTION_HOURS`); pending ones are kept.
+    pub event_retention_hours: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +115,7 @@ sandbox = true
 enabled = true
 poll_ms = 500
 abandoned_reservation_grace_secs = 600
+event_retention_hours = 168
 
 [log]
 format = "pretty"

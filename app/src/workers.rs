@@ -1,6 +1,6 @@
-//! Background work: event delivery, the order expiry sweep, and the release
-//! of reservations whose order never arrived. Every piece is safe to run on
-//! several instances at once.
+//! Background work: event delivery, the order expiry sweep, the release of
+//! reservations whose order never arrived, and the outbox's retention.
+//! Every piece is safe to run on several instances at once.
 
 use std::future::Future;
 use std::time::Duration;
@@ -30,6 +30,9 @@ impl Workers {
         let inventory = modules.inventory.clone();
         let sweep_every = Duration::from_millis(settings.order.expiry_sweep_ms);
         let grace = Duration::from_secs(settings.worker.abandoned_reservation_grace_secs);
+        let retention =
+            Duration::from_secs(settings.worker.event_retention_hours.saturating_mul(3600));
+        let pruner = modules.dispatcher.clone();
         // PostgreSQL lets several dispatchers work side by side (each claims
         // its own rows with SKIP LOCKED); SQLite has one writer, so one is enough.
         let lanes = match modules.db.backend() {
@@ -74,6 +77,27 @@ impl Workers {
                                 .await
                                 .map(drop)
                                 .map_err(|e| e.to_string())
+                        }
+                    },
+                )),
+                tokio::spawn(every(
+                    "outbox retention",
+                    Duration::from_secs(3600),
+                    token.clone(),
+                    move || {
+                        let pruner = pruner.clone();
+                        async move {
+                            match pruner.prune(retention).await {
+                                Ok(0) => Ok(()),
+                                Ok(n) => {
+                                    tracing::info!(
+                                        events = n,
+                                        "pruned delivered events from the outbox"
+                                    );
+                                    Ok(())
+                                }
+                                Err(e) => Err(e.to_string()),
+                            }
                         }
                     },
                 )),

@@ -278,6 +278,17 @@ impl Dispatcher {
         }
     }
 
+    /// Deletes handled deliveries and delivered events older than `retention`; returns the events deleted.
+    pub async fn prune(&self, retention: Duration) -> Result<usize, DbError> {
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        self.db
+            .run(move |conn| {
+                let now = clock::now();
+                prune(conn, now.checked_sub_signed(retention).unwrap_or(now)).map_err(DbError::from)
+            })
+            .await
+    }
+
     /// Claims up to `batch_size` due deliveries and delivers them in one
     /// transaction, each handler in a savepoint of its own: one commit for
     /// the batch, yet a failing handler undoes only its own writes.
@@ -481,6 +492,26 @@ fn backoff(attempts: i32, max: Duration) -> Duration {
     Duration::from_millis(100)
         .saturating_mul(2u32.saturating_pow(exponent))
         .min(max)
+}
+
+/// Deletes what the outbox no longer needs: deliveries handled before
+/// `before`, then events older than that with no delivery left. Pending and
+/// failing deliveries, and their events, are kept whatever their age.
+/// Returns the number of events deleted.
+pub fn prune(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResult<usize> {
+    use diesel::dsl::{exists, not};
+    write_transaction(conn, |conn| {
+        diesel::delete(event_deliveries::table.filter(event_deliveries::handled_at.lt(before)))
+            .execute(conn)?;
+        let undelivered =
+            event_deliveries::table.filter(event_deliveries::event_id.eq(outbox_events::id));
+        diesel::delete(
+            outbox_events::table
+                .filter(outbox_events::occurred_at.lt(before))
+                .filter(not(exists(undelivered))),
+        )
+        .execute(conn)
+    })
 }
 
 /// Counts of the outbox's deliveries, for health and metrics.

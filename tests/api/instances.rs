@@ -98,3 +98,59 @@ async fn sqlite() {
 async fn postgres() {
     two_instances_share_the_work_without_doing_it_twice(Backend::Postgres).await;
 }
+
+/// The outbox keeps what is pending and forgets what every subscriber handled.
+async fn the_outbox_prunes_delivered_events_only(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, &[("SHOP__WORKER__ENABLED", "false")]).await
+    else {
+        return;
+    };
+    let product = app.create_product("Pruned", 100, 10).await["productId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = json!({"userId": "pruner", "items": [{"productId": product, "quantity": 1}]});
+    assert_eq!(
+        app.post_json("/api/v1/orders", &order).await.status,
+        StatusCode::CREATED
+    );
+    let url = app.database_url.clone();
+    let events = "SELECT COUNT(*) AS n FROM outbox_events";
+    assert_eq!(
+        app.modules
+            .dispatcher
+            .prune(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "pending: kept"
+    );
+    assert_eq!(count(&url, events), 1);
+    assert_eq!(app.modules.dispatcher.drain().await.unwrap(), 1);
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(
+        app.modules.dispatcher.prune(week).await.unwrap(),
+        0,
+        "handled but recent: kept"
+    );
+    assert_eq!(
+        app.modules
+            .dispatcher
+            .prune(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(count(&url, events), 0);
+    assert_eq!(count(&url, "SELECT COUNT(*) AS n FROM event_deliveries"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_sqlite() {
+    the_outbox_prunes_delivered_events_only(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_postgres() {
+    the_outbox_prunes_delivered_events_only(Backend::Postgres).await;
+}
