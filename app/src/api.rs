@@ -12,6 +12,9 @@ use serde::Serialize;
 use shared_kernel::Problem;
 use shared_kernel::db::Db;
 use shared_kernel::problem::PROBLEM_JSON;
+use shared_kernel::problem::responses::{
+    MalformedJson, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -34,7 +37,10 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
         (name = "original spec", description = "The original spec's literal paths, thin aliases over the REST routes"),
         (name = "operations", description = "Health checks and metrics"),
     ),
-    components(schemas(Problem)),
+    components(
+        schemas(Problem),
+        responses(MalformedJson, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unavailable),
+    ),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

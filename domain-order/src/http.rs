@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared_kernel::http::{Json, Query, invalid_query, json_integer};
 use shared_kernel::pagination::{PageQuery, PageRequest};
+use shared_kernel::problem::responses::{PayloadTooLarge, Unavailable, UnsupportedMediaType};
 use shared_kernel::{FieldViolation, Problem, clock};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -248,10 +249,10 @@ fn created(placed: Placed, body: impl Serialize) -> HttpResponse {
         (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A line names a product that does not exist (`product_not_found`; `errors` names the line)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock (`insufficient_stock`; `errors` names the line and product); nothing was reserved", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid, a product is listed twice (`validation_failed`), the products have different currencies (`currency_mismatch`), or the Idempotency-Key was used with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[post("/orders")]
@@ -274,7 +275,7 @@ async fn create_order(
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/orders/{orderId}")]
@@ -317,7 +318,7 @@ pub struct ListOrdersQuery {
     responses(
         (status = 200, description = "A page of the user's orders", body = OrderList),
         (status = 400, description = "`userId` is missing or invalid, or `limit` or `cursor` is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/orders")]
@@ -351,7 +352,7 @@ async fn list_orders(
         (status = 200, description = "The cancelled order", body = OrderView),
         (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order is paid or already cancelled (`order_not_cancellable`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[post("/orders/{orderId}/cancel")]
@@ -415,10 +416,10 @@ pub struct OriginalCreateOrder {
         (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The product does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock (`insufficient_stock`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[post("/createOrder")]
@@ -477,7 +478,7 @@ pub struct OrderIdQuery {
         (status = 200, description = "The order", body = OriginalOrderView),
         (status = 400, description = "`orderId` is missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/getOrderInfo")]

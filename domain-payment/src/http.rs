@@ -5,6 +5,9 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared_kernel::http::{Json, json_integer, parse_json};
+use shared_kernel::problem::responses::{
+    MalformedJson, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+};
 use shared_kernel::{Problem, clock};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -113,11 +116,11 @@ fn payment_response(payment: Payment, created: bool) -> HttpResponse {
             headers(("Location" = String, description = "The payment's URL"))),
         (status = 200, description = "The order's payment that is still open", body = PaymentView,
             headers(("Location" = String, description = "The payment's URL"))),
-        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
         (status = 404, description = "No order has this id (`order_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order is paid (`order_already_paid`), cancelled (`order_cancelled`) or expired (`order_expired`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid, such as an unknown `paymentMethod`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No payment gateway is configured (`no_payment_gateway`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -148,7 +151,7 @@ async fn initiate(
     responses(
         (status = 200, description = "The payment", body = PaymentView),
         (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/payments/{paymentId}")]
@@ -264,13 +267,13 @@ fn verified(payments: &PaymentService, req: &HttpRequest, body: &[u8]) -> Result
     request_body = PaymentNotification,
     responses(
         (status = 200, description = "Applied, or a repeat of a notification already applied", body = NotificationResult),
-        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
         (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale (`invalid_signature`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The payment already has another outcome (`payment_already_final`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
         (status = 422, description = "A field is missing or invalid, or the amount or currency does not match the payment (`amount_mismatch`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[post("/payments/notify")]
@@ -310,11 +313,11 @@ async fn payment_result_notify(
     responses(
         (status = 201, description = "A payment was opened", body = PaymentView),
         (status = 200, description = "The order's payment that is still open", body = PaymentView),
-        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
         (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order is paid, cancelled or expired", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No payment gateway is configured, or the database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -378,13 +381,13 @@ pub struct OriginalNotificationResult {
     request_body = OriginalPaymentNotification,
     responses(
         (status = 200, description = "Accepted: applied, or a repeat of a notification already applied", body = OriginalNotificationResult),
-        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
         (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order has no payment (`no_payment_initiated`), or its payment already has another outcome", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
         (status = 422, description = "A field is missing or invalid, or the amount or currency does not match; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[post("/paymentResultNotify")]

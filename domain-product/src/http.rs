@@ -8,6 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared_kernel::http::{Admin, Json, Query, json_integer};
 use shared_kernel::pagination::{PageQuery, PageRequest};
+use shared_kernel::problem::responses::{
+    MalformedJson, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use shared_kernel::{FieldViolation, Problem, clock};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -155,7 +158,7 @@ fn parse_stock(field: &str, units: i64) -> Result<Stock, ProductError> {
     responses(
         (status = 200, description = "A page of products", body = ProductList),
         (status = 400, description = "Invalid `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/products")]
@@ -180,12 +183,12 @@ async fn list_products(
     responses(
         (status = 201, description = "The product was added", body = ProductView,
             headers(("Location" = String, description = "The new product's URL"))),
-        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid; `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[post("/products")]
@@ -212,7 +215,7 @@ async fn create_product(
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/products/{productId}")]
@@ -235,13 +238,13 @@ async fn get_product_info(
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The product with its new stock", body = ProductView),
-        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
         (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`newStock` is missing or out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[put("/products/{productId}/stock")]
@@ -280,7 +283,7 @@ pub struct ProductIdQuery {
         (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "`productId` is missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/getProductInfo")]
@@ -313,13 +316,13 @@ pub struct OriginalUpdateStock {
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The product with its new stock", body = ProductView),
-        (status = 400, description = "The body is not well-formed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
         (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[post("/updateProductStock")]

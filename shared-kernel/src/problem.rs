@@ -42,6 +42,54 @@ pub struct Problem {
     pub errors: Vec<FieldViolation>,
 }
 
+/// Problem responses that many operations share, documented once as OpenAPI
+/// `components/responses` (operations reference them: `response = ...`).
+pub mod responses {
+    use utoipa::ToResponse;
+
+    use super::Problem;
+
+    /// The body is not well-formed JSON (`malformed_json`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "The body is not well-formed JSON (`malformed_json`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct MalformedJson(pub Problem);
+
+    /// Missing or wrong admin token (`unauthorized`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "Missing or wrong admin token (`unauthorized`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct Unauthorized(pub Problem);
+
+    /// The body is too large (`payload_too_large`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "The body is too large (`payload_too_large`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct PayloadTooLarge(pub Problem);
+
+    /// The body is not JSON (`unsupported_media_type`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "The body is not JSON (`unsupported_media_type`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct UnsupportedMediaType(pub Problem);
+
+    /// The database is unavailable (`service_unavailable`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "The database is unavailable (`service_unavailable`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct Unavailable(pub Problem);
+}
+
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldViolation {
