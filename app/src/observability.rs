@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, get, web};
@@ -24,9 +25,13 @@ use tracing_actix_web::RootSpanBuilder;
 /// The request id header, read and echoed.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A request's id, kept in its extensions for the log span.
+/// A request's id and route template, worked out once by [`observe`] and
+/// kept in its extensions for the log span.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestInfo {
+    pub id: String,
+    pub route: String,
+}
 
 /// The process-wide metrics recorder (one per process, shared by every app in it).
 pub fn metrics() -> &'static PrometheusHandle {
@@ -142,17 +147,17 @@ pub async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request_id(&req);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().as_str().to_owned();
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
+    req.extensions_mut().insert(RequestInfo {
+        id: id.clone(),
+        route: route.clone(),
+    });
+    let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let outcome = shared_kernel::request_id::scope(id.clone(), next.call(req)).await;
-    let status = match &outcome {
-        Ok(response) => response.status(),
-        Err(error) => error.as_response_error().status_code(),
-    };
+    let status = status_of(&outcome);
     let labels = [("route", route), ("method", method)];
     metrics::histogram!("shop_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
@@ -166,32 +171,36 @@ pub async fn observe(
     Ok(response)
 }
 
+/// The status a request ended with, whether as a response or as an error.
+fn status_of<B>(outcome: &Result<ServiceResponse<B>, Error>) -> StatusCode {
+    match outcome {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    }
+}
+
 /// The request span of every log line a request causes: route template, method, status and request id.
 pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.0.clone())
-            .unwrap_or_default();
+        let info = request.extensions().get::<RequestInfo>().cloned();
+        let (id, route) = info.map_or_else(
+            || (String::new(), "unmatched".to_owned()),
+            |i| (i.id, i.route),
+        );
         tracing::info_span!(
             "request",
             request_id = %id,
             method = %request.method(),
-            route = %request.match_pattern().unwrap_or_else(|| "unmatched".to_owned()),
+            route = %route,
             path = %request.path(),
             status = tracing::field::Empty,
         )
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let status = match outcome {
-            Ok(response) => response.status(),
-            Err(error) => error.as_response_error().status_code(),
-        };
-        span.record("status", status.as_u16());
+        span.record("status", status_of(outcome).as_u16());
     }
 }
 

@@ -13,7 +13,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::PaymentService;
-use crate::error::PaymentError;
 use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
 use crate::qr;
 use crate::service::{Notification, Notified, NotifiedStatus, PaymentRef};
@@ -236,21 +235,30 @@ impl From<Notified> for NotificationResult {
     }
 }
 
-/// Counts refused notifications by their problem's code (`invalid_signature`, `amount_mismatch`, ...).
-fn counted(result: Result<HttpResponse, Problem>) -> Result<HttpResponse, Problem> {
-    if let Err(problem) = &result {
+/// Receives one gateway notification, whichever route it came by: checks
+/// `Shop-Signature` against the raw body before reading anything from it,
+/// parses the body as `B`, and applies what `claim` makes of it. Refusals are
+/// counted by their problem's code (`invalid_signature`, `amount_mismatch`, ...).
+async fn receive<B: serde::de::DeserializeOwned>(
+    payments: &PaymentService,
+    req: &HttpRequest,
+    body: &[u8],
+    claim: impl FnOnce(B) -> (PaymentRef, Notification),
+) -> Result<Notified, Problem> {
+    let received = async {
+        let signature = req
+            .headers()
+            .get(signature::HEADER)
+            .and_then(|v| v.to_str().ok());
+        payments.verify(signature, body)?;
+        let (payment, notification) = claim(parse_json(body)?);
+        Ok::<_, Problem>(payments.apply_notification(payment, notification).await?)
+    }
+    .await;
+    if let Err(problem) = &received {
         metrics::counter!("shop_payment_notifications_rejected_total", "reason" => problem.code.clone()).increment(1);
     }
-    result
-}
-
-/// The signature header's value, checked against the raw body before anything is read from it.
-fn verified(payments: &PaymentService, req: &HttpRequest, body: &[u8]) -> Result<(), PaymentError> {
-    let signature = req
-        .headers()
-        .get(signature::HEADER)
-        .and_then(|v| v.to_str().ok());
-    payments.verify(signature, body)
+    received
 }
 
 /// Report a payment's outcome (gateways)
@@ -282,25 +290,20 @@ async fn payment_result_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    counted(
-        async {
-            verified(&payments, &req, &body)?;
-            let notification: PaymentNotification = parse_json(&body)?;
-            let notified = payments
-                .apply_notification(
-                    PaymentRef::Payment(PaymentId::from(notification.payment_id)),
-                    Notification {
-                        outcome: notification.payment_status.into(),
-                        amount: Some(notification.amount),
-                        currency: Some(notification.currency),
-                        transaction_id: notification.transaction_id,
-                    },
-                )
-                .await?;
-            Ok(HttpResponse::Ok().json(NotificationResult::from(notified)))
-        }
-        .await,
-    )
+    let notified = receive(&payments, &req, &body, |n: PaymentNotification| {
+        let notification = Notification {
+            outcome: n.payment_status.into(),
+            amount: Some(n.amount),
+            currency: Some(n.currency),
+            transaction_id: n.transaction_id,
+        };
+        (
+            PaymentRef::Payment(PaymentId::from(n.payment_id)),
+            notification,
+        )
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(NotificationResult::from(notified)))
 }
 
 /// Pay for an order (original spec path)
@@ -396,33 +399,25 @@ async fn original_payment_result_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    counted(
-        async {
-            verified(&payments, &req, &body)?;
-            let notification: OriginalPaymentNotification = parse_json(&body)?;
-            let notified = payments
-                .apply_notification(
-                    PaymentRef::Order(notification.order_id),
-                    Notification {
-                        outcome: notification.payment_status.into(),
-                        amount: notification.amount,
-                        currency: notification.currency,
-                        transaction_id: notification.transaction_id,
-                    },
-                )
-                .await?;
-            let message = match (notified.applied, notified.payment.status) {
-                (true, status) => format!("payment {}", status.as_str()),
-                (false, status) => format!("already applied: the payment is {}", status.as_str()),
-            };
-            Ok(HttpResponse::Ok().json(OriginalNotificationResult {
-                success: true,
-                message,
-                payment_id: notified.payment.id.into_string(),
-                order_id: notified.payment.order_id,
-                payment_status: notified.payment.status,
-            }))
-        }
-        .await,
-    )
+    let notified = receive(&payments, &req, &body, |n: OriginalPaymentNotification| {
+        let notification = Notification {
+            outcome: n.payment_status.into(),
+            amount: n.amount,
+            currency: n.currency,
+            transaction_id: n.transaction_id,
+        };
+        (PaymentRef::Order(n.order_id), notification)
+    })
+    .await?;
+    let message = match (notified.applied, notified.payment.status) {
+        (true, status) => format!("payment {}", status.as_str()),
+        (false, status) => format!("already applied: the payment is {}", status.as_str()),
+    };
+    Ok(HttpResponse::Ok().json(OriginalNotificationResult {
+        success: true,
+        message,
+        payment_id: notified.payment.id.into_string(),
+        order_id: notified.payment.order_id,
+        payment_status: notified.payment.status,
+    }))
 }

@@ -80,15 +80,10 @@ impl Inventory for ProductInventory {
         lines: &[ReservationLine],
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<ReservedLine>, ReserveError> {
-        // Two first reservations of one id can race on PostgreSQL; the loser
-        // hits the primary key, rolls back, and the second try finds the winner's.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
-            let outcome = self
-                .db
-                .run(move |conn| {
+        let outcome = retry_lost_race(
+            || {
+                let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
+                self.db.run(move |conn| {
                     write_transaction(conn, |conn| {
                         reservations::reserve(
                             conn,
@@ -99,37 +94,50 @@ impl Inventory for ProductInventory {
                         )
                     })
                 })
-                .await;
-            match outcome {
-                Ok(reserved) => return Ok(reserved),
-                Err(ReserveFailure::Db(error)) if error.is_unique_violation() && attempt < 3 => {
-                    continue;
-                }
-                Err(ReserveFailure::Db(error)) => return Err(error.into()),
-                Err(ReserveFailure::Refused(refusal)) => return Err(refusal),
-            }
+            },
+            |failure| matches!(failure, ReserveFailure::Db(error) if error.is_unique_violation()),
+        )
+        .await;
+        match outcome {
+            Ok(reserved) => Ok(reserved),
+            Err(ReserveFailure::Db(error)) => Err(error.into()),
+            Err(ReserveFailure::Refused(refusal)) => Err(refusal),
         }
     }
 
     async fn release(&self, reservation_id: &str) -> Result<(), PortError> {
-        let id = reservation_id.to_owned();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let id = id.clone();
-            let outcome = self
-                .db
-                .run(move |conn| {
+        retry_lost_race(
+            || {
+                let id = reservation_id.to_owned();
+                self.db.run(move |conn| {
                     write_transaction(conn, |conn| {
                         reservations::release(conn, &id, clock::now()).map_err(DbError::from)
                     })
                 })
-                .await;
-            match outcome {
-                Ok(_) => return Ok(()),
-                Err(error) if error.is_unique_violation() && attempt < 3 => continue,
-                Err(error) => return Err(error.into()),
-            }
+            },
+            DbError::is_unique_violation,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Runs `work` again, up to three tries in all, when it lost a race: two
+/// first reservations (or releases) of one id can meet on PostgreSQL, and
+/// the loser hits the primary key and rolls back; its next try finds the
+/// winner's row and answers as the idempotent call it is.
+async fn retry_lost_race<T, E, Fut>(
+    mut work: impl FnMut() -> Fut,
+    lost_race: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 1;
+    loop {
+        match work().await {
+            Err(error) if tries < 3 && lost_race(&error) => tries += 1,
+            outcome => return outcome,
         }
     }
 }
