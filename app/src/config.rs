@@ -67,8 +67,13 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     /// `DATABASE_URL`: `sqlite://PATH`, `postgres://...`.
     pub url: String,
-    /// Connections in the pool (`SHOP__DATABASE__POOL_SIZE`).
+    /// Connections in the read pool (`SHOP__DATABASE__POOL_SIZE`, 1 to 256).
     pub pool_size: u32,
+    /// Writer connections that share commits between concurrent writes
+    /// (`SHOP__DATABASE__WRITERS`, 1 to 32; PostgreSQL only: SQLite has one writer).
+    pub writers: usize,
+    /// The most writes one shared commit holds (`SHOP__DATABASE__MAX_BATCH`, 1 to 1000).
+    pub max_batch: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,12 +106,14 @@ max_body_bytes = 65536
 [database]
 url = "sqlite://data/shop.db"
 pool_size = 10
+writers = 4
+max_batch = 64
 
 [auth]
 
 [order]
 payment_timeout_secs = 900
-expiry_sweep_ms = 1000
+expiry_sweep_ms = 250
 
 [payment]
 sandbox = true
@@ -154,8 +161,14 @@ impl Settings {
             builder = builder.set_override("database.url", url.as_str())?;
         }
         let settings: Settings = builder.build()?.try_deserialize()?;
-        if settings.database.pool_size == 0 {
-            anyhow::bail!("database.pool_size must be at least 1");
+        if !(1..=256).contains(&settings.database.pool_size) {
+            anyhow::bail!("database.pool_size must be 1 to 256");
+        }
+        if !(1..=32).contains(&settings.database.writers) {
+            anyhow::bail!("database.writers must be 1 to 32");
+        }
+        if !(1..=1000).contains(&settings.database.max_batch) {
+            anyhow::bail!("database.max_batch must be 1 to 1000");
         }
         if settings.order.payment_timeout_secs == 0
             || settings.order.expiry_sweep_ms == 0
@@ -240,5 +253,8 @@ mod tests {
     fn bad_values_are_refused() {
         assert!(Settings::load_from(None, env(&[("SHOP__LOG__FORMAT", "xml")])).is_err());
         assert!(Settings::load_from(None, env(&[("SHOP__DATABASE__POOL_SIZE", "0")])).is_err());
+        assert!(Settings::load_from(None, env(&[("SHOP__DATABASE__WRITERS", "0")])).is_err());
+        assert!(Settings::load_from(None, env(&[("SHOP__DATABASE__WRITERS", "33")])).is_err());
+        assert!(Settings::load_from(None, env(&[("SHOP__DATABASE__MAX_BATCH", "0")])).is_err());
     }
 }

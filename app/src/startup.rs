@@ -43,6 +43,8 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     let url = DatabaseUrl::parse(&settings.database.url)?;
     let options = PoolOptions {
         max_size: settings.database.pool_size,
+        writers: settings.database.writers,
+        max_batch: settings.database.max_batch,
         ..PoolOptions::default()
     };
     let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {

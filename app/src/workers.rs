@@ -57,11 +57,14 @@ impl Workers {
                     move || {
                         let orders = orders.clone();
                         async move {
-                            orders
-                                .expire_due()
-                                .await
-                                .map(drop)
-                                .map_err(|e| e.to_string())
+                            // A full batch means more are due: go on until they are all cancelled.
+                            loop {
+                                match orders.expire_due().await {
+                                    Ok(n) if n as i64 >= domain_order::EXPIRY_BATCH => continue,
+                                    Ok(_) => return Ok(()),
+                                    Err(e) => return Err(e.to_string()),
+                                }
+                            }
                         }
                     },
                 )),

@@ -21,4 +21,4 @@ pub mod service;
 pub use error::OrderError;
 pub use events::PaymentOutcomes;
 pub use lookup::OrderDirectory;
-pub use service::OrderService;
+pub use service::{EXPIRY_BATCH, OrderService};

@@ -78,17 +78,21 @@ pub fn insert(conn: &mut AnyConnection, order: &Order) -> QueryResult<()> {
             orders::expires_at.eq(order.expires_at),
         ))
         .execute(conn)?;
-    for (line_no, line) in (1..).zip(&order.lines) {
-        diesel::insert_into(order_lines::table)
-            .values((
+    let lines: Vec<_> = (1..)
+        .zip(&order.lines)
+        .map(|(line_no, line): (i32, _)| {
+            (
                 order_lines::order_id.eq(order.id.as_str()),
                 order_lines::line_no.eq(line_no),
-                order_lines::product_id.eq(&line.product_id),
+                order_lines::product_id.eq(line.product_id.as_str()),
                 order_lines::quantity.eq(line.quantity),
                 order_lines::unit_price_minor.eq(line.unit_price.minor()),
-            ))
-            .execute(conn)?;
-    }
+            )
+        })
+        .collect();
+    shared_kernel::per_backend!(conn, |c| diesel::insert_into(order_lines::table)
+        .values(&lines)
+        .execute(c))?;
     Ok(())
 }
 
@@ -204,6 +208,57 @@ pub fn due_for_expiry(
         .limit(limit)
         .load(conn)?;
     Ok(ids.into_iter().map(OrderId::from).collect())
+}
+
+/// Locks up to `limit` pending orders whose payment time ran out by `now`,
+/// in id order; on PostgreSQL rows another instance holds are skipped.
+pub fn lock_due_for_expiry(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<OrderId>> {
+    let due = orders::table
+        .filter(orders::status.eq(OrderStatus::PendingPayment.as_str()))
+        .filter(orders::expires_at.le(now))
+        .order(orders::id.asc())
+        .select(orders::id)
+        .limit(limit);
+    let ids: Vec<String> = match conn {
+        AnyConnection::Postgres(pg) => due.for_update().skip_locked().load(pg)?,
+        // SQLite has one writer: the write transaction is the lock.
+        AnyConnection::Sqlite(sqlite) => due.load(sqlite)?,
+    };
+    Ok(ids.into_iter().map(OrderId::from).collect())
+}
+
+/// Cancels pending orders locked by [`lock_due_for_expiry`], in one statement.
+/// Every one of them must change: anything else rolls the unit back.
+pub fn cancel_locked(
+    conn: &mut AnyConnection,
+    ids: &[OrderId],
+    reason: CancelReason,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let raw: Vec<&str> = ids.iter().map(OrderId::as_str).collect();
+    let updated = diesel::update(
+        orders::table
+            .filter(orders::id.eq_any(&raw))
+            .filter(orders::status.eq(OrderStatus::PendingPayment.as_str())),
+    )
+    .set((
+        orders::status.eq(OrderStatus::Cancelled(reason).as_str()),
+        orders::cancel_reason.eq(Some(reason.as_str())),
+        orders::cancelled_at.eq(Some(now)),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if updated != ids.len() {
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
+    Ok(())
 }
 
 /// The request and order an idempotency key was first used with.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared_kernel::db::{Db, DbError, write_transaction};
+use shared_kernel::db::{Db, DbError};
 use shared_kernel::events::{CancellationReason, OrderCancelled, OrderLineData, OrderPlaced};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::pagination::PageRequest;
@@ -79,7 +79,10 @@ impl OrderService {
                 replayed: true,
             });
         }
-        self.check_products(&request).await?;
+        let duplicates = request.duplicate_lines();
+        if !duplicates.is_empty() {
+            return Err(OrderError::Invalid(duplicates));
+        }
 
         let now = clock::now();
         let id = OrderId::generate();
@@ -165,24 +168,23 @@ impl OrderService {
         let outbox = self.outbox.clone();
         let (stored, canonical) = (order.clone(), request.canonical());
         let key = idempotency_key.clone();
+        let event = placed_event(&stored);
         let saved = self
             .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    repository::insert(conn, &stored)?;
-                    if let Some(key) = &key {
-                        repository::insert_key(
-                            conn,
-                            &stored.user_id,
-                            key,
-                            &canonical,
-                            &stored.id,
-                            stored.created_at,
-                        )?;
-                    }
-                    outbox.publish(conn, &placed_event(&stored))?;
-                    Ok::<_, DbError>(())
-                })
+            .write(move |conn| {
+                repository::insert(conn, &stored)?;
+                if let Some(key) = &key {
+                    repository::insert_key(
+                        conn,
+                        &stored.user_id,
+                        key,
+                        &canonical,
+                        &stored.id,
+                        stored.created_at,
+                    )?;
+                }
+                outbox.publish(conn, &event)?;
+                Ok::<_, DbError>(())
             })
             .await;
         match saved {
@@ -228,25 +230,6 @@ impl OrderService {
             .await
     }
 
-    /// Every product must exist (404) and be listed once (422).
-    async fn check_products(&self, request: &PlaceOrder) -> Result<(), OrderError> {
-        let ids: Vec<String> = request.items.iter().map(|l| l.product_id.clone()).collect();
-        let found = self.inventory.products(&ids).await?;
-        let missing: Vec<String> = ids
-            .iter()
-            .filter(|id| !found.iter().any(|p| &p.product_id == *id))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Err(OrderError::UnknownProducts(unknown(request, &missing)));
-        }
-        let duplicates = request.duplicate_lines();
-        if !duplicates.is_empty() {
-            return Err(OrderError::Invalid(duplicates));
-        }
-        Ok(())
-    }
-
     async fn release_quietly(&self, id: &OrderId) {
         if let Err(error) = self.inventory.release(id.as_str()).await {
             // The reservation stays held; the catalog gives it back once its hold ends.
@@ -278,18 +261,15 @@ impl OrderService {
         let outbox = self.outbox.clone();
         let order = self
             .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let cancelled =
-                        cancel_pending(conn, &outbox, &id, CancelReason::CancelledByUser)?;
-                    let order = repository::find(conn, &id)?
-                        .ok_or_else(|| OrderError::NotFound(id.clone()))?;
-                    if cancelled {
-                        Ok(order)
-                    } else {
-                        Err(OrderError::NotCancellable(order.status))
-                    }
-                })
+            .write(move |conn| {
+                let cancelled = cancel_pending(conn, &outbox, &id, CancelReason::CancelledByUser)?;
+                let order =
+                    repository::find(conn, &id)?.ok_or_else(|| OrderError::NotFound(id.clone()))?;
+                if cancelled {
+                    Ok(order)
+                } else {
+                    Err(OrderError::NotCancellable(order.status))
+                }
             })
             .await?;
         self.outbox.wake();
@@ -299,33 +279,52 @@ impl OrderService {
         Ok(order)
     }
 
-    /// Cancels pending orders whose payment time ran out; returns how many.
-    /// Safe to run on every instance at once: each order is cancelled once.
+    /// Cancels pending orders whose payment time ran out, up to
+    /// [`EXPIRY_BATCH`] at a time; returns how many (call again while it
+    /// returns a full batch). Safe to run on every instance at once: each
+    /// order is cancelled once. An idle sweep is one indexed read, no write.
     pub async fn expire_due(&self) -> Result<usize, OrderError> {
+        let any_due = self
+            .db
+            .run(|conn| {
+                Ok::<_, OrderError>(!repository::due_for_expiry(conn, clock::now(), 1)?.is_empty())
+            })
+            .await?;
+        if !any_due {
+            return Ok(0);
+        }
         let outbox = self.outbox.clone();
         let expired = self
             .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let mut expired = 0;
-                    for id in repository::due_for_expiry(conn, clock::now(), 100)? {
-                        if cancel_pending(conn, &outbox, &id, CancelReason::Expired)? {
-                            tracing::info!(order_id = %id, "order expired");
-                            expired += 1;
-                        }
-                    }
-                    Ok::<_, OrderError>(expired)
-                })
+            .write(move |conn| {
+                let now = clock::now();
+                let ids = repository::lock_due_for_expiry(conn, now, EXPIRY_BATCH)?;
+                repository::cancel_locked(conn, &ids, CancelReason::Expired, now)?;
+                let events: Vec<OrderCancelled> = ids
+                    .iter()
+                    .map(|id| OrderCancelled {
+                        order_id: id.to_string(),
+                        reason: CancellationReason::Expired,
+                    })
+                    .collect();
+                outbox.publish_all(conn, &events)?;
+                Ok::<_, OrderError>(ids)
             })
             .await?;
-        if expired > 0 {
+        if !expired.is_empty() {
             self.outbox.wake();
+            for id in &expired {
+                tracing::info!(order_id = %id, "order expired");
+            }
             metrics::counter!("shop_orders_cancelled_total", "reason" => "expired")
-                .increment(expired as u64);
+                .increment(expired.len() as u64);
         }
-        Ok(expired)
+        Ok(expired.len())
     }
 }
+
+/// The most orders one expiry sweep cancels in one write unit.
+pub const EXPIRY_BATCH: i64 = 500;
 
 /// Cancels a pending order and publishes `OrderCancelled`, in the caller's transaction.
 fn cancel_pending(

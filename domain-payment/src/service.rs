@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use shared_kernel::clock;
-use shared_kernel::db::{AnyConnection, Db, write_transaction};
+use shared_kernel::db::{AnyConnection, Db};
 use shared_kernel::events::{PaymentFailed, PaymentSucceeded};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::ports::{GatewayPaymentRequest, OrderLookup, OrderState, PaymentGateway};
@@ -133,7 +133,7 @@ impl PaymentService {
         let stored = payment.clone();
         match self
             .db
-            .run(move |conn| {
+            .write(move |conn| {
                 repository::insert(conn, &stored).map_err(shared_kernel::db::DbError::from)
             })
             .await
@@ -198,9 +198,7 @@ impl PaymentService {
         let outbox = self.outbox.clone();
         let notified = self
             .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| apply(conn, &outbox, &payment, &notification))
-            })
+            .write(move |conn| apply(conn, &outbox, &payment, &notification))
             .await?;
         let payment = &notified.payment;
         if notified.applied {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared_kernel::clock;
-use shared_kernel::db::{Db, DbError, write_transaction};
+use shared_kernel::db::{Db, DbError};
 use shared_kernel::ports::{
     Inventory, PortError, ProductSnapshot, ReservationLine, ReserveError, ReservedLine,
 };
@@ -13,6 +13,9 @@ use shared_kernel::ports::{
 use crate::model::ProductId;
 use crate::repository;
 use crate::reservation_repository::{self as reservations, ReserveFailure};
+
+/// The most abandoned reservations one write unit releases.
+const ABANDONED_BATCH: i64 = 500;
 
 /// Stock reservations backed by the catalog's tables.
 #[derive(Debug, Clone)]
@@ -29,19 +32,28 @@ impl ProductInventory {
     /// confirmed by `OrderPlaced`) for longer than `grace` past their hold.
     /// Returns how many were released.
     pub async fn release_abandoned(&self, grace: Duration) -> Result<usize, DbError> {
+        let mut released = 0;
+        loop {
+            let n = self.release_abandoned_batch(grace).await?;
+            released += n;
+            if n < ABANDONED_BATCH as usize {
+                return Ok(released);
+            }
+        }
+    }
+
+    async fn release_abandoned_batch(&self, grace: Duration) -> Result<usize, DbError> {
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         self.db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    let now = clock::now();
-                    let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
-                    let ids = reservations::abandoned(conn, cutoff, 100)?;
-                    for id in &ids {
-                        tracing::warn!(reservation_id = %id, "releasing a reservation whose order never arrived");
-                        reservations::release(conn, id, now)?;
-                    }
-                    Ok::<_, DbError>(ids.len())
-                })
+            .write(move |conn| {
+                let now = clock::now();
+                let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
+                let ids = reservations::abandoned(conn, cutoff, ABANDONED_BATCH)?;
+                for id in &ids {
+                    tracing::warn!(reservation_id = %id, "releasing a reservation whose order never arrived");
+                }
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                Ok::<_, DbError>(reservations::release_all(conn, &ids, now)?)
             })
             .await
     }
@@ -80,24 +92,13 @@ impl Inventory for ProductInventory {
         lines: &[ReservationLine],
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<ReservedLine>, ReserveError> {
-        let outcome = retry_lost_race(
-            || {
-                let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
-                self.db.run(move |conn| {
-                    write_transaction(conn, |conn| {
-                        reservations::reserve(
-                            conn,
-                            &id,
-                            &requested,
-                            hold_until.naive_utc(),
-                            clock::now(),
-                        )
-                    })
-                })
-            },
-            |failure| matches!(failure, ReserveFailure::Db(error) if error.is_unique_violation()),
-        )
-        .await;
+        let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
+        let outcome = self
+            .db
+            .write(move |conn| {
+                reservations::reserve(conn, &id, &requested, hold_until.naive_utc(), clock::now())
+            })
+            .await;
         match outcome {
             Ok(reserved) => Ok(reserved),
             Err(ReserveFailure::Db(error)) => Err(error.into()),
@@ -106,38 +107,12 @@ impl Inventory for ProductInventory {
     }
 
     async fn release(&self, reservation_id: &str) -> Result<(), PortError> {
-        retry_lost_race(
-            || {
-                let id = reservation_id.to_owned();
-                self.db.run(move |conn| {
-                    write_transaction(conn, |conn| {
-                        reservations::release(conn, &id, clock::now()).map_err(DbError::from)
-                    })
-                })
-            },
-            DbError::is_unique_violation,
-        )
-        .await?;
+        let id = reservation_id.to_owned();
+        self.db
+            .write(move |conn| {
+                reservations::release(conn, &id, clock::now()).map_err(DbError::from)
+            })
+            .await?;
         Ok(())
-    }
-}
-
-/// Runs `work` again, up to three tries in all, when it lost a race: two
-/// first reservations (or releases) of one id can meet on PostgreSQL, and
-/// the loser hits the primary key and rolls back; its next try finds the
-/// winner's row and answers as the idempotent call it is.
-async fn retry_lost_race<T, E, Fut>(
-    mut work: impl FnMut() -> Fut,
-    lost_race: impl Fn(&E) -> bool,
-) -> Result<T, E>
-where
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut tries = 1;
-    loop {
-        match work().await {
-            Err(error) if tries < 3 && lost_race(&error) => tries += 1,
-            outcome => return outcome,
-        }
     }
 }

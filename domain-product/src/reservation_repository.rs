@@ -2,6 +2,8 @@
 //! change is a conditional UPDATE (`... WHERE status IN (sources)`), so that
 //! concurrent reactions to the same reservation apply once on every backend.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use shared_kernel::db::{AnyConnection, DbError};
@@ -62,7 +64,10 @@ fn reserved_lines(conn: &mut AnyConnection, id: &str) -> Result<Vec<ReservedLine
         .collect()
 }
 
-/// Reserves every line or none (the caller's transaction rolls back on any error).
+/// Reserves every line or none: on an error the caller's unit rolls back
+/// whatever was taken. A new reservation costs 2 + L statements for L
+/// lines: its row (inserted only when the id is new), one conditional
+/// decrement per line that also reads the price it is sold at, and the lines.
 pub fn reserve(
     conn: &mut AnyConnection,
     id: &str,
@@ -70,46 +75,7 @@ pub fn reserve(
     hold_until: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<Vec<ReservedLine>, ReserveFailure> {
-    match status_of(conn, id)? {
-        Some(ReservationStatus::Released) => {
-            return Err(ReserveFailure::Refused(ReserveError::AlreadyReleased));
-        }
-        Some(_) => return reserved_lines(conn, id),
-        None => {}
-    }
-    // A fixed lock order (by product id) keeps concurrent multi-line reservations free of deadlocks.
-    let mut sorted: Vec<&ReservationLine> = requested.iter().collect();
-    sorted.sort_by(|a, b| a.product_id.cmp(&b.product_id));
-
-    // Take every line in a savepoint: when one is short, the lines already
-    // taken go back before the refusal is explained.
-    let taken = conn.transaction::<(), diesel::result::Error, _>(|conn| {
-        for line in &sorted {
-            let updated = diesel::update(
-                products::table
-                    .filter(products::id.eq(&line.product_id))
-                    .filter(products::stock.ge(line.quantity)),
-            )
-            .set((
-                products::stock.eq(products::stock - line.quantity),
-                products::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-            if updated == 0 {
-                return Err(diesel::result::Error::RollbackTransaction);
-            }
-        }
-        Ok(())
-    });
-    match taken {
-        Ok(()) => {}
-        Err(diesel::result::Error::RollbackTransaction) => {
-            return Err(ReserveFailure::Refused(explain_refusal(conn, &sorted)?));
-        }
-        Err(other) => return Err(other.into()),
-    }
-
-    diesel::insert_into(reservations::table)
+    let inserted = shared_kernel::per_backend!(conn, |c| diesel::insert_into(reservations::table)
         .values((
             reservations::id.eq(id),
             reservations::status.eq(ReservationStatus::Held.as_str()),
@@ -117,30 +83,70 @@ pub fn reserve(
             reservations::created_at.eq(now),
             reservations::updated_at.eq(now),
         ))
-        .execute(conn)?;
-    let ids: Vec<&str> = sorted.iter().map(|l| l.product_id.as_str()).collect();
-    let prices: Vec<(String, i64, String)> = products::table
-        .filter(products::id.eq_any(&ids))
-        .select((products::id, products::price_minor, products::currency))
-        .load(conn)?;
-    for line in &sorted {
-        let Some((_, price, currency)) = prices.iter().find(|(pid, _, _)| *pid == line.product_id)
-        else {
-            return Err(ReserveFailure::Refused(ReserveError::UnknownProducts(
-                vec![line.product_id.clone()],
-            )));
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    if inserted == 0 {
+        // Reserved (or released) before under this id: answer as the first time.
+        return match status_of(conn, id)? {
+            Some(ReservationStatus::Released) => {
+                Err(ReserveFailure::Refused(ReserveError::AlreadyReleased))
+            }
+            _ => reserved_lines(conn, id),
         };
-        diesel::insert_into(lines::table)
-            .values((
-                lines::reservation_id.eq(id),
-                lines::product_id.eq(&line.product_id),
-                lines::quantity.eq(line.quantity),
-                lines::unit_price_minor.eq(price),
-                lines::currency.eq(currency),
-            ))
-            .execute(conn)?;
     }
-    reserved_lines(conn, id)
+    // A fixed lock order (by product id), in every path that locks products,
+    // keeps concurrent multi-line reservations and releases free of deadlocks.
+    let mut sorted: Vec<&ReservationLine> = requested.iter().collect();
+    sorted.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+
+    let mut reserved = Vec::with_capacity(sorted.len());
+    for (i, line) in sorted.iter().enumerate() {
+        let taken: Option<(i64, String)> = shared_kernel::per_backend!(conn, |c| diesel::update(
+            products::table
+                .filter(products::id.eq(&line.product_id))
+                .filter(products::stock.ge(line.quantity)),
+        )
+        .set((
+            products::stock.eq(products::stock - line.quantity),
+            products::updated_at.eq(now),
+        ))
+        .returning((products::price_minor, products::currency))
+        .get_result(c)
+        .optional())?;
+        let Some((price, currency)) = taken else {
+            // The lines before this one were taken; this one and the rest say why not.
+            return Err(ReserveFailure::Refused(explain_refusal(
+                conn,
+                &sorted[i..],
+            )?));
+        };
+        let currency = Currency::parse(&currency).map_err(|e| {
+            DbError::Query(diesel::result::Error::DeserializationError(Box::new(e)))
+        })?;
+        reserved.push(ReservedLine {
+            product_id: line.product_id.clone(),
+            quantity: line.quantity,
+            unit_price: Money::new(price, currency),
+        });
+    }
+    let currencies: Vec<Currency> = reserved.iter().map(|l| l.unit_price.currency()).collect();
+    let rows: Vec<_> = reserved
+        .iter()
+        .zip(&currencies)
+        .map(|(line, currency)| {
+            (
+                lines::reservation_id.eq(id),
+                lines::product_id.eq(line.product_id.as_str()),
+                lines::quantity.eq(line.quantity),
+                lines::unit_price_minor.eq(line.unit_price.minor()),
+                lines::currency.eq(currency.as_str()),
+            )
+        })
+        .collect();
+    shared_kernel::per_backend!(conn, |c| diesel::insert_into(lines::table)
+        .values(&rows)
+        .execute(c))?;
+    Ok(reserved)
 }
 
 /// Why a reservation could not take every line: unknown products first, then shortages.
@@ -220,34 +226,88 @@ pub fn sell(
 /// Gives the units back; returns whether anything came back. Releasing an
 /// unknown id records it as released, so that a late reserve takes nothing.
 pub fn release(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
-    if transition(conn, id, ReservationStatus::Released, now)? {
-        let taken: Vec<(String, i64)> = lines::table
-            .filter(lines::reservation_id.eq(id))
-            .select((lines::product_id, lines::quantity))
-            .order(lines::product_id.asc())
-            .load(conn)?;
-        for (product_id, quantity) in taken {
-            diesel::update(products::table.find(&product_id))
-                .set((
-                    products::stock.eq(products::stock + quantity),
-                    products::updated_at.eq(now),
-                ))
-                .execute(conn)?;
+    Ok(release_all(conn, &[id], now)? == 1)
+}
+
+/// Gives back the units of several reservations at once; returns how many
+/// reservations gave units back. The stock of each product is restored by
+/// one UPDATE, products in id order (the lock order of every path), so that
+/// a release of many orders cannot deadlock with reservations.
+pub fn release_all(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let mut released: Vec<&str> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if transition(conn, id, ReservationStatus::Released, now)? {
+            released.push(id);
         }
-        return Ok(true);
     }
-    if status_of(conn, id)?.is_none() {
-        diesel::insert_into(reservations::table)
-            .values((
-                reservations::id.eq(id),
-                reservations::status.eq(ReservationStatus::Released.as_str()),
-                reservations::hold_until.eq(now),
-                reservations::created_at.eq(now),
-                reservations::updated_at.eq(now),
+    if released.len() < ids.len() {
+        // Ids that name no reservation are recorded as released.
+        let known: Vec<String> = reservations::table
+            .filter(reservations::id.eq_any(ids))
+            .select(reservations::id)
+            .load(conn)?;
+        let unknown: Vec<_> = ids
+            .iter()
+            .filter(|id| !known.iter().any(|k| k == *id))
+            .map(|id| {
+                (
+                    reservations::id.eq(*id),
+                    reservations::status.eq(ReservationStatus::Released.as_str()),
+                    reservations::hold_until.eq(now),
+                    reservations::created_at.eq(now),
+                    reservations::updated_at.eq(now),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            shared_kernel::per_backend!(conn, |c| diesel::insert_into(reservations::table)
+                .values(&unknown)
+                .on_conflict_do_nothing()
+                .execute(c))?;
+        }
+    }
+    if released.is_empty() {
+        return Ok(0);
+    }
+    let taken: Vec<(String, i64)> = lines::table
+        .filter(lines::reservation_id.eq_any(&released))
+        .select((lines::product_id, lines::quantity))
+        .load(conn)?;
+    let mut per_product: BTreeMap<String, i64> = BTreeMap::new();
+    for (product_id, quantity) in taken {
+        *per_product.entry(product_id).or_default() += quantity;
+    }
+    for (product_id, quantity) in per_product {
+        diesel::update(products::table.find(&product_id))
+            .set((
+                products::stock.eq(products::stock + quantity),
+                products::updated_at.eq(now),
             ))
             .execute(conn)?;
     }
-    Ok(false)
+    Ok(released.len())
+}
+
+/// Confirms several held reservations in one statement: their orders exist.
+pub fn confirm_all(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        reservations::table
+            .filter(reservations::id.eq_any(ids))
+            .filter(reservations::status.eq(ReservationStatus::Held.as_str())),
+    )
+    .set((
+        reservations::status.eq(ReservationStatus::Confirmed.as_str()),
+        reservations::updated_at.eq(now),
+    ))
+    .execute(conn)
 }
 
 /// Held reservations whose hold ended before `cutoff`: their order was never placed.

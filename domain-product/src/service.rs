@@ -1,7 +1,7 @@
 //! The catalog's use cases, behind its module facade.
 
 use shared_kernel::clock;
-use shared_kernel::db::{Db, write_transaction};
+use shared_kernel::db::Db;
 use shared_kernel::money::{Currency, Money};
 use shared_kernel::pagination::PageRequest;
 
@@ -28,13 +28,11 @@ impl ProductCatalog {
     }
 
     pub async fn create(&self, new: NewProduct) -> Result<Product, ProductError> {
+        let id = ProductId::generate();
         self.db
-            .run(move |conn| {
-                let id = ProductId::generate();
-                write_transaction(conn, |conn| {
-                    repository::insert(conn, &id, &new, clock::now())?;
-                    repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
-                })
+            .write(move |conn| {
+                repository::insert(conn, &id, &new, clock::now())?;
+                repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
             })
             .await
     }
@@ -61,13 +59,11 @@ impl ProductCatalog {
     /// Sets the units on hand to an absolute number.
     pub async fn set_stock(&self, id: ProductId, stock: Stock) -> Result<Product, ProductError> {
         self.db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    if !repository::set_stock(conn, &id, stock, clock::now())? {
-                        return Err(ProductError::NotFound(id.clone()));
-                    }
-                    repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
-                })
+            .write(move |conn| {
+                if !repository::set_stock(conn, &id, stock, clock::now())? {
+                    return Err(ProductError::NotFound(id.clone()));
+                }
+                repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
             })
             .await
     }
@@ -75,17 +71,15 @@ impl ProductCatalog {
     /// Fills an empty catalog with the demo products; returns how many were added.
     pub async fn seed_demo(&self) -> Result<usize, ProductError> {
         self.db
-            .run(|conn| {
-                write_transaction(conn, |conn| {
-                    if !repository::is_empty(conn)? {
-                        return Ok(0);
-                    }
-                    let demo = demo_catalog();
-                    for product in &demo {
-                        repository::insert(conn, &ProductId::generate(), product, clock::now())?;
-                    }
-                    Ok(demo.len())
-                })
+            .write(|conn| {
+                if !repository::is_empty(conn)? {
+                    return Ok(0);
+                }
+                let demo = demo_catalog();
+                for product in &demo {
+                    repository::insert(conn, &ProductId::generate(), product, clock::now())?;
+                }
+                Ok(demo.len())
             })
             .await
     }

@@ -5,13 +5,25 @@
 //! matched on the variant here and nowhere else. Adding MySQL means adding
 //! a variant and its arms in this file, and a migrations folder.
 //!
-//! diesel is synchronous: [`Db::run`] moves every piece of database work,
-//! including taking a connection from the pool, onto the blocking thread
-//! pool, so the async executor threads never wait on the database.
+//! diesel is synchronous: [`Db::run`] moves every read, including taking a
+//! connection from the pool, onto the blocking thread pool, and
+//! [`Db::write`] hands every write unit to the writer threads of
+//! [`crate::group_commit`], which share commits between concurrent units; the
+//! async executor threads never wait on the database.
+//!
+//! What differs per backend, at a glance:
+//!
+//! | | SQLite | PostgreSQL |
+//! |---|---|---|
+//! | connecting | a file; `busy_timeout`, WAL, `synchronous=NORMAL`, foreign keys on every connection | libpq URL; writers set `lock_timeout` |
+//! | writers (group commit) | one (the engine has one writer) | `SHOP__DATABASE__WRITERS` (default 4) |
+//! | write transaction | `BEGIN IMMEDIATE` (takes the lock up front) | `BEGIN` (read committed) |
+//! | claiming outbox rows | the writer's lock is the claim | `FOR UPDATE SKIP LOCKED` |
+//! | lost races retried | "database is locked" | deadlock, serialization failure, lock timeout |
+//! | migration lock | the write lock | `pg_advisory_lock` |
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -23,6 +35,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
+use crate::group_commit::{Counting, GroupCommit};
 use crate::problem::Problem;
 
 /// A connection to whichever backend `DATABASE_URL` names.
@@ -30,6 +43,24 @@ use crate::problem::Problem;
 pub enum AnyConnection {
     Sqlite(SqliteConnection),
     Postgres(PgConnection),
+}
+
+/// Runs the same diesel query on whichever concrete connection `conn` holds,
+/// for the few statements the multi-backend connection cannot express
+/// (multi-row inserts, `RETURNING`, `ON CONFLICT`). The query is written once;
+/// each backend compiles it in its own dialect.
+///
+/// ```ignore
+/// per_backend!(conn, |c| diesel::insert_into(t::table).values(rows).execute(c))
+/// ```
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite($c) => $body,
+            $crate::db::AnyConnection::Postgres($c) => $body,
+        }
+    };
 }
 
 /// The backends one binary can talk to.
@@ -99,6 +130,11 @@ fn redact(url: &str) -> String {
 /// How long SQLite waits for a lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// How long a PostgreSQL writer waits for a row lock before its unit is
+/// rolled back and tried again: it also breaks a deadlock between two
+/// batches sooner than the server's own detector (`deadlock_timeout`, 1 s).
+const POSTGRES_WRITER_LOCK_TIMEOUT: &str = "500ms";
+
 /// Opens connections of the right variant and prepares each one.
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
@@ -110,6 +146,24 @@ impl ManageConnection for ConnectionManager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        let mut conn = self.open()?;
+        conn.set_instrumentation(Counting::new("pool", None));
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+impl ConnectionManager {
+    /// Opens one connection and prepares it for this backend.
+    fn open(&self) -> Result<AnyConnection, r2d2::Error> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let path = path.to_str().ok_or_else(|| {
@@ -138,13 +192,17 @@ impl ManageConnection for ConnectionManager {
         }
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// Opens a writer's connection.
+    fn open_writer(&self) -> Result<AnyConnection, DbError> {
+        let mut conn = self
+            .open()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        if let AnyConnection::Postgres(pg) = &mut conn {
+            pg.batch_execute(&format!(
+                "SET lock_timeout = '{POSTGRES_WRITER_LOCK_TIMEOUT}'"
+            ))?;
+        }
+        Ok(conn)
     }
 }
 
@@ -201,8 +259,13 @@ impl From<DbError> for Problem {
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
+    /// Connections of the read pool.
     pub max_size: u32,
     pub connection_timeout: Duration,
+    /// Writer connections sharing commits (PostgreSQL; SQLite always has one).
+    pub writers: usize,
+    /// The most write units one commit holds.
+    pub max_batch: usize,
 }
 
 impl Default for PoolOptions {
@@ -210,24 +273,19 @@ impl Default for PoolOptions {
         Self {
             max_size: 10,
             connection_timeout: Duration::from_secs(5),
+            writers: 4,
+            max_batch: 64,
         }
     }
 }
 
-/// The pool of one database, and the way to use it from async code.
+/// One database: a pool for reads, writer threads for writes, and the way to use both from async code.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
     backend: Backend,
-    /// SQLite has one writer at a time. Writers of this process queue here,
-    /// in order, instead of polling SQLite's lock with growing sleeps (which
-    /// is what its busy timeout does), which keeps write latency even.
-    writer: Option<Arc<Mutex<()>>>,
-}
-
-thread_local! {
-    /// The writer lock of the database whose work runs on this blocking thread.
-    static WRITER: RefCell<Option<Arc<Mutex<()>>>> = const { RefCell::new(None) };
+    /// Write units queue here and share commits.
+    writers: Arc<GroupCommit>,
 }
 
 impl std::fmt::Debug for Db {
@@ -253,12 +311,20 @@ impl Db {
             .max_size(options.max_size)
             .connection_timeout(options.connection_timeout)
             .test_on_check_out(false)
-            .build(manager)?;
-        let writer = (url.backend() == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+            .build(manager.clone())?;
+        let writers = match url.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => options.writers.max(1),
+        };
+        let writers = GroupCommit::start(
+            writers,
+            options.max_batch,
+            Arc::new(move || manager.open_writer()),
+        )?;
         Ok(Self {
             pool,
             backend: url.backend(),
-            writer,
+            writers: Arc::new(writers),
         })
     }
 
@@ -279,8 +345,23 @@ impl Db {
             .map_err(|e| DbError::Unavailable(e.to_string()))
     }
 
-    /// Runs `work` with a pooled connection on the blocking thread pool,
-    /// inside the caller's tracing span.
+    /// Runs one write unit: `work` runs in a transaction (its own, or one it
+    /// shares with other units, each in a savepoint), and this returns once
+    /// that commit is durable. When `work` fails, its writes are rolled back
+    /// and its error returned. A unit that loses a deadlock or a conflict
+    /// runs again, so `work` may run more than once: it must not have side
+    /// effects outside the database (use [`crate::group_commit::after_commit`]).
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnMut(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.writers.write(work).await
+    }
+
+    /// Runs `work`, which reads, with a pooled connection on the blocking
+    /// thread pool, inside the caller's tracing span. Writes go through [`Db::write`].
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
@@ -288,12 +369,10 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        let writer = self.writer.clone();
         let span = tracing::Span::current();
         let request_id = crate::request_id::current();
         actix_web::rt::task::spawn_blocking(move || {
             span.in_scope(|| {
-                let _writer = WriterScope::enter(writer);
                 crate::request_id::in_blocking(request_id, || {
                     let waiting = metrics::gauge!("shop_db_pool_waiting");
                     waiting.increment(1.0);
@@ -325,13 +404,14 @@ fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `work` in a transaction that takes the write lock up front.
+/// Runs `work` in a transaction of its own that takes the write lock up
+/// front, outside group commit: for tools and start-up work that hold a
+/// connection of their own. Use cases write through [`Db::write`].
 ///
 /// On SQLite a deferred transaction that reads and then writes can fail at
 /// once with "database is locked" when another writer got there first; an
 /// immediate one waits its turn (up to the busy timeout) before it reads.
-/// On PostgreSQL this is an ordinary transaction. Every write use case goes
-/// through here, so that its state change and the events it emits commit together.
+/// On PostgreSQL this is an ordinary transaction.
 pub fn write_transaction<T, E, F>(conn: &mut AnyConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut AnyConnection) -> Result<T, E>,
@@ -339,10 +419,6 @@ where
 {
     match conn {
         AnyConnection::Sqlite(inner) => {
-            let writer = WRITER.with(|w| w.borrow().clone());
-            let _turn = writer
-                .as_deref()
-                .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
             let outcome = work(conn);
             let AnyConnection::Sqlite(inner) = conn else {
@@ -367,22 +443,6 @@ where
             }
         }
         AnyConnection::Postgres(_) => conn.transaction(work),
-    }
-}
-
-/// Makes a database's writer lock the current one on this thread, for the scope.
-struct WriterScope;
-
-impl WriterScope {
-    fn enter(writer: Option<Arc<Mutex<()>>>) -> Self {
-        WRITER.with(|w| *w.borrow_mut() = writer);
-        Self
-    }
-}
-
-impl Drop for WriterScope {
-    fn drop(&mut self) {
-        WRITER.with(|w| *w.borrow_mut() = None);
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod db;
 pub mod events;
+pub mod group_commit;
 pub mod http;
 pub mod id;
 pub mod money;

@@ -4,13 +4,16 @@
 //!   transaction: the state change and the events it causes commit together,
 //!   or not at all. Publishing writes the event once and one delivery row per
 //!   subscriber of its type.
-//! - The [`Dispatcher`] delivers each pending delivery in its own transaction:
-//!   it claims the row (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so that
-//!   several instances share the work and never take the same row), runs the
-//!   subscriber's handler on the same connection, and marks the row handled.
-//!   The handler's writes and the "handled" mark commit together, so an event
-//!   is applied once per subscriber even when it is delivered again after a
-//!   crash. A handler that fails is rolled back and retried with backoff.
+//! - The [`Dispatcher`] delivers pending deliveries in batches, each batch one
+//!   write unit: it claims the rows (on PostgreSQL with `FOR UPDATE SKIP
+//!   LOCKED`, so that several instances share the work and never take the
+//!   same row), hands each subscriber its events of the batch at once
+//!   ([`EventHandler::handle_batch`]) on the same connection, and marks them
+//!   handled in one statement. The handler's writes and the "handled" marks
+//!   commit together, so an event is applied once per subscriber even when
+//!   it is delivered again after a crash. When a subscriber's batch fails,
+//!   it is rolled back and its events are handled one by one, so that only
+//!   the failing event is retried later, with backoff.
 //! - It is woken right after a publishing transaction commits
 //!   ([`Outbox::wake`]), and polls as a fallback (events of other instances).
 
@@ -24,7 +27,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::db::{AnyConnection, Db, DbError, write_transaction};
+use crate::db::{AnyConnection, Db, DbError};
 use crate::events::{EventEnvelope, EventId, IntegrationEvent};
 
 diesel::table! {
@@ -57,6 +60,18 @@ diesel::allow_tables_to_appear_in_same_query!(outbox_events, event_deliveries);
 /// together with the mark that it handled this event.
 pub trait EventHandler: Send + Sync + 'static {
     fn handle(&self, conn: &mut AnyConnection, event: &EventEnvelope) -> anyhow::Result<()>;
+
+    /// Handles several events at once, in the order they were published; a
+    /// handler may override it to do the work of many events in a few
+    /// statements. When it fails, its writes are undone and the events are
+    /// handed to [`EventHandler::handle`] one by one.
+    fn handle_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[EventEnvelope],
+    ) -> anyhow::Result<()> {
+        events.iter().try_for_each(|event| self.handle(conn, event))
+    }
 }
 
 struct Subscription {
@@ -150,34 +165,75 @@ impl Outbox {
         conn: &mut AnyConnection,
         event: &E,
     ) -> QueryResult<EventId> {
-        let envelope = EventEnvelope::new(event, current_request_id())
-            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-        let payload = serde_json::to_string(&envelope.payload)
-            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-        let occurred_at = envelope.occurred_at.naive_utc();
-        diesel::insert_into(outbox_events::table)
-            .values((
-                outbox_events::id.eq(envelope.id.as_str()),
-                outbox_events::event_type.eq(E::TYPE),
-                outbox_events::version.eq(i32::from(E::VERSION)),
-                outbox_events::payload.eq(payload),
-                outbox_events::occurred_at.eq(occurred_at),
-                outbox_events::request_id.eq(envelope.request_id.as_deref()),
-            ))
-            .execute(conn)?;
-        let subscribers = self.routes.get().and_then(|routes| routes.get(E::TYPE));
-        for subscriber in subscribers.into_iter().flatten() {
-            diesel::insert_into(event_deliveries::table)
-                .values((
-                    event_deliveries::event_id.eq(envelope.id.as_str()),
-                    event_deliveries::subscriber.eq(*subscriber),
-                    event_deliveries::attempts.eq(0),
-                    event_deliveries::next_attempt_at.eq(occurred_at),
-                ))
-                .execute(conn)?;
+        let mut ids = self.publish_all(conn, std::slice::from_ref(event))?;
+        ids.pop().ok_or(diesel::result::Error::NotFound)
+    }
+
+    /// Records several events of one type in two statements (their rows, and
+    /// every subscriber's delivery rows), inside the caller's transaction.
+    pub fn publish_all<E: IntegrationEvent>(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[E],
+    ) -> QueryResult<Vec<EventId>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
-        tracing::debug!(event_id = %envelope.id, event_type = E::TYPE, "event published");
-        Ok(envelope.id)
+        let request_id = current_request_id();
+        let serialisation =
+            |e: serde_json::Error| diesel::result::Error::SerializationError(Box::new(e));
+        let mut rows = Vec::with_capacity(events.len());
+        for event in events {
+            let envelope = EventEnvelope::new(event, request_id.clone()).map_err(serialisation)?;
+            let payload = serde_json::to_string(&envelope.payload).map_err(serialisation)?;
+            rows.push((envelope.id, payload, envelope.occurred_at.naive_utc()));
+        }
+        let values: Vec<_> = rows
+            .iter()
+            .map(|(id, payload, occurred_at)| {
+                (
+                    outbox_events::id.eq(id.as_str()),
+                    outbox_events::event_type.eq(E::TYPE),
+                    outbox_events::version.eq(i32::from(E::VERSION)),
+                    outbox_events::payload.eq(payload.as_str()),
+                    outbox_events::occurred_at.eq(*occurred_at),
+                    outbox_events::request_id.eq(request_id.as_deref()),
+                )
+            })
+            .collect();
+        crate::per_backend!(conn, |c| diesel::insert_into(outbox_events::table)
+            .values(&values)
+            .execute(c))?;
+        let subscribers = self
+            .routes
+            .get()
+            .and_then(|routes| routes.get(E::TYPE))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let deliveries: Vec<_> = rows
+            .iter()
+            .flat_map(|(id, _, occurred_at)| {
+                subscribers.iter().map(move |subscriber| {
+                    (
+                        event_deliveries::event_id.eq(id.as_str()),
+                        event_deliveries::subscriber.eq(*subscriber),
+                        event_deliveries::attempts.eq(0),
+                        event_deliveries::next_attempt_at.eq(*occurred_at),
+                    )
+                })
+            })
+            .collect();
+        if !deliveries.is_empty() {
+            crate::per_backend!(conn, |c| diesel::insert_into(event_deliveries::table)
+                .values(&deliveries)
+                .execute(c))?;
+        }
+        tracing::debug!(
+            events = rows.len(),
+            event_type = E::TYPE,
+            "events published"
+        );
+        Ok(rows.into_iter().map(|(id, ..)| id).collect())
     }
 
     /// Wakes the dispatcher; call it after the publishing transaction committed.
@@ -206,7 +262,7 @@ impl Default for DispatchOptions {
         Self {
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
-            batch_size: 64,
+            batch_size: 128,
         }
     }
 }
@@ -282,7 +338,7 @@ impl Dispatcher {
     pub async fn prune(&self, retention: Duration) -> Result<usize, DbError> {
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 let now = clock::now();
                 prune(conn, now.checked_sub_signed(retention).unwrap_or(now)).map_err(DbError::from)
             })
@@ -297,11 +353,7 @@ impl Dispatcher {
         let (max_backoff, limit) = (self.options.max_backoff, self.options.batch_size);
         let batch = self
             .db
-            .run(move |conn| {
-                write_transaction(conn, |conn| {
-                    deliver_batch(conn, &handlers, max_backoff, limit)
-                })
-            })
+            .write(move |conn| deliver_batch(conn, &handlers, max_backoff, limit))
             .await?;
         // Counted once committed.
         for dispatched in &batch {
@@ -389,7 +441,7 @@ fn deliver_batch(
     if due.is_empty() {
         return Ok(Vec::new());
     }
-    // The batch's events in one query.
+    // The batch's events in one query; an event with several subscribers is read once.
     let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
     let events: HashMap<String, EventRow> = outbox_events::table
         .filter(outbox_events::id.eq_any(&ids))
@@ -397,16 +449,126 @@ fn deliver_batch(
         .into_iter()
         .map(|row| (row.id.clone(), row))
         .collect();
-    due.into_iter()
-        .map(|due| {
-            // An event with several subscribers in one batch is read once and handed to each.
-            let row = events
-                .get(&due.event_id)
-                .cloned()
-                .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
-            deliver(conn, due, row, handlers, max_backoff, now)
-        })
+    // Each subscriber's share, in a fixed order (by name, then as claimed: by
+    // publication), so that batches take their locks in the same order.
+    let mut shares: Vec<(String, Vec<(DueDelivery, EventRow)>)> = Vec::new();
+    for delivery in due {
+        let row = events
+            .get(&delivery.event_id)
+            .cloned()
+            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        match shares
+            .iter_mut()
+            .find(|(name, _)| *name == delivery.subscriber)
+        {
+            Some((_, share)) => share.push((delivery, row)),
+            None => shares.push((delivery.subscriber.clone(), vec![(delivery, row)])),
+        }
+    }
+    shares.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut dispatched = Vec::new();
+    for (subscriber, share) in shares {
+        dispatched.extend(deliver_share(
+            conn,
+            &subscriber,
+            share,
+            handlers,
+            max_backoff,
+            now,
+        )?);
+    }
+    Ok(dispatched)
+}
+
+/// Delivers one subscriber's events of a batch: all at once when that works,
+/// else one at a time, so that a failing event holds up only itself.
+fn deliver_share(
+    conn: &mut AnyConnection,
+    subscriber: &str,
+    share: Vec<(DueDelivery, EventRow)>,
+    handlers: &HashMap<&'static str, Arc<dyn EventHandler>>,
+    max_backoff: Duration,
+    now: NaiveDateTime,
+) -> Result<Vec<Dispatched>, DbError> {
+    let handler = handlers.get(subscriber);
+    let envelopes: Result<Vec<EventEnvelope>, _> = share
+        .iter()
+        .map(|(_, row)| row.clone().into_envelope())
+        .collect();
+    if let (Some(handler), Ok(envelopes)) = (handler, envelopes) {
+        let span = tracing::info_span!("events", subscriber = %subscriber, count = envelopes.len());
+        let handled = span.in_scope(|| {
+            conn.transaction::<_, anyhow::Error, _>(|conn| handler.handle_batch(conn, &envelopes))
+        });
+        if handled.is_ok() {
+            mark_handled(conn, subscriber, &share, now)?;
+            return Ok(share
+                .into_iter()
+                .map(|(delivery, row)| {
+                    let dispatched = handled_now(delivery, &row);
+                    if let Dispatched::Handled {
+                        subscriber, lag, ..
+                    } = &dispatched
+                    {
+                        event_span(&row, subscriber, 1).in_scope(|| {
+                            tracing::debug!(lag_ms = lag.as_millis() as u64, "event handled");
+                        });
+                    }
+                    dispatched
+                })
+                .collect());
+        }
+    }
+    share
+        .into_iter()
+        .map(|(delivery, row)| deliver(conn, delivery, row, handlers, max_backoff, now))
         .collect()
+}
+
+/// Marks a subscriber's deliveries handled, in one statement.
+fn mark_handled(
+    conn: &mut AnyConnection,
+    subscriber: &str,
+    share: &[(DueDelivery, EventRow)],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    use event_deliveries::dsl as d;
+    let ids: Vec<&str> = share.iter().map(|(due, _)| due.event_id.as_str()).collect();
+    diesel::update(
+        d::event_deliveries
+            .filter(d::subscriber.eq(subscriber))
+            .filter(d::event_id.eq_any(ids)),
+    )
+    .set((
+        d::handled_at.eq(Some(now)),
+        d::attempts.eq(d::attempts + 1),
+        d::last_error.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The span of one event's delivery: it carries the request id of the request that caused the event.
+fn event_span(row: &EventRow, subscriber: &str, attempt: i32) -> tracing::Span {
+    tracing::info_span!(
+        "event",
+        event_id = %row.id,
+        event_type = %row.event_type,
+        subscriber = %subscriber,
+        request_id = row.request_id.as_deref().unwrap_or(""),
+        attempt,
+    )
+}
+
+fn handled_now(delivery: DueDelivery, row: &EventRow) -> Dispatched {
+    let lag = (clock::now() - row.occurred_at)
+        .to_std()
+        .unwrap_or_default();
+    Dispatched::Handled {
+        event_type: row.event_type.clone(),
+        subscriber: delivery.subscriber,
+        lag,
+    }
 }
 
 fn deliver(
@@ -419,19 +581,12 @@ fn deliver(
 ) -> Result<Dispatched, DbError> {
     use event_deliveries::dsl as d;
     let event_type = row.event_type.clone();
-    let occurred_at = row.occurred_at;
     let this = d::event_deliveries.find((&due.event_id, &due.subscriber));
 
-    let span = tracing::info_span!(
-        "event",
-        event_id = %due.event_id,
-        event_type = %event_type,
-        subscriber = %due.subscriber,
-        request_id = row.request_id.as_deref().unwrap_or(""),
-        attempt = due.attempts + 1,
-    );
+    let span = event_span(&row, &due.subscriber, due.attempts + 1);
     let _entered = span.enter();
 
+    let occurred = row.clone();
     let outcome = match (handlers.get(due.subscriber.as_str()), row.into_envelope()) {
         (None, _) => Err(anyhow::anyhow!(
             "no subscriber named {} is registered",
@@ -453,13 +608,8 @@ fn deliver(
                     d::last_error.eq(None::<String>),
                 ))
                 .execute(conn)?;
-            let lag = (clock::now() - occurred_at).to_std().unwrap_or_default();
-            tracing::debug!(lag_ms = lag.as_millis() as u64, "event handled");
-            Ok(Dispatched::Handled {
-                event_type,
-                subscriber: due.subscriber,
-                lag,
-            })
+            tracing::debug!("event handled");
+            Ok(handled_now(due, &occurred))
         }
         Err(error) => {
             let attempts = due.attempts + 1;
@@ -500,18 +650,16 @@ fn backoff(attempts: i32, max: Duration) -> Duration {
 /// Returns the number of events deleted.
 pub fn prune(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResult<usize> {
     use diesel::dsl::{exists, not};
-    write_transaction(conn, |conn| {
-        diesel::delete(event_deliveries::table.filter(event_deliveries::handled_at.lt(before)))
-            .execute(conn)?;
-        let undelivered =
-            event_deliveries::table.filter(event_deliveries::event_id.eq(outbox_events::id));
-        diesel::delete(
-            outbox_events::table
-                .filter(outbox_events::occurred_at.lt(before))
-                .filter(not(exists(undelivered))),
-        )
-        .execute(conn)
-    })
+    diesel::delete(event_deliveries::table.filter(event_deliveries::handled_at.lt(before)))
+        .execute(conn)?;
+    let undelivered =
+        event_deliveries::table.filter(event_deliveries::event_id.eq(outbox_events::id));
+    diesel::delete(
+        outbox_events::table
+            .filter(outbox_events::occurred_at.lt(before))
+            .filter(not(exists(undelivered))),
+    )
+    .execute(conn)
 }
 
 /// Counts of the outbox's deliveries, for health and metrics.

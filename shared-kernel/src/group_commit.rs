@@ -1,0 +1,532 @@
+//! Group commit: concurrent write units share one transaction and one commit.
+//!
+//! A *unit* is one use case's write (`Db::write`). Units queue here; a writer
+//! thread, owning one connection, takes whatever is waiting (the first unit
+//! at once, then every unit already queued, up to a bound: no timer ever
+//! makes a lone write wait), and runs them in one transaction, each in a
+//! savepoint of its own:
+//!
+//! - a unit that fails rolls back to its savepoint alone and is answered
+//!   with its error at once (it wrote nothing);
+//! - the others are answered only after the commit is durable; if the commit
+//!   fails, every one of them fails (503, safe to retry) and none was
+//!   acknowledged;
+//! - a unit that lost a deadlock, a serialization conflict or a lock wait is
+//!   rolled back to its savepoint and runs again in the next batch (a bounded
+//!   number of times), so the client never sees it;
+//! - work registered with [`after_commit`] during a unit runs once its
+//!   commit is durable (and is dropped if the unit rolls back).
+//!
+//! SQLite has one writer (the engine allows one); PostgreSQL a few, each with
+//! its own connection. Reads never come here: they use the pool.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use diesel::Connection as _;
+use diesel::connection::{
+    AnsiTransactionManager, Instrumentation, InstrumentationEvent, TransactionManager,
+};
+use diesel::pg::PgConnection;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sqlite::SqliteConnection;
+
+use crate::db::{AnyConnection, DbError};
+
+/// How many times a unit that lost a deadlock or a conflict runs again before its caller gets a 503.
+const MAX_TRIES: u32 = 12;
+
+/// Whether a failed statement lost a race that running it again may win:
+/// a serialization failure, a deadlock, a lock wait that timed out, or
+/// SQLite's lock held by another process for longer than the busy timeout.
+/// (diesel reports only some SQLSTATEs as kinds; the others are recognised
+/// by PostgreSQL's and SQLite's messages.)
+pub fn is_retryable(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("deadlock detected")
+                || message.contains("lock timeout")
+                || message.contains("database is locked")
+                || message.contains("could not serialize")
+        }
+        _ => false,
+    }
+}
+
+/// Counts statements (the `shop_db_statements_total` metric) on every
+/// connection, and remembers, on a writer's connection, that a statement lost
+/// a race (see [`is_retryable`]).
+pub(crate) struct Counting {
+    statements: metrics::Counter,
+    lost_race: Option<Arc<AtomicBool>>,
+}
+
+impl Counting {
+    pub(crate) fn new(role: &'static str, lost_race: Option<Arc<AtomicBool>>) -> Self {
+        Self {
+            statements: metrics::counter!("shop_db_statements_total", "connection" => role),
+            lost_race,
+        }
+    }
+}
+
+impl Instrumentation for Counting {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery { error, .. } = event {
+            self.statements.increment(1);
+            if let (Some(flag), Some(error)) = (&self.lost_race, error)
+                && is_retryable(error)
+            {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Work to run once a unit's commit is durable.
+type Hook = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// The hooks of the unit running on this writer thread.
+    static AFTER_COMMIT: RefCell<Option<Vec<Hook>>> = const { RefCell::new(None) };
+}
+
+/// Runs `hook` once the commit of the current write unit is durable, before
+/// its caller is answered; never if the unit rolls back. Outside a unit it runs at once.
+pub fn after_commit(hook: impl FnOnce() + Send + 'static) {
+    let hook: Hook = Box::new(hook);
+    let leftover = AFTER_COMMIT.with(|hooks| match hooks.borrow_mut().as_mut() {
+        Some(hooks) => {
+            hooks.push(hook);
+            None
+        }
+        None => Some(hook),
+    });
+    if let Some(hook) = leftover {
+        hook();
+    }
+}
+
+/// What became of one run of a unit.
+enum Ran {
+    /// It wrote; it waits for the commit.
+    Wrote,
+    /// It failed and rolled back; it was answered.
+    Failed,
+    /// It lost a race; it runs again in a later batch.
+    Retry,
+}
+
+/// A unit, its result type erased so that units of every use case share a queue.
+trait Unit: Send {
+    /// Runs the work; the result is kept until [`Unit::commit`] or [`Unit::abort`].
+    fn run(&mut self, conn: &mut AnyConnection) -> Result<(), ()>;
+    /// Answers the caller now with the unit's own failure.
+    fn answer_failure(self: Box<Self>);
+    /// The commit is durable: runs the after-commit work and answers with the result.
+    fn commit(self: Box<Self>);
+    /// Answers with `error` instead of the result (the commit failed, or it lost too many races).
+    fn abort(self: Box<Self>, error: DbError);
+    /// Counts one more try; returns whether it may run again.
+    fn try_again(&mut self) -> bool;
+}
+
+struct TypedUnit<T, E, F> {
+    work: F,
+    outcome: Option<Result<T, E>>,
+    hooks: Vec<Hook>,
+    reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+    tries: u32,
+    span: tracing::Span,
+    request_id: Option<String>,
+}
+
+impl<T, E, F> Unit for TypedUnit<T, E, F>
+where
+    F: FnMut(&mut AnyConnection) -> Result<T, E> + Send,
+    T: Send,
+    E: From<DbError> + Send,
+{
+    fn run(&mut self, conn: &mut AnyConnection) -> Result<(), ()> {
+        AFTER_COMMIT.with(|hooks| *hooks.borrow_mut() = Some(Vec::new()));
+        let work = &mut self.work;
+        let outcome = self
+            .span
+            .in_scope(|| crate::request_id::in_blocking(self.request_id.clone(), || work(conn)));
+        self.hooks = AFTER_COMMIT
+            .with(|hooks| hooks.borrow_mut().take())
+            .unwrap_or_default();
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        if ok { Ok(()) } else { Err(()) }
+    }
+
+    fn answer_failure(self: Box<Self>) {
+        if let Some(outcome) = self.outcome {
+            let _ = self.reply.send(outcome);
+        }
+    }
+
+    fn commit(self: Box<Self>) {
+        let this = *self;
+        for hook in this.hooks {
+            hook();
+        }
+        if let Some(outcome) = this.outcome {
+            let _ = this.reply.send(outcome);
+        }
+    }
+
+    fn abort(self: Box<Self>, error: DbError) {
+        let _ = self.reply.send(Err(E::from(error)));
+    }
+
+    fn try_again(&mut self) -> bool {
+        self.tries += 1;
+        self.outcome = None;
+        self.hooks.clear();
+        self.tries < MAX_TRIES
+    }
+}
+
+/// The queue of units waiting for a writer.
+struct Queue {
+    units: Mutex<VecDeque<Box<dyn Unit>>>,
+    ready: Condvar,
+    closed: AtomicBool,
+}
+
+impl Queue {
+    /// Waits for the first unit, then takes every one already waiting, up to `max`.
+    fn take(&self, max: usize) -> Option<Vec<Box<dyn Unit>>> {
+        let mut units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if !units.is_empty() {
+                let n = units.len().min(max);
+                return Some(units.drain(..n).collect());
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            units = self
+                .ready
+                .wait(units)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn push(&self, unit: Box<dyn Unit>) {
+        self.units
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(unit);
+        self.ready.notify_one();
+    }
+
+    /// Puts units that lost a race at the head of the queue: they run in the next batch.
+    fn push_front(&self, retry: Vec<Box<dyn Unit>>) {
+        if retry.is_empty() {
+            return;
+        }
+        let mut units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
+        for unit in retry.into_iter().rev() {
+            units.push_front(unit);
+        }
+        drop(units);
+        self.ready.notify_all();
+    }
+}
+
+/// Opens a writer's connection.
+pub(crate) type Connect = Arc<dyn Fn() -> Result<AnyConnection, DbError> + Send + Sync>;
+
+/// The writers of one database. Dropping the last handle stops them once the queue is empty.
+pub(crate) struct GroupCommit {
+    queue: Arc<Queue>,
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+        self.queue.ready.notify_all();
+    }
+}
+
+impl GroupCommit {
+    /// Starts `writers` threads, each with its own connection, sharing commits of up to `max_batch` units.
+    pub(crate) fn start(
+        writers: usize,
+        max_batch: usize,
+        connect: Connect,
+    ) -> std::io::Result<Self> {
+        let queue = Arc::new(Queue {
+            units: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            closed: AtomicBool::new(false),
+        });
+        for n in 0..writers.max(1) {
+            let (queue, connect) = (queue.clone(), connect.clone());
+            std::thread::Builder::new()
+                .name(format!("shop-db-writer-{n}"))
+                .spawn(move || writer(&queue, max_batch.max(1), &connect))?;
+        }
+        Ok(Self { queue })
+    }
+
+    /// Queues a unit and waits until it is committed (or failed).
+    pub(crate) async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnMut(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue.push(Box::new(TypedUnit {
+            work,
+            outcome: None,
+            hooks: Vec::new(),
+            reply,
+            tries: 0,
+            span: tracing::Span::current(),
+            request_id: crate::request_id::current(),
+        }));
+        answer
+            .await
+            .unwrap_or_else(|_| Err(E::from(DbError::Aborted)))
+    }
+}
+
+/// A writer thread: takes batches until the queue is closed and empty.
+fn writer(queue: &Queue, max_batch: usize, connect: &Connect) {
+    let lost_race = Arc::new(AtomicBool::new(false));
+    let mut conn: Option<AnyConnection> = None;
+    let units_metric =
+        |result: &'static str| metrics::counter!("shop_db_write_units_total", "result" => result);
+    while let Some(batch) = queue.take(max_batch) {
+        let connection = match conn.take() {
+            Some(c) => Ok(c),
+            None => connect().map(|mut c| {
+                c.set_instrumentation(Counting::new("writer", Some(lost_race.clone())));
+                c
+            }),
+        };
+        let mut connection = match connection {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "a database writer cannot connect");
+                for unit in batch {
+                    units_metric("unavailable").increment(1);
+                    unit.abort(DbError::Unavailable(error.to_string()));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        let healthy = run_batch(&mut connection, batch, &lost_race, queue);
+        if healthy {
+            conn = Some(connection);
+        }
+    }
+}
+
+/// Runs one batch in one transaction; returns whether the connection is still usable.
+fn run_batch(
+    conn: &mut AnyConnection,
+    batch: Vec<Box<dyn Unit>>,
+    lost_race: &AtomicBool,
+    queue: &Queue,
+) -> bool {
+    let counter =
+        |result: &'static str| metrics::counter!("shop_db_write_units_total", "result" => result);
+    metrics::histogram!("shop_db_batch_units").record(batch.len() as f64);
+    lost_race.store(false, Ordering::Relaxed);
+    if let Err(error) = begin(conn) {
+        let retry = is_retryable(&error);
+        tracing::warn!(%error, "a database writer could not begin a transaction");
+        let mut again = Vec::new();
+        for mut unit in batch {
+            if retry && unit.try_again() {
+                counter("retried").increment(1);
+                again.push(unit);
+            } else {
+                counter("unavailable").increment(1);
+                unit.abort(DbError::Unavailable(format!(
+                    "cannot begin a transaction: {error}"
+                )));
+            }
+        }
+        queue.push_front(again);
+        return retry;
+    }
+
+    // A lone unit needs no savepoint: the transaction is its own.
+    let shared = batch.len() > 1;
+    let mut wrote: Vec<Box<dyn Unit>> = Vec::with_capacity(batch.len());
+    let mut again: Vec<Box<dyn Unit>> = Vec::new();
+    let mut broken = false;
+    for mut unit in batch {
+        if broken {
+            // The transaction cannot go on: whatever is left runs in the next batch.
+            if unit.try_again() {
+                again.push(unit);
+            } else {
+                unit.abort(DbError::Unavailable("the transaction failed".into()));
+            }
+            continue;
+        }
+        if shared && let Err(error) = savepoint(conn) {
+            tracing::warn!(%error, "cannot open a savepoint");
+            broken = true;
+            if unit.try_again() {
+                again.push(unit);
+            }
+            continue;
+        }
+        lost_race.store(false, Ordering::Relaxed);
+        let ran = unit.run(conn);
+        let outcome = match (ran, lost_race.load(Ordering::Relaxed)) {
+            (Ok(()), false) => Ran::Wrote,
+            (_, true) => Ran::Retry,
+            (Err(()), false) => Ran::Failed,
+        };
+        if !matches!(outcome, Ran::Wrote) && shared {
+            if let Err(error) = rollback_savepoint(conn) {
+                tracing::warn!(%error, "cannot roll back a savepoint");
+                broken = true;
+            }
+        } else if matches!(outcome, Ran::Wrote)
+            && shared
+            && let Err(error) = release_savepoint(conn)
+        {
+            tracing::warn!(%error, "cannot release a savepoint");
+            broken = true;
+            if unit.try_again() {
+                again.push(unit);
+            }
+            continue;
+        }
+        match outcome {
+            Ran::Wrote => wrote.push(unit),
+            Ran::Failed => {
+                counter("failed").increment(1);
+                if shared || !broken {
+                    unit.answer_failure();
+                }
+            }
+            Ran::Retry => {
+                if unit.try_again() {
+                    counter("retried").increment(1);
+                    again.push(unit);
+                } else {
+                    counter("unavailable").increment(1);
+                    unit.abort(DbError::Unavailable(
+                        "the write kept losing to concurrent writes".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    if broken || (!shared && wrote.is_empty()) {
+        // Nothing to commit (a lone unit that failed), or the transaction is unusable.
+        let rolled_back = rollback(conn).is_ok();
+        for mut unit in wrote {
+            if unit.try_again() {
+                again.push(unit);
+            } else {
+                unit.abort(DbError::Unavailable("the transaction failed".into()));
+            }
+        }
+        queue.push_front(again);
+        return rolled_back;
+    }
+
+    match commit(conn) {
+        Ok(()) => {
+            metrics::counter!("shop_db_commits_total").increment(1);
+            counter("committed").increment(wrote.len() as u64);
+            for unit in wrote {
+                unit.commit();
+            }
+            queue.push_front(again);
+            true
+        }
+        Err(error) => {
+            let retry = is_retryable(&error);
+            tracing::warn!(%error, units = wrote.len(), "a shared commit failed");
+            let usable = rollback(conn).is_ok() || retry;
+            for mut unit in wrote {
+                if retry && unit.try_again() {
+                    again.push(unit);
+                } else {
+                    counter("unavailable").increment(1);
+                    unit.abort(DbError::Unavailable(format!("the commit failed: {error}")));
+                }
+            }
+            queue.push_front(again);
+            usable
+        }
+    }
+}
+
+// The transaction and its savepoints go through diesel's transaction manager,
+// so that a unit may open nested transactions of its own.
+
+fn begin(conn: &mut AnyConnection) -> Result<(), DieselError> {
+    match conn {
+        // Take the write lock up front: a deferred transaction that reads and
+        // then writes can fail at once when another process holds the lock.
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgres(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)
+        }
+    }
+}
+
+fn savepoint(conn: &mut AnyConnection) -> Result<(), DieselError> {
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::begin_transaction(c)
+        }
+        AnyConnection::Postgres(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)
+        }
+    }
+}
+
+fn release_savepoint(conn: &mut AnyConnection) -> Result<(), DieselError> {
+    commit(conn)
+}
+
+fn rollback_savepoint(conn: &mut AnyConnection) -> Result<(), DieselError> {
+    rollback(conn)
+}
+
+fn commit(conn: &mut AnyConnection) -> Result<(), DieselError> {
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(c)
+        }
+        AnyConnection::Postgres(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::commit_transaction(c)
+        }
+    }
+}
+
+fn rollback(conn: &mut AnyConnection) -> Result<(), DieselError> {
+    match conn {
+        AnyConnection::Sqlite(c) => <AnsiTransactionManager as TransactionManager<
+            SqliteConnection,
+        >>::rollback_transaction(c),
+        AnyConnection::Postgres(c) => {
+            <AnsiTransactionManager as TransactionManager<PgConnection>>::rollback_transaction(c)
+        }
+    }
+}
