@@ -360,6 +360,16 @@ impl Db {
         self.writers.write(work).await
     }
 
+    /// Write units waiting for a writer right now.
+    pub fn write_queue_len(&self) -> usize {
+        self.writers.queued()
+    }
+
+    /// What this database's writers did since it was opened.
+    pub fn write_stats(&self) -> crate::group_commit::WriteStats {
+        self.writers.stats()
+    }
+
     /// Runs `work`, which reads, with a pooled connection on the blocking
     /// thread pool, inside the caller's tracing span. Writes go through [`Db::write`].
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>

@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -194,11 +194,40 @@ where
     }
 }
 
+/// What the writers of one database did since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Units committed.
+    pub committed: u64,
+    /// Units that failed and rolled back alone.
+    pub failed: u64,
+    /// Times a unit lost a race and was queued again.
+    pub retried: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    committed: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+}
+
+impl Counters {
+    fn add(&self, counter: &AtomicU64, metric: &'static str, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("shop_db_write_units_total", "result" => metric).increment(n);
+    }
+}
+
 /// The queue of units waiting for a writer.
 struct Queue {
     units: Mutex<VecDeque<Box<dyn Unit>>>,
     ready: Condvar,
     closed: AtomicBool,
+    counters: Counters,
 }
 
 impl Queue {
@@ -268,6 +297,7 @@ impl GroupCommit {
             units: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
             closed: AtomicBool::new(false),
+            counters: Counters::default(),
         });
         for n in 0..writers.max(1) {
             let (queue, connect) = (queue.clone(), connect.clone());
@@ -276,6 +306,24 @@ impl GroupCommit {
                 .spawn(move || writer(&queue, max_batch.max(1), &connect))?;
         }
         Ok(Self { queue })
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue
+            .units
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub(crate) fn stats(&self) -> WriteStats {
+        let c = &self.queue.counters;
+        WriteStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            committed: c.committed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+        }
     }
 
     /// Queues a unit and waits until it is committed (or failed).
@@ -341,6 +389,7 @@ fn run_batch(
     lost_race: &AtomicBool,
     queue: &Queue,
 ) -> bool {
+    let counters = &queue.counters;
     let counter =
         |result: &'static str| metrics::counter!("shop_db_write_units_total", "result" => result);
     metrics::histogram!("shop_db_batch_units").record(batch.len() as f64);
@@ -413,14 +462,14 @@ fn run_batch(
         match outcome {
             Ran::Wrote => wrote.push(unit),
             Ran::Failed => {
-                counter("failed").increment(1);
+                counters.add(&counters.failed, "failed", 1);
                 if shared || !broken {
                     unit.answer_failure();
                 }
             }
             Ran::Retry => {
                 if unit.try_again() {
-                    counter("retried").increment(1);
+                    counters.add(&counters.retried, "retried", 1);
                     again.push(unit);
                 } else {
                     counter("unavailable").increment(1);
@@ -448,8 +497,9 @@ fn run_batch(
 
     match commit(conn) {
         Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("shop_db_commits_total").increment(1);
-            counter("committed").increment(wrote.len() as u64);
+            counters.add(&counters.committed, "committed", wrote.len() as u64);
             for unit in wrote {
                 unit.commit();
             }

@@ -9,3 +9,4 @@ mod operations;
 mod orders;
 mod payments;
 mod products;
+mod write_path;

@@ -1,0 +1,397 @@
+//! The write path under load: group commit (a unit that fails inside a shared
+//! commit rolls back alone), a mix of orders, cancels, payments and expiries
+//! that must never answer 5xx nor lose a unit of stock, and expiry that keeps
+//! up with hundreds of orders due at once.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use shared_kernel::db::DbError;
+use shop_tests::{Backend, StatusCode, TestApp, Value, count, eventually, json};
+
+fn insert_product_sql(id: &str) -> String {
+    format!(
+        "INSERT INTO products (id, name, description, price_minor, currency, stock, created_at, updated_at) \
+         VALUES ('{id}', 'unit {id}', '', 1, 'CNY', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+    )
+}
+
+/// Forty units queue behind a unit that holds the only writer, so that they
+/// share the next commit. Every fifth fails after writing (its own error),
+/// every fifth but one hits a primary key (a database error, which on
+/// PostgreSQL aborts the transaction up to the unit's savepoint). Those roll
+/// back alone; the other 24 commit, all in one commit.
+async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Backend) {
+    // No background work: the only writes are the test's.
+    let settings = [("SHOP__DATABASE__WRITERS", "1"), ("SHOP__WORKER__ENABLED", "false")];
+    let Some(app) = TestApp::spawn_with(backend, &settings).await else {
+        return;
+    };
+    let db = app.modules.db.clone();
+    let (release, gate) = mpsc::channel::<()>();
+    let (entered, gate_entered) = mpsc::channel::<()>();
+    let gate_unit = tokio::spawn({
+        let db = db.clone();
+        let mut gate = Some(gate);
+        async move {
+            db.write(move |conn| {
+                let _ = entered.send(());
+                if let Some(gate) = gate.take() {
+                    let _ = gate.recv_timeout(Duration::from_secs(30));
+                }
+                diesel::RunQueryDsl::execute(diesel::sql_query(insert_product_sql("gate")), conn)
+                    .map_err(DbError::from)
+            })
+            .await
+        }
+    });
+    tokio::task::spawn_blocking(move || gate_entered.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the gate unit holds the writer");
+    let before = db.write_stats();
+
+    let units: Vec<_> = (0..40)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |conn| -> Result<(), anyhow::Error> {
+                    let id = if i % 5 == 1 {
+                        "gate".to_owned()
+                    } else {
+                        format!("unit-{i}")
+                    };
+                    diesel::RunQueryDsl::execute(diesel::sql_query(insert_product_sql(&id)), conn)?;
+                    if i % 5 == 0 {
+                        anyhow::bail!("unit {i} refuses after writing");
+                    }
+                    Ok(())
+                })
+                .await
+            })
+        })
+        .collect();
+    // Every unit is queued behind the gate before it opens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.write_queue_len() < 40 {
+        assert!(Instant::now() < deadline, "the units never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    release.send(()).unwrap();
+    gate_unit.await.unwrap().unwrap();
+    let mut ok = 0;
+    for (i, unit) in units.into_iter().enumerate() {
+        let outcome = unit.await.unwrap();
+        match i % 5 {
+            0 => assert!(
+                outcome
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("refuses")),
+                "unit {i}: {outcome:?}"
+            ),
+            1 => assert!(
+                outcome.is_err(),
+                "unit {i} broke a primary key yet committed"
+            ),
+            _ => {
+                assert!(outcome.is_ok(), "unit {i}: {outcome:?}");
+                ok += 1;
+            }
+        }
+    }
+    let after = db.write_stats();
+    eprintln!("{backend:?}: {before:?} -> {after:?}");
+    assert_eq!(ok, 24);
+    assert_eq!(
+        after.commits - before.commits,
+        2,
+        "the gate's commit, then one for the 40 units: {before:?} -> {after:?}"
+    );
+    assert_eq!(after.committed - before.committed, 25, "the gate and 24 units");
+    assert_eq!(after.failed - before.failed, 16);
+    assert_eq!(
+        count(
+            &app.database_url,
+            "SELECT COUNT(*) AS n FROM products WHERE id LIKE 'unit-%'"
+        ),
+        24,
+        "exactly the units that succeeded are stored"
+    );
+    for i in (0..40).filter(|i| i % 5 == 0) {
+        assert_eq!(
+            count(
+                &app.database_url,
+                &format!("SELECT COUNT(*) AS n FROM products WHERE id = 'unit-{i}'")
+            ),
+            0,
+            "the failed unit {i} left its write behind"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_sqlite() {
+    a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_postgres() {
+    a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(Backend::Postgres).await;
+}
+
+/// A small deterministic generator, so that a failure can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % sides
+    }
+}
+
+const INITIAL_STOCK: i64 = 100_000;
+
+/// 16 clients at once, over 4 shared products: multi-line orders (lines in
+/// random product order), each then cancelled, paid, failed then left, or
+/// left to expire, while the expiry sweep and the event handlers run. No
+/// answer is a 5xx; once everything settled, each product's stock plus the
+/// units of its paid orders is its initial stock.
+async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(
+        backend,
+        &[
+            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "2"),
+            ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let app = Arc::new(app);
+    let mut products = Vec::new();
+    for n in 0..4 {
+        let product = app
+            .create_product(&format!("Shared {n}"), 100 + n, INITIAL_STOCK)
+            .await;
+        products.push(product["productId"].as_str().unwrap().to_owned());
+    }
+    let products = Arc::new(products);
+    let clients: Vec<_> = (0..16u64)
+        .map(|client| {
+            let (app, products) = (app.clone(), products.clone());
+            tokio::spawn(async move {
+                let mut dice = Dice(client + 1);
+                let mut statuses = Vec::new();
+                for round in 0..12 {
+                    let lines = 2 + dice.roll(3) as usize;
+                    let start = dice.roll(4) as usize;
+                    let items: Vec<Value> = (0..lines.min(4))
+                        .map(|k| {
+                            json!({"productId": products[(start + k * 3) % 4], "quantity": 1 + dice.roll(3)})
+                        })
+                        .collect();
+                    let body = json!({"userId": format!("mixed-{client}"), "items": items});
+                    let placed = app.post_json("/api/v1/orders", &body).await;
+                    statuses.push((format!("createOrder {round}"), placed.status, placed.body.clone()));
+                    if placed.status != StatusCode::CREATED {
+                        continue;
+                    }
+                    let order = placed.json["orderId"].as_str().unwrap().to_owned();
+                    let amount = placed.json["amount"].as_i64().unwrap();
+                    match dice.roll(4) {
+                        0 => {
+                            let cancelled = app
+                                .post_json(&format!("/api/v1/orders/{order}/cancel"), &json!({}))
+                                .await;
+                            statuses.push(("cancelOrder".into(), cancelled.status, cancelled.body));
+                        }
+                        1 | 2 => {
+                            let opened = app
+                                .post_json(
+                                    "/api/v1/payments",
+                                    &json!({"orderId": order, "paymentMethod": "alipay"}),
+                                )
+                                .await;
+                            statuses.push(("initiatePayment".into(), opened.status, opened.body.clone()));
+                            if opened.status == StatusCode::CREATED {
+                                let outcome = if dice.roll(3) == 0 { "failure" } else { "success" };
+                                let notified = app
+                                    .notify(
+                                        "/api/v1/payments/notify",
+                                        &json!({"paymentId": opened.json["paymentId"], "paymentStatus": outcome, "amount": amount, "currency": "CNY", "transactionId": format!("tx-{client}-{round}")}),
+                                    )
+                                    .await;
+                                statuses.push(("notify".into(), notified.status, notified.body));
+                            }
+                        }
+                        _ => {} // left to expire
+                    }
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for client in clients {
+        for (what, status, body) in client.await.unwrap() {
+            assert!(status.as_u16() < 500, "{what} answered {status}: {body}");
+            answered += 1;
+        }
+    }
+    assert!(answered >= 16 * 12, "every client ran");
+    eprintln!("{:?}: {answered} answers, writes {:?}", app.backend, app.modules.db.write_stats());
+
+    let url = app.database_url.clone();
+    eventually("every order is paid or cancelled", || {
+        let url = url.clone();
+        async move {
+            count(
+                &url,
+                "SELECT COUNT(*) AS n FROM orders WHERE status = 'pending_payment'",
+            ) == 0
+        }
+    })
+    .await;
+    eventually("every event is handled", || {
+        let url = url.clone();
+        async move {
+            count(
+                &url,
+                "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL",
+            ) == 0
+        }
+    })
+    .await;
+    let paid = count(
+        &url,
+        "SELECT COUNT(*) AS n FROM orders WHERE status = 'paid'",
+    );
+    let cancelled = count(
+        &url,
+        "SELECT COUNT(*) AS n FROM orders WHERE status = 'cancelled'",
+    );
+    assert!(
+        paid > 0 && cancelled > 0,
+        "the mix paid {paid} and cancelled {cancelled} orders"
+    );
+    for product in products.iter() {
+        let sold = count(
+            &url,
+            &format!(
+                "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS n FROM order_lines l JOIN orders o ON o.id = l.order_id \
+                 WHERE o.status = 'paid' AND l.product_id = '{product}'"
+            ),
+        );
+        assert_eq!(
+            app.stock(product).await + sold,
+            INITIAL_STOCK,
+            "product {product}: stock + units sold = initial stock"
+        );
+    }
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE attempts <> 1"
+        ),
+        0,
+        "every event was handled at its first delivery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_load_never_answers_5xx_and_loses_no_stock_sqlite() {
+    mixed_load_never_answers_5xx_and_loses_no_stock(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_load_never_answers_5xx_and_loses_no_stock_postgres() {
+    mixed_load_never_answers_5xx_and_loses_no_stock(Backend::Postgres).await;
+}
+
+/// 300 orders placed at once, all due within the same second: each is
+/// cancelled as expired within a few seconds of its `expiresAt` (the sweep
+/// cancels them 500 to a unit and runs every 100 ms here), and all their
+/// stock is back.
+async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(
+        backend,
+        &[
+            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "3"),
+            ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let app = Arc::new(app);
+    let product = app.create_product("Expiring", 100, 1_000).await["productId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let orders: Vec<_> = (0..300)
+        .map(|i| {
+            let (app, product) = (app.clone(), product.clone());
+            tokio::spawn(async move {
+                let body = json!({"userId": format!("expiring-{i}"), "items": [{"productId": product, "quantity": 1}]});
+                app.post_json("/api/v1/orders", &body).await
+            })
+        })
+        .collect();
+    for order in orders {
+        let placed = order.await.unwrap();
+        assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    }
+    assert_eq!(app.stock(&product).await, 700);
+    let url = app.database_url.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(
+        &url,
+        "SELECT COUNT(*) AS n FROM orders WHERE status = 'pending_payment'",
+    ) > 0
+    {
+        assert!(Instant::now() < deadline, "the orders never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually("all the stock is back", || {
+        let (app, product) = (app.clone(), product.clone());
+        async move { app.stock(&product).await == 1_000 }
+    })
+    .await;
+    // Lateness as the database recorded it: cancelled_at - expires_at.
+    let late_sql = match app.backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM orders WHERE (julianday(cancelled_at) - julianday(expires_at)) * 86400 > 2.0"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM orders WHERE cancelled_at - expires_at > interval '2 seconds'"
+        }
+    };
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM orders WHERE cancel_reason = 'expired'"
+        ),
+        300
+    );
+    assert_eq!(
+        count(&url, late_sql),
+        0,
+        "an order was cancelled more than 2 s after it expired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_sqlite() {
+    hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_postgres() {
+    hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Postgres).await;
+}
