@@ -296,7 +296,7 @@ impl OrderService {
         let outbox = self.outbox.clone();
         let expired = self
             .db
-            .write(move |conn| {
+            .write_alone(move |conn| {
                 let now = clock::now();
                 let ids = repository::lock_due_for_expiry(conn, now, EXPIRY_BATCH)?;
                 repository::cancel_locked(conn, &ids, CancelReason::Expired, now)?;

@@ -45,7 +45,7 @@ impl ProductInventory {
     async fn release_abandoned_batch(&self, grace: Duration) -> Result<usize, DbError> {
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         self.db
-            .write(move |conn| {
+            .write_alone(move |conn| {
                 let now = clock::now();
                 let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
                 let ids = reservations::abandoned(conn, cutoff, ABANDONED_BATCH)?;
@@ -93,9 +93,10 @@ impl Inventory for ProductInventory {
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<ReservedLine>, ReserveError> {
         let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
+        let products = requested.iter().map(|l| l.product_id.clone()).collect();
         let outcome = self
             .db
-            .write(move |conn| {
+            .write_locking(products, move |conn| {
                 reservations::reserve(conn, &id, &requested, hold_until.naive_utc(), clock::now())
             })
             .await;
@@ -108,8 +109,9 @@ impl Inventory for ProductInventory {
 
     async fn release(&self, reservation_id: &str) -> Result<(), PortError> {
         let id = reservation_id.to_owned();
+        // Its products are known only once its lines are read.
         self.db
-            .write(move |conn| {
+            .write_alone(move |conn| {
                 reservations::release(conn, &id, clock::now()).map_err(DbError::from)
             })
             .await?;

@@ -59,7 +59,7 @@ impl ProductCatalog {
     /// Sets the units on hand to an absolute number.
     pub async fn set_stock(&self, id: ProductId, stock: Stock) -> Result<Product, ProductError> {
         self.db
-            .write(move |conn| {
+            .write_locking(vec![id.as_str().to_owned()], move |conn| {
                 if !repository::set_stock(conn, &id, stock, clock::now())? {
                     return Err(ProductError::NotFound(id.clone()));
                 }

@@ -35,7 +35,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
-use crate::group_commit::{Counting, GroupCommit};
+use crate::group_commit::{Counting, GroupCommit, Locks};
 use crate::problem::Problem;
 
 /// A connection to whichever backend `DATABASE_URL` names.
@@ -351,13 +351,39 @@ impl Db {
     /// and its error returned. A unit that loses a deadlock or a conflict
     /// runs again, so `work` may run more than once: it must not have side
     /// effects outside the database (use [`crate::group_commit::after_commit`]).
+    ///
+    /// `work` locks only rows no other unit contends for in an order that
+    /// matters (see [`Locks`]); a unit that locks products says which with
+    /// [`Db::write_locking`], one that cannot tell uses [`Db::write_alone`].
     pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnMut(&mut AnyConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.writers.write(work).await
+        self.writers.write(Locks::Unordered, work).await
+    }
+
+    /// [`Db::write`] for a unit that locks these products (in id order):
+    /// batches run such units in product order.
+    pub async fn write_locking<T, E, F>(&self, products: Vec<String>, work: F) -> Result<T, E>
+    where
+        F: FnMut(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.writers.write(Locks::Products(products), work).await
+    }
+
+    /// [`Db::write`] for a unit that cannot name what it locks in advance
+    /// (event handlers, sweeps): it runs in a transaction of its own.
+    pub async fn write_alone<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnMut(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.writers.write(Locks::Alone, work).await
     }
 
     /// Write units waiting for a writer right now.

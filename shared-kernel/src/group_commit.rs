@@ -112,6 +112,22 @@ pub fn after_commit(hook: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// What a unit says of the rows it locks, so that batches take their locks
+/// in one global order and two batches can never wait for each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locks {
+    /// Rows no other unit contends for in an order that matters (new rows,
+    /// one order's or one payment's row): such units run first in a batch.
+    Unordered,
+    /// Products, by id: within a batch these units run in the order of their
+    /// ids, and a unit whose first id comes before what the batch already
+    /// locked waits for the next batch. (Each unit locks its own in id order.)
+    Products(Vec<String>),
+    /// Rows it cannot name in advance (event handlers, sweeps): it runs in a
+    /// transaction of its own, and itself locks products in id order.
+    Alone,
+}
+
 /// What became of one run of a unit.
 enum Ran {
     /// It wrote; it waits for the commit.
@@ -134,6 +150,7 @@ trait Unit: Send {
     fn abort(self: Box<Self>, error: DbError);
     /// Counts one more try; returns whether it may run again.
     fn try_again(&mut self) -> bool;
+    fn locks(&self) -> &Locks;
 }
 
 struct TypedUnit<T, E, F> {
@@ -142,6 +159,7 @@ struct TypedUnit<T, E, F> {
     hooks: Vec<Hook>,
     reply: tokio::sync::oneshot::Sender<Result<T, E>>,
     tries: u32,
+    locks: Locks,
     span: tracing::Span,
     request_id: Option<String>,
 }
@@ -192,6 +210,10 @@ where
         self.hooks.clear();
         self.tries < MAX_TRIES
     }
+
+    fn locks(&self) -> &Locks {
+        &self.locks
+    }
 }
 
 /// What the writers of one database did since it was opened.
@@ -236,7 +258,12 @@ impl Queue {
         let mut units = self.units.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if !units.is_empty() {
-                let n = units.len().min(max);
+                // A unit that runs alone takes a batch of its own.
+                let n = match units.iter().position(|u| *u.locks() == Locks::Alone) {
+                    Some(0) => 1,
+                    Some(alone) => alone.min(max),
+                    None => units.len().min(max),
+                };
                 return Some(units.drain(..n).collect());
             }
             if self.closed.load(Ordering::Acquire) {
@@ -287,7 +314,9 @@ impl Drop for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts `writers` threads, each with its own connection, sharing commits of up to `max_batch` units.
+    /// Starts `writers` threads, each with its own connection, sharing
+    /// commits of up to `max_batch` units. With several writers, batches
+    /// order their units by the products they lock ([`Locks`]).
     pub(crate) fn start(
         writers: usize,
         max_batch: usize,
@@ -327,7 +356,7 @@ impl GroupCommit {
     }
 
     /// Queues a unit and waits until it is committed (or failed).
-    pub(crate) async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    pub(crate) async fn write<T, E, F>(&self, locks: Locks, work: F) -> Result<T, E>
     where
         F: FnMut(&mut AnyConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -340,6 +369,14 @@ impl GroupCommit {
             hooks: Vec::new(),
             reply,
             tries: 0,
+            locks: match locks {
+                Locks::Products(mut ids) => {
+                    ids.sort_unstable();
+                    ids.dedup();
+                    Locks::Products(ids)
+                }
+                other => other,
+            },
             span: tracing::Span::current(),
             request_id: crate::request_id::current(),
         }));
@@ -356,6 +393,7 @@ fn writer(queue: &Queue, max_batch: usize, connect: &Connect) {
     let units_metric =
         |result: &'static str| metrics::counter!("shop_db_write_units_total", "result" => result);
     while let Some(batch) = queue.take(max_batch) {
+        let batch = in_lock_order(batch, queue);
         let connection = match conn.take() {
             Some(c) => Ok(c),
             None => connect().map(|mut c| {
@@ -380,6 +418,47 @@ fn writer(queue: &Queue, max_batch: usize, connect: &Connect) {
             conn = Some(connection);
         }
     }
+}
+
+/// Orders a batch so that it takes its product locks in ascending id order:
+/// units that lock nothing contended first, then units by their first
+/// product id; a unit whose products do not all come after those already
+/// taken in this batch goes back to the queue, for the next batch. Every
+/// batch (and every unit running alone) then locks products in one global
+/// order, so no two of them, on any writer or instance, can deadlock.
+fn in_lock_order(batch: Vec<Box<dyn Unit>>, queue: &Queue) -> Vec<Box<dyn Unit>> {
+    if batch.len() < 2 {
+        return batch;
+    }
+    let (mut keyed, mut ordered): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|u| matches!(u.locks(), Locks::Products(_)));
+    let first = |u: &Box<dyn Unit>| match u.locks() {
+        Locks::Products(ids) => ids.first().cloned(),
+        _ => None,
+    };
+    keyed.sort_by_key(first);
+    let mut highest: Option<String> = None;
+    let mut later = Vec::new();
+    for unit in keyed {
+        let Locks::Products(ids) = unit.locks() else {
+            continue;
+        };
+        let fits = match (&highest, ids.first()) {
+            (Some(highest), Some(first)) => first > highest,
+            _ => true,
+        };
+        if fits {
+            if let Some(last) = ids.last() {
+                highest = Some(last.clone());
+            }
+            ordered.push(unit);
+        } else {
+            later.push(unit);
+        }
+    }
+    queue.push_front(later);
+    ordered
 }
 
 /// Runs one batch in one transaction; returns whether the connection is still usable.

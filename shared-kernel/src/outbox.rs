@@ -338,7 +338,7 @@ impl Dispatcher {
     pub async fn prune(&self, retention: Duration) -> Result<usize, DbError> {
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         self.db
-            .write(move |conn| {
+            .write_alone(move |conn| {
                 let now = clock::now();
                 prune(conn, now.checked_sub_signed(retention).unwrap_or(now)).map_err(DbError::from)
             })
@@ -349,11 +349,20 @@ impl Dispatcher {
     /// transaction, each handler in a savepoint of its own: one commit for
     /// the batch, yet a failing handler undoes only its own writes.
     pub async fn dispatch_batch(&self) -> Result<Vec<Dispatched>, DbError> {
+        // A read first: when nothing is due (most wake-ups once the work is
+        // done), no write transaction is opened at all.
+        let due = self
+            .db
+            .run(|conn| any_due(conn, clock::now()).map_err(DbError::from))
+            .await?;
+        if !due {
+            return Ok(Vec::new());
+        }
         let handlers = self.handlers.clone();
         let (max_backoff, limit) = (self.options.max_backoff, self.options.batch_size);
         let batch = self
             .db
-            .write(move |conn| deliver_batch(conn, &handlers, max_backoff, limit))
+            .write_alone(move |conn| deliver_batch(conn, &handlers, max_backoff, limit))
             .await?;
         // Counted once committed.
         for dispatched in &batch {
@@ -404,6 +413,18 @@ impl EventRow {
             payload: serde_json::from_str(&self.payload)?,
         })
     }
+}
+
+/// Whether any delivery is due now (a read: it locks nothing).
+fn any_due(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<bool> {
+    use event_deliveries::dsl as d;
+    let first: Option<String> = d::event_deliveries
+        .filter(d::handled_at.is_null())
+        .filter(d::next_attempt_at.le(now))
+        .select(d::event_id)
+        .first(conn)
+        .optional()?;
+    Ok(first.is_some())
 }
 
 /// Takes the oldest due delivery, locking it against other instances.

@@ -24,7 +24,10 @@ fn insert_product_sql(id: &str) -> String {
 /// back alone; the other 24 commit, all in one commit.
 async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Backend) {
     // No background work: the only writes are the test's.
-    let settings = [("SHOP__DATABASE__WRITERS", "1"), ("SHOP__WORKER__ENABLED", "false")];
+    let settings = [
+        ("SHOP__DATABASE__WRITERS", "1"),
+        ("SHOP__WORKER__ENABLED", "false"),
+    ];
     let Some(app) = TestApp::spawn_with(backend, &settings).await else {
         return;
     };
@@ -108,7 +111,11 @@ async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Back
         2,
         "the gate's commit, then one for the 40 units: {before:?} -> {after:?}"
     );
-    assert_eq!(after.committed - before.committed, 25, "the gate and 24 units");
+    assert_eq!(
+        after.committed - before.committed,
+        25,
+        "the gate and 24 units"
+    );
     assert_eq!(after.failed - before.failed, 16);
     assert_eq!(
         count(
@@ -244,7 +251,11 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
         }
     }
     assert!(answered >= 16 * 12, "every client ran");
-    eprintln!("{:?}: {answered} answers, writes {:?}", app.backend, app.modules.db.write_stats());
+    eprintln!(
+        "{:?}: {answered} answers, writes {:?}",
+        app.backend,
+        app.modules.db.write_stats()
+    );
 
     let url = app.database_url.clone();
     eventually("every order is paid or cancelled", || {
