@@ -3,7 +3,7 @@ use shared_kernel::db::DbError;
 use shared_kernel::ports::{PortError, Shortage};
 use shared_kernel::{FieldViolation, Problem};
 
-use crate::model::{OrderId, OrderStatus};
+use crate::model::{OrderId, OrderStatus, RequestField, Violation};
 
 /// What can go wrong in the order context's use cases.
 #[derive(Debug, thiserror::Error)]
@@ -11,13 +11,15 @@ pub enum OrderError {
     #[error("no order {0}")]
     NotFound(OrderId),
     #[error("invalid order request")]
-    Invalid(Vec<FieldViolation>),
+    Invalid(Vec<Violation>),
+    /// The lines that name products that do not exist, and those ids.
     #[error("unknown products")]
-    UnknownProducts(Vec<FieldViolation>),
-    #[error("the products are priced in different currencies")]
-    MixedCurrencies(Vec<FieldViolation>),
+    UnknownProducts(Vec<(RequestField, String)>),
+    #[error("the products are priced in different currencies: {0}")]
+    MixedCurrencies(String),
+    /// The lines whose quantity is more than the stock, and by how much.
     #[error("not enough stock")]
-    InsufficientStock(Vec<(String, Shortage)>),
+    InsufficientStock(Vec<(RequestField, Shortage)>),
     #[error("the order is {0:?} and can no longer be cancelled")]
     NotCancellable(OrderStatus),
     #[error("the idempotency key was used with another request")]
@@ -34,29 +36,54 @@ impl From<diesel::result::Error> for OrderError {
     }
 }
 
-/// The one place where order errors become HTTP problems.
+/// Order errors as HTTP problems, with the request's fields spelled as the
+/// REST routes' bodies spell them (`items[1].quantity`).
 impl From<OrderError> for Problem {
     fn from(error: OrderError) -> Self {
-        match error {
+        error.into_problem(crate::http::rest_field)
+    }
+}
+
+impl OrderError {
+    /// The one place where order errors become HTTP problems; `spell` names
+    /// a request field in the terms of the body the route takes.
+    pub fn into_problem(self, spell: fn(RequestField) -> String) -> Problem {
+        let violations = |errors: Vec<Violation>| -> Vec<FieldViolation> {
+            errors
+                .into_iter()
+                .map(|v| FieldViolation::new(spell(v.field), v.message))
+                .collect()
+        };
+        match self {
             OrderError::NotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "order_not_found", "Order not found")
                     .with_detail(format!("No order has the id {id:?}."))
             }
-            OrderError::Invalid(errors) => Problem::validation(errors),
-            OrderError::UnknownProducts(errors) => Problem::new(
+            OrderError::Invalid(errors) => Problem::validation(violations(errors)),
+            OrderError::UnknownProducts(lines) => Problem::new(
                 StatusCode::NOT_FOUND,
                 "product_not_found",
                 "Product not found",
             )
             .with_detail("An order line names a product that does not exist.")
-            .with_errors(errors),
-            OrderError::MixedCurrencies(errors) => Problem::new(
+            .with_errors(
+                lines
+                    .into_iter()
+                    .map(|(field, id)| {
+                        FieldViolation::new(spell(field), format!("no product has the id {id:?}"))
+                    })
+                    .collect(),
+            ),
+            OrderError::MixedCurrencies(message) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "currency_mismatch",
                 "Currency mismatch",
             )
             .with_detail("An order is paid in one currency; these products are priced in several.")
-            .with_errors(errors),
+            .with_errors(vec![FieldViolation::new(
+                spell(RequestField::Items),
+                message,
+            )]),
             OrderError::InsufficientStock(shortages) => {
                 let detail = shortages
                     .iter()
@@ -72,7 +99,7 @@ impl From<OrderError> for Problem {
                     .into_iter()
                     .map(|(field, s)| {
                         FieldViolation::new(
-                            field,
+                            spell(field),
                             format!("only {} of product {} in stock", s.available, s.product_id),
                         )
                     })

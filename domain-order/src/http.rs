@@ -14,7 +14,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::OrderService;
 use crate::error::OrderError;
-use crate::model::{CancelReason, LineFields, Order, OrderId, OrderStatus, PlaceOrder, UserId};
+use crate::model::{
+    CancelReason, LineFields, Order, OrderId, OrderStatus, PlaceOrder, RequestField, UserId,
+};
 use crate::service::Placed;
 
 /// Mounts the REST routes (under the app's `/api/v1` scope).
@@ -176,6 +178,25 @@ impl CreateOrder {
             })
             .collect();
         PlaceOrder::parse(&self.user_id, lines).map_err(OrderError::Invalid)
+    }
+}
+
+/// A request field as `POST /api/v1/orders` spells it.
+pub(crate) fn rest_field(field: RequestField) -> String {
+    match field {
+        RequestField::UserId => "userId".into(),
+        RequestField::Items => "items".into(),
+        RequestField::ProductId(n) => format!("items[{n}].productId"),
+        RequestField::Quantity(n) => format!("items[{n}].quantity"),
+    }
+}
+
+/// A request field as the original spec's one-line `POST /createOrder` spells it.
+fn original_field(field: RequestField) -> String {
+    match field {
+        RequestField::UserId => "userId".into(),
+        RequestField::ProductId(_) => "productId".into(),
+        RequestField::Quantity(_) | RequestField::Items => "quantity".into(),
     }
 }
 
@@ -446,17 +467,9 @@ async fn original_create_order(
         Ok(request) => orders.place(request, key).await,
         Err(error) => Err(error),
     }
-    .map_err(|e| top_level(Problem::from(e)))?;
+    .map_err(|e| e.into_problem(original_field))?;
     let view = OriginalOrderView::from(placed.order.clone());
     Ok(created(placed, view))
-}
-
-/// The one line's fields are top-level in the original spec's body.
-fn top_level(mut problem: Problem) -> Problem {
-    for violation in &mut problem.errors {
-        violation.field = violation.field.replace("items[0].", "");
-    }
-    problem
 }
 
 /// The original spec's query for one order.

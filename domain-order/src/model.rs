@@ -4,8 +4,8 @@
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use shared_kernel::FieldViolation;
 use shared_kernel::money::{Currency, Money, MoneyError};
+use shared_kernel::ports::ReservedLine;
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -212,6 +212,35 @@ pub struct PlaceOrder {
     pub items: Vec<RequestedLine>,
 }
 
+/// A field of an order request, named by its place in the request; the HTTP
+/// layer spells it in the body's own terms (`items[1].quantity`, or
+/// `quantity` on the original spec's one-line route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestField {
+    UserId,
+    Items,
+    /// The product of line `n` (from 0).
+    ProductId(usize),
+    /// The quantity of line `n` (from 0).
+    Quantity(usize),
+}
+
+/// What is wrong with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: RequestField,
+    pub message: String,
+}
+
+impl Violation {
+    pub fn new(field: RequestField, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 /// An unchecked line, as the client sent it.
 #[derive(Debug, Clone)]
 pub struct LineFields {
@@ -220,31 +249,43 @@ pub struct LineFields {
 }
 
 impl PlaceOrder {
-    /// Checks the request's shape: a valid user, 1 to 50 lines, quantities 1 to 1000.
-    pub fn parse(user_id: &str, items: Vec<LineFields>) -> Result<Self, Vec<FieldViolation>> {
+    /// Checks the request: a valid user, 1 to 50 lines, quantities 1 to
+    /// 1000, each product on one line only. Every violation is reported.
+    pub fn parse(user_id: &str, items: Vec<LineFields>) -> Result<Self, Vec<Violation>> {
         let mut errors = Vec::new();
         let user_id = UserId::parse(user_id)
-            .map_err(|m| errors.push(FieldViolation::new("userId", m)))
+            .map_err(|m| errors.push(Violation::new(RequestField::UserId, m)))
             .ok();
         if items.is_empty() {
-            errors.push(FieldViolation::new("items", "must hold at least one line"));
+            errors.push(Violation::new(
+                RequestField::Items,
+                "must hold at least one line",
+            ));
         } else if items.len() > MAX_LINES {
-            errors.push(FieldViolation::new(
-                "items",
+            errors.push(Violation::new(
+                RequestField::Items,
                 format!("must hold at most {MAX_LINES} lines"),
             ));
         }
         for (i, item) in items.iter().enumerate() {
             if !(1..=MAX_QUANTITY).contains(&item.quantity) {
-                errors.push(FieldViolation::new(
-                    format!("items[{i}].quantity"),
+                errors.push(Violation::new(
+                    RequestField::Quantity(i),
                     format!("must be between 1 and {MAX_QUANTITY}"),
                 ));
             }
             if item.product_id.is_empty() {
-                errors.push(FieldViolation::new(
-                    format!("items[{i}].productId"),
+                errors.push(Violation::new(
+                    RequestField::ProductId(i),
                     "must not be empty",
+                ));
+            } else if items[..i]
+                .iter()
+                .any(|earlier| earlier.product_id == item.product_id)
+            {
+                errors.push(Violation::new(
+                    RequestField::ProductId(i),
+                    "lists a product an earlier line already lists",
                 ));
             }
         }
@@ -263,36 +304,14 @@ impl PlaceOrder {
         }
     }
 
-    /// Lines naming a product an earlier line already names.
-    pub fn duplicate_lines(&self) -> Vec<FieldViolation> {
-        self.items
-            .iter()
-            .enumerate()
-            .filter(|(i, line)| {
-                self.items[..*i]
-                    .iter()
-                    .any(|earlier| earlier.product_id == line.product_id)
-            })
-            .map(|(i, _)| {
-                FieldViolation::new(
-                    format!("items[{i}].productId"),
-                    "lists a product an earlier line already lists",
-                )
-            })
-            .collect()
-    }
-
     /// The request in canonical JSON.
     pub fn canonical(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The field that names `product_id` in this request.
-    pub fn field_of(&self, product_id: &str) -> String {
-        match self.items.iter().position(|l| l.product_id == product_id) {
-            Some(i) => format!("items[{i}].productId"),
-            None => "items".to_owned(),
-        }
+    /// The line (from 0) that names `product_id`.
+    pub fn line_of(&self, product_id: &str) -> Option<usize> {
+        self.items.iter().position(|l| l.product_id == product_id)
     }
 }
 
@@ -318,6 +337,43 @@ pub struct Order {
     pub paid_at: Option<NaiveDateTime>,
     pub cancelled_at: Option<NaiveDateTime>,
     pub payment_id: Option<String>,
+}
+
+impl Order {
+    /// A new order pending payment: the requested lines, in the request's
+    /// order, at the prices their stock was reserved at, and their total.
+    pub fn place(
+        id: OrderId,
+        request: &PlaceOrder,
+        reserved: &[ReservedLine],
+        now: NaiveDateTime,
+        expires_at: NaiveDateTime,
+    ) -> Result<Self, PricingError> {
+        let lines: Vec<OrderLine> = request
+            .items
+            .iter()
+            .filter_map(|item| reserved.iter().find(|r| r.product_id == item.product_id))
+            .map(|r| OrderLine {
+                product_id: r.product_id.clone(),
+                quantity: r.quantity,
+                unit_price: r.unit_price,
+            })
+            .collect();
+        let amount = total(&lines)?;
+        Ok(Self {
+            id,
+            user_id: request.user_id.as_str().to_owned(),
+            lines,
+            amount,
+            status: OrderStatus::PendingPayment,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            paid_at: None,
+            cancelled_at: None,
+            payment_id: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -365,35 +421,38 @@ mod order_tests {
             request.canonical(),
             r#"{"userId":"user-1","items":[{"productId":"p1","quantity":2},{"productId":"p2","quantity":1}]}"#
         );
-        assert!(request.duplicate_lines().is_empty());
+        assert_eq!(request.line_of("p2"), Some(1));
+        assert_eq!(request.line_of("p3"), None);
     }
 
     #[test]
     fn shape_violations_are_all_named() {
         let errors = PlaceOrder::parse("", vec![line("p1", 0), line("", 1001)]).unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
             [
-                "userId",
-                "items[0].quantity",
-                "items[1].quantity",
-                "items[1].productId"
+                RequestField::UserId,
+                RequestField::Quantity(0),
+                RequestField::Quantity(1),
+                RequestField::ProductId(1)
             ]
         );
         let errors = PlaceOrder::parse("u", vec![]).unwrap_err();
-        assert_eq!(errors[0].field, "items");
+        assert_eq!(errors[0].field, RequestField::Items);
         let many = (0..=MAX_LINES).map(|i| line(&format!("p{i}"), 1)).collect();
-        assert_eq!(PlaceOrder::parse("u", many).unwrap_err()[0].field, "items");
+        assert_eq!(
+            PlaceOrder::parse("u", many).unwrap_err()[0].field,
+            RequestField::Items
+        );
     }
 
     #[test]
     fn duplicate_products_are_found() {
-        let request =
-            PlaceOrder::parse("u", vec![line("a", 1), line("b", 1), line("a", 2)]).unwrap();
-        let dups = request.duplicate_lines();
+        let dups =
+            PlaceOrder::parse("u", vec![line("a", 1), line("b", 1), line("a", 2)]).unwrap_err();
         assert_eq!(dups.len(), 1);
-        assert_eq!(dups[0].field, "items[2].productId");
+        assert_eq!(dups[0].field, RequestField::ProductId(2));
     }
 
     #[test]

@@ -3,17 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared_kernel::clock;
 use shared_kernel::db::{Db, DbError};
 use shared_kernel::events::{CancellationReason, OrderCancelled, OrderLineData, OrderPlaced};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::pagination::PageRequest;
-use shared_kernel::ports::{Inventory, PortError, ReservationLine, ReserveError};
-use shared_kernel::{FieldViolation, clock};
+use shared_kernel::ports::{Inventory, PortError, ReservationLine, ReserveError, ReservedLine};
 
 use crate::error::OrderError;
 use crate::model::{
-    CancelReason, Order, OrderEvent, OrderId, OrderLine, OrderStatus, PlaceOrder, PricingError,
-    total,
+    CancelReason, Order, OrderEvent, OrderId, PlaceOrder, PricingError, RequestField, Violation,
 };
 use crate::repository;
 
@@ -63,9 +62,11 @@ impl OrderService {
         }
     }
 
-    /// Places an order: checks the products, reserves their stock, and stores
-    /// the order with its `OrderPlaced` event. With an idempotency key, a
-    /// retry of the same request returns the first order and creates nothing.
+    /// Places an order: reserves the stock of every line through the
+    /// `Inventory` port (which also tells unknown products and the prices),
+    /// builds the order (pure: lines and pricing), and stores it with its
+    /// `OrderPlaced` event in one write. With an idempotency key, a retry of
+    /// the same request returns the first order and creates nothing.
     pub async fn place(
         &self,
         request: PlaceOrder,
@@ -79,94 +80,31 @@ impl OrderService {
                 replayed: true,
             });
         }
-        let duplicates = request.duplicate_lines();
-        if !duplicates.is_empty() {
-            return Err(OrderError::Invalid(duplicates));
-        }
-
         let now = clock::now();
         let id = OrderId::generate();
         let expires_at =
             now + chrono::Duration::from_std(self.payment_timeout).unwrap_or(chrono::Duration::MAX);
-        let lines: Vec<ReservationLine> = request
-            .items
-            .iter()
-            .map(|l| ReservationLine {
-                product_id: l.product_id.clone(),
-                quantity: l.quantity,
-            })
-            .collect();
-        let reserved = self
-            .inventory
-            .reserve(id.as_str(), &lines, expires_at.and_utc())
-            .await
-            .map_err(|e| match e {
-                ReserveError::UnknownProducts(ids) => {
-                    OrderError::UnknownProducts(unknown(&request, &ids))
-                }
-                ReserveError::InsufficientStock(shortages) => OrderError::InsufficientStock(
-                    shortages
-                        .into_iter()
-                        .map(|s| {
-                            (
-                                request
-                                    .field_of(&s.product_id)
-                                    .replace("productId", "quantity"),
-                                s,
-                            )
-                        })
-                        .collect(),
-                ),
-                ReserveError::AlreadyReleased => OrderError::Port(PortError::Unexpected(
-                    anyhow::anyhow!("a fresh reservation id {id} was already released"),
-                )),
-                ReserveError::Port(e) => OrderError::Port(e),
-            })?;
 
-        // Lines in the request's order, at the prices they were reserved at.
-        let order_lines: Vec<OrderLine> = request
-            .items
-            .iter()
-            .filter_map(|item| reserved.iter().find(|r| r.product_id == item.product_id))
-            .map(|r| OrderLine {
-                product_id: r.product_id.clone(),
-                quantity: r.quantity,
-                unit_price: r.unit_price,
-            })
-            .collect();
-        let amount = match total(&order_lines) {
-            Ok(amount) => amount,
+        let reserved = self.reserve(&id, &request, expires_at).await?;
+        let order = match Order::place(id.clone(), &request, &reserved, now, expires_at) {
+            Ok(order) => order,
             Err(error) => {
                 self.release_quietly(&id).await;
                 return Err(match error {
                     PricingError::MixedCurrencies(..) => {
-                        OrderError::MixedCurrencies(vec![FieldViolation::new(
-                            "items",
-                            error.to_string(),
-                        )])
+                        OrderError::MixedCurrencies(error.to_string())
                     }
                     PricingError::Overflow | PricingError::Empty => {
-                        OrderError::Invalid(vec![FieldViolation::new("items", error.to_string())])
+                        OrderError::Invalid(vec![Violation::new(
+                            RequestField::Items,
+                            error.to_string(),
+                        )])
                     }
                 });
             }
         };
-        let order = Order {
-            id: id.clone(),
-            user_id: request.user_id.as_str().to_owned(),
-            lines: order_lines,
-            amount,
-            status: OrderStatus::PendingPayment,
-            created_at: now,
-            updated_at: now,
-            expires_at,
-            paid_at: None,
-            cancelled_at: None,
-            payment_id: None,
-        };
 
-        let outbox = self.outbox.clone();
-        let (stored, canonical) = (order.clone(), request.canonical());
+        let (outbox, stored, canonical) = (self.outbox.clone(), order.clone(), request.canonical());
         let key = idempotency_key.clone();
         let event = placed_event(&stored);
         let saved = self
@@ -212,6 +150,48 @@ impl OrderService {
                 Err(error.into())
             }
         }
+    }
+
+    /// Reserves the stock of every line, all or none, under the order's id.
+    async fn reserve(
+        &self,
+        id: &OrderId,
+        request: &PlaceOrder,
+        expires_at: chrono::NaiveDateTime,
+    ) -> Result<Vec<ReservedLine>, OrderError> {
+        let lines: Vec<ReservationLine> = request
+            .items
+            .iter()
+            .map(|l| ReservationLine {
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        self.inventory
+            .reserve(id.as_str(), &lines, expires_at.and_utc())
+            .await
+            .map_err(|e| match e {
+                ReserveError::UnknownProducts(ids) => OrderError::UnknownProducts(
+                    ids.into_iter()
+                        .map(|id| (line_field(request, &id, RequestField::ProductId), id))
+                        .collect(),
+                ),
+                ReserveError::InsufficientStock(shortages) => OrderError::InsufficientStock(
+                    shortages
+                        .into_iter()
+                        .map(|s| {
+                            (
+                                line_field(request, &s.product_id, RequestField::Quantity),
+                                s,
+                            )
+                        })
+                        .collect(),
+                ),
+                ReserveError::AlreadyReleased => OrderError::Port(PortError::Unexpected(
+                    anyhow::anyhow!("a fresh reservation id {id} was already released"),
+                )),
+                ReserveError::Port(e) => OrderError::Port(e),
+            })
     }
 
     /// The order an idempotency key already created, if the request is the same.
@@ -369,13 +349,13 @@ fn placed_event(order: &Order) -> OrderPlaced {
     }
 }
 
-fn unknown(request: &PlaceOrder, ids: &[String]) -> Vec<FieldViolation> {
-    ids.iter()
-        .map(|id| {
-            FieldViolation::new(
-                request.field_of(id),
-                format!("no product has the id {id:?}"),
-            )
-        })
-        .collect()
+/// The field of the line that names `product_id` (or the items, should none).
+fn line_field(
+    request: &PlaceOrder,
+    product_id: &str,
+    field: fn(usize) -> RequestField,
+) -> RequestField {
+    request
+        .line_of(product_id)
+        .map_or(RequestField::Items, field)
 }
