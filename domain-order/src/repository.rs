@@ -90,9 +90,7 @@ pub fn insert(conn: &mut AnyConnection, order: &Order) -> QueryResult<()> {
             )
         })
         .collect();
-    shared_kernel::per_backend!(conn, |c| diesel::insert_into(order_lines::table)
-        .values(&lines)
-        .execute(c))?;
+    shared_kernel::insert_rows!(conn, order_lines::table, lines)?;
     Ok(())
 }
 

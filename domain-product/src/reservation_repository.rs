@@ -143,9 +143,7 @@ pub fn reserve(
             )
         })
         .collect();
-    shared_kernel::per_backend!(conn, |c| diesel::insert_into(lines::table)
-        .values(&rows)
-        .execute(c))?;
+    shared_kernel::insert_rows!(conn, lines::table, rows)?;
     Ok(reserved)
 }
 

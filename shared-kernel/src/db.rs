@@ -63,6 +63,25 @@ macro_rules! per_backend {
     };
 }
 
+/// Inserts `rows` (a `Vec` of value tuples) into `table`: a lone row as a
+/// single-row insert (a statement the connection prepares once and keeps),
+/// several in one multi-row statement (one round trip). Evaluates to a
+/// `QueryResult<usize>`.
+#[macro_export]
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        use diesel::RunQueryDsl as _;
+        let rows = $rows;
+        match rows.as_slice() {
+            [] => Ok(0),
+            [one] => diesel::insert_into($table).values(one.clone()).execute($conn),
+            many => $crate::per_backend!($conn, |c| diesel::insert_into($table)
+                .values(many)
+                .execute(c)),
+        }
+    }};
+}
+
 /// The backends one binary can talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

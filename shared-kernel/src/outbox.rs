@@ -201,9 +201,7 @@ impl Outbox {
                 )
             })
             .collect();
-        crate::per_backend!(conn, |c| diesel::insert_into(outbox_events::table)
-            .values(&values)
-            .execute(c))?;
+        crate::insert_rows!(conn, outbox_events::table, values)?;
         let subscribers = self
             .routes
             .get()
@@ -224,9 +222,7 @@ impl Outbox {
             })
             .collect();
         if !deliveries.is_empty() {
-            crate::per_backend!(conn, |c| diesel::insert_into(event_deliveries::table)
-                .values(&deliveries)
-                .execute(c))?;
+            crate::insert_rows!(conn, event_deliveries::table, deliveries)?;
         }
         tracing::debug!(
             events = rows.len(),
