@@ -169,23 +169,91 @@ fn serve_demo_seeds_the_catalog_once_and_serves_it() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The migrations folder's versions (`2026-11-25-000001_products` is
+/// `20261125000001`) and the tables and indexes its `up.sql` files create.
+fn sqlite_migrations() -> (Vec<String>, Vec<String>) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite");
+    let mut folders: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    folders.sort();
+    let mut versions = Vec::new();
+    let mut objects = Vec::new();
+    for folder in folders {
+        let name = folder.file_name().unwrap().to_str().unwrap().to_owned();
+        let version = name.split('_').next().unwrap().replace('-', "");
+        versions.push(version);
+        let sql: String = std::fs::read_to_string(folder.join("up.sql"))
+            .unwrap()
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for statement in sql.split(';') {
+            let words: Vec<&str> = statement.split_whitespace().collect();
+            let name = match words.as_slice() {
+                ["CREATE", "TABLE", name, ..]
+                | ["CREATE", "INDEX", name, ..]
+                | ["CREATE", "UNIQUE", "INDEX", name, ..] => name,
+                _ => continue,
+            };
+            objects.push(words[..words.iter().position(|w| w == name).unwrap() + 1].join(" "));
+        }
+    }
+    (versions, objects)
+}
+
 #[test]
 fn migrate_applies_the_schema_and_exits() {
     let dir = std::env::temp_dir().join(format!("shop-migrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let url = format!("sqlite://{}", dir.join("shop.db").display());
-    for _ in 0..2 {
+    let migrate = || {
         let output = shop()
             .arg("migrate")
             .env("DATABASE_URL", &url)
+            .env("SHOP__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
             .output()
             .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["message"] == "migrations applied")
+            .map(|line| line["applied"].as_str().unwrap().to_owned())
+    };
+    let (versions, objects) = sqlite_migrations();
+    assert!(versions.len() >= 5, "{versions:?}");
+    assert!(objects.len() >= 17, "{objects:?}");
+    assert_eq!(
+        migrate(),
+        Some(format!("{versions:?}")),
+        "the first run applies every migration, in order"
+    );
+    assert_eq!(migrate(), None, "a second run applies nothing");
+
+    // The schema is in the file: SQLite keeps each CREATE statement's text in
+    // its schema table (read from the file and its WAL, without a SQL client).
+    let mut bytes = std::fs::read(dir.join("shop.db")).unwrap();
+    bytes.extend(std::fs::read(dir.join("shop.db-wal")).unwrap_or_default());
+    let text = String::from_utf8_lossy(&bytes);
+    for object in &objects {
         assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+            text.contains(&format!("{object} ")),
+            "the database has no `{object}`"
         );
     }
-    assert!(dir.join("shop.db").exists());
+    // And the migration harness finds nothing left to apply on it.
+    let database = shared_kernel::db::DatabaseUrl::parse(&url).unwrap();
+    let db = shared_kernel::db::Db::connect(&database, &Default::default()).unwrap();
+    let pending =
+        shared_kernel::db::run_migrations(&mut db.get_blocking().unwrap(), shop::migrations())
+            .unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+    drop(db);
     let _ = std::fs::remove_dir_all(dir);
 }
 

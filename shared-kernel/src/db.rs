@@ -575,23 +575,59 @@ mod tests {
 
     #[test]
     fn sqlite_connections_get_wal_and_foreign_keys() {
-        let dir = std::env::temp_dir().join(format!("shop-db-test-{}", uuid::Uuid::now_v7()));
-        let url = DatabaseUrl::Sqlite(dir.join("nested/test.db"));
-        let db = Db::connect(&url, &PoolOptions::default()).unwrap();
-        let mut conn = db.get_blocking().unwrap();
         #[derive(diesel::QueryableByName)]
         struct Mode {
             #[diesel(sql_type = diesel::sql_types::Text)]
             journal_mode: String,
         }
-        let AnyConnection::Sqlite(inner) = &mut *conn else {
-            panic!("expected SQLite")
+        #[derive(diesel::QueryableByName)]
+        struct ForeignKeys {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            foreign_keys: i32,
+        }
+        let dir = std::env::temp_dir().join(format!("shop-db-test-{}", uuid::Uuid::now_v7()));
+        let url = DatabaseUrl::Sqlite(dir.join("nested/test.db"));
+        let options = PoolOptions {
+            max_size: 3,
+            ..PoolOptions::default()
         };
-        let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
-            .get_result(inner)
-            .unwrap();
-        assert_eq!(mode.journal_mode, "wal");
-        drop(conn);
+        let db = Db::connect(&url, &options).unwrap();
+        // Every pooled connection, not only the first: hold three at once, so they are distinct.
+        let mut held: Vec<_> = (0..3).map(|_| db.get_blocking().unwrap()).collect();
+        for conn in &mut held {
+            let AnyConnection::Sqlite(inner) = &mut **conn else {
+                panic!("expected SQLite")
+            };
+            let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
+                .get_result(inner)
+                .unwrap();
+            assert_eq!(mode.journal_mode, "wal");
+            let keys: ForeignKeys = diesel::sql_query("PRAGMA foreign_keys")
+                .get_result(inner)
+                .unwrap();
+            assert_eq!(keys.foreign_keys, 1, "foreign keys are enforced");
+        }
+        // And enforced: a row naming a parent that does not exist is refused.
+        let conn = &mut *held[2];
+        conn.batch_execute(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (parent_id INTEGER NOT NULL REFERENCES parent (id));
+             INSERT INTO parent (id) VALUES (1);
+             INSERT INTO child (parent_id) VALUES (1);",
+        )
+        .unwrap();
+        let orphan = conn.batch_execute("INSERT INTO child (parent_id) VALUES (2)");
+        assert!(
+            matches!(
+                orphan,
+                Err(DieselError::DatabaseError(
+                    DatabaseErrorKind::ForeignKeyViolation,
+                    _
+                ))
+            ),
+            "{orphan:?}"
+        );
+        drop(held);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -117,10 +117,19 @@ mod tests {
 
     #[test]
     fn currency_round_trips_through_json() {
-        let json = serde_json::to_string(&Currency::CNY).unwrap_or_default();
+        let json = serde_json::to_string(&Currency::CNY).unwrap();
         assert_eq!(json, "\"CNY\"");
-        let back: Result<Currency, _> = serde_json::from_str("\"usd\"");
-        assert!(back.is_err());
+        let back: Currency = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Currency::CNY);
+        let usd: Currency = serde_json::from_str("\"USD\"").unwrap();
+        assert_eq!(usd.as_str(), "USD");
+        assert_eq!(serde_json::to_string(&usd).unwrap(), "\"USD\"");
+        for bad in ["\"usd\"", "\"CN\"", "\"CNYY\"", "840", "null"] {
+            assert!(
+                serde_json::from_str::<Currency>(bad).is_err(),
+                "{bad} is not a currency"
+            );
+        }
     }
 
     #[test]

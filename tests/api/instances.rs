@@ -1,49 +1,115 @@
 //! Several instances of shop on one database, each running the background
-//! work: every event is handled once per subscriber, every order expires once.
+//! work: every event is handled once per subscriber, every order expires
+//! once, and each instance does some of the work.
 
-use shop_tests::{Backend, StatusCode, TestApp, TestDatabase, count, eventually, json};
+use std::collections::HashMap;
+
+use shop_tests::{
+    ADMIN_TOKEN, Backend, ShopProcess, StatusCode, TestApp, TestDatabase, Value, count, eventually,
+    json, parse_metrics,
+};
+
+const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
+
+/// One instance, a process of its own: its /metrics count its own work only.
+struct Instance {
+    process: ShopProcess,
+    client: reqwest::Client,
+}
+
+impl Instance {
+    fn start(url: &str, settings: &[(&str, &str)]) -> Self {
+        Self {
+            process: ShopProcess::start(SHOP, url, settings),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value, admin: bool) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.process.address))
+            .json(body);
+        if admin {
+            request = request.bearer_auth(ADMIN_TOKEN);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.process.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn stock(&self, product: &str) -> i64 {
+        let product: Value = self
+            .get(&format!("/api/v1/products/{product}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        product["stock"].as_i64().expect("stock")
+    }
+
+    async fn metrics(&self) -> HashMap<String, f64> {
+        parse_metrics(&self.get("/metrics").await.text().await.expect("metrics"))
+    }
+}
+
+/// The sum of every series of `metric` whose labels include `label`.
+fn sum(metrics: &HashMap<String, f64>, metric: &str, label: &str) -> f64 {
+    metrics
+        .iter()
+        .filter(|(series, _)| series.starts_with(&format!("{metric}{{")) && series.contains(label))
+        .map(|(_, value)| value)
+        .sum()
+}
 
 async fn two_instances_share_the_work_without_doing_it_twice(backend: Backend) {
     let Some(database) = TestDatabase::create(backend) else {
         return;
     };
+    let url = database.url();
+    // The timeout is long enough that each order is cancelled before it could expire, on a loaded machine too.
     let settings = [
-        ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "1"),
+        ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "5"),
         ("SHOP__ORDER__EXPIRY_SWEEP_MS", "20"),
         ("SHOP__WORKER__POLL_MS", "20"),
     ];
-    let first = TestApp::spawn_on(&database, backend, &settings).await;
-    let second = TestApp::spawn_on(&database, backend, &settings).await;
-    let product = first.create_product("Shared", 100, 100).await["productId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = Instance::start(&url, &settings);
+    let second = Instance::start(&url, &settings);
+    let (status, product) = first
+        .post(
+            "/api/v1/products",
+            &json!({"name": "Shared", "price": 100, "currency": "CNY", "stock": 100}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{product}");
+    let product = product["productId"].as_str().unwrap().to_owned();
     let instances = [&first, &second];
     let mut cancelled_by_user = 0;
     for i in 0..40 {
         let app = instances[i % 2];
         let body = json!({"userId": format!("multi-{i}"), "items": [{"productId": product, "quantity": 2}]});
-        let order = app.post_json("/api/v1/orders", &body).await;
-        assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+        let (status, order) = app.post("/api/v1/orders", &body, false).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
         if i % 4 == 0 {
-            let id = order.json["orderId"].as_str().unwrap();
+            let id = order["orderId"].as_str().unwrap();
             // Cancelled through the other instance.
             let other = instances[(i + 1) % 2];
-            assert_eq!(
-                other
-                    .send(
-                        other
-                            .client
-                            .post(other.url(&format!("/api/v1/orders/{id}/cancel")))
-                    )
-                    .await
-                    .status,
-                StatusCode::OK
-            );
+            let (status, body) = other
+                .post(&format!("/api/v1/orders/{id}/cancel"), &Value::Null, false)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
             cancelled_by_user += 1;
         }
     }
-    let url = database.url();
     eventually("every order is cancelled", || async {
         count(
             &url,
@@ -87,6 +153,41 @@ async fn two_instances_share_the_work_without_doing_it_twice(backend: Backend) {
         "each delivery handled once"
     );
     assert_eq!(second.stock(&product).await, 100);
+
+    // Each instance did part of the work, and together they did it exactly
+    // once: one handled delivery counted per delivery row, one expiry counted
+    // per expired order. (Work commits, then counts: wait until the counters caught up.)
+    let deliveries = count(&url, "SELECT COUNT(*) AS n FROM event_deliveries") as f64;
+    let expired_orders = (40 - cancelled_by_user) as f64;
+    let handled =
+        |m: &HashMap<String, f64>| sum(m, "shop_outbox_deliveries_total", r#"result="handled""#);
+    let expired =
+        |m: &HashMap<String, f64>| sum(m, "shop_orders_cancelled_total", r#"reason="expired""#);
+    eventually(
+        "both instances' counters add up to the work done",
+        || async {
+            let (one, two) = (first.metrics().await, second.metrics().await);
+            handled(&one) + handled(&two) == deliveries
+                && expired(&one) + expired(&two) == expired_orders
+        },
+    )
+    .await;
+    let (one, two) = (first.metrics().await, second.metrics().await);
+    eprintln!(
+        "{backend:?}: deliveries handled {} + {}, orders expired {} + {}",
+        handled(&one),
+        handled(&two),
+        expired(&one),
+        expired(&two),
+    );
+    assert!(
+        handled(&one) > 0.0 && handled(&two) > 0.0,
+        "both instances handled deliveries: {} and {}",
+        handled(&one),
+        handled(&two)
+    );
+    assert_eq!(handled(&one) + handled(&two), deliveries, "none twice");
+    assert_eq!(expired(&one) + expired(&two), expired_orders, "none twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,93 +2,157 @@
 //! ids and no secrets, a dashboard built on real metric names, and a
 //! graceful shutdown that loses no request in flight.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
 use shop_tests::{
-    ADMIN_TOKEN, Backend, ShopProcess, StatusCode, TestApp, TestDatabase, Value, WEBHOOK_SECRET,
-    count, eventually, json,
+    ADMIN_TOKEN, Backend, Response, ShopProcess, StatusCode, TestApp, TestDatabase, Value,
+    WEBHOOK_SECRET, count, eventually, json, parse_metrics, signer,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
 
-/// `name{labels} value` lines of a Prometheus text exposition.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
+/// A shop reached over HTTP: an app of this process, or a process of its own.
+struct Api {
+    client: reqwest::Client,
+    base: String,
 }
 
-async fn scrape(app: &TestApp) -> HashMap<String, f64> {
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status, StatusCode::OK);
-    assert!(response.content_type().starts_with("text/plain"));
-    parse_metrics(&response.body)
+impl Api {
+    fn new(base: &str) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: base.to_owned(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        Response::read(request.send().await.expect("request")).await
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send(self.client.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    async fn notify(&self, body: &Value) -> Response {
+        let raw = serde_json::to_vec(body).expect("json");
+        let signature = signer().sign(chrono::Utc::now().timestamp(), &raw);
+        let request = self
+            .client
+            .post(format!("{}/api/v1/payments/notify", self.base))
+            .header("Shop-Signature", signature)
+            .header("content-type", "application/json")
+            .body(raw);
+        self.send(request).await
+    }
+
+    async fn scrape(&self) -> HashMap<String, f64> {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status, StatusCode::OK);
+        assert!(response.content_type().starts_with("text/plain"));
+        parse_metrics(&response.body)
+    }
 }
 
 /// A purchase, a cancellation and a forged notification, through the API.
-async fn business(app: &TestApp) {
-    let product = app.create_product("Metered", 1000, 10).await["productId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+/// Returns how many times the paid order was read while waiting for it.
+async fn business(api: &Api) -> usize {
+    let created = api
+        .send(
+            api.client
+                .post(format!("{}/api/v1/products", api.base))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"name": "Metered", "description": "", "price": 1000, "currency": "CNY", "stock": 10})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let product = created.json["productId"].as_str().unwrap().to_owned();
     let body = json!({"userId": "metrics", "items": [{"productId": product, "quantity": 1}]});
-    let order = app.post_json("/api/v1/orders", &body).await.json;
-    let payment = app
-        .post_json(
+    let order = api.post("/api/v1/orders", &body).await.json;
+    let payment = api
+        .post(
             "/api/v1/payments",
             &json!({"orderId": order["orderId"], "paymentMethod": "alipay"}),
         )
         .await
         .json;
-    let forged = app
+    let forged = api
         .send(
-            app.client
-                .post(app.url("/api/v1/payments/notify"))
+            api.client
+                .post(format!("{}/api/v1/payments/notify", api.base))
                 .header("Shop-Signature", "t=1,v1=00")
                 .json(&json!({})),
         )
         .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
     let success = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": 1000, "currency": "CNY"});
-    assert_eq!(
-        app.notify("/api/v1/payments/notify", &success).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(api.notify(&success).await.status, StatusCode::OK);
     let order_path = format!("/api/v1/orders/{}", order["orderId"].as_str().unwrap());
+    let reads = Cell::new(0);
     eventually("the order is paid", || async {
-        app.get(&order_path).await.json["status"] == "paid"
+        reads.set(reads.get() + 1);
+        api.get(&order_path).await.json["status"] == "paid"
     })
     .await;
-    let other = app.post_json("/api/v1/orders", &body).await.json;
-    let cancel = app.url(&format!(
+    let other = api.post("/api/v1/orders", &body).await.json;
+    let cancel = format!(
         "/api/v1/orders/{}/cancel",
         other["orderId"].as_str().unwrap()
-    ));
-    assert_eq!(
-        app.send(app.client.post(cancel)).await.status,
-        StatusCode::OK
     );
+    assert_eq!(api.post(&cancel, &Value::Null).await.status, StatusCode::OK);
+    reads.get()
 }
 
+const UNHANDLED: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL";
+const DELIVERIES: &str = "SELECT COUNT(*) AS n FROM event_deliveries";
+
+/// The sum of every series of `metric` whose labels include `label`.
+fn sum(metrics: &HashMap<String, f64>, metric: &str, label: &str) -> f64 {
+    metrics
+        .iter()
+        .filter(|(series, _)| series.starts_with(&format!("{metric}{{")) && series.contains(label))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// The purchase runs on a shop process of its own: the metrics recorder is
+/// per process, so nothing else moves these counters, and each must move by
+/// exactly what the purchase did (the outbox's, by what the database shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_after_a_purchase() {
-    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
-    let before = scrape(&app).await;
-    business(&app).await;
-    let after = scrape(&app).await;
-    // Other tests share this process's counters: they only ever add.
+    let database = TestDatabase::create(Backend::Sqlite).expect("sqlite");
+    let url = database.url();
+    let shop = ShopProcess::start(SHOP, &url, &[]);
+    let api = Api::new(&shop.address);
+    let before = api.scrape().await;
+    let reads = business(&api).await;
+    // Handlers commit, then count: wait until the counters caught up with the database.
+    eventually("every delivery is handled and counted", || async {
+        count(&url, UNHANDLED) == 0
+            && api
+                .scrape()
+                .await
+                .get("shop_outbox_dispatch_lag_seconds_count")
+                .copied()
+                .unwrap_or(0.0)
+                == count(&url, DELIVERIES) as f64
+    })
+    .await;
+    let after = api.scrape().await;
     let moved = |series: &str, by: f64| {
         let delta =
             after.get(series).copied().unwrap_or(0.0) - before.get(series).copied().unwrap_or(0.0);
-        assert!(
-            delta >= by,
-            "{series} moved by {delta}, expected at least {by}"
+        assert_eq!(
+            delta, by,
+            "{series} moved by {delta}, expected exactly {by}"
         );
     };
     moved("shop_orders_created_total", 2.0);
@@ -97,34 +161,61 @@ async fn counters_move_after_a_purchase() {
         r#"shop_orders_cancelled_total{reason="cancelled_by_user"}"#,
         1.0,
     );
+    moved(r#"shop_orders_cancelled_total{reason="expired"}"#, 0.0);
     moved(r#"shop_payments_initiated_total{method="alipay"}"#, 1.0);
+    moved(r#"shop_payments_initiated_total{method="wechat_pay"}"#, 0.0);
     moved(
         r#"shop_payments_completed_total{method="alipay",outcome="succeeded"}"#,
         1.0,
     );
     moved(
+        r#"shop_payments_completed_total{method="alipay",outcome="failed"}"#,
+        0.0,
+    );
+    moved(
         r#"shop_payment_notifications_rejected_total{reason="invalid_signature"}"#,
         1.0,
     );
+    moved("shop_payment_notifications_duplicate_total", 0.0);
     moved(
         r#"shop_http_requests_total{route="/api/v1/orders",method="POST",status="201"}"#,
         2.0,
     );
     moved(
         r#"shop_http_requests_total{route="/api/v1/orders/{orderId}",method="GET",status="200"}"#,
-        1.0,
+        reads as f64,
     );
-    moved(
-        r#"shop_outbox_deliveries_total{event_type="payment.succeeded",result="handled"}"#,
-        1.0,
-    );
-    moved("shop_outbox_dispatch_lag_seconds_count", 1.0);
     moved(
         r#"shop_http_request_duration_seconds_count{route="/api/v1/orders",method="POST"}"#,
         2.0,
     );
+    let deliveries = count(&url, DELIVERIES) as f64;
+    let of_payment = count(
+        &url,
+        "SELECT COUNT(*) AS n FROM event_deliveries d JOIN outbox_events e ON e.id = d.event_id \
+         WHERE e.event_type = 'payment.succeeded'",
+    ) as f64;
+    assert!(of_payment >= 1.0);
+    moved(
+        r#"shop_outbox_deliveries_total{event_type="payment.succeeded",result="handled"}"#,
+        of_payment,
+    );
+    moved("shop_outbox_dispatch_lag_seconds_count", deliveries);
+    assert_eq!(
+        sum(
+            &after,
+            "shop_outbox_deliveries_total",
+            r#"result="handled""#
+        ),
+        deliveries,
+        "one handled delivery counted per delivery row"
+    );
+    assert_eq!(
+        sum(&after, "shop_outbox_deliveries_total", r#"result="failed""#),
+        0.0
+    );
     assert!(after.contains_key(r#"shop_db_pool_connections{state="idle"}"#));
-    assert!(after.contains_key("shop_outbox_pending"));
+    assert_eq!(after.get("shop_outbox_pending"), Some(&0.0));
     assert!(
         !after
             .keys()
@@ -156,7 +247,7 @@ async fn every_metric_the_dashboard_queries_is_exported() {
     }
     assert!(queried.len() >= 10, "{queried:?}");
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
-    business(&app).await;
+    business(&Api::new(&app.address)).await;
     let exported = app.get("/metrics").await.body;
     let names: Vec<&str> = exported
         .lines()
@@ -297,7 +388,10 @@ async fn json_logs_postgres() {
 }
 
 /// A request whose body is still arriving when SIGTERM comes completes, and
-/// its product is stored; then shop exits cleanly.
+/// its product is stored; then shop exits cleanly. The request is provably
+/// in flight before the signal (its head was read: shop answered
+/// `100 Continue`), and the rest of its body is sent only once shop has
+/// begun to shut down (it logged that it stopped accepting connections).
 async fn sigterm_finishes_requests_in_flight(backend: Backend) {
     let Some(database) = TestDatabase::create(backend) else {
         return;
@@ -311,21 +405,37 @@ async fn sigterm_finishes_requests_in_flight(backend: Backend) {
     .unwrap();
     let (first, rest) = body.split_at(body.len() / 2);
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        stream,
-        "POST /api/v1/products HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let head = format!(
+        "POST /api/v1/products HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut interim = String::new();
+    while interim != "\r\n" {
+        interim.clear();
+        reader.read_line(&mut interim).unwrap();
+        if interim.starts_with("HTTP/") {
+            assert!(
+                interim.starts_with("HTTP/1.1 100"),
+                "shop read the request's head and waits for its body: {interim}"
+            );
+        }
+        assert!(!interim.is_empty(), "the connection closed");
+    }
     stream.write_all(first).unwrap();
     stream.flush().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     shop.terminate();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("shop stops accepting connections", || async {
+        shop.log()
+            .iter()
+            .any(|l| l.contains("accept thread stopped"))
+    })
+    .await;
     stream.write_all(rest).unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    reader.read_to_string(&mut response).unwrap();
     assert!(
         response.starts_with("HTTP/1.1 201"),
         "the request in flight completed: {response}"

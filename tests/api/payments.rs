@@ -82,14 +82,18 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
     assert_eq!(again.status, StatusCode::OK, "the open payment is returned");
     assert_eq!(again.json["paymentId"], payment["paymentId"]);
 
-    // The sandbox checkout page is served for it.
+    // The sandbox checkout page is served for it, and asks for the order's
+    // total (two units at 9999.00), not the unit price.
     let page = app.get(&format!("/sandbox/checkout/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(purchase.amount, 1_999_800);
     assert!(
-        page.body.contains("9999.00 CNY") || page.body.contains("19998.00 CNY"),
+        page.body.contains("<strong>19998.00 CNY</strong>"),
         "{}",
         page.body
     );
+    assert!(!page.body.contains("9999.00 CNY"), "{}", page.body);
+    assert!(page.body.contains(&purchase.order), "{}", page.body);
 
     let notified = app
         .notify(
@@ -439,8 +443,9 @@ mod expiry_after_failure {
     use super::*;
 
     async fn a_failed_payment_then_expiry_releases_the_stock(backend: Backend) {
+        // Long enough that the payment and its failure land before the expiry on a loaded machine.
         let settings = [
-            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "2"),
+            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "5"),
             ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
         ];
         let Some(app) = TestApp::spawn_with(backend, &settings).await else {

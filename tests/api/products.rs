@@ -447,40 +447,88 @@ async fn original_spec_aliases_follow_the_same_rules(app: TestApp) {
 }
 
 /// Many writers at once: on SQLite this fails with "database is locked" unless
-/// every write transaction takes the lock up front and waits its turn.
+/// every write transaction takes the lock up front and waits its turn. All 64
+/// writers are spawned, and wait at a barrier, before any is awaited, so their
+/// requests overlap; each sets a stock no other sets, so the final stock names
+/// the writer whose write committed last, and the product must read exactly
+/// as that writer's answer showed it.
 async fn concurrent_stock_writes_all_succeed(app: TestApp) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const WRITERS: usize = 64;
     let product = app.create_product("Busy", 100, 0).await;
     let id = product["productId"].as_str().unwrap().to_owned();
     let app = std::sync::Arc::new(app);
-    let writers = (1..=64).map(|n| {
-        let app = app.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            let set = app
-                .admin_send(
-                    Method::PUT,
-                    &format!("/api/v1/products/{id}/stock"),
-                    &json!({"newStock": n}),
-                )
-                .await;
-            let created = app
-                .admin_send(
-                    Method::POST,
-                    "/api/v1/products",
-                    &json!({"name": format!("P{n}"), "price": n, "currency": "CNY", "stock": n}),
-                )
-                .await;
-            (set.status, created.status)
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+    let most_in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (1..=WRITERS as i64)
+        .map(|n| {
+            let (app, id) = (app.clone(), id.clone());
+            let (start, in_flight, most) =
+                (start.clone(), in_flight.clone(), most_in_flight.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                most.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                let set = app
+                    .admin_send(
+                        Method::PUT,
+                        &format!("/api/v1/products/{id}/stock"),
+                        &json!({"newStock": n}),
+                    )
+                    .await;
+                let created = app
+                    .admin_send(
+                        Method::POST,
+                        "/api/v1/products",
+                        &json!({"name": format!("P{n}"), "price": n, "currency": "CNY", "stock": n}),
+                    )
+                    .await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                (n, set, created)
+            })
         })
-    });
+        .collect();
+    let mut answers = std::collections::HashMap::new();
     for writer in writers {
-        let (set, created) = writer.await.unwrap();
-        assert_eq!((set, created), (StatusCode::OK, StatusCode::CREATED));
+        let (n, set, created) = writer.await.unwrap();
+        assert_eq!(set.status, StatusCode::OK, "writer {n}: {}", set.body);
+        assert_eq!(set.json["stock"], n, "writer {n} reads back its own write");
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "writer {n}: {}",
+            created.body
+        );
+        assert_eq!(
+            (&created.json["name"], &created.json["stock"]),
+            (&json!(format!("P{n}")), &json!(n))
+        );
+        answers.insert(n, set.json);
     }
-    let stock = app.get(&format!("/api/v1/products/{id}")).await.json["stock"]
-        .as_i64()
-        .unwrap();
-    assert!((1..=64).contains(&stock));
+    let most = most_in_flight.load(Ordering::SeqCst);
+    assert!(most > 1, "the writers overlapped (at most {most} at once)");
+
+    let last = app.get(&format!("/api/v1/products/{id}")).await.json;
+    let n = last["stock"].as_i64().unwrap();
+    assert_eq!(
+        answers.get(&n),
+        Some(&last),
+        "the product reads exactly as the last committed write (stock {n}) answered"
+    );
     let all: Value = app.get("/api/v1/products?limit=100").await.json;
-    assert_eq!(all["items"].as_array().unwrap().len(), 65);
+    let mut created: Vec<(String, i64)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["productId"] != id.as_str())
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["stock"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    created.sort_by_key(|(_, stock)| *stock);
+    let expected: Vec<(String, i64)> = (1..=WRITERS as i64).map(|n| (format!("P{n}"), n)).collect();
+    assert_eq!(created, expected, "every product created once, none lost");
 }

@@ -35,7 +35,13 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir()
                     .join(format!("shop-test-{}", uuid::Uuid::now_v7().simple()));
-                std::fs::create_dir_all(&dir).ok()?;
+                // A folder that cannot be made is a failure, not a skipped test.
+                std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
+                    panic!(
+                        "cannot create the test database folder {}: {e}",
+                        dir.display()
+                    )
+                });
                 Some(Self::Sqlite { dir })
             }
             Backend::Postgres => {
@@ -269,20 +275,60 @@ pub fn signer() -> domain_payment::signature::ShopSignature {
     domain_payment::signature::ShopSignature::new(SecretString::from(WEBHOOK_SECRET))
 }
 
-/// Waits (up to 10 s) until `check` holds; background work is asynchronous.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+/// How long [`eventually`] waits: generous, since CI is a loaded 2-core machine.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits (up to [`DEADLINE`]) until `check` holds; background work is asynchronous.
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    wait_until(what, DEADLINE, check).await;
+}
+
+/// Waits until `check` holds, polling; fails the test once `timeout` has passed.
+pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
     while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
+            "timed out after {timeout:?} waiting until {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Checks that `check` keeps holding for the whole of `quiet` (polling): for
+/// "once, not twice" claims, after the first time has been waited for.
+pub async fn holds_for<F, Fut>(what: &str, quiet: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + quiet;
+    loop {
+        assert!(check().await, "{what} stopped holding within {quiet:?}");
+        if std::time::Instant::now() >= end {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `name{labels} value` lines of a Prometheus text exposition.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A response read to the end.
