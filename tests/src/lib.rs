@@ -180,6 +180,10 @@ impl TestApp {
         tokio::spawn(app.run());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Idle connections are dropped before the server's keep-alive (5 s)
+            // closes them, so that a request never goes out on a connection
+            // the server is closing at that moment.
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .expect("client");
         Self {
