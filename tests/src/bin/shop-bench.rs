@@ -315,7 +315,7 @@ fn thousands(x: f64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -331,11 +331,12 @@ fn row(name: &str, s: &Value, ratios: &[Option<String>]) {
     let errors = s["count"].as_f64().unwrap_or(0.0) - s["ok"].as_f64().unwrap_or(0.0);
     let ratios: Vec<&str> = ratios.iter().flatten().map(String::as_str).collect();
     println!(
-        "  {name:<46} {:>9}/s  p50 {:>7.2}  p99 {:>7.2} ms  cpu {:>4}{}  {}",
+        "  {name:<46} {:>9}/s  p50 {:>7.2}  p99 {:>7.2} ms  busy {:>4} (load gen {:>4}){}  {}",
         thousands(f(&s["per_second"]).unwrap_or(0.0)),
         f(&s["p50_ms"]).unwrap_or(0.0),
         f(&s["p99_ms"]).unwrap_or(0.0),
         fmt_opt(f(&s["busy_cores"]), 2),
+        fmt_opt(f(&s["loadgen_cores"]), 2),
         if errors > 0.0 {
             format!("  non-2xx {errors}")
         } else {
@@ -370,27 +371,37 @@ fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
         (None, None)
     } else if c.get("commit_per_order").is_some() {
         let (a, b) = (rate(&c["commit_per_order"]), rate(&c["batched_64"]));
+        let cpu = |v: &Value| {
+            format!(
+                "{} a CPU-second (waited {} s for a core)",
+                thousands(f(&v["per_cpu_second"]).unwrap_or(0.0)),
+                fmt_opt(f(&v["waited_for_cpu_seconds"]), 2)
+            )
+        };
         println!(
-            "  {:<46} {:>9}/s  orders; {} statements an order, one connection, one thread",
+            "  {:<46} {:>9}/s  orders, {}; {} statements an order, one connection, one thread",
             "engine ceiling (a): a commit per order",
             thousands(a.unwrap_or(0.0)),
+            cpu(&c["commit_per_order"]),
             c["statements_per_order"]
         );
         println!(
-            "  {:<46} {:>9}/s  orders; 64 a commit, a SAVEPOINT per unit",
+            "  {:<46} {:>9}/s  orders, {}; 64 a commit, a SAVEPOINT per unit",
             "engine ceiling (b): batched as the seam batches",
-            thousands(b.unwrap_or(0.0))
+            thousands(b.unwrap_or(0.0)),
+            cpu(&c["batched_64"])
         );
         (a, b)
     } else {
         let a = rate(c);
         println!(
-            "  {:<46} {:>9}/s  orders; {} statements an order, {} clients, latency avg {} ms",
+            "  {:<46} {:>9}/s  orders; {} statements an order, {} clients, latency avg {} ms, cpu {}",
             "engine ceiling: pgbench, the same statements",
             thousands(a.unwrap_or(0.0)),
             c["statements_per_order"],
             c["clients"],
-            fmt_opt(f(&c["latency_average_ms"]), 2)
+            fmt_opt(f(&c["latency_average_ms"]), 2),
+            fmt_opt(f(&c["busy_cores"]), 2)
         );
         (a, None)
     };

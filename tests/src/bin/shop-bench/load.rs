@@ -16,6 +16,8 @@ pub struct Sample {
     pub elapsed: Duration,
     /// Cores the whole machine was busy during the run (from /proc/stat).
     pub busy_cores: Option<f64>,
+    /// Of those, the cores this process (the load generator) used.
+    pub loadgen_cores: Option<f64>,
 }
 
 impl Sample {
@@ -71,6 +73,7 @@ impl Sample {
             "ok": self.ok(),
             "seconds": round(self.elapsed.as_secs_f64()),
             "busy_cores": self.busy_cores.map(round),
+            "loadgen_cores": self.loadgen_cores.map(round),
             "statuses": self.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         })
     }
@@ -93,12 +96,24 @@ fn cpu_jiffies() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// Measures how many cores the machine kept busy while `work` ran.
-pub struct CpuMeter(Option<(u64, u64)>);
+/// CPU time this process used so far, in clock ticks (USER_HZ, 100 a second), from /proc/self/stat.
+fn own_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+}
+
+/// Measures how many cores the machine kept busy, and this process used, while work ran.
+pub struct CpuMeter(Option<(u64, u64)>, Option<u64>, Instant);
 
 impl CpuMeter {
     pub fn start() -> Self {
-        Self(cpu_jiffies())
+        Self(cpu_jiffies(), own_ticks(), Instant::now())
+    }
+
+    pub fn own_cores(&self) -> Option<f64> {
+        let ticks = own_ticks()?.checked_sub(self.1?)?;
+        Some(ticks as f64 / 100.0 / self.2.elapsed().as_secs_f64().max(1e-9))
     }
 
     pub fn busy_cores(&self) -> Option<f64> {
@@ -156,6 +171,7 @@ where
     }
     total.elapsed = started.elapsed();
     total.busy_cores = cpu.busy_cores();
+    total.loadgen_cores = cpu.own_cores();
     total
 }
 

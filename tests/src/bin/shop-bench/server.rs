@@ -163,7 +163,7 @@ pub async fn drain(http: &reqwest::Client, base: &str, limit: Duration) -> bool 
             .await
             .and_then(|m| m.get("shop_outbox_pending").copied());
         match pending {
-            Some(p) if p == 0.0 => return true,
+            Some(0.0) => return true,
             None => return false,
             Some(_) if Instant::now() > deadline => return false,
             Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
