@@ -330,7 +330,7 @@ fn row(name: &str, s: &Value, ratios: &[Option<String>]) {
     }
     let errors = s["count"].as_f64().unwrap_or(0.0) - s["ok"].as_f64().unwrap_or(0.0);
     let ratios: Vec<&str> = ratios.iter().flatten().map(String::as_str).collect();
-    println!(
+    let line = format!(
         "  {name:<46} {:>9}/s  p50 {:>7.2}  p99 {:>7.2} ms  busy {:>4} (load gen {:>4}){}  {}",
         thousands(f(&s["per_second"]).unwrap_or(0.0)),
         f(&s["p50_ms"]).unwrap_or(0.0),
@@ -344,6 +344,7 @@ fn row(name: &str, s: &Value, ratios: &[Option<String>]) {
         },
         ratios.join(", ")
     );
+    println!("{}", line.trim_end());
 }
 
 fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
