@@ -1,612 +1,266 @@
-//! shop's load driver. It starts the `shop` binary itself on loopback, loads
-//! it with bounded concurrency for a bounded time, stops by itself, and
-//! prints a table (and writes a JSON file) of the figures, each next to the
-//! ceiling it is measured against in the same run:
+//! shop's load driver. One run prints, per backend (SQLite, and PostgreSQL
+//! with `--postgres`), a side-by-side table of figures measured back to back
+//! on this machine, each with its ratios:
 //!
-//! - read: getProductInfo over 10,000 products, against /health/live of the same binary;
-//! - order: createOrder (one line, quantity 1) from 32 clients over many products;
-//! - purchase: order -> initiatePayment -> signed notify -> order seen paid;
-//! - flash sale: 1,000 concurrent buyers for 100 units of one product;
-//! - raw database: the statements one order writes, straight on the same
-//!   engine with the same concurrency, no HTTP;
-//! - the server's start-up time to ready, idle and peak resident memory.
+//! - the engine ceilings: the statements one createOrder runs, with no HTTP
+//!   (SQLite: one connection in one thread, (a) a commit per order and (b)
+//!   64 orders a commit, a SAVEPOINT per unit; PostgreSQL: pgbench running
+//!   them as a custom script, 32 clients, over 10,000 products); see
+//!   shop-bench/ceiling.rs, where the statements are kept;
+//! - the original article's stack (Flask under gunicorn, started with
+//!   ../shared/peers/run_peer.sh, stopped with stop_peer.sh) on the same
+//!   database engine, loaded by the same generator with the same requests
+//!   (`GET /getProductInfo?productId=`, `POST /createOrder`);
+//! - shop on those original-spec aliases and on its REST routes, next to
+//!   `/health/live` (the framework's ceiling); statements and commits per
+//!   createOrder and per purchase from its `/metrics`; the purchase flow;
+//!   the flash sale; expiry of thousands of orders at once; start-up and memory.
 //!
 //! Usage (BENCHMARKS.md), one command:
-//!   cargo run --release -p shop-tests --bin shop-bench -- [--postgres URL]
+//!   cargo run --release -p shop-tests --bin shop-bench -- --postgres postgres://postgres@127.0.0.1:5432/postgres
 //! Options: --shop PATH (default: target/release/shop, built first with `cargo build --release -p shop`),
-//!          --seconds N (per scenario, default 10),
-//!          --smoke (a few seconds in all, for CI), --out FILE (default target/bench/results.json),
-//!          --postgres URL (also run on PostgreSQL; or SHOP_BENCH_POSTGRES_URL), --db-prefix NAME
-//!          (the databases it creates there, default shop_bench and shop_bench_raw).
+//!          --seconds N (per scenario, default 10), --warmup N (unrecorded load before each, default 1),
+//!          --smoke (a few seconds in all, for CI: no peer, no pgbench), --out FILE
+//!          (default target/bench/results.json), --postgres URL (also run on PostgreSQL; or
+//!          SHOP_BENCH_POSTGRES_URL), --db-prefix NAME (the databases it creates there and drops
+//!          at the end: NAME, NAME_ceiling, NAME_peer, NAME_expiry; default shop_bench),
+//!          --peers DIR (run_peer.sh and stop_peer.sh; default ../shared/peers next to the
+//!          repository, or SHOP_BENCH_PEERS), --no-peer, --no-pgbench,
+//!          --expiry-orders N (default 3000), --only PARTS (some of ceiling,peer,shop,expiry:
+//!          for development; the table then shows n/a for the rest).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+#[path = "shop-bench/ceiling.rs"]
+mod ceiling;
+#[path = "shop-bench/load.rs"]
+mod load;
+#[path = "shop-bench/peer.rs"]
+mod peer;
+#[path = "shop-bench/scenarios.rs"]
+mod scenarios;
+#[path = "shop-bench/server.rs"]
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use diesel::RunQueryDsl;
 use serde_json::{Value, json};
-use shared_kernel::db::{
-    AnyConnection, DatabaseUrl, Db, PoolOptions, run_migrations, write_transaction,
-};
 
-const ADMIN: &str = "bench-admin-token";
-const SECRET: &str = "bench-webhook-secret";
+use scenarios::Settings;
 
 struct Options {
     /// The binary under test; `None`: build and use target/release/shop.
     shop: Option<PathBuf>,
     seconds: f64,
+    warmup: f64,
     smoke: bool,
     postgres: Option<String>,
-    /// Names of the PostgreSQL databases made for the run (`<prefix>`, `<prefix>_raw`).
     db_prefix: String,
     out: PathBuf,
+    peers: PathBuf,
+    no_peer: bool,
+    no_pgbench: bool,
+    expiry_orders: usize,
+    /// The parts to run (ceiling, peer, shop, expiry); all by default.
+    only: Option<Vec<String>>,
+}
+
+impl Options {
+    fn runs(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|parts| parts.iter().any(|p| p == part))
+    }
 }
 
 fn options() -> Result<Options> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut o = Options {
         shop: None,
         seconds: 10.0,
+        warmup: 1.0,
         smoke: false,
         postgres: std::env::var("SHOP_BENCH_POSTGRES_URL")
             .ok()
             .filter(|u| !u.is_empty()),
         out: PathBuf::from("target/bench/results.json"),
         db_prefix: "shop_bench".to_owned(),
+        peers: std::env::var_os("SHOP_BENCH_PEERS")
+            .map_or_else(|| repo.join("../shared/peers"), PathBuf::from),
+        no_peer: false,
+        no_pgbench: false,
+        expiry_orders: 3000,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--shop" => o.shop = Some(args.next().context("--shop PATH")?.into()),
             "--seconds" => o.seconds = args.next().context("--seconds N")?.parse()?,
+            "--warmup" => o.warmup = args.next().context("--warmup N")?.parse()?,
             "--smoke" => o.smoke = true,
             "--postgres" => o.postgres = Some(args.next().context("--postgres URL")?),
             "--out" => o.out = args.next().context("--out FILE")?.into(),
             "--db-prefix" => o.db_prefix = args.next().context("--db-prefix NAME")?,
+            "--peers" => o.peers = args.next().context("--peers DIR")?.into(),
+            "--no-peer" => o.no_peer = true,
+            "--no-pgbench" => o.no_pgbench = true,
+            "--only" => {
+                let parts: Vec<String> = args
+                    .next()
+                    .context("--only PARTS")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(p) = parts
+                    .iter()
+                    .find(|p| !["ceiling", "peer", "shop", "expiry"].contains(&p.as_str()))
+                {
+                    bail!("--only takes ceiling, peer, shop, expiry (comma-separated), not {p}");
+                }
+                o.only = Some(parts);
+            }
+            "--expiry-orders" => {
+                o.expiry_orders = args.next().context("--expiry-orders N")?.parse()?;
+            }
             other => bail!("unknown argument {other}; see the top of tests/src/bin/shop-bench.rs"),
         }
     }
     if o.smoke {
         o.seconds = o.seconds.min(1.0);
+        o.warmup = 0.0;
+        o.expiry_orders = o.expiry_orders.min(100);
+    }
+    if !o
+        .db_prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        bail!("--db-prefix takes letters, digits and _");
     }
     Ok(o)
 }
 
-/// Latencies of one scenario.
-#[derive(Default)]
-struct Sample {
-    latencies: Vec<Duration>,
-    statuses: BTreeMap<u16, usize>,
-    elapsed: Duration,
+/// Where each backend's databases are.
+enum Backend {
+    Sqlite { dir: PathBuf },
+    Postgres { server: String },
 }
 
-impl Sample {
-    fn merge(&mut self, other: Sample) {
-        self.latencies.extend(other.latencies);
-        for (status, n) in other.statuses {
-            *self.statuses.entry(status).or_default() += n;
+impl Backend {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "SQLite",
+            Self::Postgres { .. } => "PostgreSQL",
         }
     }
 
-    fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    fn percentile(&mut self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        self.latencies.sort_unstable();
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[i].as_secs_f64() * 1000.0
-    }
-
-    fn server_errors(&self) -> usize {
-        self.statuses
-            .iter()
-            .filter(|(s, _)| **s >= 500)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    fn summary(&mut self) -> Value {
-        json!({
-            "per_second": round(self.rate()),
-            "p50_ms": round(self.percentile(0.50)),
-            "p99_ms": round(self.percentile(0.99)),
-            "count": self.latencies.len(),
-            "statuses": self.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-        })
-    }
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// `clients` tasks run `step` in a loop for `duration`; each step's latency and status are kept.
-async fn load<F, Fut>(clients: usize, duration: Duration, step: F) -> Sample
-where
-    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = (u16, Duration)> + Send,
-{
-    let step = Arc::new(step);
-    let started = Instant::now();
-    let deadline = started + duration;
-    let tasks: Vec<_> = (0..clients)
-        .map(|client| {
-            let step = step.clone();
-            tokio::spawn(async move {
-                let mut sample = Sample::default();
-                let mut i = 0;
-                while Instant::now() < deadline {
-                    let (status, latency) = step(client, i).await;
-                    sample.latencies.push(latency);
-                    *sample.statuses.entry(status).or_default() += 1;
-                    i += 1;
-                }
-                sample
-            })
-        })
-        .collect();
-    let mut total = Sample::default();
-    for task in tasks {
-        if let Ok(sample) = task.await {
-            total.merge(sample);
-        }
-    }
-    total.elapsed = started.elapsed();
-    total
-}
-
-/// The server under test.
-struct Server {
-    child: Child,
-    base: String,
-    started_in: Duration,
-}
-
-impl Server {
-    async fn start(shop: &PathBuf, database_url: &str) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let started = Instant::now();
-        let child = Command::new(shop)
-            .arg("serve")
-            .env("DATABASE_URL", database_url)
-            .env("SHOP__SERVER__BIND", format!("127.0.0.1:{port}"))
-            .env("SHOP__AUTH__ADMIN_TOKEN", ADMIN)
-            .env("SHOP__PAYMENT__WEBHOOK_SECRET", SECRET)
-            .env("SHOP__LOG__FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {} (build it: cargo build --release -p shop)",
-                    shop.display()
-                )
-            })?;
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
-                && r.status().is_success()
-            {
-                break;
+    /// A fresh database for one part of the run.
+    fn fresh(&self, o: &Options, part: &str, created: &mut Vec<String>) -> Result<String> {
+        match self {
+            Self::Sqlite { dir } => {
+                let dir = dir.join(part);
+                std::fs::create_dir_all(&dir)?;
+                Ok(format!("sqlite://{}", dir.join("shop.db").display()))
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("shop did not become ready in 30 s");
+            Self::Postgres { server } => {
+                let name = if part == "shop" {
+                    o.db_prefix.clone()
+                } else {
+                    format!("{}_{part}", o.db_prefix)
+                };
+                let url = fresh_postgres(server, &name)?;
+                created.push(name);
+                Ok(url)
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(Self {
-            child,
-            base,
-            started_in: started.elapsed(),
-        })
     }
+}
 
-    /// Resident memory in MiB: (now, peak).
-    fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
+fn skipped(why: impl Into<String>) -> Value {
+    json!({"skipped": why.into()})
+}
+
+/// Every part of the run on one backend, one after the other (never two servers at once).
+async fn backend(
+    o: &Options,
+    s: &Settings,
+    b: &Backend,
+    created: &mut Vec<String>,
+) -> Result<Value> {
+    let mut r = serde_json::Map::new();
+    let seconds = o.seconds.max(0.1);
+    eprintln!("{}: engine ceiling", b.label());
+    let ceiling = match b {
+        _ if !o.runs("ceiling") => skipped("--only"),
+        Backend::Sqlite { dir } => {
+            let (shop, file) = (s.shop.clone(), dir.join("ceiling.db"));
+            let duration = Duration::from_secs_f64(if o.smoke { 0.5 } else { seconds });
+            tokio::task::spawn_blocking(move || ceiling::sqlite(&shop, &file, duration)).await??
+        }
+        Backend::Postgres { .. } if o.smoke => skipped("--smoke: pgbench is not run"),
+        Backend::Postgres { .. } if o.no_pgbench => skipped("--no-pgbench"),
+        Backend::Postgres { .. } => match ceiling::find_pgbench() {
+            None => skipped("no pgbench on PATH nor in /usr/lib/postgresql/*/bin"),
+            Some(pgbench) => {
+                let url = b.fresh(o, "ceiling", created)?;
+                let (shop, dir) = (s.shop.clone(), std::env::temp_dir());
+                let secs = seconds.round().max(1.0) as u64;
+                tokio::task::spawn_blocking(move || {
+                    ceiling::postgres(&shop, &pgbench, &url, &dir, secs)
+                })
+                .await??
+            }
+        },
+    };
+    r.insert("ceiling".into(), ceiling);
+
+    eprintln!("{}: Flask peer", b.label());
+    let peer = if !o.runs("peer") {
+        skipped("--only")
+    } else if o.smoke {
+        skipped("--smoke: the peer is not run")
+    } else if o.no_peer {
+        skipped("--no-peer")
+    } else if !o.peers.join("run_peer.sh").is_file() {
+        skipped(format!("no run_peer.sh in {}", o.peers.display()))
+    } else {
+        let url = match b {
+            // run_peer.sh takes sqlite:////absolute/path
+            Backend::Sqlite { dir } => {
+                let dir = std::path::absolute(dir.join("peer"))?;
+                std::fs::create_dir_all(&dir)?;
+                format!("sqlite:///{}", dir.join("peer.db").display())
+            }
+            Backend::Postgres { .. } => b.fresh(o, "peer", created)?,
         };
-        (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> (u16, Duration, Value) {
-    let started = Instant::now();
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body = response.json::<Value>().await.unwrap_or(Value::Null);
-            (status, started.elapsed(), body)
+        match peer::Peer::start(&o.peers, &url) {
+            Ok(p) => {
+                let result = scenarios::peer(s, &p).await;
+                drop(p);
+                result?
+            }
+            Err(e) => skipped(format!("the peer did not start: {e:#}")),
         }
-        Err(_) => (599, started.elapsed(), Value::Null),
-    }
-}
-
-fn sign(body: &[u8]) -> String {
-    let signer = domain_payment::signature::ShopSignature::new(SECRET.to_owned().into());
-    signer.sign(chrono::Utc::now().timestamp(), body)
-}
-
-/// Creates `n` products (with `stock` each) through the API; returns their ids.
-async fn seed(http: &reqwest::Client, base: &str, n: usize, stock: i64) -> Result<Vec<String>> {
-    let made = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(n)));
-    let next = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (http, base, made, next) = (http.clone(), base.to_owned(), made.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let body = json!({"name": format!("Product {i}"), "description": "benchmark", "price": 100 + i as i64 % 9000, "currency": "CNY", "stock": stock});
-                    let (status, _, product) =
-                        send(http.post(format!("{base}/api/v1/products")).bearer_auth(ADMIN).json(&body)).await;
-                    if status == 201
-                        && let Some(id) = product["productId"].as_str()
-                    {
-                        made.lock().await.push(id.to_owned());
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await?;
-    }
-    let made = made.lock().await.clone();
-    if made.len() != n {
-        bail!("seeding made {} of {n} products", made.len());
-    }
-    Ok(made)
-}
-
-/// Runs every scenario against one fresh database.
-async fn scenarios(o: &Options, label: &str, database_url: &str, raw_url: &str) -> Result<Value> {
-    let clients = 32;
-    let duration = Duration::from_secs_f64(o.seconds);
-    let shop = o.shop.clone().context("the binary under test")?;
-    let server = Server::start(&shop, database_url).await?;
-    let (idle_mib, _) = server.memory();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()?;
-    let base = server.base.clone();
-    let mut results = serde_json::Map::new();
-    results.insert(
-        "startup_ms".into(),
-        json!(round(server.started_in.as_secs_f64() * 1000.0)),
-    );
-    results.insert("idle_rss_mib".into(), json!(round(idle_mib)));
-
-    // read, against the framework ceiling
-    let catalog = if o.smoke { 200 } else { 10_000 };
-    let products = Arc::new(seed(&http, &base, catalog, 1_000_000).await?);
-    let mut ceiling = {
-        let (http, url) = (http.clone(), format!("{base}/health/live"));
-        load(clients, duration, move |_, _| {
-            let request = http.get(&url);
-            async move {
-                let (s, l, _) = send(request).await;
-                (s, l)
-            }
-        })
-        .await
     };
-    let mut read = {
-        let (http, base, products) = (http.clone(), base.clone(), products.clone());
-        load(clients, duration, move |c, i| {
-            let id = &products[(c * 7919 + i * 104_729) % products.len()];
-            let request = http.get(format!("{base}/api/v1/products/{id}"));
-            async move {
-                let (s, l, _) = send(request).await;
-                (s, l)
-            }
-        })
-        .await
-    };
-    let ratio = read.rate() / ceiling.rate().max(1e-9);
-    results.insert("ceiling_health_live".into(), ceiling.summary());
-    results.insert("read_get_product_info".into(), read.summary());
-    results.insert("read_over_ceiling".into(), json!(round(ratio)));
+    r.insert("peer".into(), peer);
 
-    // order
-    let mut order = {
-        let (http, base, products) = (http.clone(), base.clone(), products.clone());
-        load(clients, duration, move |c, i| {
-            let id = &products[(c * 31 + i * 7) % products.len()];
-            let body = json!({"userId": format!("bench-{c}"), "items": [{"productId": id, "quantity": 1}]});
-            let request = http.post(format!("{base}/api/v1/orders")).json(&body);
-            async move {
-                let (s, l, _) = send(request).await;
-                (s, l)
-            }
-        })
-        .await
-    };
-    results.insert("order_create_order".into(), order.summary());
-
-    // purchase: order -> payment -> notify -> paid
-    let mut notify_to_paid = Sample::default();
-    let mut purchase = {
-        let (http, base, products) = (http.clone(), base.clone(), products.clone());
-        let lags = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = lags.clone();
-        let mut sample = load(clients, duration, move |c, i| {
-            let (http, base, lags) = (http.clone(), base.clone(), lags.clone());
-            let id = products[(c * 17 + i * 13) % products.len()].clone();
-            async move {
-                let started = Instant::now();
-                let body = json!({"userId": format!("buyer-{c}"), "items": [{"productId": id, "quantity": 1}]});
-                let (s, _, order) = send(http.post(format!("{base}/api/v1/orders")).json(&body)).await;
-                if s != 201 {
-                    return (s, started.elapsed());
-                }
-                let order_id = order["orderId"].as_str().unwrap_or_default().to_owned();
-                let body = json!({"orderId": order_id, "paymentMethod": "alipay"});
-                let (s, _, payment) = send(http.post(format!("{base}/api/v1/payments")).json(&body)).await;
-                if s != 201 {
-                    return (s, started.elapsed());
-                }
-                let note = serde_json::to_vec(&json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": payment["amount"], "currency": payment["currency"]})).unwrap_or_default();
-                let (s, _, _) = send(
-                    http.post(format!("{base}/api/v1/payments/notify"))
-                        .header("Shop-Signature", sign(&note))
-                        .header("content-type", "application/json")
-                        .body(note),
-                )
-                .await;
-                if s != 200 {
-                    return (s, started.elapsed());
-                }
-                let notified = Instant::now();
-                loop {
-                    let (s, _, order) = send(http.get(format!("{base}/api/v1/orders/{order_id}"))).await;
-                    if s == 200 && order["status"] == "paid" {
-                        break;
-                    }
-                    if notified.elapsed() > Duration::from_secs(10) || s != 200 {
-                        return (598, started.elapsed());
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                if let Ok(mut lags) = lags.lock() {
-                    lags.push(notified.elapsed());
-                }
-                (200, started.elapsed())
-            }
-        })
-        .await;
-        notify_to_paid.latencies = kept.lock().map(|l| l.clone()).unwrap_or_default();
-        notify_to_paid.elapsed = sample.elapsed;
-        sample.elapsed = sample.elapsed.max(Duration::from_millis(1));
-        sample
-    };
-    results.insert("purchase_flow".into(), purchase.summary());
-    results.insert("purchase_notify_to_paid".into(), notify_to_paid.summary());
-
-    // flash sale
-    let buyers = if o.smoke { 100 } else { 1000 };
-    let units = if o.smoke { 10 } else { 100 };
-    let hot = seed(&http, &base, 1, units).await?.remove(0);
-    let started = Instant::now();
-    let sold = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..buyers)
-        .map(|b| {
-            let (http, base, hot, sold) = (http.clone(), base.clone(), hot.clone(), sold.clone());
-            tokio::spawn(async move {
-                let body = json!({"userId": format!("flash-{b}"), "items": [{"productId": hot, "quantity": 1}]});
-                let (s, l, _) = send(http.post(format!("{base}/api/v1/orders")).json(&body)).await;
-                if s == 201 {
-                    sold.fetch_add(1, Ordering::Relaxed);
-                }
-                (s, l)
-            })
-        })
-        .collect();
-    let mut flash = Sample::default();
-    for task in tasks {
-        let (s, l) = task.await?;
-        flash.latencies.push(l);
-        *flash.statuses.entry(s).or_default() += 1;
+    if o.runs("shop") {
+        eprintln!("{}: shop", b.label());
+        let url = b.fresh(o, "shop", created)?;
+        r.insert("shop".into(), scenarios::shop(s, &url).await?);
     }
-    flash.elapsed = started.elapsed();
-    let (_, _, product) = send(http.get(format!("{base}/api/v1/products/{hot}"))).await;
-    let sold = sold.load(Ordering::Relaxed);
-    let left = product["stock"].as_i64().unwrap_or(-1);
-    let flash_ok = sold == units as usize && left == 0 && flash.server_errors() == 0;
-    let mut flash_summary = flash.summary();
-    flash_summary["sell_out_ms"] = json!(round(flash.elapsed.as_secs_f64() * 1000.0));
-    flash_summary["buyers"] = json!(buyers);
-    flash_summary["units"] = json!(units);
-    flash_summary["sold"] = json!(sold);
-    flash_summary["stock_left"] = json!(left);
-    flash_summary["exact"] = json!(flash_ok);
-    results.insert("flash_sale".into(), flash_summary);
-
-    let (rss, peak) = server.memory();
-    results.insert("rss_after_load_mib".into(), json!(round(rss)));
-    results.insert("peak_rss_mib".into(), json!(round(peak)));
-    drop(server);
-
-    // the raw database ceiling, same engine, same concurrency
-    let mut raw = raw_orders(raw_url, clients, duration).await?;
-    let order_rate = order.rate();
-    results.insert("raw_db_order_statements".into(), raw.summary());
-    results.insert(
-        "order_over_raw".into(),
-        json!(round(order_rate / raw.rate().max(1e-9))),
-    );
-    if !flash_ok {
-        bail!(
-            "{label}: flash sale sold {sold} of {units} units, {left} left, {} server errors",
-            flash.server_errors()
+    if o.runs("expiry") {
+        eprintln!("{}: expiry", b.label());
+        let url = b.fresh(o, "expiry", created)?;
+        r.insert(
+            "expiry".into(),
+            scenarios::expiry(s, &s.shop, &url, o.expiry_orders).await?,
         );
     }
-    for (name, sample) in [("read", &read), ("order", &order), ("purchase", &purchase)] {
-        if sample.server_errors() > 0 {
-            bail!(
-                "{label}: {name} saw {} server errors",
-                sample.server_errors()
-            );
-        }
-    }
-    Ok(Value::Object(results))
-}
-
-/// The statements one createOrder runs (the product look-up, the stock
-/// reservation, the order and its event), straight on the database.
-async fn raw_orders(url: &str, clients: usize, duration: Duration) -> Result<Sample> {
-    let parsed = DatabaseUrl::parse(url)?;
-    let db = Db::connect(
-        &parsed,
-        &PoolOptions {
-            max_size: 10,
-            ..PoolOptions::default()
-        },
-    )?;
-    run_migrations(&mut *db.get_blocking()?, shop::startup::migrations())?;
-    let product = uuid::Uuid::now_v7().to_string();
-    let now = chrono::Utc::now().naive_utc();
-    {
-        let mut conn = db.get_blocking()?;
-        q(&conn, "INSERT INTO products (id, name, description, price_minor, currency, stock, created_at, updated_at) VALUES (?, 'Raw', '', 100, 'CNY', 1000000000, ?, ?)")
-            .bind::<diesel::sql_types::Text, _>(&product)
-            .bind::<diesel::sql_types::Timestamp, _>(now)
-            .bind::<diesel::sql_types::Timestamp, _>(now)
-            .execute(&mut *conn)?;
-    }
-    let product = Arc::new(product);
-    let sample = load(clients, duration, move |_, _| {
-        let (db, product) = (db.clone(), product.clone());
-        async move {
-            let started = Instant::now();
-            let done = db.run(move |conn| raw_order(conn, &product)).await;
-            (if done.is_ok() { 201 } else { 500 }, started.elapsed())
-        }
-    })
-    .await;
-    Ok(sample)
-}
-
-fn q(conn: &AnyConnection, sql: &str) -> diesel::query_builder::SqlQuery {
-    // SQLite takes `?`; PostgreSQL `$1, $2, ...`.
-    match conn {
-        AnyConnection::Sqlite(_) => diesel::sql_query(sql),
-        AnyConnection::Postgres(_) => {
-            let mut n = 0;
-            let numbered: String = sql
-                .chars()
-                .map(|c| {
-                    if c == '?' {
-                        n += 1;
-                        format!("${n}")
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect();
-            diesel::sql_query(numbered)
-        }
-    }
-}
-
-fn raw_order(conn: &mut AnyConnection, product: &str) -> Result<(), shared_kernel::db::DbError> {
-    use diesel::sql_types::{Text, Timestamp};
-    let order = uuid::Uuid::now_v7().to_string();
-    let event = uuid::Uuid::now_v7().to_string();
-    let now = chrono::Utc::now().naive_utc();
-    // the product look-up
-    q(conn, "SELECT id FROM products WHERE id = ?")
-        .bind::<Text, _>(product)
-        .execute(conn)?;
-    // the reservation
-    write_transaction(conn, |conn| {
-        q(conn, "SELECT status FROM stock_reservations WHERE id = ?")
-            .bind::<Text, _>(&order)
-            .execute(conn)?;
-        q(
-            conn,
-            "UPDATE products SET stock = stock - 1, updated_at = ? WHERE id = ? AND stock >= 1",
-        )
-        .bind::<Timestamp, _>(now)
-        .bind::<Text, _>(product)
-        .execute(conn)?;
-        q(conn, "INSERT INTO stock_reservations (id, status, hold_until, created_at, updated_at) VALUES (?, 'held', ?, ?, ?)")
-            .bind::<Text, _>(&order)
-            .bind::<Timestamp, _>(now)
-            .bind::<Timestamp, _>(now)
-            .bind::<Timestamp, _>(now)
-            .execute(conn)?;
-        q(
-            conn,
-            "SELECT id, price_minor, currency FROM products WHERE id = ?",
-        )
-        .bind::<Text, _>(product)
-        .execute(conn)?;
-        q(conn, "INSERT INTO stock_reservation_lines (reservation_id, product_id, quantity, unit_price_minor, currency) VALUES (?, ?, 1, 100, 'CNY')")
-            .bind::<Text, _>(&order)
-            .bind::<Text, _>(product)
-            .execute(conn)?;
-        q(
-            conn,
-            "SELECT product_id FROM stock_reservation_lines WHERE reservation_id = ?",
-        )
-        .bind::<Text, _>(&order)
-        .execute(conn)?;
-        Ok::<_, shared_kernel::db::DbError>(())
-    })?;
-    // the order, its line, its event and the event's delivery row (the
-    // delivery itself runs later, in batches, off the request path)
-    write_transaction(conn, |conn| {
-        q(conn, "INSERT INTO orders (id, user_id, status, amount_minor, currency, created_at, updated_at, expires_at) VALUES (?, 'raw', 'pending_payment', 100, 'CNY', ?, ?, ?)")
-            .bind::<Text, _>(&order)
-            .bind::<Timestamp, _>(now)
-            .bind::<Timestamp, _>(now)
-            .bind::<Timestamp, _>(now)
-            .execute(conn)?;
-        q(conn, "INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_minor) VALUES (?, 1, ?, 1, 100)")
-            .bind::<Text, _>(&order)
-            .bind::<Text, _>(product)
-            .execute(conn)?;
-        q(conn, "INSERT INTO outbox_events (id, event_type, version, payload, occurred_at) VALUES (?, 'order.placed', 1, '{}', ?)")
-            .bind::<Text, _>(&event)
-            .bind::<Timestamp, _>(now)
-            .execute(conn)?;
-        q(conn, "INSERT INTO event_deliveries (event_id, subscriber, attempts, next_attempt_at) VALUES (?, 'product.stock-reservations', 0, ?)")
-            .bind::<Text, _>(&event)
-            .bind::<Timestamp, _>(now)
-            .execute(conn)?;
-        Ok::<_, shared_kernel::db::DbError>(())
-    })?;
-    Ok(())
+    Ok(Value::Object(r))
 }
 
 /// A fresh PostgreSQL database on the server `url` names.
@@ -625,54 +279,357 @@ fn fresh_postgres(url: &str, name: &str) -> Result<String> {
     })
 }
 
-fn print_table(label: &str, r: &Value) {
-    let row = |name: &str, key: &str| {
-        let s = &r[key];
+fn drop_postgres(url: &str, names: &[String]) {
+    use diesel::Connection;
+    if let Ok(mut conn) = diesel::pg::PgConnection::establish(url) {
+        for name in names {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+// ----------------------------------------------------------------- table --
+
+fn f(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(name: &str, r: Option<f64>) -> Option<String> {
+    r.map(|r| format!("{name} {r:.2}"))
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn thousands(x: f64) -> String {
+    let n = x.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn row(name: &str, s: &Value, ratios: &[Option<String>]) {
+    if s.get("per_second").is_none() {
+        println!("  {name:<46} {}", s["skipped"].as_str().unwrap_or("n/a"));
+        return;
+    }
+    let errors = s["count"].as_f64().unwrap_or(0.0) - s["ok"].as_f64().unwrap_or(0.0);
+    let ratios: Vec<&str> = ratios.iter().flatten().map(String::as_str).collect();
+    let line = format!(
+        "  {name:<46} {:>9}/s  p50 {:>7.2}  p99 {:>7.2} ms  busy {:>4} (load gen {:>4}){}  {}",
+        thousands(f(&s["per_second"]).unwrap_or(0.0)),
+        f(&s["p50_ms"]).unwrap_or(0.0),
+        f(&s["p99_ms"]).unwrap_or(0.0),
+        fmt_opt(f(&s["busy_cores"]), 2),
+        fmt_opt(f(&s["loadgen_cores"]), 2),
+        if errors > 0.0 {
+            format!("  non-2xx {errors}")
+        } else {
+            String::new()
+        },
+        ratios.join(", ")
+    );
+    println!("{}", line.trim_end());
+}
+
+fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
+    let (c, p, s, e) = (&r["ceiling"], &r["peer"], &r["shop"], &r["expiry"]);
+    let rate = |v: &Value| f(&v["per_second"]);
+    println!(
+        "\n{label}: {} clients, {} s a scenario (after {} s unrecorded){}",
+        scenarios::CLIENTS,
+        o.seconds,
+        o.warmup,
+        if o.smoke {
+            " -- --smoke: not figures"
+        } else {
+            ""
+        }
+    );
+
+    // the engine ceilings
+    let (ceil_a, ceil_b) = if c.get("skipped").is_some() {
         println!(
-            "  {name:<34} {:>10.1}/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
-            s["per_second"].as_f64().unwrap_or(0.0),
-            s["p50_ms"].as_f64().unwrap_or(0.0),
-            s["p99_ms"].as_f64().unwrap_or(0.0)
+            "  {:<46} skipped: {}",
+            "engine ceiling",
+            c["skipped"].as_str().unwrap_or("")
         );
+        (None, None)
+    } else if c.get("commit_per_order").is_some() {
+        let (a, b) = (rate(&c["commit_per_order"]), rate(&c["batched_64"]));
+        let cpu = |v: &Value| {
+            format!(
+                "{} a CPU-second (waited {} s for a core)",
+                thousands(f(&v["per_cpu_second"]).unwrap_or(0.0)),
+                fmt_opt(f(&v["waited_for_cpu_seconds"]), 2)
+            )
+        };
+        println!(
+            "  {:<46} {:>9}/s  orders, {}; {} statements an order, one connection, one thread",
+            "engine ceiling (a): a commit per order",
+            thousands(a.unwrap_or(0.0)),
+            cpu(&c["commit_per_order"]),
+            c["statements_per_order"]
+        );
+        println!(
+            "  {:<46} {:>9}/s  orders, {}; 64 a commit, a SAVEPOINT per unit",
+            "engine ceiling (b): batched as the seam batches",
+            thousands(b.unwrap_or(0.0)),
+            cpu(&c["batched_64"])
+        );
+        (a, b)
+    } else {
+        let a = rate(c);
+        println!(
+            "  {:<46} {:>9}/s  orders; {} statements an order, {} clients, latency avg {} ms, cpu {}",
+            "engine ceiling: pgbench, the same statements",
+            thousands(a.unwrap_or(0.0)),
+            c["statements_per_order"],
+            c["clients"],
+            fmt_opt(f(&c["latency_average_ms"]), 2),
+            fmt_opt(f(&c["busy_cores"]), 2)
+        );
+        (a, None)
     };
-    println!("\n{label}");
-    row("ceiling: GET /health/live", "ceiling_health_live");
-    row("read: getProductInfo", "read_get_product_info");
-    println!(
-        "  {:<34} {:>10.2}",
-        "read / ceiling",
-        r["read_over_ceiling"].as_f64().unwrap_or(0.0)
+    let vs_ceiling = |x: Option<f64>, who: &str| -> Vec<Option<String>> {
+        let a = if ceil_b.is_some() { " a" } else { "" };
+        vec![
+            fmt_ratio(&format!("{who}/ceiling{a}"), ratio(x, ceil_a)),
+            fmt_ratio(&format!("{who}/ceiling b"), ratio(x, ceil_b)),
+        ]
+    };
+
+    // the peer
+    let (peer_read, peer_order) = (
+        rate(&p["read_get_product_info"]),
+        rate(&p["order_create_order"]),
     );
-    row("order: createOrder (32 clients)", "order_create_order");
-    row("raw DB: one order's statements", "raw_db_order_statements");
-    println!(
-        "  {:<34} {:>10.2}",
-        "order / raw",
-        r["order_over_raw"].as_f64().unwrap_or(0.0)
-    );
-    row("purchase: order→pay→notify→paid", "purchase_flow");
-    row("purchase: notify → paid", "purchase_notify_to_paid");
-    let f = &r["flash_sale"];
-    println!(
-        "  {:<34} {} buyers, {} units: sold {} in {:.0} ms, stock left {}, 5xx {}",
-        "flash sale",
-        f["buyers"],
-        f["units"],
-        f["sold"],
-        f["sell_out_ms"].as_f64().unwrap_or(0.0),
-        f["stock_left"],
-        f["statuses"]
-            .as_object()
-            .map_or(0, |s| s.iter().filter(|(k, _)| k.starts_with('5')).count())
-    );
-    println!(
-        "  {:<34} start-up {:.0} ms, idle {:.1} MiB, after load {:.1} MiB, peak {:.1} MiB",
-        "server",
-        r["startup_ms"].as_f64().unwrap_or(0.0),
-        r["idle_rss_mib"].as_f64().unwrap_or(0.0),
-        r["rss_after_load_mib"].as_f64().unwrap_or(0.0),
-        r["peak_rss_mib"].as_f64().unwrap_or(0.0)
-    );
+    if p.get("skipped").is_some() {
+        println!(
+            "  {:<46} skipped: {}",
+            "peer (Flask)",
+            p["skipped"].as_str().unwrap_or("")
+        );
+    } else {
+        println!("  peer: {}", p["server"].as_str().unwrap_or(""));
+        row(
+            "peer GET /getProductInfo?productId=",
+            &p["read_get_product_info"],
+            &[],
+        );
+        row(
+            "peer POST /createOrder",
+            &p["order_create_order"],
+            &vs_ceiling(peer_order, "peer"),
+        );
+    }
+
+    // shop
+    let health = rate(&s["health_live"]);
+    if s.is_null() {
+        println!("  {:<46} not run", "shop");
+    } else {
+        row(
+            "shop GET /health/live (framework ceiling)",
+            &s["health_live"],
+            &[],
+        );
+        for (name, key) in [
+            ("shop GET /getProductInfo?productId= (alias)", "read_alias"),
+            ("shop GET /api/v1/products/{id}", "read_rest"),
+        ] {
+            row(
+                name,
+                &s[key],
+                &[
+                    fmt_ratio("shop/peer", ratio(rate(&s[key]), peer_read)),
+                    fmt_ratio("/health", ratio(rate(&s[key]), health)),
+                ],
+            );
+        }
+        for (name, key) in [
+            ("shop POST /createOrder (alias)", "order_alias"),
+            ("shop POST /api/v1/orders", "order_rest"),
+        ] {
+            let mut ratios = vec![fmt_ratio("shop/peer", ratio(rate(&s[key]), peer_order))];
+            ratios.extend(vs_ceiling(rate(&s[key]), "shop"));
+            row(name, &s[key], &ratios);
+        }
+        let work = |w: &Value| {
+            format!(
+                "statements {}, commits {} (over {} orders{})",
+                fmt_opt(f(&w["statements"]), 1),
+                fmt_opt(f(&w["commits"]), 2),
+                fmt_opt(f(&w["over"]), 0),
+                if w["outbox_drained"] == false {
+                    "; the outbox did NOT drain"
+                } else {
+                    ""
+                }
+            )
+        };
+        println!(
+            "  {:<46} {}",
+            "shop database work per createOrder (REST)",
+            work(&s["db_per_create_order"])
+        );
+        row(
+            "shop purchase: order→pay→notify→seen paid",
+            &s["purchase"],
+            &[],
+        );
+        let n = &s["notify_to_paid"];
+        println!(
+            "  {:<46} {:>11}  p50 {:>7.2}  p99 {:>7.2} ms",
+            "shop purchase: notify → seen paid",
+            "",
+            f(&n["p50_ms"]).unwrap_or(0.0),
+            f(&n["p99_ms"]).unwrap_or(0.0)
+        );
+        println!(
+            "  {:<46} {}",
+            "shop database work per purchase",
+            work(&s["db_per_purchase"])
+        );
+        let fl = &s["flash_sale"];
+        println!(
+            "  {:<46} {} buyers, {} units: the {}th unit sold after {} ms; all {} buyers answered after {} ms; sold {}, stock left {}",
+            "shop flash sale",
+            fl["buyers"],
+            fl["units"],
+            fl["units"],
+            fmt_opt(f(&fl["last_unit_sold_ms"]), 0),
+            fl["buyers"],
+            fmt_opt(f(&fl["all_answered_ms"]), 0),
+            fl["sold"],
+            fl["stock_left"]
+        );
+        println!(
+            "  {:<46} start-up {} ms, idle {} MiB, after load {} MiB, peak {} MiB",
+            "shop server",
+            fmt_opt(f(&s["startup_ms"]), 0),
+            fmt_opt(f(&s["idle_rss_mib"]), 1),
+            fmt_opt(f(&s["rss_after_load_mib"]), 1),
+            fmt_opt(f(&s["peak_rss_mib"]), 1)
+        );
+    }
+    if !e.is_null() {
+        println!(
+            "  {:<46} {} orders placed in {:.1} s, timeout {} s, sweep {} ms: cancelled after expiresAt p50 {} ms, p99 {} ms, max {} ms; {} of {} cancelled within {} s; stock {}",
+            "shop expiry",
+            e["orders"],
+            f(&e["created_in_ms"]).unwrap_or(0.0) / 1000.0,
+            e["payment_timeout_s"],
+            e["sweep_ms"],
+            fmt_opt(f(&e["late_p50_ms"]), 0),
+            fmt_opt(f(&e["late_p99_ms"]), 0),
+            fmt_opt(f(&e["late_max_ms"]), 0),
+            e["cancelled"],
+            e["orders"],
+            e["not_cancelled_within_s"],
+            match f(&e["stock_back_after_last_expiry_ms"]) {
+                Some(ms) => format!("all back {ms:.0} ms after the last expiresAt"),
+                None => format!(
+                    "NOT all back 30 s later: {} units still held (outbox {})",
+                    e["units_still_held"], e["outbox_at_end"]
+                ),
+            }
+        );
+    }
+    if o.smoke {
+        return Vec::new();
+    }
+
+    // the goals of issue 10, judged on this run
+    let (order_x, read_x) = if label == "SQLite" {
+        (3.0, 10.0)
+    } else {
+        (2.0, 5.0)
+    };
+    let judge = |v: Option<f64>, ok: &dyn Fn(f64) -> bool, shown: String| -> String {
+        match v {
+            None => "n/a".to_owned(),
+            Some(v) if ok(v) => format!("met ({shown})"),
+            Some(_) => format!("not met ({shown})"),
+        }
+    };
+    let order_vs_peer = ratio(rate(&s["order_alias"]), peer_order);
+    let read_vs_peer = ratio(rate(&s["read_alias"]), peer_read);
+    let read_vs_health = ratio(rate(&s["read_rest"]), health);
+    let order_p99 = f(&s["order_rest"]["p99_ms"]);
+    let paid_p99 = f(&s["notify_to_paid"]["p99_ms"]);
+    let idle = f(&s["idle_rss_mib"]);
+    let late = f(&e["late_max_ms"]);
+    let goals = vec![
+        (
+            format!("createOrder ≥ {order_x}× the peer"),
+            judge(order_vs_peer, &|v| v >= order_x, fmt_opt(order_vs_peer, 2)),
+        ),
+        (
+            format!("getProductInfo ≥ {read_x}× the peer"),
+            judge(read_vs_peer, &|v| v >= read_x, fmt_opt(read_vs_peer, 2)),
+        ),
+        (
+            "getProductInfo ≥ 0.8 of /health/live".to_owned(),
+            judge(read_vs_health, &|v| v >= 0.8, fmt_opt(read_vs_health, 2)),
+        ),
+        (
+            "createOrder p99 < 20 ms".to_owned(),
+            judge(
+                order_p99,
+                &|v| v < 20.0,
+                format!("{} ms", fmt_opt(order_p99, 1)),
+            ),
+        ),
+        (
+            "notify → paid p99 < 50 ms".to_owned(),
+            judge(
+                paid_p99,
+                &|v| v < 50.0,
+                format!("{} ms", fmt_opt(paid_p99, 1)),
+            ),
+        ),
+        (
+            "idle memory < 30 MB".to_owned(),
+            judge(
+                idle,
+                &|v| v * 1.048_576 < 30.0,
+                format!("{} MiB", fmt_opt(idle, 1)),
+            ),
+        ),
+        (
+            "expiry: all cancelled within 2 s".to_owned(),
+            if e["not_cancelled"].as_u64().unwrap_or(0) > 0 {
+                format!("not met ({} not cancelled)", e["not_cancelled"])
+            } else {
+                judge(
+                    late,
+                    &|v| v <= 2000.0,
+                    format!("max {} ms", fmt_opt(late, 0)),
+                )
+            },
+        ),
+    ];
+    println!("  goals (issue 10), judged on this run:");
+    for (goal, verdict) in &goals {
+        println!("    {goal:<44} {verdict}");
+    }
+    goals
 }
 
 /// Builds the release `shop` (a no-op when it is up to date) and returns its path.
@@ -700,36 +657,61 @@ fn release_shop() -> Result<PathBuf> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut o = options()?;
-    if o.shop.is_none() {
-        o.shop = Some(release_shop()?);
-    }
+    let shop = match &o.shop {
+        Some(p) => p.clone(),
+        None => release_shop()?,
+    };
+    o.shop = Some(shop.clone());
     let dir = std::env::temp_dir().join(format!("shop-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let s = Settings {
+        shop: shop.clone(),
+        duration: Duration::from_secs_f64(o.seconds.max(0.1)),
+        warmup: Duration::from_secs_f64(o.warmup.max(0.0)),
+        smoke: o.smoke,
+        catalog: if o.smoke { 200 } else { 10_000 },
+    };
     let mut all = serde_json::Map::new();
     all.insert(
         "settings".into(),
-        json!({"seconds_per_scenario": o.seconds, "smoke": o.smoke, "clients": 32,
-               "shop": o.shop.as_ref().map(|p| p.display().to_string()),
+        json!({"seconds_per_scenario": o.seconds, "warmup_seconds": o.warmup, "smoke": o.smoke,
+               "clients": scenarios::CLIENTS, "products": s.catalog,
+               "shop": shop.display().to_string(),
+               "peers": o.peers.display().to_string(),
+               "started_at": chrono::Utc::now().to_rfc3339(),
                "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)}),
     );
-    let sqlite = scenarios(
-        &o,
-        "SQLite",
-        &format!("sqlite://{}", dir.join("shop.db").display()),
-        &format!("sqlite://{}", dir.join("raw.db").display()),
-    )
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let sqlite = sqlite?;
-    print_table("SQLite", &sqlite);
-    all.insert("sqlite".into(), sqlite);
+    let mut created = Vec::new();
+    let mut backends = vec![Backend::Sqlite { dir: dir.clone() }];
     if let Some(url) = &o.postgres {
-        let shop_db = fresh_postgres(url, &o.db_prefix)?;
-        let raw_db = fresh_postgres(url, &format!("{}_raw", o.db_prefix))?;
-        let pg = scenarios(&o, "PostgreSQL", &shop_db, &raw_db).await?;
-        print_table("PostgreSQL", &pg);
-        all.insert("postgres".into(), pg);
+        backends.push(Backend::Postgres {
+            server: url.clone(),
+        });
     }
+    let mut outcome = Ok(());
+    for b in &backends {
+        match backend(&o, &s, b, &mut created).await {
+            Ok(r) => {
+                let goals = print_backend(b.label(), &r, &o);
+                let mut r = r;
+                r["goals"] = goals
+                    .into_iter()
+                    .map(|(g, v)| (g, json!(v)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+                all.insert(b.label().to_lowercase(), r);
+            }
+            Err(e) => {
+                outcome = Err(e.context(b.label()));
+                break;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(url) = &o.postgres {
+        drop_postgres(url, &created);
+    }
+    outcome?;
     if let Some(parent) = o.out.parent() {
         std::fs::create_dir_all(parent)?;
     }

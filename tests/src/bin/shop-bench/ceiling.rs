@@ -1,0 +1,694 @@
+//! The engines' own limits for the statements one createOrder runs, with no
+//! HTTP and no application around them:
+//!
+//! - SQLite: on one connection in one thread (diesel, prepared statements
+//!   cached, as shop talks to it), (a) a commit per order and (b) 64 orders a
+//!   commit, each unit in a SAVEPOINT, as the seam batches;
+//! - PostgreSQL: pgbench running the same statements as a custom script,
+//!   32 clients, over 10,000 products.
+//!
+//! The statements live in ONE place, [`RESERVE`], [`PLACE`] and [`DELIVER`]:
+//! the SQLite loop binds them, the pgbench script is generated from them.
+//! Update them here when the write path changes. Parameters are written
+//! `:name` (pgbench's syntax); `IN (:list)` is a list (SQLite: `IN (?, ?, ...)`,
+//! PostgreSQL: `= ANY (CAST(:list AS TEXT[]))`, as diesel's `eq_any` does).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDateTime;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp, Untyped};
+use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl, connection::SimpleConnection};
+use serde_json::{Value, json};
+
+use crate::load::round;
+
+/// Products the ceilings spread their orders over (ids "1" to "10000"), like the order scenario.
+pub const PRODUCTS: i64 = 10_000;
+/// The subscriber that confirms reservations (one delivery row per order).
+pub const SUBSCRIBER: &str = "product.stock-reservations";
+/// Orders a delivery claim takes at most, and orders per shared commit in (b).
+pub const BATCH: usize = 64;
+
+/// The reservation unit (product context, through the `Inventory` port).
+pub const RESERVE: [&str; 3] = [
+    "INSERT INTO stock_reservations (id, status, hold_until, created_at, updated_at) \
+     VALUES (:oid, 'held', :hold, :now, :now) ON CONFLICT (id) DO NOTHING",
+    // pgbench keeps this row's columns in :price and :currency (\gset)
+    "UPDATE products SET stock = stock - :qty, updated_at = :now \
+     WHERE id = :pid AND stock >= :qty RETURNING price_minor AS price, currency",
+    "INSERT INTO stock_reservation_lines (reservation_id, product_id, quantity, unit_price_minor, currency) \
+     VALUES (:oid, :pid, :qty, :price, :currency)",
+];
+
+/// The order unit (order context): the order, its line, its event and the event's delivery row.
+pub const PLACE: [&str; 4] = [
+    "INSERT INTO orders (id, user_id, status, amount_minor, currency, created_at, updated_at, expires_at) \
+     VALUES (:oid, :uid, 'pending_payment', :amount, :currency, :now, :now, :expires)",
+    "INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_minor) \
+     VALUES (:oid, 1, :pid, :qty, :price)",
+    "INSERT INTO outbox_events (id, event_type, version, payload, occurred_at, request_id) \
+     VALUES (:eid, 'order.placed', 1, :payload, :now, :rid)",
+    "INSERT INTO event_deliveries (event_id, subscriber, attempts, next_attempt_at) \
+     VALUES (:eid, :sub, 0, :now)",
+];
+
+/// Event delivery, amortised: one batch of up to [`BATCH`] due deliveries.
+/// The claim takes `FOR UPDATE SKIP LOCKED` on PostgreSQL ([`PG_CLAIM_LOCK`]).
+pub const DELIVER: [&str; 4] = [
+    "SELECT event_id, subscriber, attempts FROM event_deliveries \
+     WHERE handled_at IS NULL AND next_attempt_at <= :now \
+     ORDER BY next_attempt_at, event_id, subscriber LIMIT 64",
+    "SELECT id, event_type, version, payload, occurred_at, request_id FROM outbox_events WHERE id IN (:eids)",
+    "UPDATE stock_reservations SET status = 'confirmed' WHERE id IN (:rids) AND status = 'held'",
+    "UPDATE event_deliveries SET handled_at = :now, attempts = attempts + 1 \
+     WHERE subscriber = :sub AND event_id IN (:eids)",
+];
+pub const PG_CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+
+/// Statements per order the lists above run: 7, plus 4 per delivery batch.
+pub fn statements_per_order() -> f64 {
+    (RESERVE.len() + PLACE.len()) as f64 + DELIVER.len() as f64 / BATCH as f64
+}
+
+/// Creates the schema (with the binary under test: `shop migrate`) and the products.
+pub fn migrate(shop: &Path, database_url: &str) -> Result<()> {
+    let out = Command::new(shop)
+        .arg("migrate")
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .with_context(|| format!("cannot run {} migrate", shop.display()))?;
+    if !out.status.success() {
+        bail!(
+            "shop migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+const SEED: &str = "INSERT INTO products (id, name, description, price_minor, currency, stock, created_at, updated_at) ";
+
+// ---------------------------------------------------------------- SQLite --
+
+/// A bound value.
+enum Arg {
+    Text(String),
+    Int(i64),
+    Time(NaiveDateTime),
+}
+
+/// One statement with `?` placeholders and its values; prepared once per
+/// connection and cached by its text (as diesel caches shop's queries).
+struct Stmt<'a> {
+    sql: &'a str,
+    args: Vec<&'a Arg>,
+}
+
+impl QueryId for Stmt<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Stmt<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Sqlite> for Stmt<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let mut args = self.args.iter();
+        for (i, part) in self.sql.split('?').enumerate() {
+            if i > 0 {
+                match args.next().copied() {
+                    Some(Arg::Text(s)) => out.push_bind_param::<Text, _>(s)?,
+                    Some(Arg::Int(n)) => out.push_bind_param::<BigInt, _>(n)?,
+                    Some(Arg::Time(t)) => out.push_bind_param::<Timestamp, _>(t)?,
+                    None => {
+                        return Err(diesel::result::Error::QueryBuilderError(
+                            "more placeholders than values".into(),
+                        ));
+                    }
+                }
+            }
+            out.push_sql(part);
+        }
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for Stmt<'_> {}
+
+/// A statement of the lists rendered for SQLite: `?` for each `:name`, in order.
+struct Rendered {
+    sql: String,
+    names: Vec<String>,
+}
+
+/// `:name` → `?`; `IN (:list)` → `IN (?, ?, ...)` with `list_len` placeholders.
+fn render_sqlite(sql: &str, list_len: usize) -> Rendered {
+    let mut out = String::with_capacity(sql.len());
+    let mut names = Vec::new();
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c == ':' && chars.peek().is_some_and(|(_, n)| n.is_ascii_alphabetic()) {
+            let mut name = String::new();
+            while let Some((_, n)) = chars.peek().copied() {
+                if n.is_ascii_alphanumeric() || n == '_' {
+                    name.push(n);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            if out.ends_with("IN (") {
+                out.push_str(&vec!["?"; list_len.max(1)].join(", "));
+            } else {
+                out.push('?');
+            }
+            names.push(name);
+        } else {
+            out.push(c);
+        }
+    }
+    Rendered { sql: out, names }
+}
+
+/// The values of one order (and of a delivery batch), by parameter name.
+#[derive(Default)]
+struct Vars(Vec<(&'static str, Arg)>);
+
+impl Vars {
+    fn set(&mut self, name: &'static str, value: Arg) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    fn get(&self, name: &str) -> QueryResult<&Arg> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(format!("no value for :{name}").into())
+            })
+    }
+}
+
+/// Binds `vars` to a rendered statement; list parameters take `lists`.
+fn stmt<'a>(
+    r: &'a Rendered,
+    vars: &'a Vars,
+    lists: &'a [(&str, Vec<Arg>)],
+) -> QueryResult<Stmt<'a>> {
+    let mut args = Vec::new();
+    for name in &r.names {
+        match lists.iter().find(|(n, _)| n == name) {
+            Some((_, values)) => args.extend(values.iter()),
+            None => args.push(vars.get(name)?),
+        }
+    }
+    Ok(Stmt { sql: &r.sql, args })
+}
+
+#[derive(QueryableByName)]
+struct Taken {
+    #[diesel(sql_type = BigInt)]
+    price: i64,
+    #[diesel(sql_type = Text)]
+    currency: String,
+}
+
+#[derive(QueryableByName)]
+#[allow(dead_code)] // read as shop reads it
+struct Due {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Text)]
+    subscriber: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+#[derive(QueryableByName)]
+#[allow(dead_code)] // read as shop reads it
+struct EventRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Integer)]
+    version: i32,
+    #[diesel(sql_type = Text)]
+    payload: String,
+    #[diesel(sql_type = Timestamp)]
+    occurred_at: NaiveDateTime,
+    #[diesel(sql_type = Nullable<Text>)]
+    request_id: Option<String>,
+}
+
+/// A small, fast, deterministic generator for product picks.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+struct SqliteCeiling {
+    conn: SqliteConnection,
+    reserve: Vec<Rendered>,
+    place: Vec<Rendered>,
+    rng: XorShift,
+    orders: u64,
+}
+
+impl SqliteCeiling {
+    fn open(path: &Path) -> Result<Self> {
+        let path = path.to_str().context("the SQLite path is not UTF-8")?;
+        let mut conn = SqliteConnection::establish(path)?;
+        // shop's pragmas (shared-kernel/src/db.rs)
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )?;
+        Ok(Self {
+            conn,
+            reserve: RESERVE.iter().map(|s| render_sqlite(s, 0)).collect(),
+            place: PLACE.iter().map(|s| render_sqlite(s, 0)).collect(),
+            rng: XorShift(0x9e37_79b9_7f4a_7c15),
+            orders: 0,
+        })
+    }
+
+    fn seed(&mut self) -> Result<()> {
+        self.conn.batch_execute(&format!(
+            "BEGIN IMMEDIATE; \
+             WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {PRODUCTS}) \
+             {SEED} SELECT CAST(n AS TEXT), 'Product ' || n, 'benchmark', 100 + n % 9000, 'CNY', 1000000000, \
+             '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM g; COMMIT;"
+        ))?;
+        Ok(())
+    }
+
+    /// The reservation unit, then the order unit, of one order.
+    fn order(&mut self, per_unit_savepoint: bool) -> QueryResult<()> {
+        let now = chrono::Utc::now().naive_utc();
+        let oid = uuid::Uuid::now_v7().to_string();
+        let eid = uuid::Uuid::now_v7().to_string();
+        let pid = (self.rng.next() % PRODUCTS as u64 + 1).to_string();
+        let uid = format!("bench-{}", self.orders % 32);
+        self.orders += 1;
+        let mut vars = Vars::default();
+        vars.set("oid", Arg::Text(oid.clone()));
+        vars.set("eid", Arg::Text(eid));
+        vars.set("pid", Arg::Text(pid.clone()));
+        vars.set("uid", Arg::Text(uid.clone()));
+        vars.set("qty", Arg::Int(1));
+        vars.set("now", Arg::Time(now));
+        vars.set("hold", Arg::Time(now + chrono::Duration::minutes(16)));
+        vars.set("expires", Arg::Time(now + chrono::Duration::minutes(15)));
+        vars.set("sub", Arg::Text(SUBSCRIBER.to_owned()));
+        vars.set("rid", Arg::Text(format!("bench-{}", self.orders)));
+
+        if per_unit_savepoint {
+            self.conn.batch_execute("SAVEPOINT unit")?;
+        }
+        stmt(&self.reserve[0], &vars, &[])?.execute(&mut self.conn)?;
+        let taken: Vec<Taken> = stmt(&self.reserve[1], &vars, &[])?.load(&mut self.conn)?;
+        let taken = taken
+            .into_iter()
+            .next()
+            .ok_or(diesel::result::Error::NotFound)?;
+        vars.set("price", Arg::Int(taken.price));
+        vars.set("currency", Arg::Text(taken.currency.clone()));
+        stmt(&self.reserve[2], &vars, &[])?.execute(&mut self.conn)?;
+        if per_unit_savepoint {
+            self.conn.batch_execute("RELEASE unit; SAVEPOINT unit")?;
+        }
+        // the event as shop writes it (shared-kernel OrderPlaced)
+        let payload = json!({"orderId": oid, "userId": uid,
+            "lines": [{"productId": pid, "quantity": 1, "unitPrice": taken.price}],
+            "amount": taken.price, "currency": taken.currency,
+            "expiresAt": (now + chrono::Duration::minutes(15)).and_utc()});
+        vars.set("amount", Arg::Int(taken.price));
+        vars.set("payload", Arg::Text(payload.to_string()));
+        for r in &self.place {
+            stmt(r, &vars, &[])?.execute(&mut self.conn)?;
+        }
+        if per_unit_savepoint {
+            self.conn.batch_execute("RELEASE unit")?;
+        }
+        Ok(())
+    }
+
+    /// One delivery batch: claim, read the events, confirm their reservations, mark them handled.
+    fn deliver(&mut self) -> QueryResult<usize> {
+        let mut vars = Vars::default();
+        vars.set("now", Arg::Time(chrono::Utc::now().naive_utc()));
+        vars.set("sub", Arg::Text(SUBSCRIBER.to_owned()));
+        let claim = render_sqlite(DELIVER[0], 0);
+        let due: Vec<Due> = stmt(&claim, &vars, &[])?.load(&mut self.conn)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let n = due.len();
+        let eids: Vec<Arg> = due.into_iter().map(|d| Arg::Text(d.event_id)).collect();
+        let lists = [("eids", eids)];
+        let events: Vec<EventRow> =
+            stmt(&render_sqlite(DELIVER[1], n), &vars, &lists)?.load(&mut self.conn)?;
+        let rids: Vec<Arg> = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(&e.payload).ok())
+            .filter_map(|p| p["orderId"].as_str().map(|s| Arg::Text(s.to_owned())))
+            .collect();
+        let rids_len = rids.len();
+        let [(_, eids)] = lists;
+        let lists = [("eids", eids), ("rids", rids)];
+        stmt(&render_sqlite(DELIVER[2], rids_len), &vars, &lists)?.execute(&mut self.conn)?;
+        stmt(&render_sqlite(DELIVER[3], n), &vars, &lists)?.execute(&mut self.conn)?;
+        Ok(n)
+    }
+
+    /// (a) a commit per order; a delivery batch its own commit every [`BATCH`] orders.
+    fn plain(&mut self, duration: Duration) -> Result<u64> {
+        let deadline = Instant::now() + duration;
+        let mut done = 0u64;
+        while Instant::now() < deadline {
+            for _ in 0..BATCH {
+                self.conn.batch_execute("BEGIN IMMEDIATE")?;
+                self.order(false)?;
+                self.conn.batch_execute("COMMIT")?;
+                done += 1;
+            }
+            self.conn.batch_execute("BEGIN IMMEDIATE")?;
+            self.deliver()?;
+            self.conn.batch_execute("COMMIT")?;
+        }
+        Ok(done)
+    }
+
+    /// (b) [`BATCH`] orders a commit, each unit (reservation, order, delivery batch) in a SAVEPOINT.
+    fn batched(&mut self, duration: Duration) -> Result<u64> {
+        let deadline = Instant::now() + duration;
+        let mut done = 0u64;
+        while Instant::now() < deadline {
+            self.conn.batch_execute("BEGIN IMMEDIATE; SAVEPOINT unit")?;
+            self.deliver()?; // the previous batch's events, as the dispatcher would
+            self.conn.batch_execute("RELEASE unit")?;
+            for _ in 0..BATCH {
+                self.order(true)?;
+                done += 1;
+            }
+            self.conn.batch_execute("COMMIT")?;
+        }
+        Ok(done)
+    }
+
+    fn count(&mut self, sql: &str) -> Result<i64> {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let rows: Vec<N> = diesel::sql_query(sql).load(&mut self.conn)?;
+        Ok(rows.first().map_or(0, |r| r.n))
+    }
+}
+
+/// This thread's time on a CPU and waiting for one (seconds), from
+/// /proc/thread-self/schedstat: on a shared machine, the rate per CPU-second
+/// is what the engine does when it has a core to itself.
+fn thread_times() -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some((f.next()?? / 1e9, f.next()?? / 1e9))
+}
+
+/// Runs one variant; its figures.
+fn timed(orders: impl FnOnce() -> Result<u64>) -> Result<Value> {
+    let (t, cpu) = (Instant::now(), thread_times());
+    let n = orders()?;
+    let seconds = t.elapsed().as_secs_f64();
+    let used = cpu
+        .zip(thread_times())
+        .map(|((c0, w0), (c1, w1))| (c1 - c0, w1 - w0));
+    Ok(json!({
+        "orders": n,
+        "seconds": round(seconds),
+        "per_second": round(n as f64 / seconds),
+        "cpu_seconds": used.map(|u| round(u.0)),
+        "waited_for_cpu_seconds": used.map(|u| round(u.1)),
+        "per_cpu_second": used.filter(|u| u.0 > 0.0).map(|u| round(n as f64 / u.0)),
+    }))
+}
+
+/// The SQLite ceilings on a fresh file: (a) and (b), `duration` each.
+pub fn sqlite(shop: &Path, file: &Path, duration: Duration) -> Result<Value> {
+    migrate(shop, &format!("sqlite://{}", file.display()))?;
+    let mut c = SqliteCeiling::open(file)?;
+    c.seed()?;
+    let plain_figures = timed(|| c.plain(duration))?;
+    let batched_figures = timed(|| c.batched(duration))?;
+    let plain = plain_figures["orders"].as_u64().unwrap_or(0);
+    let batched = batched_figures["orders"].as_u64().unwrap_or(0);
+    // every order wrote its rows, and the stock they took is gone
+    let orders = c.count("SELECT COUNT(*) AS n FROM orders")?;
+    let taken = c.count(&format!(
+        "SELECT {PRODUCTS} * 1000000000 - SUM(stock) AS n FROM products"
+    ))?;
+    let lines = c.count("SELECT COUNT(*) AS n FROM stock_reservation_lines")?;
+    let handled =
+        c.count("SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NOT NULL")?;
+    let total = (plain + batched) as i64;
+    if orders != total || taken != total || lines != total {
+        bail!(
+            "SQLite ceiling: {total} orders run, but {orders} orders, {lines} reservation lines, {taken} units taken"
+        );
+    }
+    Ok(json!({
+        "statements_per_order": round(statements_per_order()),
+        "commit_per_order": plain_figures,
+        "batched_64": batched_figures,
+        "deliveries_handled": handled,
+    }))
+}
+
+// ------------------------------------------------------------ PostgreSQL --
+
+/// pgbench on PATH or in Debian's /usr/lib/postgresql/*/bin.
+pub fn find_pgbench() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("pgbench"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin/pgbench"))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
+
+/// `IN (:list)` → `= ANY (CAST(:list AS TEXT[]))`.
+fn render_pg(sql: &str) -> String {
+    let mut out = sql.to_owned();
+    while let Some(at) = out.find(" IN (:") {
+        let rest = &out[at + 6..];
+        let Some(end) = rest.find(')') else { break };
+        let name = rest[..end].to_owned();
+        out = format!(
+            "{} = ANY (CAST(:{name} AS TEXT[])){}",
+            &out[..at],
+            &rest[end + 1..]
+        );
+    }
+    out
+}
+
+/// The two pgbench scripts: an order (both units, one transaction; pgbench
+/// has no savepoint batching) and a delivery batch, weighted 64 to 1.
+pub fn pgbench_scripts() -> (String, String) {
+    let mut order = String::from(
+        "-- generated by shop-bench from tests/src/bin/shop-bench/ceiling.rs\n\
+         \\set seq :seq + 1\n\
+         \\set oid (1000 + :client_id) * 1000000000000 + :seq\n\
+         \\set eid :oid\n\
+         \\set pid random(1, 10000)\n\
+         BEGIN;\n",
+    );
+    for (i, sql) in RESERVE.iter().enumerate() {
+        let end = if i == 1 { " \\gset" } else { ";" };
+        order.push_str(&format!("{}{end}\n", render_pg(sql)));
+    }
+    order.push_str("\\set amount :price * :qty\n");
+    for sql in PLACE {
+        order.push_str(&format!("{};\n", render_pg(sql)));
+    }
+    order.push_str("COMMIT;\n");
+
+    // The claim keeps the claimed ids in :eids (and :rids: here an event's id is its order's).
+    let claim = format!("{}{PG_CLAIM_LOCK}", render_pg(DELIVER[0]));
+    let mut deliver = format!(
+        "-- generated by shop-bench from tests/src/bin/shop-bench/ceiling.rs\n\
+         BEGIN;\n\
+         SELECT COALESCE(array_agg(event_id), '{{}}') AS eids, COALESCE(array_agg(event_id), '{{}}') AS rids \
+         FROM ({claim}) due \\gset\n"
+    );
+    for sql in &DELIVER[1..] {
+        deliver.push_str(&format!("{};\n", render_pg(sql)));
+    }
+    deliver.push_str("COMMIT;\n");
+    (order, deliver)
+}
+
+/// pgbench with the generated scripts, 32 clients, `seconds`, on a fresh database `url`.
+pub fn postgres(shop: &Path, pgbench: &Path, url: &str, dir: &Path, seconds: u64) -> Result<Value> {
+    use diesel::pg::PgConnection;
+    migrate(shop, url)?;
+    let mut conn = PgConnection::establish(url)?;
+    conn.batch_execute(&format!(
+        "{SEED} SELECT g::text, 'Product ' || g, 'benchmark', 100 + g % 9000, 'CNY', 1000000000, \
+         now(), now() FROM generate_series(1, {PRODUCTS}) g; ANALYZE;"
+    ))?;
+    let (order, deliver) = pgbench_scripts();
+    let order_file = dir.join("ceiling_order.sql");
+    let deliver_file = dir.join("ceiling_deliver.sql");
+    std::fs::write(&order_file, &order)?;
+    std::fs::write(&deliver_file, &deliver)?;
+    let now = chrono::Utc::now().naive_utc();
+    let ts = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    let payload = json!({"orderId": "0".repeat(16), "userId": "bench-0",
+        "lines": [{"productId": "1", "quantity": 1, "unitPrice": 100}],
+        "amount": 100, "currency": "CNY", "expiresAt": now.and_utc()})
+    .to_string();
+    let cpu = crate::load::CpuMeter::start();
+    let out = Command::new(pgbench)
+        .args(["-n", "-M", "prepared", "-c", "32", "-j", "2"])
+        .args(["-T", &seconds.max(1).to_string()])
+        .arg("-f")
+        .arg(format!("{}@{BATCH}", order_file.display()))
+        .arg("-f")
+        .arg(format!("{}@1", deliver_file.display()))
+        .args([
+            "-D",
+            "seq=0",
+            "-D",
+            "qty=1",
+            "-D",
+            "uid=bench-user",
+            "-D",
+            "rid=bench",
+        ])
+        .args(["-D", &format!("sub={SUBSCRIBER}")])
+        .args(["-D", &format!("now={}", ts(now))])
+        .args([
+            "-D",
+            &format!("hold={}", ts(now + chrono::Duration::minutes(16))),
+        ])
+        .args([
+            "-D",
+            &format!("expires={}", ts(now + chrono::Duration::minutes(15))),
+        ])
+        .args(["-D", &format!("payload={payload}")])
+        .arg(url)
+        .output()
+        .with_context(|| format!("cannot run {}", pgbench.display()))?;
+    let busy_cores = cpu.busy_cores();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() || stderr.contains("aborted") {
+        bail!("pgbench failed ({}):\n{stdout}\n{stderr}", out.status);
+    }
+    let number = |line: &str, after: &str| -> Option<f64> {
+        let rest = &line[line.find(after)? + after.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    };
+    let find = |key: &str| stdout.lines().find(|l| l.contains(key));
+    // " - 12345 transactions (98.5% of total, tps = 1234.5)" under "SQL script 1:"
+    let script_stats = |n: usize| -> Option<(f64, f64)> {
+        let mut lines = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("SQL script {n}:")));
+        lines
+            .find(|l| l.contains("transactions ("))
+            .and_then(|l| Some((number(l, " - ")?, number(l, "tps = ")?)))
+    };
+    let (orders, orders_tps) = script_stats(1).context(format!(
+        "no per-script figures in pgbench output:\n{stdout}"
+    ))?;
+    let (batches, _) = script_stats(2).unwrap_or((0.0, 0.0));
+    let failed = find("number of failed transactions:").and_then(|l| number(l, ": "));
+    let latency = find("latency average =").and_then(|l| number(l, "= "));
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count = |conn: &mut PgConnection, sql: &str| -> Result<i64> {
+        let rows: Vec<N> = diesel::sql_query(sql).load(conn)?;
+        Ok(rows.first().map_or(0, |r| r.n))
+    };
+    let in_db = count(&mut conn, "SELECT COUNT(*) AS n FROM orders")?;
+    let handled = count(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NOT NULL",
+    )?;
+    let confirmed = count(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM stock_reservations WHERE status = 'confirmed'",
+    )?;
+    // pgbench counts the transactions that ended before -T ran out; those in
+    // flight then (at most one a client) commit, uncounted.
+    let in_flight = in_db as f64 - orders;
+    if !(0.0..=32.0).contains(&in_flight) || failed.unwrap_or(0.0) > 0.0 {
+        bail!(
+            "pgbench reported {orders} orders ({failed:?} failed), the database holds {in_db}:\n{stdout}\n{stderr}"
+        );
+    }
+    Ok(json!({
+        "clients": 32,
+        "seconds": seconds,
+        "statements_per_order": round(statements_per_order()),
+        "orders": orders,
+        "orders_in_database": in_db,
+        "per_second": round(orders_tps),
+        "delivery_batches": batches,
+        "deliveries_handled": handled,
+        "reservations_confirmed": confirmed,
+        "latency_average_ms": latency,
+        "busy_cores": busy_cores.map(round),
+        "scripts": {"order": order, "deliver": deliver},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_render_per_backend() {
+        let r = render_sqlite(DELIVER[3], 3);
+        assert!(r.sql.ends_with("event_id IN (?, ?, ?)"), "{}", r.sql);
+        assert_eq!(r.names, ["now", "sub", "eids"]);
+        assert!(render_pg(DELIVER[3]).ends_with("event_id = ANY (CAST(:eids AS TEXT[]))"));
+    }
+}
