@@ -8,4 +8,5 @@ mod observability;
 mod operations;
 mod orders;
 mod payments;
+mod product_cache;
 mod products;
