@@ -11,6 +11,7 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
 use domain_payment::signature::ShopSignature;
 use domain_payment::{PaymentService, Refunds, SandboxCheckout, SandboxGateway};
+use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
@@ -150,10 +151,14 @@ impl Modules {
             )
         });
         let inventory = ProductInventory::new(db.clone());
+        let catalog = ProductCatalog::new(db.clone());
         let orders = OrderService::new(
             db.clone(),
             outbox.clone(),
-            Arc::new(inventory.clone()),
+            Arc::new(InvalidatingInventory::new(
+                inventory.clone(),
+                catalog.cache().clone(),
+            )),
             Duration::from_secs(settings.order.payment_timeout_secs),
         );
         let gateway: Option<Arc<dyn PaymentGateway>> = settings
@@ -168,7 +173,7 @@ impl Modules {
             ShopSignature::new(secrets.webhook_secret.clone()),
         );
         Self {
-            catalog: ProductCatalog::new(db.clone()),
+            catalog,
             inventory,
             orders,
             payments,
@@ -190,6 +195,7 @@ pub struct Application {
     urls: Urls,
     server: Server,
     workers: Option<Workers>,
+    product_cache: Invalidator,
     pub modules: Modules,
 }
 
@@ -266,11 +272,17 @@ impl Application {
             .worker
             .enabled
             .then(|| Workers::start(&modules, settings));
+        // Every instance runs one: it keeps the product cache right whoever writes.
+        let product_cache = Invalidator::start(
+            modules.catalog.cache(),
+            &DatabaseUrl::parse(&settings.database.url)?,
+        )?;
         Ok(Self {
             port,
             urls,
             server,
             workers,
+            product_cache,
             modules,
         })
     }
@@ -290,6 +302,7 @@ impl Application {
         if let Some(workers) = self.workers {
             workers.stop().await;
         }
+        self.product_cache.stop().await;
         served
     }
 

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::ProductCatalog;
+use crate::cache::CachedProduct;
 use crate::error::ProductError;
 use crate::model::{NewProduct, NewProductFields, Product, ProductId, Stock, checked};
 
@@ -60,8 +61,14 @@ pub struct ProductView {
 
 impl From<Product> for ProductView {
     fn from(p: Product) -> Self {
+        Self::from(&p)
+    }
+}
+
+impl From<&Product> for ProductView {
+    fn from(p: &Product) -> Self {
         Self {
-            product_id: p.id.into_string(),
+            product_id: p.id.as_str().to_owned(),
             name: p.name.as_str().to_owned(),
             description: p.description.as_str().to_owned(),
             price: p.price.minor(),
@@ -141,6 +148,16 @@ pub struct UpdateStock {
     #[schema(minimum = 0, maximum = 1_000_000_000, example = 80)]
     #[serde(deserialize_with = "json_integer")]
     pub new_stock: i64,
+}
+
+/// A product read by id: its JSON body is rendered once per cached entry.
+fn product_response(product: &CachedProduct) -> Result<HttpResponse, Problem> {
+    let body = product
+        .rendered(|p| serde_json::to_vec(&ProductView::from(p)).map(web::Bytes::from))
+        .map_err(|e| Problem::internal(&anyhow::Error::new(e)))?;
+    Ok(HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .body(body))
 }
 
 fn parse_stock(field: &str, units: i64) -> Result<Stock, ProductError> {
@@ -224,7 +241,7 @@ async fn get_product_info(
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let product = catalog.get(ProductId::from(id.into_inner())).await?;
-    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+    product_response(&product)
 }
 
 /// Set a product's stock (admin)
@@ -292,7 +309,7 @@ async fn original_get_product_info(
     query: Query<ProductIdQuery>,
 ) -> Result<HttpResponse, Problem> {
     let product = catalog.get(ProductId::from(query.0.product_id)).await?;
-    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+    product_response(&product)
 }
 
 /// The original spec's stock update.

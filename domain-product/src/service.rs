@@ -1,10 +1,13 @@
 //! The catalog's use cases, behind its module facade.
 
+use std::sync::Arc;
+
 use shared_kernel::clock;
 use shared_kernel::db::Db;
 use shared_kernel::money::{Currency, Money};
 use shared_kernel::pagination::PageRequest;
 
+use crate::cache::{CachedProduct, Lookup, ProductCache};
 use crate::error::ProductError;
 use crate::model::{Description, NewProduct, Product, ProductId, ProductName, Stock};
 use crate::repository;
@@ -13,6 +16,7 @@ use crate::repository;
 #[derive(Debug, Clone)]
 pub struct ProductCatalog {
     db: Db,
+    cache: ProductCache,
 }
 
 /// One page of products.
@@ -23,24 +27,47 @@ pub struct ProductPage {
 }
 
 impl ProductCatalog {
+    /// The catalog, with an empty read cache of its own (which caches
+    /// nothing until an [`Invalidator`](crate::cache::Invalidator) runs for it).
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            cache: ProductCache::default(),
+        }
+    }
+
+    /// The read cache of [`get`](Self::get). Whatever changes products
+    /// outside this facade invalidates them here once its transaction committed.
+    pub fn cache(&self) -> &ProductCache {
+        &self.cache
     }
 
     pub async fn create(&self, new: NewProduct) -> Result<Product, ProductError> {
         let id = ProductId::generate();
-        self.db
+        let key = id.clone();
+        let created = self
+            .db
             .write(move |conn| {
                 repository::insert(conn, &id, &new, clock::now())?;
                 repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
             })
-            .await
+            .await;
+        self.cache.invalidate([key.as_str()]);
+        created
     }
 
-    pub async fn get(&self, id: ProductId) -> Result<Product, ProductError> {
-        self.db
+    /// One product, from the cache when it holds it (no database work, no
+    /// thread hop), else from the database.
+    pub async fn get(&self, id: ProductId) -> Result<Arc<CachedProduct>, ProductError> {
+        let ticket = match self.cache.lookup(id.as_str()) {
+            Lookup::Hit(product) => return Ok(product),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let product = self
+            .db
             .run(move |conn| repository::find(conn, &id)?.ok_or(ProductError::NotFound(id)))
-            .await
+            .await?;
+        Ok(self.cache.fill(ticket, product))
     }
 
     pub async fn list(&self, page: PageRequest) -> Result<ProductPage, ProductError> {
@@ -58,14 +85,19 @@ impl ProductCatalog {
 
     /// Sets the units on hand to an absolute number.
     pub async fn set_stock(&self, id: ProductId, stock: Stock) -> Result<Product, ProductError> {
-        self.db
+        let key = id.clone();
+        let updated = self
+            .db
             .write_locking(vec![id.as_str().to_owned()], move |conn| {
                 if !repository::set_stock(conn, &id, stock, clock::now())? {
                     return Err(ProductError::NotFound(id.clone()));
                 }
                 repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
             })
-            .await
+            .await;
+        // After the commit, and even after an error (a commit whose answer was lost may have happened).
+        self.cache.invalidate([key.as_str()]);
+        updated
     }
 
     /// Fills an empty catalog with the demo products; returns how many were added.

@@ -8,5 +8,6 @@ mod observability;
 mod operations;
 mod orders;
 mod payments;
+mod product_cache;
 mod products;
 mod write_path;

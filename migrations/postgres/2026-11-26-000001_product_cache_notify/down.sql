@@ -1,0 +1,2 @@
+DROP TRIGGER products_notify ON products;
+DROP FUNCTION shop_products_notify();
