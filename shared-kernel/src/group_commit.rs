@@ -173,9 +173,15 @@ where
     fn run(&mut self, conn: &mut AnyConnection) -> Result<(), ()> {
         AFTER_COMMIT.with(|hooks| *hooks.borrow_mut() = Some(Vec::new()));
         let work = &mut self.work;
-        let outcome = self
-            .span
-            .in_scope(|| crate::request_id::in_blocking(self.request_id.clone(), || work(conn)));
+        // A unit that panics fails alone: the writer thread lives on.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.span
+                .in_scope(|| crate::request_id::in_blocking(self.request_id.clone(), || work(conn)))
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!("a write unit panicked; it was rolled back");
+            Err(E::from(DbError::Aborted))
+        });
         self.hooks = AFTER_COMMIT
             .with(|hooks| hooks.borrow_mut().take())
             .unwrap_or_default();
@@ -500,19 +506,13 @@ fn run_batch(
     for mut unit in batch {
         if broken {
             // The transaction cannot go on: whatever is left runs in the next batch.
-            if unit.try_again() {
-                again.push(unit);
-            } else {
-                unit.abort(DbError::Unavailable("the transaction failed".into()));
-            }
+            retry_or_abort(unit, &mut again);
             continue;
         }
         if shared && let Err(error) = savepoint(conn) {
             tracing::warn!(%error, "cannot open a savepoint");
             broken = true;
-            if unit.try_again() {
-                again.push(unit);
-            }
+            retry_or_abort(unit, &mut again);
             continue;
         }
         lost_race.store(false, Ordering::Relaxed);
@@ -533,9 +533,7 @@ fn run_batch(
         {
             tracing::warn!(%error, "cannot release a savepoint");
             broken = true;
-            if unit.try_again() {
-                again.push(unit);
-            }
+            retry_or_abort(unit, &mut again);
             continue;
         }
         match outcome {
@@ -563,12 +561,8 @@ fn run_batch(
     if broken || (!shared && wrote.is_empty()) {
         // Nothing to commit (a lone unit that failed), or the transaction is unusable.
         let rolled_back = rollback(conn).is_ok();
-        for mut unit in wrote {
-            if unit.try_again() {
-                again.push(unit);
-            } else {
-                unit.abort(DbError::Unavailable("the transaction failed".into()));
-            }
+        for unit in wrote {
+            retry_or_abort(unit, &mut again);
         }
         queue.push_front(again);
         return rolled_back;
@@ -600,6 +594,16 @@ fn run_batch(
             queue.push_front(again);
             usable
         }
+    }
+}
+
+/// Queues `unit` for the next batch, or, when it has run out of tries,
+/// answers it as unavailable (503, safe to retry): never drops it unanswered.
+fn retry_or_abort(mut unit: Box<dyn Unit>, again: &mut Vec<Box<dyn Unit>>) {
+    if unit.try_again() {
+        again.push(unit);
+    } else {
+        unit.abort(DbError::Unavailable("the transaction failed".into()));
     }
 }
 
