@@ -106,7 +106,7 @@ max_body_bytes = 65536
 [database]
 url = "sqlite://data/shop.db"
 pool_size = 10
-writers = 4
+writers = 2
 max_batch = 64
 
 [auth]

@@ -16,7 +16,7 @@
 //! | | SQLite | PostgreSQL |
 //! |---|---|---|
 //! | connecting | a file; `busy_timeout`, WAL, `synchronous=NORMAL`, foreign keys on every connection | libpq URL; writers set `lock_timeout` |
-//! | writers (group commit) | one (the engine has one writer) | `SHOP__DATABASE__WRITERS` (default 4) |
+//! | writers (group commit) | one (the engine has one writer) | `SHOP__DATABASE__WRITERS` (default 2) |
 //! | write transaction | `BEGIN IMMEDIATE` (takes the lock up front) | `BEGIN` (read committed) |
 //! | claiming outbox rows | the writer's lock is the claim | `FOR UPDATE SKIP LOCKED` |
 //! | lost races retried | "database is locked" | deadlock, serialization failure, lock timeout |
@@ -74,7 +74,9 @@ macro_rules! insert_rows {
         let rows = $rows;
         match rows.as_slice() {
             [] => Ok(0),
-            [one] => diesel::insert_into($table).values(one.clone()).execute($conn),
+            [one] => diesel::insert_into($table)
+                .values(one.clone())
+                .execute($conn),
             many => $crate::per_backend!($conn, |c| diesel::insert_into($table)
                 .values(many)
                 .execute(c)),
@@ -292,7 +294,7 @@ impl Default for PoolOptions {
         Self {
             max_size: 10,
             connection_timeout: Duration::from_secs(5),
-            writers: 4,
+            writers: 2,
             max_batch: 64,
         }
     }
