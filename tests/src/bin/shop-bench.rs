@@ -4,7 +4,7 @@
 //!
 //! - the engine ceilings: the statements one createOrder runs, with no HTTP
 //!   (SQLite: one connection in one thread, (a) a commit per order and (b)
-//!   64 orders a commit, a SAVEPOINT per unit; PostgreSQL: pgbench running
+//!   64 orders a commit, as the seam batches; PostgreSQL: pgbench running
 //!   them as a custom script, 32 clients, over 10,000 products); see
 //!   shop-bench/ceiling.rs, where the statements are kept;
 //! - the original article's stack (Flask under gunicorn, started with
@@ -387,7 +387,7 @@ fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
             c["statements_per_order"]
         );
         println!(
-            "  {:<46} {:>9}/s  orders, {}; 64 a commit, a SAVEPOINT per unit",
+            "  {:<46} {:>9}/s  orders, {}; 64 a commit, no savepoints (as the seam when no unit fails)",
             "engine ceiling (b): batched as the seam batches",
             thousands(b.unwrap_or(0.0)),
             cpu(&c["batched_64"])
