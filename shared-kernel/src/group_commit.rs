@@ -439,11 +439,10 @@ fn in_lock_order(batch: Vec<Box<dyn Unit>>, queue: &Queue) -> Vec<Box<dyn Unit>>
     let (mut keyed, mut ordered): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .partition(|u| matches!(u.locks(), Locks::Products(_)));
-    let first = |u: &Box<dyn Unit>| match u.locks() {
+    keyed.sort_by_key(|u| match u.locks() {
         Locks::Products(ids) => ids.first().cloned(),
         _ => None,
-    };
-    keyed.sort_by_key(first);
+    });
     let mut highest: Option<String> = None;
     let mut later = Vec::new();
     for unit in keyed {
