@@ -92,6 +92,15 @@ impl Inventory for ProductInventory {
         lines: &[ReservationLine],
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<ReservedLine>, ReserveError> {
+        // An id no product can have (too long, NUL) never reaches the database.
+        let impossible: Vec<String> = lines
+            .iter()
+            .filter(|l| !ProductId::from(l.product_id.clone()).could_exist())
+            .map(|l| l.product_id.clone())
+            .collect();
+        if !impossible.is_empty() {
+            return Err(ReserveError::UnknownProducts(impossible));
+        }
         let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
         let products = requested.iter().map(|l| l.product_id.clone()).collect();
         let outcome = self

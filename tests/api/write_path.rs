@@ -405,3 +405,33 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_sqlite() {
 async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_postgres() {
     hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Postgres).await;
 }
+
+/// A product id no product can have (a NUL byte, which PostgreSQL text
+/// cannot hold, or an overlong one) is an unknown product, 404, on every
+/// backend: it never reaches the database.
+async fn impossible_product_ids_are_unknown_products(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let real = app.create_product("Real", 100, 5).await["productId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for impossible in ["tx\u{0}", &"x".repeat(65)] {
+        let body = json!({"userId": "u1", "items": [{"productId": real, "quantity": 1}, {"productId": impossible, "quantity": 1}]});
+        let placed = app.post_json("/api/v1/orders", &body).await;
+        placed.assert_problem(StatusCode::NOT_FOUND, "product_not_found");
+        assert_eq!(placed.problem_fields(), ["items[1].productId"]);
+    }
+    assert_eq!(app.stock(&real).await, 5, "nothing was reserved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_product_ids_are_unknown_products_sqlite() {
+    impossible_product_ids_are_unknown_products(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_product_ids_are_unknown_products_postgres() {
+    impossible_product_ids_are_unknown_products(Backend::Postgres).await;
+}
