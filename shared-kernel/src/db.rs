@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -459,53 +459,6 @@ fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
         }),
         _ => Ok(()),
     }
-}
-
-/// Runs `work` in a transaction of its own that takes the write lock up
-/// front, outside group commit: for tools and start-up work that hold a
-/// connection of their own. Use cases write through [`Db::write`].
-///
-/// On SQLite a deferred transaction that reads and then writes can fail at
-/// once with "database is locked" when another writer got there first; an
-/// immediate one waits its turn (up to the busy timeout) before it reads.
-/// On PostgreSQL this is an ordinary transaction.
-pub fn write_transaction<T, E, F>(conn: &mut AnyConnection, work: F) -> Result<T, E>
-where
-    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
-    E: From<DieselError>,
-{
-    match conn {
-        AnyConnection::Sqlite(inner) => {
-            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
-            let outcome = work(conn);
-            let AnyConnection::Sqlite(inner) = conn else {
-                unreachable_variant();
-                return outcome;
-            };
-            match outcome {
-                Ok(value) => match <AnsiTransactionManager as TransactionManager<
-                    SqliteConnection,
-                >>::commit_transaction(inner)
-                {
-                    Ok(()) => Ok(value),
-                    Err(commit_error) => {
-                        let _ = <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(inner);
-                        Err(commit_error.into())
-                    }
-                },
-                Err(error) => {
-                    <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(inner)?;
-                    Err(error)
-                }
-            }
-        }
-        AnyConnection::Postgres(_) => conn.transaction(work),
-    }
-}
-
-#[cold]
-fn unreachable_variant() {
-    tracing::error!("a connection changed its backend inside a transaction");
 }
 
 /// The migrations of each backend, embedded in the binary.

@@ -396,8 +396,6 @@ impl GroupCommit {
 fn writer(queue: &Queue, max_batch: usize, connect: &Connect) {
     let lost_race = Arc::new(AtomicBool::new(false));
     let mut conn: Option<AnyConnection> = None;
-    let units_metric =
-        |result: &'static str| metrics::counter!("shop_db_write_units_total", "result" => result);
     while let Some(batch) = queue.take(max_batch) {
         let batch = in_lock_order(batch, queue);
         let connection = match conn.take() {
@@ -412,7 +410,7 @@ fn writer(queue: &Queue, max_batch: usize, connect: &Connect) {
             Err(error) => {
                 tracing::warn!(%error, "a database writer cannot connect");
                 for unit in batch {
-                    units_metric("unavailable").increment(1);
+                    unavailable_metric().increment(1);
                     unit.abort(DbError::Unavailable(error.to_string()));
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -478,10 +476,10 @@ fn run_batch(
     lost_race: &AtomicBool,
     queue: &Queue,
 ) -> bool {
+    metrics::histogram!("shop_db_batch_units").record(batch.len() as f64);
     if batch.len() < 2 || begin(conn).is_err() {
         return run_guarded(conn, batch, lost_race, queue);
     }
-    metrics::histogram!("shop_db_batch_units").record(batch.len() as f64);
     let mut clean = true;
     for unit in &mut batch {
         lost_race.store(false, Ordering::Relaxed);
@@ -514,9 +512,6 @@ fn run_guarded(
     queue: &Queue,
 ) -> bool {
     let counters = &queue.counters;
-    let counter =
-        |result: &'static str| metrics::counter!("shop_db_write_units_total", "result" => result);
-    metrics::histogram!("shop_db_batch_units").record(batch.len() as f64);
     lost_race.store(false, Ordering::Relaxed);
     if let Err(error) = begin(conn) {
         let retry = is_retryable(&error);
@@ -524,10 +519,10 @@ fn run_guarded(
         let mut again = Vec::new();
         for mut unit in batch {
             if retry && unit.try_again() {
-                counter("retried").increment(1);
+                counters.add(&counters.retried, "retried", 1);
                 again.push(unit);
             } else {
-                counter("unavailable").increment(1);
+                unavailable_metric().increment(1);
                 unit.abort(DbError::Unavailable(format!(
                     "cannot begin a transaction: {error}"
                 )));
@@ -588,7 +583,7 @@ fn run_guarded(
                     counters.add(&counters.retried, "retried", 1);
                     again.push(unit);
                 } else {
-                    counter("unavailable").increment(1);
+                    unavailable_metric().increment(1);
                     unit.abort(DbError::Unavailable(
                         "the write kept losing to concurrent writes".into(),
                     ));
@@ -638,8 +633,7 @@ fn commit_batch(
                 if retry && unit.try_again() {
                     again.push(unit);
                 } else {
-                    metrics::counter!("shop_db_write_units_total", "result" => "unavailable")
-                        .increment(1);
+                    unavailable_metric().increment(1);
                     unit.abort(DbError::Unavailable(format!("the commit failed: {error}")));
                 }
             }
@@ -649,12 +643,18 @@ fn commit_batch(
     }
 }
 
+/// Units answered 503 (the database could not take them).
+fn unavailable_metric() -> metrics::Counter {
+    metrics::counter!("shop_db_write_units_total", "result" => "unavailable")
+}
+
 /// Queues `unit` for the next batch, or, when it has run out of tries,
 /// answers it as unavailable (503, safe to retry): never drops it unanswered.
 fn retry_or_abort(mut unit: Box<dyn Unit>, again: &mut Vec<Box<dyn Unit>>) {
     if unit.try_again() {
         again.push(unit);
     } else {
+        unavailable_metric().increment(1);
         unit.abort(DbError::Unavailable("the transaction failed".into()));
     }
 }
