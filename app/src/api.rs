@@ -13,7 +13,8 @@ use shared_kernel::Problem;
 use shared_kernel::db::Db;
 use shared_kernel::problem::PROBLEM_JSON;
 use shared_kernel::problem::responses::{
-    MalformedJson, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
+    CustomerOnly, CustomerUnauthorized, MalformedJson, PayloadTooLarge, TooManyAuthFailures,
+    Unauthorized, Unavailable, UnsupportedMediaType,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -26,8 +27,14 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
         title = "shop",
         description = "An e-commerce backend: products and stock, orders, payments.\n\n\
             Money is an integer amount of minor units (fen for CNY) with an ISO 4217 currency. \
-            Every error is an RFC 9457 `application/problem+json` body with a stable `code`. \
-            Admin routes take `Authorization: Bearer <SHOP__AUTH__ADMIN_TOKEN>`.",
+            Every error is an RFC 9457 `application/problem+json` body with a stable `code`.\n\n\
+            Who may call what: product reads, health checks and these docs are public. \
+            Orders and payments belong to a customer: their routes take the customer's token \
+            (`customerToken`, `Authorization: Bearer <JWT>` whose `sub` is the user id) and act \
+            only as that customer; another customer's order or payment answers 404. \
+            The admin token (`adminToken`, `SHOP__AUTH__ADMIN_TOKEN`) manages the catalog, reads \
+            every order and payment (support staff), and scrapes `/metrics`. \
+            Payment notifications are authenticated by the provider's signature alone.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     tags(
@@ -39,7 +46,10 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
     ),
     components(
         schemas(Problem),
-        responses(MalformedJson, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unavailable),
+        responses(
+            MalformedJson, Unauthorized, CustomerUnauthorized, CustomerOnly, TooManyAuthFailures,
+            PayloadTooLarge, UnsupportedMediaType, Unavailable
+        ),
     ),
     modifiers(&BearerAuth),
 )]
@@ -50,11 +60,20 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let scheme = Http::builder()
+        let customer = Http::builder()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A customer's token from the identity provider (or `shop token --user ID`): \
+                 a JWT whose `sub` is the customer's user id",
+            ))
+            .build();
+        components.add_security_scheme("customerToken", SecurityScheme::Http(customer));
+        let admin = Http::builder()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some("The admin token (SHOP__AUTH__ADMIN_TOKEN)"))
             .build();
-        components.add_security_scheme("bearerAuth", SecurityScheme::Http(scheme));
+        components.add_security_scheme("adminToken", SecurityScheme::Http(admin));
     }
 }
 
@@ -121,7 +140,7 @@ fn add_links(doc: &mut serde_json::Value) {
             "201",
             "CreateOrder",
             json!({"operationId": "createOrder",
-                   "requestBody": {"userId": "linked-customer", "items": [{"productId": product, "quantity": 1}]}}),
+                   "requestBody": {"items": [{"productId": product, "quantity": 1}]}}),
         ),
         (
             "createProduct",
@@ -235,6 +254,7 @@ pub struct Health {
 #[utoipa::path(
     operation_id = "healthLive",
     tag = "operations",
+    security(()),
     responses((status = 200, description = "The process is up", body = Health)),
 )]
 #[get("/health/live")]
@@ -248,6 +268,7 @@ async fn live() -> HttpResponse {
 #[utoipa::path(
     operation_id = "healthReady",
     tag = "operations",
+    security(()),
     responses(
         (status = 200, description = "Ready to serve", body = Health),
         (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),

@@ -1,4 +1,4 @@
-//! The command line: `shop [serve [--demo]] | migrate | openapi`.
+//! The command line: `shop [serve [--demo]] | migrate | openapi | token --user ID`.
 
 use std::path::PathBuf;
 
@@ -33,4 +33,57 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document (YAML); the same whatever the configuration.
     Openapi,
+    /// Print a customer token (an HS256 JWT under SHOP__AUTH__JWT_SECRET) for trying
+    /// shop out or for scripts; real customers get theirs from the identity provider.
+    Token {
+        /// The customer's user id (the token's `sub`).
+        #[arg(long, value_name = "ID")]
+        user: String,
+        /// How long the token is valid: seconds, or a number with s, m, h or d (at most 366d).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+    },
+}
+
+/// `90`, `90s`, `15m`, `1h`, `7d`: 1 second to 366 days.
+pub fn parse_ttl(raw: &str) -> Result<std::time::Duration, String> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => raw.split_at(at),
+        None => (raw, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration such as 90s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{raw:?} is not a duration such as 90s, 15m, 1h or 7d"))?;
+    if !(1..=366 * 86_400).contains(&seconds) {
+        return Err("a token is valid for 1 second to 366 days".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("367d").is_err());
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+        assert!(parse_ttl("99999999999999999999d").is_err());
+    }
 }

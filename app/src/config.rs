@@ -80,6 +80,24 @@ pub struct DatabaseSettings {
 pub struct AuthSettings {
     /// Bearer token of the admin routes (`SHOP__AUTH__ADMIN_TOKEN`); random per start when unset.
     pub admin_token: Option<SecretString>,
+    /// HS256 secret of customer tokens, at least 32 bytes (`SHOP__AUTH__JWT_SECRET`).
+    /// With neither it nor a JWKS, a random one is made per start.
+    pub jwt_secret: Option<SecretString>,
+    /// The identity provider's public keys (`SHOP__AUTH__JWKS_URL`): `https://...`
+    /// (fetched at start, every `jwks_refresh_secs`, and when a token names an
+    /// unknown key) or `file://...`.
+    pub jwks_url: Option<String>,
+    /// The `iss` customer tokens must carry, when set (`SHOP__AUTH__JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
+    /// The `aud` customer tokens must carry, when set (`SHOP__AUTH__JWT_AUDIENCE`).
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (`SHOP__AUTH__JWT_LEEWAY_SECS`, 0 to 60).
+    pub jwt_leeway_secs: u64,
+    /// How often the JWKS is fetched again, in seconds (`SHOP__AUTH__JWKS_REFRESH_SECS`, 10 to 86400).
+    pub jwks_refresh_secs: u64,
+    /// Failed authentications one client address may make per minute before
+    /// it is answered 429 (`SHOP__AUTH__FAILURES_PER_MINUTE`, 1 to 100000).
+    pub failures_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -110,6 +128,9 @@ writers = 2
 max_batch = 64
 
 [auth]
+jwt_leeway_secs = 30
+jwks_refresh_secs = 300
+failures_per_minute = 20
 
 [order]
 payment_timeout_secs = 900
@@ -169,6 +190,19 @@ impl Settings {
         }
         if !(1..=1000).contains(&settings.database.max_batch) {
             anyhow::bail!("database.max_batch must be 1 to 1000");
+        }
+        if settings.auth.jwt_leeway_secs > 60 {
+            anyhow::bail!("auth.jwt_leeway_secs must be 0 to 60");
+        }
+        if !(10..=86_400).contains(&settings.auth.jwks_refresh_secs) {
+            anyhow::bail!("auth.jwks_refresh_secs must be 10 to 86400");
+        }
+        if !(1..=100_000).contains(&settings.auth.failures_per_minute) {
+            anyhow::bail!("auth.failures_per_minute must be 1 to 100000");
+        }
+        if let Some(url) = settings.auth.jwks_url.as_deref().filter(|u| !u.is_empty()) {
+            shared_kernel::auth::token::JwksLocation::parse(url)
+                .map_err(|e| anyhow::anyhow!("auth.jwks_url {e}"))?;
         }
         if settings.order.payment_timeout_secs == 0
             || settings.order.expiry_sweep_ms == 0

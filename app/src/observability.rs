@@ -17,7 +17,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, get, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use shared_kernel::auth::Admin;
 use shared_kernel::db::Db;
+use shared_kernel::problem::responses::{TooManyAuthFailures, Unauthorized};
 use shared_kernel::outbox;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
@@ -206,14 +208,22 @@ impl RootSpanBuilder for RequestSpan {
 
 /// Metrics
 ///
-/// Every metric in Prometheus text format.
+/// Every metric in Prometheus text format. It takes the admin token: the
+/// counters tell order and payment volumes, which are a shop's business, and
+/// each scrape reads the database (Prometheus sends the token with
+/// `authorization: {credentials_file: ...}`; see deploy/prometheus.yml).
 #[utoipa::path(
     operation_id = "metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyAuthFailures),
+    ),
 )]
 #[get("/metrics")]
-pub async fn render(db: web::Data<Db>) -> HttpResponse {
+pub async fn render(_admin: Admin, db: web::Data<Db>) -> HttpResponse {
     let (open, idle) = db.pool_state();
     metrics::gauge!("shop_db_pool_connections", "state" => "in_use")
         .set(f64::from(open.saturating_sub(idle)));

@@ -1,7 +1,11 @@
 //! The command line: the one entry point of the `shop` binary.
 
+use std::time::Duration;
+
 use clap::Parser;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
+use shared_kernel::auth::UserId;
+use shared_kernel::auth::token;
 
 use crate::cli::{Cli, Command};
 use crate::config::Settings;
@@ -24,6 +28,11 @@ pub fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Token { user, ttl } => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            println!("{}", mint(&settings, &user, ttl)?);
+            Ok(())
+        }
         Command::Serve { demo } => {
             let settings = Settings::load(cli.config.as_deref())?;
             telemetry::init(settings.log.format);
@@ -38,11 +47,13 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         startup::secret_or_random(settings.auth.admin_token.as_ref());
     let (webhook_secret, webhook_generated) =
         startup::secret_or_random(settings.payment.webhook_secret.as_ref());
+    let (jwt_secret, jwt_generated) = jwt_secret(&settings);
     let secrets = Secrets {
         admin_token,
         webhook_secret,
+        jwt_secret,
     };
-    let app = Application::build(&settings, db, &secrets)?;
+    let app = Application::build(&settings, db, &secrets).await?;
     if demo {
         let added = app.modules.catalog.seed_demo().await?;
         tracing::info!(added, "demo catalog seeded");
@@ -67,13 +78,94 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             secrets.webhook_secret.expose_secret()
         ));
     }
+    if jwt_generated && let Some(secret) = &secrets.jwt_secret {
+        announce(&format!(
+            "Customer token secret (HS256, generated for this run; set SHOP__AUTH__JWT_SECRET to fix it): {}",
+            secret.expose_secret()
+        ));
+    }
     if demo {
         announce(&format!("Swagger UI: {base}/swagger-ui/"));
         announce(&format!("Try: curl {base}/api/v1/products"));
+        match &secrets.jwt_secret {
+            Some(secret) => {
+                let user = UserId::parse(DEMO_CUSTOMER).map_err(anyhow::Error::msg)?;
+                let token = token::mint(
+                    secret,
+                    &user,
+                    DEMO_TOKEN_TTL,
+                    settings.auth.jwt_issuer.as_deref(),
+                    settings.auth.jwt_audience.as_deref(),
+                )?;
+                announce(&format!(
+                    "Customer token for {DEMO_CUSTOMER} (valid 24 h): {token}"
+                ));
+            }
+            None => announce("Customer tokens come from the identity provider of SHOP__AUTH__JWKS_URL."),
+        }
     }
     app.run().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The customer `serve --demo` prints a token for.
+const DEMO_CUSTOMER: &str = "demo-customer";
+const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The HS256 secret of customer tokens, and whether it was generated: the
+/// configured one; none when only a JWKS is configured; else a random one
+/// for this run.
+fn jwt_secret(settings: &Settings) -> (Option<SecretString>, bool) {
+    let configured = settings
+        .auth
+        .jwt_secret
+        .clone()
+        .filter(|s| !s.expose_secret().is_empty());
+    let jwks = settings.auth.jwks_url.as_deref().is_some_and(|u| !u.is_empty());
+    match configured {
+        Some(secret) => (Some(secret), false),
+        None if jwks => (None, false),
+        None => {
+            let (secret, generated) = startup::secret_or_random(None);
+            (Some(secret), generated)
+        }
+    }
+}
+
+/// `shop token`: a token under the configured secret.
+fn mint(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Result<String> {
+    let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("--user {e}"))?;
+    let secret = settings
+        .auth
+        .jwt_secret
+        .clone()
+        .filter(|s| !s.expose_secret().is_empty());
+    let Some(secret) = secret else {
+        if settings.auth.jwks_url.as_deref().is_some_and(|u| !u.is_empty()) {
+            anyhow::bail!(
+                "shop verifies customer tokens with the keys of SHOP__AUTH__JWKS_URL: tokens come from that identity provider. \
+                 `shop token` signs with SHOP__AUTH__JWT_SECRET, which is not set."
+            );
+        }
+        anyhow::bail!(
+            "SHOP__AUTH__JWT_SECRET is not set: the server makes a random secret each start, which a token minted now would not match. \
+             Set SHOP__AUTH__JWT_SECRET (at least {} bytes) for both the server and this command.",
+            token::MIN_SECRET_BYTES
+        );
+    };
+    anyhow::ensure!(
+        secret.expose_secret().len() >= token::MIN_SECRET_BYTES,
+        "SHOP__AUTH__JWT_SECRET must be at least {} bytes",
+        token::MIN_SECRET_BYTES
+    );
+    token::mint(
+        &secret,
+        &user,
+        ttl,
+        settings.auth.jwt_issuer.as_deref(),
+        settings.auth.jwt_audience.as_deref(),
+    )
 }
 
 /// A line for the person who started the server. A closed stdout is no reason to stop serving.

@@ -10,13 +10,14 @@ use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
 use domain_payment::signature::ShopSignature;
-use domain_payment::{PaymentService, Refunds, SandboxCheckout, SandboxGateway};
+use domain_payment::{CheckoutLinks, PaymentService, Refunds, SandboxCheckout, SandboxGateway};
 use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
-use shared_kernel::http::AdminToken;
+use shared_kernel::auth::token::{JwksLocation, TokenSettings};
+use shared_kernel::auth::{AdminToken, Authenticator, FailureLimiter, TokenVerifier};
 use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
 use shared_kernel::ports::PaymentGateway;
 use tracing_actix_web::TracingLogger;
@@ -79,6 +80,29 @@ fn random_token() -> String {
 pub struct Secrets {
     pub admin_token: SecretString,
     pub webhook_secret: SecretString,
+    /// The HS256 secret of customer tokens; `None` when only a JWKS verifies them.
+    pub jwt_secret: Option<SecretString>,
+}
+
+/// Checks customer tokens as the settings say, with the run's HS256 secret
+/// (a JWKS is fetched now: shop does not start without its keys).
+pub async fn token_verifier(
+    settings: &Settings,
+    secrets: &Secrets,
+) -> anyhow::Result<Arc<TokenVerifier>> {
+    let present = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let jwks = present(&settings.auth.jwks_url)
+        .map(|url| JwksLocation::parse(&url).map_err(|e| anyhow::anyhow!("SHOP__AUTH__JWKS_URL {e}")))
+        .transpose()?;
+    let verifier = TokenVerifier::load(&TokenSettings {
+        secret: secrets.jwt_secret.clone(),
+        jwks,
+        issuer: present(&settings.auth.jwt_issuer),
+        audience: present(&settings.auth.jwt_audience),
+        leeway_secs: settings.auth.jwt_leeway_secs,
+    })
+    .await?;
+    Ok(Arc::new(verifier))
 }
 
 /// Where this server is reached: by customers (payment URLs) and by itself (the sandbox's notifications).
@@ -122,7 +146,9 @@ pub struct Modules {
     pub sandbox: Option<SandboxCheckout>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
-    pub admin_token: AdminToken,
+    /// Checks every credential (customer tokens, the admin token), shared by all workers.
+    pub auth: web::Data<Authenticator>,
+    pub tokens: Arc<TokenVerifier>,
 }
 
 impl Modules {
@@ -130,7 +156,13 @@ impl Modules {
     /// product context's `Inventory`, the payment context reads orders
     /// through the order context's `OrderLookup`, and every subscriber is
     /// registered on the event bus.
-    pub fn new(db: Db, settings: &Settings, secrets: &Secrets, urls: &Urls) -> Self {
+    pub fn new(
+        db: Db,
+        settings: &Settings,
+        secrets: &Secrets,
+        tokens: Arc<TokenVerifier>,
+        urls: &Urls,
+    ) -> Self {
         let dispatch = DispatchOptions {
             poll_interval: Duration::from_millis(settings.worker.poll_ms),
             ..Default::default()
@@ -161,10 +193,13 @@ impl Modules {
             )),
             Duration::from_secs(settings.order.payment_timeout_secs),
         );
+        let links = CheckoutLinks::new(&secrets.webhook_secret);
         let gateway: Option<Arc<dyn PaymentGateway>> = settings
             .payment
             .sandbox
-            .then(|| Arc::new(SandboxGateway::new(&urls.public)) as Arc<dyn PaymentGateway>);
+            .then(|| {
+                Arc::new(SandboxGateway::new(&urls.public, links.clone())) as Arc<dyn PaymentGateway>
+            });
         let payments = PaymentService::new(
             db.clone(),
             outbox.clone(),
@@ -180,11 +215,16 @@ impl Modules {
             sandbox: settings
                 .payment
                 .sandbox
-                .then(|| SandboxCheckout::new(&urls.internal)),
+                .then(|| SandboxCheckout::new(&urls.internal, links)),
             outbox,
             dispatcher,
             db,
-            admin_token: AdminToken::new(secrets.admin_token.clone()),
+            auth: web::Data::new(Authenticator::new(
+                AdminToken::new(secrets.admin_token.clone()),
+                tokens.clone(),
+                FailureLimiter::per_minute(settings.auth.failures_per_minute),
+            )),
+            tokens,
         }
     }
 }
@@ -196,18 +236,22 @@ pub struct Application {
     server: Server,
     workers: Option<Workers>,
     product_cache: Invalidator,
+    /// Fetches the identity provider's keys again, now and then.
+    key_refresh: Option<tokio::task::JoinHandle<()>>,
     pub modules: Modules,
 }
 
 impl Application {
-    /// Binds the configured address (port 0 picks a free one) and builds the server.
-    pub fn build(settings: &Settings, db: Db, secrets: &Secrets) -> anyhow::Result<Self> {
+    /// Binds the configured address (port 0 picks a free one) and builds the
+    /// server (with a JWKS configured, after fetching it).
+    pub async fn build(settings: &Settings, db: Db, secrets: &Secrets) -> anyhow::Result<Self> {
+        let tokens = token_verifier(settings, secrets).await?;
         let listener = TcpListener::bind(&settings.server.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let urls = Urls::for_listener(&listener, settings)?;
         observability::metrics();
-        let modules = Modules::new(db, settings, secrets, &urls);
+        let modules = Modules::new(db, settings, secrets, tokens, &urls);
         if settings.payment.sandbox {
             tracing::warn!(
                 checkout = %format!("{}/sandbox/checkout/", urls.public),
@@ -225,7 +269,7 @@ impl Application {
                     .app_data(web::Data::new(state.catalog.clone()))
                     .app_data(web::Data::new(state.orders.clone()))
                     .app_data(web::Data::new(state.payments.clone()))
-                    .app_data(web::Data::new(state.admin_token.clone()))
+                    .app_data(state.auth.clone())
                     .app_data(web::PayloadConfig::new(max_body))
                     .app_data(routes.clone())
                     .configure(|cfg| {
@@ -277,12 +321,23 @@ impl Application {
             modules.catalog.cache(),
             &DatabaseUrl::parse(&settings.database.url)?,
         )?;
+        let key_refresh = modules.tokens.uses_jwks().then(|| {
+            let tokens = modules.tokens.clone();
+            let every = Duration::from_secs(settings.auth.jwks_refresh_secs);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    tokens.refresh().await;
+                }
+            })
+        });
         Ok(Self {
             port,
             urls,
             server,
             workers,
             product_cache,
+            key_refresh,
             modules,
         })
     }
@@ -303,6 +358,9 @@ impl Application {
             workers.stop().await;
         }
         self.product_cache.stop().await;
+        if let Some(refresh) = self.key_refresh {
+            refresh.abort();
+        }
         served
     }
 

@@ -5,9 +5,13 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared_kernel::auth::{Caller, Customer};
 use shared_kernel::http::{Json, Query, invalid_query, json_integer};
 use shared_kernel::pagination::{PageQuery, PageRequest};
-use shared_kernel::problem::responses::{PayloadTooLarge, Unavailable, UnsupportedMediaType};
+use shared_kernel::problem::responses::{
+    CustomerOnly, CustomerUnauthorized, PayloadTooLarge, TooManyAuthFailures, Unavailable,
+    UnsupportedMediaType,
+};
 use shared_kernel::{FieldViolation, Problem, clock};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -160,15 +164,23 @@ pub struct CreateOrderItem {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrder {
-    /// The customer: 1 to 64 letters, digits or `_.:@-`, starting with a letter or digit.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$", example = "user-42")]
-    pub user_id: String,
+    /// The customer. Optional: the order always belongs to the customer whose
+    /// token places it; when given, it must be that customer's user id.
+    #[schema(example = "user-42")]
+    pub user_id: Option<String>,
     #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<CreateOrderItem>,
 }
 
 impl CreateOrder {
-    fn into_domain(self) -> Result<PlaceOrder, OrderError> {
+    /// The request of `customer`; a `userId` naming anyone else is refused.
+    /// (`spell` names a field as the route's body does.)
+    fn into_domain(
+        self,
+        customer: Customer,
+        spell: fn(RequestField) -> String,
+    ) -> Result<PlaceOrder, Problem> {
+        same_user(&customer, self.user_id.as_deref(), "userId")?;
         let lines = self
             .items
             .into_iter()
@@ -177,14 +189,32 @@ impl CreateOrder {
                 quantity: i.quantity,
             })
             .collect();
-        PlaceOrder::parse(&self.user_id, lines).map_err(OrderError::Invalid)
+        PlaceOrder::parse(customer.0, lines).map_err(|v| OrderError::Invalid(v).into_problem(spell))
+    }
+}
+
+/// 403 `user_mismatch` when a request names a user other than its token's.
+fn same_user(customer: &Customer, named: Option<&str>, field: &str) -> Result<(), Problem> {
+    match named {
+        Some(named) if named != customer.0.as_str() => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "user_mismatch",
+            "Another user",
+        )
+        .with_detail(format!(
+            "`{field}` names another user than the token's subject: a customer acts only as themself (omit `{field}`)."
+        ))
+        .with_errors(vec![FieldViolation::new(
+            field,
+            "must be the user id of the token's subject",
+        )])),
+        _ => Ok(()),
     }
 }
 
 /// A request field as `POST /api/v1/orders` spells it.
 pub(crate) fn rest_field(field: RequestField) -> String {
     match field {
-        RequestField::UserId => "userId".into(),
         RequestField::Items => "items".into(),
         RequestField::ProductId(n) => format!("items[{n}].productId"),
         RequestField::Quantity(n) => format!("items[{n}].quantity"),
@@ -194,7 +224,6 @@ pub(crate) fn rest_field(field: RequestField) -> String {
 /// A request field as the original spec's one-line `POST /createOrder` spells it.
 fn original_field(field: RequestField) -> String {
     match field {
-        RequestField::UserId => "userId".into(),
         RequestField::ProductId(_) => "productId".into(),
         RequestField::Quantity(_) | RequestField::Items => "quantity".into(),
     }
@@ -261,6 +290,7 @@ fn created(placed: Placed, body: impl Serialize) -> HttpResponse {
 #[utoipa::path(
     operation_id = "createOrder",
     tag = "orders",
+    security(("customerToken" = [])),
     params(IdempotencyKeyHeader),
     request_body = CreateOrder,
     responses(
@@ -268,22 +298,28 @@ fn created(placed: Placed, body: impl Serialize) -> HttpResponse {
             headers(("Location" = String, description = "The order's URL"),
                     ("Idempotent-Replayed" = String, description = "`true` when this answers a retry"))),
         (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`), or the admin token was presented (`customer_token_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A line names a product that does not exist (`product_not_found`; `errors` names the line)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock (`insufficient_stock`; `errors` names the line and product); nothing was reserved", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid, a product is listed twice (`validation_failed`), the products have different currencies (`currency_mismatch`), or the Idempotency-Key was used with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[post("/orders")]
 async fn create_order(
+    customer: Customer,
     req: HttpRequest,
     orders: web::Data<OrderService>,
     body: Json<CreateOrder>,
 ) -> Result<HttpResponse, Problem> {
     let key = idempotency_key(&req)?;
-    let placed = orders.place(body.into_inner().into_domain()?, key).await?;
+    let placed = orders
+        .place(body.into_inner().into_domain(customer, rest_field)?, key)
+        .await?;
     let view = OrderView::from(placed.order.clone());
     Ok(created(placed, view))
 }
@@ -292,19 +328,23 @@ async fn create_order(
 #[utoipa::path(
     operation_id = "getOrderInfo",
     tag = "orders",
+    security(("customerToken" = []), ("adminToken" = [])),
     params(("orderId" = String, Path, description = "The order's id", example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 404, description = "No order of the caller has this id (`order_not_found`; another customer's order is not found either)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[get("/orders/{orderId}")]
 async fn get_order_info(
+    caller: Caller,
     orders: web::Data<OrderService>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let order = orders.get(OrderId::from(id.into_inner())).await?;
+    let order = orders.get(&caller, OrderId::from(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(OrderView::from(order)))
 }
 
@@ -313,9 +353,10 @@ async fn get_order_info(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
-    /// Whose orders.
-    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$", example = "user-42")]
-    pub user_id: String,
+    /// Whose orders. A customer lists their own (omit it, or give their own
+    /// user id); the admin token must name the customer.
+    #[param(example = "user-42")]
+    pub user_id: Option<String>,
     /// How many orders to return (1 to 100, default 20).
     #[param(minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<u32>,
@@ -329,21 +370,27 @@ pub struct ListOrdersQuery {
     pub cursor: Option<String>,
 }
 
-/// List a user's orders
+/// List a customer's orders
 ///
-/// Oldest first, a page at a time.
+/// The caller's own orders, oldest first, a page at a time (with the admin
+/// token: the orders of the customer `userId` names).
 #[utoipa::path(
     operation_id = "listOrders",
     tag = "orders",
+    security(("customerToken" = []), ("adminToken" = [])),
     params(ListOrdersQuery),
     responses(
-        (status = 200, description = "A page of the user's orders", body = OrderList),
-        (status = 400, description = "`userId` is missing or invalid, or `limit` or `cursor` is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of the customer's orders", body = OrderList),
+        (status = 400, description = "`limit` or `cursor` is invalid, or, with the admin token, `userId` is missing or invalid (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[get("/orders")]
 async fn list_orders(
+    caller: Caller,
     orders: web::Data<OrderService>,
     query: Query<ListOrdersQuery>,
 ) -> Result<HttpResponse, Problem> {
@@ -352,10 +399,25 @@ async fn list_orders(
         limit,
         cursor,
     } = query.0;
-    let user = UserId::parse(&user_id)
-        .map_err(|m| invalid_query(vec![FieldViolation::new("userId", m)]))?;
+    let user = match caller {
+        Caller::Customer(user) => {
+            let customer = Customer(user);
+            same_user(&customer, user_id.as_deref(), "userId")?;
+            customer.0
+        }
+        Caller::Staff => {
+            let named = user_id.ok_or_else(|| {
+                invalid_query(vec![FieldViolation::new(
+                    "userId",
+                    "is required with the admin token",
+                )])
+            })?;
+            UserId::parse(&named)
+                .map_err(|m| invalid_query(vec![FieldViolation::new("userId", m)]))?
+        }
+    };
     let page = PageRequest::try_from(PageQuery { limit, cursor })?;
-    let page = orders.list(user.as_str().to_owned(), page).await?;
+    let page = orders.list(user, page).await?;
     Ok(HttpResponse::Ok().json(OrderList {
         items: page.orders.into_iter().map(OrderView::from).collect(),
         next_cursor: page.next_cursor,
@@ -368,20 +430,27 @@ async fn list_orders(
 #[utoipa::path(
     operation_id = "cancelOrder",
     tag = "orders",
+    security(("customerToken" = [])),
     params(("orderId" = String, Path, description = "The order's id", example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")),
     responses(
         (status = 200, description = "The cancelled order", body = OrderView),
-        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 403, response = CustomerOnly),
+        (status = 404, description = "No order of the caller has this id (`order_not_found`); nothing was changed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order is paid or already cancelled (`order_not_cancellable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[post("/orders/{orderId}/cancel")]
 async fn cancel_order(
+    customer: Customer,
     orders: web::Data<OrderService>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let order = orders.cancel(OrderId::from(id.into_inner())).await?;
+    let order = orders
+        .cancel(&customer.0, OrderId::from(id.into_inner()))
+        .await?;
     Ok(HttpResponse::Ok().json(OrderView::from(order)))
 }
 
@@ -418,8 +487,9 @@ pub struct OriginalCreateOrder {
     #[serde(deserialize_with = "json_integer")]
     #[schema(minimum = 1, maximum = 1000, example = 1)]
     pub quantity: i64,
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$", example = "user-42")]
-    pub user_id: String,
+    /// Optional; when given, the user id of the token's subject.
+    #[schema(example = "user-42")]
+    pub user_id: Option<String>,
 }
 
 /// Place an order (original spec path)
@@ -428,6 +498,7 @@ pub struct OriginalCreateOrder {
 #[utoipa::path(
     operation_id = "originalCreateOrder",
     tag = "original spec",
+    security(("customerToken" = [])),
     params(IdempotencyKeyHeader),
     request_body = OriginalCreateOrder,
     responses(
@@ -435,16 +506,20 @@ pub struct OriginalCreateOrder {
             headers(("Location" = String, description = "The order's URL"),
                     ("Idempotent-Replayed" = String, description = "`true` when this answers a retry"))),
         (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`), or the admin token was presented (`customer_token_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The product does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock (`insufficient_stock`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[post("/createOrder")]
 async fn original_create_order(
+    customer: Customer,
     req: HttpRequest,
     orders: web::Data<OrderService>,
     body: Json<OriginalCreateOrder>,
@@ -462,12 +537,11 @@ async fn original_create_order(
             quantity,
         }],
     }
-    .into_domain();
-    let placed = match request {
-        Ok(request) => orders.place(request, key).await,
-        Err(error) => Err(error),
-    }
-    .map_err(|e| e.into_problem(original_field))?;
+    .into_domain(customer, original_field)?;
+    let placed = orders
+        .place(request, key)
+        .await
+        .map_err(|e| e.into_problem(original_field))?;
     let view = OriginalOrderView::from(placed.order.clone());
     Ok(created(placed, view))
 }
@@ -486,19 +560,25 @@ pub struct OrderIdQuery {
 #[utoipa::path(
     operation_id = "originalGetOrderInfo",
     tag = "original spec",
+    security(("customerToken" = []), ("adminToken" = [])),
     params(OrderIdQuery),
     responses(
         (status = 200, description = "The order", body = OriginalOrderView),
         (status = 400, description = "`orderId` is missing", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 404, description = "No order of the caller has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[get("/getOrderInfo")]
 async fn original_get_order_info(
+    caller: Caller,
     orders: web::Data<OrderService>,
     query: Query<OrderIdQuery>,
 ) -> Result<HttpResponse, Problem> {
-    let order = orders.get(OrderId::from(query.0.order_id)).await?;
+    let order = orders
+        .get(&caller, OrderId::from(query.0.order_id))
+        .await?;
     Ok(HttpResponse::Ok().json(OriginalOrderView::from(order)))
 }

@@ -29,6 +29,7 @@ impl OrderLookup for OrderDirectory {
             .await?;
         Ok(order.map(|order| OrderSummary {
             order_id: order.id.into_string(),
+            user_id: order.user_id,
             amount: order.amount,
             state: match order.status {
                 OrderStatus::PendingPayment => OrderState::PendingPayment,

@@ -170,30 +170,8 @@ shared_kernel::string_id!(
 pub const MAX_QUANTITY: i64 = 1000;
 /// The most lines in one order.
 pub const MAX_LINES: usize = 50;
-/// What a user id must match (ids come from the caller's identity system).
-pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$";
-
-/// The customer an order belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct UserId(String);
-
-impl UserId {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let mut chars = raw.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.:@-".contains(c));
-        if first_ok && rest_ok && raw.len() <= 64 {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("must be 1 to 64 letters, digits or _.:@- and start with a letter or digit".into())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+/// The customer an order belongs to: the `sub` of the token that placed it.
+pub use shared_kernel::auth::UserId;
 
 /// One line of an order request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,7 +195,6 @@ pub struct PlaceOrder {
 /// `quantity` on the original spec's one-line route).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestField {
-    UserId,
     Items,
     /// The product of line `n` (from 0).
     ProductId(usize),
@@ -249,13 +226,11 @@ pub struct LineFields {
 }
 
 impl PlaceOrder {
-    /// Checks the request: a valid user, 1 to 50 lines, quantities 1 to
-    /// 1000, each product on one line only. Every violation is reported.
-    pub fn parse(user_id: &str, items: Vec<LineFields>) -> Result<Self, Vec<Violation>> {
+    /// Checks the request of `user_id` (the authenticated customer): 1 to 50
+    /// lines, quantities 1 to 1000, each product on one line only. Every
+    /// violation is reported.
+    pub fn parse(user_id: UserId, items: Vec<LineFields>) -> Result<Self, Vec<Violation>> {
         let mut errors = Vec::new();
-        let user_id = UserId::parse(user_id)
-            .map_err(|m| errors.push(Violation::new(RequestField::UserId, m)))
-            .ok();
         if items.is_empty() {
             errors.push(Violation::new(
                 RequestField::Items,
@@ -289,19 +264,19 @@ impl PlaceOrder {
                 ));
             }
         }
-        match user_id {
-            Some(user_id) if errors.is_empty() => Ok(Self {
-                user_id,
-                items: items
-                    .into_iter()
-                    .map(|l| RequestedLine {
-                        product_id: l.product_id,
-                        quantity: l.quantity,
-                    })
-                    .collect(),
-            }),
-            _ => Err(errors),
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        Ok(Self {
+            user_id,
+            items: items
+                .into_iter()
+                .map(|l| RequestedLine {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                })
+                .collect(),
+        })
     }
 
     /// The request in canonical JSON.
@@ -407,6 +382,10 @@ pub fn total(lines: &[OrderLine]) -> Result<Money, PricingError> {
 mod order_tests {
     use super::*;
 
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).unwrap()
+    }
+
     fn line(product_id: &str, quantity: i64) -> LineFields {
         LineFields {
             product_id: product_id.into(),
@@ -416,7 +395,7 @@ mod order_tests {
 
     #[test]
     fn a_valid_request_parses_and_has_a_canonical_form() {
-        let request = PlaceOrder::parse("user-1", vec![line("p1", 2), line("p2", 1)]).unwrap();
+        let request = PlaceOrder::parse(user("user-1"), vec![line("p1", 2), line("p2", 1)]).unwrap();
         assert_eq!(
             request.canonical(),
             r#"{"userId":"user-1","items":[{"productId":"p1","quantity":2},{"productId":"p2","quantity":1}]}"#
@@ -427,22 +406,21 @@ mod order_tests {
 
     #[test]
     fn shape_violations_are_all_named() {
-        let errors = PlaceOrder::parse("", vec![line("p1", 0), line("", 1001)]).unwrap_err();
+        let errors = PlaceOrder::parse(user("u"), vec![line("p1", 0), line("", 1001)]).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
             [
-                RequestField::UserId,
                 RequestField::Quantity(0),
                 RequestField::Quantity(1),
                 RequestField::ProductId(1)
             ]
         );
-        let errors = PlaceOrder::parse("u", vec![]).unwrap_err();
+        let errors = PlaceOrder::parse(user("u"), vec![]).unwrap_err();
         assert_eq!(errors[0].field, RequestField::Items);
         let many = (0..=MAX_LINES).map(|i| line(&format!("p{i}"), 1)).collect();
         assert_eq!(
-            PlaceOrder::parse("u", many).unwrap_err()[0].field,
+            PlaceOrder::parse(user("u"), many).unwrap_err()[0].field,
             RequestField::Items
         );
     }
@@ -450,18 +428,9 @@ mod order_tests {
     #[test]
     fn duplicate_products_are_found() {
         let dups =
-            PlaceOrder::parse("u", vec![line("a", 1), line("b", 1), line("a", 2)]).unwrap_err();
+            PlaceOrder::parse(user("u"), vec![line("a", 1), line("b", 1), line("a", 2)]).unwrap_err();
         assert_eq!(dups.len(), 1);
         assert_eq!(dups[0].field, RequestField::ProductId(2));
-    }
-
-    #[test]
-    fn user_ids_are_bounded() {
-        assert!(UserId::parse("alice@example.com").is_ok());
-        assert!(UserId::parse(&"a".repeat(64)).is_ok());
-        assert!(UserId::parse(&"a".repeat(65)).is_err());
-        assert!(UserId::parse("-lead").is_err());
-        assert!(UserId::parse("with space").is_err());
     }
 
     #[test]

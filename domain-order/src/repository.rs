@@ -136,6 +136,18 @@ pub fn find(conn: &mut AnyConnection, id: &OrderId) -> QueryResult<Option<Order>
     Ok(assemble(conn, row.into_iter().collect())?.pop())
 }
 
+/// The customer an order belongs to.
+pub fn owner(conn: &mut AnyConnection, id: &OrderId) -> QueryResult<Option<String>> {
+    if !id.could_exist() {
+        return Ok(None);
+    }
+    orders::table
+        .find(id.as_str())
+        .select(orders::user_id)
+        .first(conn)
+        .optional()
+}
+
 /// One page of a user's orders, oldest first, plus one extra row.
 pub fn list_for_user(
     conn: &mut AnyConnection,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared_kernel::auth::Caller;
 use shared_kernel::clock;
 use shared_kernel::db::{Db, DbError};
 use shared_kernel::events::{CancellationReason, OrderCancelled, OrderLineData, OrderPlaced};
@@ -12,7 +13,8 @@ use shared_kernel::ports::{Inventory, PortError, ReservationLine, ReserveError, 
 
 use crate::error::OrderError;
 use crate::model::{
-    CancelReason, Order, OrderEvent, OrderId, PlaceOrder, PricingError, RequestField, Violation,
+    CancelReason, Order, OrderEvent, OrderId, PlaceOrder, PricingError, RequestField, UserId,
+    Violation,
 };
 use crate::repository;
 
@@ -217,16 +219,24 @@ impl OrderService {
         }
     }
 
-    pub async fn get(&self, id: OrderId) -> Result<Order, OrderError> {
+    /// The order, if `caller` may see it (its customer, or staff); another
+    /// customer's order is not found, exactly as if it did not exist.
+    pub async fn get(&self, caller: &Caller, id: OrderId) -> Result<Order, OrderError> {
+        let caller = caller.clone();
         self.db
-            .run(move |conn| repository::find(conn, &id)?.ok_or(OrderError::NotFound(id)))
+            .run(move |conn| {
+                repository::find(conn, &id)?
+                    .filter(|order| caller.may_see(&order.user_id))
+                    .ok_or(OrderError::NotFound(id))
+            })
             .await
     }
 
-    pub async fn list(&self, user_id: String, page: PageRequest) -> Result<OrderPage, OrderError> {
+    /// One page of a customer's orders, oldest first.
+    pub async fn list(&self, user: UserId, page: PageRequest) -> Result<OrderPage, OrderError> {
         self.db
             .run(move |conn| {
-                let rows = repository::list_for_user(conn, &user_id, &page)?;
+                let rows = repository::list_for_user(conn, user.as_str(), &page)?;
                 let (orders, next_cursor) = page.finish(rows, |o| o.id.as_str());
                 Ok(OrderPage {
                     orders,
@@ -236,12 +246,18 @@ impl OrderService {
             .await
     }
 
-    /// The customer cancels an order that is still pending payment.
-    pub async fn cancel(&self, id: OrderId) -> Result<Order, OrderError> {
+    /// The customer cancels one of their orders that is still pending payment.
+    pub async fn cancel(&self, customer: &UserId, id: OrderId) -> Result<Order, OrderError> {
         let outbox = self.outbox.clone();
+        let customer = customer.clone();
         let order = self
             .db
             .write(move |conn| {
+                // Another customer's order is not found, and stays untouched.
+                let owner = repository::owner(conn, &id)?;
+                if owner.as_deref() != Some(customer.as_str()) {
+                    return Err(OrderError::NotFound(id.clone()));
+                }
                 let cancelled = cancel_pending(conn, &outbox, &id, CancelReason::CancelledByUser)?;
                 let order =
                     repository::find(conn, &id)?.ok_or_else(|| OrderError::NotFound(id.clone()))?;

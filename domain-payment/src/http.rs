@@ -4,9 +4,11 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared_kernel::auth::{Caller, Customer};
 use shared_kernel::http::{Json, json_integer, parse_json};
 use shared_kernel::problem::responses::{
-    MalformedJson, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+    CustomerOnly, CustomerUnauthorized, MalformedJson, PayloadTooLarge, TooManyAuthFailures,
+    Unavailable, UnsupportedMediaType,
 };
 use shared_kernel::{Problem, clock};
 use utoipa::{IntoParams, ToSchema};
@@ -109,6 +111,7 @@ fn payment_response(payment: Payment, created: bool) -> HttpResponse {
 #[utoipa::path(
     operation_id = "initiatePayment",
     tag = "payments",
+    security(("customerToken" = [])),
     request_body = InitiatePayment,
     responses(
         (status = 201, description = "A payment was opened", body = PaymentView,
@@ -116,28 +119,33 @@ fn payment_response(payment: Payment, created: bool) -> HttpResponse {
         (status = 200, description = "The order's payment that is still open", body = PaymentView,
             headers(("Location" = String, description = "The payment's URL"))),
         (status = 400, response = MalformedJson),
-        (status = 404, description = "No order has this id (`order_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 403, response = CustomerOnly),
+        (status = 404, description = "No order of the caller has this id (`order_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order is paid (`order_already_paid`), cancelled (`order_cancelled`) or expired (`order_expired`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid, such as an unknown `paymentMethod`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, description = "No payment gateway is configured (`no_payment_gateway`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/payments")]
 async fn initiate_payment(
+    customer: Customer,
     payments: web::Data<PaymentService>,
     body: Json<InitiatePayment>,
 ) -> Result<HttpResponse, Problem> {
-    initiate(&payments, body.into_inner()).await
+    initiate(&customer, &payments, body.into_inner()).await
 }
 
 async fn initiate(
+    customer: &Customer,
     payments: &PaymentService,
     body: InitiatePayment,
 ) -> Result<HttpResponse, Problem> {
     let (payment, created) = payments
-        .initiate(body.order_id, body.payment_method)
+        .initiate(&customer.0, body.order_id, body.payment_method)
         .await?;
     Ok(payment_response(payment, created))
 }
@@ -146,19 +154,25 @@ async fn initiate(
 #[utoipa::path(
     operation_id = "getPayment",
     tag = "payments",
+    security(("customerToken" = []), ("adminToken" = [])),
     params(("paymentId" = String, Path, description = "The payment's id", example = "019b3f2e-5f6a-7b8c-9d0e-1f2a3b4c5d6e")),
     responses(
         (status = 200, description = "The payment", body = PaymentView),
-        (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 404, description = "No payment of the caller has this id (`payment_not_found`; another customer's payment is not found either)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[get("/payments/{paymentId}")]
 async fn get_payment(
+    caller: Caller,
     payments: web::Data<PaymentService>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let payment = payments.get(PaymentId::from(id.into_inner())).await?;
+    let payment = payments
+        .get(&caller, PaymentId::from(id.into_inner()))
+        .await?;
     Ok(HttpResponse::Ok().json(PaymentView::from(payment)))
 }
 
@@ -271,6 +285,7 @@ async fn receive<B: serde::de::DeserializeOwned>(
 #[utoipa::path(
     operation_id = "paymentResultNotify",
     tag = "payments",
+    security(()),
     params(SignatureHeader),
     request_body = PaymentNotification,
     responses(
@@ -312,25 +327,30 @@ async fn payment_result_notify(
 #[utoipa::path(
     operation_id = "originalInitiatePayment",
     tag = "original spec",
+    security(("customerToken" = [])),
     request_body = InitiatePayment,
     responses(
         (status = 201, description = "A payment was opened", body = PaymentView),
         (status = 200, description = "The order's payment that is still open", body = PaymentView),
         (status = 400, response = MalformedJson),
-        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = CustomerUnauthorized),
+        (status = 403, response = CustomerOnly),
+        (status = 404, description = "No order of the caller has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order is paid, cancelled or expired", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, description = "No payment gateway is configured, or the database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/initiatePayment")]
 async fn original_initiate_payment(
+    customer: Customer,
     payments: web::Data<PaymentService>,
     body: Json<InitiatePayment>,
 ) -> Result<HttpResponse, Problem> {
-    initiate(&payments, body.into_inner()).await
+    initiate(&customer, &payments, body.into_inner()).await
 }
 
 /// The original spec's notification: it names the order.
@@ -380,6 +400,7 @@ pub struct OriginalNotificationResult {
 #[utoipa::path(
     operation_id = "originalPaymentResultNotify",
     tag = "original spec",
+    security(()),
     params(SignatureHeader),
     request_body = OriginalPaymentNotification,
     responses(

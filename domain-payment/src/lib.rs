@@ -21,5 +21,5 @@ pub mod signature;
 
 pub use error::PaymentError;
 pub use events::Refunds;
-pub use sandbox::{SandboxCheckout, SandboxGateway};
+pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway};
 pub use service::PaymentService;

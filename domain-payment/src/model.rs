@@ -191,4 +191,6 @@ pub struct Payment {
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
     pub completed_at: Option<chrono::NaiveDateTime>,
+    /// The customer the payment belongs to (its order's).
+    pub user_id: String,
 }

@@ -24,6 +24,7 @@ struct PaymentRow {
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     completed_at: Option<NaiveDateTime>,
+    user_id: String,
 }
 
 impl PaymentRow {
@@ -47,6 +48,7 @@ impl PaymentRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             completed_at: self.completed_at,
+            user_id: self.user_id,
         })
     }
 }
@@ -65,6 +67,7 @@ pub fn insert(conn: &mut AnyConnection, p: &Payment) -> QueryResult<()> {
             payments::expires_at.eq(p.expires_at),
             payments::created_at.eq(p.created_at),
             payments::updated_at.eq(p.updated_at),
+            payments::user_id.eq(&p.user_id),
         ))
         .execute(conn)?;
     Ok(())

@@ -3,29 +3,80 @@
 //! clicks Pay or Fail; the sandbox then sends the notification to the notify
 //! route over HTTP, signed exactly as a provider would. It lets anyone pay
 //! for free, so production switches it off (`SHOP__PAYMENT__SANDBOX=false`).
+//!
+//! The page acts only for whoever holds its URL: the URL carries a token, an
+//! HMAC of the payment id under a key derived from the webhook secret, and
+//! the page refuses (403) without it.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sha2::Sha256;
 use shared_kernel::Problem;
+use shared_kernel::auth::constant_time_eq;
 use shared_kernel::ports::{GatewayPayment, GatewayPaymentRequest, PaymentGateway, PortError};
 
 use crate::PaymentService;
 use crate::model::{Payment, PaymentId, PaymentStatus};
 use crate::signature;
 
+/// The tokens that make a checkout URL work: HMAC-SHA256 of the payment id
+/// under a key of their own (derived from the webhook secret), 128 bits in hex.
+#[derive(Clone)]
+pub struct CheckoutLinks {
+    key: [u8; 32],
+}
+
+impl CheckoutLinks {
+    pub fn new(webhook_secret: &SecretString) -> Self {
+        Self {
+            key: hmac_sha256(
+                webhook_secret.expose_secret().as_bytes(),
+                b"shop sandbox checkout links",
+            ),
+        }
+    }
+
+    /// The token of a payment's checkout URL.
+    pub fn token(&self, payment_id: &str) -> String {
+        hex::encode(&hmac_sha256(&self.key, payment_id.as_bytes())[..16])
+    }
+
+    fn verify(&self, payment_id: &str, token: Option<&str>) -> bool {
+        token.is_some_and(|t| constant_time_eq(self.token(payment_id).as_bytes(), t.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for CheckoutLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckoutLinks(***)")
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 /// Opens payments whose URL is the app's own checkout page.
 #[derive(Debug, Clone)]
 pub struct SandboxGateway {
     public_url: String,
+    links: CheckoutLinks,
 }
 
 impl SandboxGateway {
     /// `public_url`: where customers reach this server, such as `http://127.0.0.1:8080`.
-    pub fn new(public_url: impl Into<String>) -> Self {
+    pub fn new(public_url: impl Into<String>, links: CheckoutLinks) -> Self {
         Self {
             public_url: public_url.into().trim_end_matches('/').to_owned(),
+            links,
         }
     }
 }
@@ -42,8 +93,10 @@ impl PaymentGateway for SandboxGateway {
     ) -> Result<GatewayPayment, PortError> {
         Ok(GatewayPayment {
             payment_url: format!(
-                "{}/sandbox/checkout/{}",
-                self.public_url, request.payment_id
+                "{}/sandbox/checkout/{}?token={}",
+                self.public_url,
+                request.payment_id,
+                self.links.token(&request.payment_id)
             ),
         })
     }
@@ -54,12 +107,14 @@ impl PaymentGateway for SandboxGateway {
 pub struct SandboxCheckout {
     notify_url: String,
     client: reqwest::Client,
+    links: CheckoutLinks,
 }
 
 impl SandboxCheckout {
     /// `internal_url`: where this server itself is reachable, such as `http://127.0.0.1:8080`.
-    pub fn new(internal_url: &str) -> Self {
+    pub fn new(internal_url: &str, links: CheckoutLinks) -> Self {
         Self {
+            links,
             notify_url: format!(
                 "{}/api/v1/payments/notify",
                 internal_url.trim_end_matches('/')
@@ -81,11 +136,41 @@ pub fn configure_checkout(cfg: &mut web::ServiceConfig) {
     .route("/sandbox/checkout/{paymentId}", web::post().to(complete));
 }
 
+/// The `?token=` of a checkout URL.
+#[derive(Debug, Deserialize)]
+struct LinkToken {
+    token: Option<String>,
+}
+
+/// The payment a checkout URL names, if the URL carries its token.
+async fn linked_payment(
+    payments: &PaymentService,
+    checkout: &SandboxCheckout,
+    id: String,
+    token: Option<&str>,
+) -> Result<Result<Payment, HttpResponse>, Problem> {
+    if !checkout.links.verify(&id, token) {
+        let mut refused = page(
+            "Sandbox checkout",
+            "<p id=\"result\">This checkout link is not valid: open the <code>paymentUrl</code> that initiating the payment answered, whole.</p>",
+        );
+        *refused.status_mut() = StatusCode::FORBIDDEN;
+        return Ok(Err(refused));
+    }
+    Ok(Ok(payments.find(PaymentId::from(id)).await?))
+}
+
 async fn checkout_page(
     payments: web::Data<PaymentService>,
+    checkout: web::Data<SandboxCheckout>,
     id: web::Path<String>,
+    link: web::Query<LinkToken>,
 ) -> Result<HttpResponse, Problem> {
-    let payment = payments.get(PaymentId::from(id.into_inner())).await?;
+    let payment =
+        match linked_payment(&payments, &checkout, id.into_inner(), link.token.as_deref()).await? {
+            Ok(payment) => payment,
+            Err(refused) => return Ok(refused),
+        };
     let body = if payment.status == PaymentStatus::Pending {
         format!(
             r#"<p>Pay <strong>{amount}</strong> for order <code>{order}</code> with {method}?</p>
@@ -121,9 +206,14 @@ async fn complete(
     payments: web::Data<PaymentService>,
     checkout: web::Data<SandboxCheckout>,
     id: web::Path<String>,
+    link: web::Query<LinkToken>,
     form: web::Form<CompleteForm>,
 ) -> Result<HttpResponse, Problem> {
-    let payment = payments.get(PaymentId::from(id.into_inner())).await?;
+    let payment =
+        match linked_payment(&payments, &checkout, id.into_inner(), link.token.as_deref()).await? {
+            Ok(payment) => payment,
+            Err(refused) => return Ok(refused),
+        };
     let status = match form.outcome {
         Outcome::Success => "success",
         Outcome::Failure => "failure",

@@ -13,5 +13,6 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
+        user_id -> Text,
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use shared_kernel::auth::{Caller, UserId};
 use shared_kernel::clock;
 use shared_kernel::db::{AnyConnection, Db};
 use shared_kernel::events::{PaymentFailed, PaymentSucceeded};
@@ -81,10 +82,13 @@ impl PaymentService {
         }
     }
 
-    /// Opens a payment for a pending, unexpired order; returns it and whether
-    /// it is new. While a payment of the order is open, that one is returned.
+    /// Opens a payment for one of `customer`'s orders that is pending and
+    /// unexpired; returns it and whether it is new. While a payment of the
+    /// order is open, that one is returned. Another customer's order is not
+    /// found, exactly as if it did not exist.
     pub async fn initiate(
         &self,
+        customer: &UserId,
         order_id: String,
         method: PaymentMethod,
     ) -> Result<(Payment, bool), PaymentError> {
@@ -93,6 +97,7 @@ impl PaymentService {
             .orders
             .order(&order_id)
             .await?
+            .filter(|order| order.user_id == customer.as_str())
             .ok_or_else(|| PaymentError::OrderNotFound(order_id.clone()))?;
         match order.state {
             OrderState::Paid => return Err(PaymentError::OrderPaid),
@@ -129,6 +134,7 @@ impl PaymentService {
             created_at: now,
             updated_at: now,
             completed_at: None,
+            user_id: order.user_id,
         };
         let stored = payment.clone();
         match self
@@ -164,7 +170,20 @@ impl PaymentService {
         Ok(current.filter(|p| p.status == PaymentStatus::Pending))
     }
 
-    pub async fn get(&self, id: PaymentId) -> Result<Payment, PaymentError> {
+    /// The payment, if `caller` may see it (its customer, or staff); another
+    /// customer's payment is not found, exactly as if it did not exist.
+    pub async fn get(&self, caller: &Caller, id: PaymentId) -> Result<Payment, PaymentError> {
+        let payment = self.find(id.clone()).await?;
+        if caller.may_see(&payment.user_id) {
+            Ok(payment)
+        } else {
+            Err(PaymentError::NotFound(id))
+        }
+    }
+
+    /// The payment, whoever it belongs to (for the sandbox's checkout page,
+    /// which checks its own link token).
+    pub async fn find(&self, id: PaymentId) -> Result<Payment, PaymentError> {
         self.db
             .run(move |conn| repository::find(conn, &id)?.ok_or(PaymentError::NotFound(id)))
             .await

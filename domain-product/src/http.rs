@@ -6,10 +6,12 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared_kernel::http::{Admin, Json, Query, json_integer};
+use shared_kernel::auth::Admin;
+use shared_kernel::http::{Json, Query, json_integer};
 use shared_kernel::pagination::{PageQuery, PageRequest};
 use shared_kernel::problem::responses::{
-    MalformedJson, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
+    MalformedJson, PayloadTooLarge, TooManyAuthFailures, Unauthorized, Unavailable,
+    UnsupportedMediaType,
 };
 use shared_kernel::{FieldViolation, Problem, clock};
 use utoipa::ToSchema;
@@ -171,6 +173,7 @@ fn parse_stock(field: &str, units: i64) -> Result<Stock, ProductError> {
 #[utoipa::path(
     operation_id = "listProducts",
     tag = "products",
+    security(()),
     params(PageQuery),
     responses(
         (status = 200, description = "A page of products", body = ProductList),
@@ -196,12 +199,13 @@ async fn list_products(
     operation_id = "createProduct",
     tag = "products",
     request_body = CreateProduct,
-    security(("bearerAuth" = [])),
+    security(("adminToken" = [])),
     responses(
         (status = 201, description = "The product was added", body = ProductView,
             headers(("Location" = String, description = "The new product's URL"))),
         (status = 400, response = MalformedJson),
         (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyAuthFailures),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or invalid; `errors` names it", body = Problem, content_type = "application/problem+json"),
@@ -228,6 +232,7 @@ async fn create_product(
 #[utoipa::path(
     operation_id = "getProductInfo",
     tag = "products",
+    security(()),
     params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
     responses(
         (status = 200, description = "The product", body = ProductView),
@@ -252,11 +257,12 @@ async fn get_product_info(
     tag = "products",
     params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
     request_body = UpdateStock,
-    security(("bearerAuth" = [])),
+    security(("adminToken" = [])),
     responses(
         (status = 200, description = "The product with its new stock", body = ProductView),
         (status = 400, response = MalformedJson),
         (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyAuthFailures),
         (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -295,6 +301,7 @@ pub struct ProductIdQuery {
 #[utoipa::path(
     operation_id = "originalGetProductInfo",
     tag = "original spec",
+    security(()),
     params(ProductIdQuery),
     responses(
         (status = 200, description = "The product", body = ProductView),
@@ -330,11 +337,12 @@ pub struct OriginalUpdateStock {
     operation_id = "originalUpdateProductStock",
     tag = "original spec",
     request_body = OriginalUpdateStock,
-    security(("bearerAuth" = [])),
+    security(("adminToken" = [])),
     responses(
         (status = 200, description = "The product with its new stock", body = ProductView),
         (status = 400, response = MalformedJson),
         (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyAuthFailures),
         (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),

@@ -1,14 +1,13 @@
 //! Extractors whose every failure is a [`Problem`]: a JSON body that names the
-//! offending field, a query string likewise, and the admin bearer token.
+//! offending field, and a query string likewise.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
-use secrecy::{ExposeSecret, SecretString};
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
 use serde::de::DeserializeOwned;
 
 use crate::problem::{FieldViolation, Problem};
@@ -171,101 +170,6 @@ pub fn invalid_query(errors: Vec<FieldViolation>) -> Problem {
     .with_errors(errors)
 }
 
-/// The bearer token that admin routes require (`SHOP__AUTH__ADMIN_TOKEN`).
-#[derive(Clone)]
-pub struct AdminToken(SecretString);
-
-impl AdminToken {
-    pub fn new(token: SecretString) -> Self {
-        Self(token)
-    }
-
-    fn matches(&self, presented: &str) -> bool {
-        constant_time_eq(self.0.expose_secret().as_bytes(), presented.as_bytes())
-    }
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(***)")
-    }
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Proof that the request carries the admin token. List it first among a
-/// handler's arguments so that a request without it is refused (401) before
-/// its body is even read.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
-
-/// 401 with `WWW-Authenticate: Bearer`.
-#[derive(Debug)]
-pub struct Unauthorized(Problem);
-
-impl std::fmt::Display for Unauthorized {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl ResponseError for Unauthorized {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::UNAUTHORIZED
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = self.0.error_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"shop admin\""),
-        );
-        response
-    }
-}
-
-impl FromRequest for Admin {
-    type Error = Unauthorized;
-    type Future = std::future::Ready<Result<Self, Unauthorized>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authorize(req))
-    }
-}
-
-fn authorize(req: &HttpRequest) -> Result<Admin, Unauthorized> {
-    let refuse = |detail: &str| {
-        Unauthorized(
-            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                .with_detail(detail),
-        )
-    };
-    let Some(expected) = req.app_data::<web::Data<AdminToken>>() else {
-        tracing::error!("no admin token is configured; refusing an admin request");
-        return Err(refuse("Admin access is not configured."));
-    };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match presented {
-        None => Err(refuse(
-            "This route needs an admin token: Authorization: Bearer <token>.",
-        )),
-        Some(token) if expected.matches(token) => Ok(Admin),
-        Some(_) => Err(refuse("The admin token is not valid.")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +248,7 @@ mod tests {
 
     #[test]
     fn constant_time_eq_compares_bytes() {
+        use crate::auth::constant_time_eq;
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret!"));

@@ -2,11 +2,13 @@
 //!
 //! - [`money`]: integer minor units with an ISO 4217 currency, never a float.
 //! - [`problem`]: the RFC 9457 error model every HTTP error is rendered in.
-//! - [`http`]: extractors whose failures are problems too (JSON body, query, admin auth).
+//! - [`auth`]: who is calling (customer tokens, the admin token) and what they may see.
+//! - [`http`]: extractors whose failures are problems too (JSON body, query).
 //! - [`db`]: the connection type that serves SQLite and PostgreSQL from one binary.
 //! - [`pagination`]: opaque cursors and pages.
 //! - [`clock`]: timestamps as the database stores them.
 
+pub mod auth;
 pub mod clock;
 pub mod db;
 pub mod events;

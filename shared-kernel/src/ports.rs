@@ -112,6 +112,8 @@ pub enum OrderState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderSummary {
     pub order_id: String,
+    /// The customer the order belongs to (the user id of their token).
+    pub user_id: String,
     pub amount: Money,
     pub state: OrderState,
     pub expires_at: DateTime<Utc>,

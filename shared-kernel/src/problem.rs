@@ -61,9 +61,37 @@ pub mod responses {
     #[derive(ToResponse)]
     #[response(
         description = "Missing or wrong admin token (`unauthorized`)",
-        content_type = "application/problem+json"
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"shop admin\"`"))
     )]
     pub struct Unauthorized(pub Problem);
+
+    /// No customer token (`unauthorized`), or one that is malformed, expired,
+    /// not yet valid, wrongly signed or not meant for shop (`invalid_token`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "No valid credentials: no token (`unauthorized`), or a token that is malformed, expired, not yet valid, wrongly signed, or of another issuer or audience (`invalid_token`). Nothing was changed.",
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"shop\"`, with `error=\"invalid_token\"` and an `error_description` when a token was refused"))
+    )]
+    pub struct CustomerUnauthorized(pub Problem);
+
+    /// The admin token where a customer's token is needed (`customer_token_required`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "The admin token was presented where the route acts for a customer (`customer_token_required`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct CustomerOnly(pub Problem);
+
+    /// Too many failed authentications from this address (`too_many_auth_failures`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "Too many requests from this client address presented invalid credentials (`too_many_auth_failures`); retry after `Retry-After` seconds",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds until this address may try again"))
+    )]
+    pub struct TooManyAuthFailures(pub Problem);
 
     /// The body is too large (`payload_too_large`).
     #[derive(ToResponse)]

@@ -1,0 +1,381 @@
+//! Who is calling. Customers present a bearer JWT whose `sub` is their user
+//! id; support staff present the admin token. Handlers say what they need by
+//! the extractor they take:
+//!
+//! - [`Customer`]: a customer's token (the route acts as that customer);
+//! - [`Caller`]: a customer's token or the admin token (reads: staff may see
+//!   every customer's orders and payments);
+//! - [`Admin`]: the admin token.
+//!
+//! List the extractor first among a handler's arguments, so that a request
+//! without credentials is refused (401) before its body is even read. Every
+//! refusal is a problem+json with `WWW-Authenticate: Bearer`; presented
+//! credentials that fail are counted per client address, and an address that
+//! fails too often is answered 429 for the rest of the minute.
+
+mod limiter;
+pub mod token;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::future::LocalBoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::Problem;
+pub use limiter::FailureLimiter;
+pub use token::{TokenError, TokenVerifier};
+
+/// A customer's user id: 1 to 64 letters, digits or `_.:@|-`, starting with
+/// a letter or digit. It is the `sub` of the customer's token, as the
+/// identity provider issues it (Keycloak: a UUID; Auth0: `auth0|...`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut chars = raw.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.:@|-".contains(c));
+        if first_ok && rest_ok && raw.len() <= 64 {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be 1 to 64 letters, digits or _.:@|- and start with a letter or digit".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A customer, proven by a valid token: routes that act for a customer take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer(pub UserId);
+
+/// Whoever may read orders and payments: their owner, or support staff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Customer(UserId),
+    /// The admin token: may read every customer's orders and payments.
+    Staff,
+}
+
+impl Caller {
+    /// Whether this caller may see something that belongs to `owner`.
+    /// (Whatever it may not see answers 404, exactly as if it did not exist.)
+    pub fn may_see(&self, owner: &str) -> bool {
+        match self {
+            Self::Customer(user) => user.as_str() == owner,
+            Self::Staff => true,
+        }
+    }
+}
+
+/// Proof that the request carries the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+/// The bearer token that admin routes require (`SHOP__AUTH__ADMIN_TOKEN`).
+#[derive(Clone)]
+pub struct AdminToken(SecretString);
+
+impl AdminToken {
+    pub fn new(token: SecretString) -> Self {
+        Self(token)
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        constant_time_eq(self.0.expose_secret().as_bytes(), presented.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Everything that checks credentials, shared by every worker (`web::Data`).
+pub struct Authenticator {
+    admin: AdminToken,
+    tokens: Arc<TokenVerifier>,
+    failures: FailureLimiter,
+}
+
+impl Authenticator {
+    pub fn new(admin: AdminToken, tokens: Arc<TokenVerifier>, failures: FailureLimiter) -> Self {
+        Self {
+            admin,
+            tokens,
+            failures,
+        }
+    }
+
+    /// Who presents `credentials` (the `Authorization` header) from `address`.
+    async fn identify(
+        &self,
+        credentials: Option<String>,
+        address: IpAddr,
+        need: Need,
+    ) -> Result<Caller, AuthError> {
+        let Some(token) = credentials else {
+            return Err(AuthError::missing(need));
+        };
+        if let Err(retry_after) = self.failures.check(address) {
+            return Err(AuthError::too_many(retry_after.as_secs().max(1)));
+        }
+        if self.admin.matches(&token) {
+            return match need {
+                Need::Customer => Err(AuthError::customer_only()),
+                Need::Reader | Need::Admin => Ok(Caller::Staff),
+            };
+        }
+        if need == Need::Admin {
+            self.failures.record_failure(address);
+            return Err(AuthError::bad_admin_token());
+        }
+        match self.tokens.verify(&token).await {
+            Ok(user) => Ok(Caller::Customer(user)),
+            Err(error) => {
+                self.failures.record_failure(address);
+                tracing::debug!(%error, %address, "refused a customer token");
+                Err(AuthError::invalid_token(&error))
+            }
+        }
+    }
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Customer,
+    Reader,
+    Admin,
+}
+
+fn authenticate(req: &HttpRequest, need: Need) -> LocalBoxFuture<'static, Result<Caller, AuthError>> {
+    let auth = req.app_data::<web::Data<Authenticator>>().cloned();
+    let credentials = bearer(req);
+    let address = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    Box::pin(async move {
+        let Some(auth) = auth else {
+            tracing::error!("no authenticator is configured; refusing the request");
+            return Err(AuthError::missing(need));
+        };
+        auth.identify(credentials, address, need).await
+    })
+}
+
+/// The bearer token of the `Authorization` header; `None` without one (or
+/// with another scheme, which RFC 6750 treats as no credentials).
+fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned())
+}
+
+impl FromRequest for Customer {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = authenticate(req, Need::Customer);
+        Box::pin(async move {
+            match caller.await? {
+                Caller::Customer(user) => Ok(Customer(user)),
+                Caller::Staff => Err(AuthError::customer_only()),
+            }
+        })
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        authenticate(req, Need::Reader)
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = authenticate(req, Need::Admin);
+        Box::pin(async move {
+            match caller.await? {
+                Caller::Staff => Ok(Admin),
+                Caller::Customer(_) => Err(AuthError::bad_admin_token()),
+            }
+        })
+    }
+}
+
+/// A refused request: 401 (with `WWW-Authenticate`), 403 or 429 (with `Retry-After`).
+#[derive(Debug)]
+pub struct AuthError {
+    problem: Problem,
+    challenge: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl AuthError {
+    fn missing(need: Need) -> Self {
+        let (detail, realm) = match need {
+            Need::Customer => (
+                "This route needs a customer's token: Authorization: Bearer <JWT>.",
+                "shop",
+            ),
+            Need::Reader => (
+                "This route needs a customer's token (Authorization: Bearer <JWT>) or the admin token.",
+                "shop",
+            ),
+            Need::Admin => (
+                "This route needs an admin token: Authorization: Bearer <token>.",
+                "shop admin",
+            ),
+        };
+        Self {
+            problem: Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .with_detail(detail),
+            challenge: Some(format!("Bearer realm=\"{realm}\"")),
+            retry_after: None,
+        }
+    }
+
+    fn invalid_token(error: &TokenError) -> Self {
+        let description = error.to_string();
+        Self {
+            problem: Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token")
+                .with_detail(format!("{description}.")),
+            challenge: Some(format!(
+                "Bearer realm=\"shop\", error=\"invalid_token\", error_description=\"{description}\""
+            )),
+            retry_after: None,
+        }
+    }
+
+    fn bad_admin_token() -> Self {
+        Self {
+            problem: Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .with_detail("The admin token is not valid."),
+            challenge: Some("Bearer realm=\"shop admin\", error=\"invalid_token\"".to_owned()),
+            retry_after: None,
+        }
+    }
+
+    fn customer_only() -> Self {
+        Self {
+            problem: Problem::new(
+                StatusCode::FORBIDDEN,
+                "customer_token_required",
+                "Customer token required",
+            )
+            .with_detail(
+                "This route acts for a customer: call it with the customer's token, not the admin token.",
+            ),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    fn too_many(retry_after: u64) -> Self {
+        Self {
+            problem: Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                "Too many failed authentications",
+            )
+            .with_detail(format!(
+                "Too many requests from this address presented invalid credentials; try again in {retry_after} s."
+            )),
+            challenge: None,
+            retry_after: Some(retry_after),
+        }
+    }
+
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.problem.fmt(f)
+    }
+}
+
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::UNAUTHORIZED)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = self.problem.error_response();
+        let headers = response.headers_mut();
+        if let Some(challenge) = &self.challenge
+            && let Ok(value) = HeaderValue::from_str(challenge)
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids() {
+        assert!(UserId::parse("alice@example.com").is_ok());
+        assert!(UserId::parse("auth0|64b0c0ffee").is_ok());
+        assert!(UserId::parse("019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f").is_ok());
+        assert!(UserId::parse(&"a".repeat(64)).is_ok());
+        assert!(UserId::parse(&"a".repeat(65)).is_err());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("-lead").is_err());
+        assert!(UserId::parse("with space").is_err());
+        assert!(UserId::parse("nul\0").is_err());
+    }
+
+    #[test]
+    fn staff_see_everything_customers_their_own() {
+        let alice = Caller::Customer(UserId::parse("alice").unwrap());
+        assert!(alice.may_see("alice"));
+        assert!(!alice.may_see("bob"));
+        assert!(!alice.may_see("alice "));
+        assert!(Caller::Staff.may_see("bob"));
+    }
+}

@@ -1,0 +1,502 @@
+//! Customer tokens: JWTs verified with an HS256 shared secret, with the
+//! identity provider's public keys from a JWKS, or both. The algorithm is
+//! pinned by the key, never taken from the token: an HS256 token is checked
+//! only against the secret, an RS256 token only against an RSA key of the
+//! JWKS published for RS256, and so on (`none` does not exist here).
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::UserId;
+
+/// The most clock skew tolerated on `exp` and `nbf`.
+pub const MAX_LEEWAY_SECS: u64 = 60;
+/// The shortest HS256 secret accepted (RFC 7518 §3.2: a key of at least 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// An unknown `kid` fetches the JWKS again, at most this often.
+const MIN_REFETCH: Duration = Duration::from_secs(1);
+
+/// Why a token was refused (the `error_description` of the 401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("The token is not a well-formed JWT")]
+    Malformed,
+    #[error("The token's algorithm is not accepted")]
+    Algorithm,
+    #[error("The token's key is not known")]
+    UnknownKey,
+    #[error("The token's signature does not verify")]
+    Signature,
+    #[error("The token has expired")]
+    Expired,
+    #[error("The token is not valid yet")]
+    NotYetValid,
+    #[error("The token's issuer is not accepted")]
+    Issuer,
+    #[error("The token's audience is not accepted")]
+    Audience,
+    #[error("The token lacks the claim {0}")]
+    MissingClaim(String),
+    #[error("The token's subject is not a valid user id")]
+    Subject,
+}
+
+/// Where the identity provider publishes its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksLocation {
+    Url(String),
+    File(PathBuf),
+}
+
+impl JwksLocation {
+    /// `https://...`, `file://...`, or `http://` on a loopback address (for
+    /// a provider on the same host, and tests).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(path) = raw.strip_prefix("file://") {
+            return Ok(Self::File(PathBuf::from(path)));
+        }
+        let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Domain(host)) => host == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => Ok(Self::Url(raw.to_owned())),
+            "http" if loopback => Ok(Self::Url(raw.to_owned())),
+            _ => Err("must be https://..., file://..., or http:// on a loopback address".into()),
+        }
+    }
+}
+
+/// How tokens are checked.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The HS256 secret, if shop accepts tokens signed with one.
+    pub secret: Option<SecretString>,
+    pub jwks: Option<JwksLocation>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_secs: u64,
+}
+
+/// One verification key and the one algorithm it is used with.
+struct PublicKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// Checks customer tokens.
+pub struct TokenVerifier {
+    secret: Option<DecodingKey>,
+    jwks: Option<Jwks>,
+    validation: Validation,
+}
+
+struct Jwks {
+    location: JwksLocation,
+    client: reqwest::Client,
+    keys: RwLock<Arc<Vec<PublicKey>>>,
+    /// When the keys were last fetched; held while fetching, so one fetch runs at a time.
+    fetched: tokio::sync::Mutex<Instant>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+impl TokenVerifier {
+    /// Builds the verifier; with a JWKS, fetches it (an unreachable or empty
+    /// key set is an error: shop would refuse every customer).
+    pub async fn load(settings: &TokenSettings) -> anyhow::Result<Self> {
+        let secret = match &settings.secret {
+            Some(secret) => {
+                let bytes = secret.expose_secret().as_bytes();
+                anyhow::ensure!(
+                    bytes.len() >= MIN_SECRET_BYTES,
+                    "SHOP__AUTH__JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+                );
+                Some(DecodingKey::from_secret(bytes))
+            }
+            None => None,
+        };
+        let jwks = match &settings.jwks {
+            Some(location) => {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()?;
+                let keys = fetch(&client, location).await.map_err(|e| {
+                    anyhow::anyhow!("SHOP__AUTH__JWKS_URL: could not load the key set: {e}")
+                })?;
+                tracing::info!(keys = keys.len(), "loaded the identity provider's keys");
+                Some(Jwks {
+                    location: location.clone(),
+                    client,
+                    keys: RwLock::new(Arc::new(keys)),
+                    fetched: tokio::sync::Mutex::new(Instant::now()),
+                })
+            }
+            None => None,
+        };
+        anyhow::ensure!(
+            secret.is_some() || jwks.is_some(),
+            "customer tokens need SHOP__AUTH__JWT_SECRET or SHOP__AUTH__JWKS_URL"
+        );
+        anyhow::ensure!(
+            settings.leeway_secs <= MAX_LEEWAY_SECS,
+            "SHOP__AUTH__JWT_LEEWAY_SECS must be at most {MAX_LEEWAY_SECS}"
+        );
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &settings.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &settings.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // Without a configured audience, `aud` is not checked.
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Self {
+            secret,
+            jwks,
+            validation,
+        })
+    }
+
+    /// The customer a token names, if it is genuine, current and meant for shop.
+    pub async fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg == Algorithm::HS256 {
+            let key = self.secret.as_ref().ok_or(TokenError::Algorithm)?;
+            return self.check(token, key, Algorithm::HS256);
+        }
+        let jwks = self.jwks.as_ref().ok_or(TokenError::Algorithm)?;
+        let keys = match jwks.find(&header) {
+            Ok(keys) => keys,
+            Err(TokenError::UnknownKey) => {
+                jwks.refetch_for(&header).await;
+                jwks.find(&header)?
+            }
+            Err(other) => return Err(other),
+        };
+        let (keys, index) = keys;
+        let key = &keys[index];
+        self.check(token, &key.key, key.alg)
+    }
+
+    fn check(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<UserId, TokenError> {
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![alg];
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidIssuer => TokenError::Issuer,
+                ErrorKind::InvalidAudience => TokenError::Audience,
+                ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
+                ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::Algorithm,
+                ErrorKind::InvalidSignature => TokenError::Signature,
+                _ => TokenError::Malformed,
+            }
+        })?;
+        UserId::parse(&data.claims.sub).map_err(|_| TokenError::Subject)
+    }
+
+    /// Fetches the JWKS again (the periodic refresh). Keeps the old keys when it fails.
+    pub async fn refresh(&self) {
+        if let Some(jwks) = &self.jwks {
+            let mut fetched = jwks.fetched.lock().await;
+            jwks.fetch_now(&mut fetched).await;
+        }
+    }
+
+    pub fn uses_jwks(&self) -> bool {
+        self.jwks.is_some()
+    }
+}
+
+impl Jwks {
+    /// The key for a token's header: by `kid`, or the only key for its algorithm when it has none.
+    fn find(&self, header: &Header) -> Result<(Arc<Vec<PublicKey>>, usize), TokenError> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let found = match &header.kid {
+            Some(kid) => keys.iter().position(|k| k.kid.as_deref() == Some(kid)),
+            None => {
+                let mut same_alg = keys.iter().enumerate().filter(|(_, k)| k.alg == header.alg);
+                match (same_alg.next(), same_alg.next()) {
+                    (Some((i, _)), None) => Some(i),
+                    _ => None,
+                }
+            }
+        };
+        match found {
+            Some(i) if keys[i].alg == header.alg => Ok((keys, i)),
+            Some(_) => Err(TokenError::Algorithm),
+            None => Err(TokenError::UnknownKey),
+        }
+    }
+
+    /// A token names a key we do not have: the provider may have rotated its keys.
+    async fn refetch_for(&self, header: &Header) {
+        let mut fetched = self.fetched.lock().await;
+        // Another request may have fetched while this one waited.
+        if self.find(header).is_ok() || fetched.elapsed() < MIN_REFETCH {
+            return;
+        }
+        self.fetch_now(&mut fetched).await;
+    }
+
+    async fn fetch_now(&self, fetched: &mut Instant) {
+        *fetched = Instant::now();
+        match fetch(&self.client, &self.location).await {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), "refreshed the identity provider's keys");
+                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not refresh the identity provider's keys; keeping the previous ones");
+            }
+        }
+    }
+}
+
+async fn fetch(client: &reqwest::Client, location: &JwksLocation) -> anyhow::Result<Vec<PublicKey>> {
+    let body = match location {
+        JwksLocation::File(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        JwksLocation::Url(url) => client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?
+            .to_vec(),
+    };
+    let set: JwkSet = serde_json::from_slice(&body)?;
+    let keys = public_keys(&set);
+    anyhow::ensure!(!keys.is_empty(), "the key set holds no usable signing key");
+    Ok(keys)
+}
+
+/// The signing keys of a JWKS that shop can use, each with its algorithm:
+/// the key's own `alg`, or the one its type and curve imply. Symmetric keys,
+/// encryption keys and unsupported algorithms are skipped.
+fn public_keys(set: &JwkSet) -> Vec<PublicKey> {
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let implied = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+            AlgorithmParameters::EllipticCurve(p) => match p.curve {
+                EllipticCurve::P256 => Some(Algorithm::ES256),
+                EllipticCurve::P384 => Some(Algorithm::ES384),
+                _ => None,
+            },
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                Some(Algorithm::EdDSA)
+            }
+            _ => None,
+        };
+        let alg = match jwk.common.key_algorithm {
+            Some(alg) => asymmetric(alg),
+            None => implied,
+        };
+        let family_fits = match (alg, &jwk.algorithm) {
+            (Some(alg), AlgorithmParameters::RSA(_)) => matches!(
+                alg,
+                Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
+            ),
+            (Some(alg), AlgorithmParameters::EllipticCurve(_)) => implied == Some(alg),
+            (Some(alg), AlgorithmParameters::OctetKeyPair(_)) => alg == Algorithm::EdDSA,
+            _ => false,
+        };
+        let (Some(alg), true) = (alg, family_fits) else {
+            tracing::warn!(kid = ?jwk.common.key_id, "skipping a key of the JWKS that shop cannot verify with");
+            continue;
+        };
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) => keys.push(PublicKey {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key,
+            }),
+            Err(error) => {
+                tracing::warn!(kid = ?jwk.common.key_id, %error, "skipping a malformed key of the JWKS");
+            }
+        }
+    }
+    keys
+}
+
+fn asymmetric(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+#[derive(Serialize)]
+struct MintedClaims<'a> {
+    sub: &'a str,
+    iat: i64,
+    exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+/// Mints an HS256 token for `user`, valid for `ttl` (what `shop token` and
+/// `serve --demo` print; a real deployment's tokens come from its identity provider).
+pub fn mint(
+    secret: &SecretString,
+    user: &UserId,
+    ttl: Duration,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = MintedClaims {
+        sub: user.as_str(),
+        iat: now,
+        exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        iss: issuer,
+        aud: audience,
+    };
+    let key = EncodingKey::from_secret(secret.expose_secret().as_bytes());
+    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "unit-test-secret-0123456789abcdef";
+
+    fn settings() -> TokenSettings {
+        TokenSettings {
+            secret: Some(SecretString::from(SECRET)),
+            jwks: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+        }
+    }
+
+    fn sign(claims: serde_json::Value, secret: &str, alg: Algorithm) -> String {
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[tokio::test]
+    async fn accepts_a_current_token_and_names_its_subject() {
+        let v = TokenVerifier::load(&settings()).await.unwrap();
+        let token = sign(serde_json::json!({"sub": "alice", "exp": now() + 60}), SECRET, Algorithm::HS256);
+        assert_eq!(v.verify(&token).await.unwrap().as_str(), "alice");
+        let minted = mint(&SecretString::from(SECRET), &UserId::parse("bob").unwrap(), Duration::from_secs(60), None, None).unwrap();
+        assert_eq!(v.verify(&minted).await.unwrap().as_str(), "bob");
+    }
+
+    #[tokio::test]
+    async fn refuses_what_it_should() {
+        let v = TokenVerifier::load(&settings()).await.unwrap();
+        let cases = [
+            (sign(serde_json::json!({"sub": "a", "exp": now() - 31}), SECRET, Algorithm::HS256), TokenError::Expired),
+            (sign(serde_json::json!({"sub": "a", "exp": now() + 600, "nbf": now() + 120}), SECRET, Algorithm::HS256), TokenError::NotYetValid),
+            (sign(serde_json::json!({"sub": "a", "exp": now() + 60}), "another-secret-0123456789abcdefgh", Algorithm::HS256), TokenError::Signature),
+            (sign(serde_json::json!({"sub": "a", "exp": now() + 60}), SECRET, Algorithm::HS384), TokenError::Algorithm),
+            (sign(serde_json::json!({"exp": now() + 60}), SECRET, Algorithm::HS256), TokenError::MissingClaim("sub".into())),
+            (sign(serde_json::json!({"sub": "a"}), SECRET, Algorithm::HS256), TokenError::MissingClaim("exp".into())),
+            (sign(serde_json::json!({"sub": "no spaces", "exp": now() + 60}), SECRET, Algorithm::HS256), TokenError::Subject),
+            ("not.a.jwt".to_owned(), TokenError::Malformed),
+            ("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.".to_owned(), TokenError::Malformed),
+        ];
+        for (token, expected) in cases {
+            assert_eq!(v.verify(&token).await.unwrap_err(), expected, "{token}");
+        }
+        // Within the leeway, an expired token still passes.
+        let token = sign(serde_json::json!({"sub": "a", "exp": now() - 5}), SECRET, Algorithm::HS256);
+        assert!(v.verify(&token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn checks_issuer_and_audience_when_set() {
+        let mut s = settings();
+        s.issuer = Some("https://id.example".into());
+        s.audience = Some("shop".into());
+        let v = TokenVerifier::load(&s).await.unwrap();
+        let good = serde_json::json!({"sub": "a", "exp": now() + 60, "iss": "https://id.example", "aud": "shop"});
+        assert!(v.verify(&sign(good.clone(), SECRET, Algorithm::HS256)).await.is_ok());
+        let mut wrong_iss = good.clone();
+        wrong_iss["iss"] = "https://evil.example".into();
+        assert_eq!(v.verify(&sign(wrong_iss, SECRET, Algorithm::HS256)).await.unwrap_err(), TokenError::Issuer);
+        let mut wrong_aud = good.clone();
+        wrong_aud["aud"] = "billing".into();
+        assert_eq!(v.verify(&sign(wrong_aud, SECRET, Algorithm::HS256)).await.unwrap_err(), TokenError::Audience);
+        let mut no_aud = good;
+        no_aud.as_object_mut().unwrap().remove("aud");
+        assert_eq!(v.verify(&sign(no_aud, SECRET, Algorithm::HS256)).await.unwrap_err(), TokenError::MissingClaim("aud".into()));
+    }
+
+    #[tokio::test]
+    async fn refuses_short_secrets_and_wide_leeway() {
+        let mut s = settings();
+        s.secret = Some(SecretString::from("short"));
+        assert!(TokenVerifier::load(&s).await.is_err());
+        let mut s = settings();
+        s.leeway_secs = 61;
+        assert!(TokenVerifier::load(&s).await.is_err());
+    }
+
+    #[test]
+    fn jwks_locations() {
+        assert!(JwksLocation::parse("https://id.example/.well-known/jwks.json").is_ok());
+        assert!(JwksLocation::parse("http://127.0.0.1:9000/jwks").is_ok());
+        assert!(JwksLocation::parse("http://localhost/jwks").is_ok());
+        assert!(JwksLocation::parse("http://id.example/jwks").is_err());
+        assert_eq!(
+            JwksLocation::parse("file:///etc/shop/jwks.json").unwrap(),
+            JwksLocation::File(PathBuf::from("/etc/shop/jwks.json"))
+        );
+    }
+}
