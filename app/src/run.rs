@@ -41,8 +41,9 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let secrets = Secrets {
         admin_token,
         webhook_secret,
+        jwt_secret: None,
     };
-    let app = Application::build(&settings, db, &secrets)?;
+    let app = Application::build(&settings, db, &secrets).await?;
     if demo {
         let added = app.modules.catalog.seed_demo().await?;
         tracing::info!(added, "demo catalog seeded");

@@ -79,6 +79,8 @@ fn random_token() -> String {
 pub struct Secrets {
     pub admin_token: SecretString,
     pub webhook_secret: SecretString,
+    /// HS256 key of customer bearer JWTs (`SHOP__AUTH__JWT_SECRET`).
+    pub jwt_secret: Option<SecretString>,
 }
 
 /// Where this server is reached: by customers (payment URLs) and by itself (the sandbox's notifications).
@@ -201,7 +203,7 @@ pub struct Application {
 
 impl Application {
     /// Binds the configured address (port 0 picks a free one) and builds the server.
-    pub fn build(settings: &Settings, db: Db, secrets: &Secrets) -> anyhow::Result<Self> {
+    pub async fn build(settings: &Settings, db: Db, secrets: &Secrets) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&settings.server.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
