@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shop_tests::{
     ADMIN_TOKEN, Backend, DEADLINE, ShopProcess, StatusCode, TestDatabase, Value, count,
-    eventually, holds_for, json, signer,
+    eventually, holds_for, json, mint, signer,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -24,11 +24,13 @@ impl Client {
         }
     }
 
-    async fn post(&self, path: &str, body: Value, admin: bool) -> (StatusCode, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if admin {
-            request = request.bearer_auth(ADMIN_TOKEN);
-        }
+    /// A POST with a bearer token: [`ADMIN_TOKEN`] or a customer's ([`mint`]).
+    async fn post(&self, path: &str, body: Value, token: &str) -> (StatusCode, Value) {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body);
         let response = request.send().await.expect("request");
         (
             response.status(),
@@ -37,10 +39,11 @@ impl Client {
     }
 
     /// A request that may die with the server: no answer is `None`.
-    async fn try_post(&self, path: &str, body: Value) -> Option<(StatusCode, Value)> {
+    async fn try_post(&self, path: &str, body: Value, token: &str) -> Option<(StatusCode, Value)> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await
@@ -63,10 +66,12 @@ impl Client {
         request.send().await.expect("request").status()
     }
 
-    async fn get(&self, path: &str) -> Value {
+    /// A GET with a customer's token.
+    async fn get(&self, path: &str, token: &str) -> Value {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request");
@@ -106,7 +111,7 @@ async fn events_committed_before_a_crash_are_handled_once_after_restart(backend:
         .post(
             "/api/v1/products",
             json!({"name": "Crash", "price": 100, "currency": "CNY", "stock": 10}),
-            true,
+            ADMIN_TOKEN,
         )
         .await;
     let product = product["productId"]
@@ -114,15 +119,16 @@ async fn events_committed_before_a_crash_are_handled_once_after_restart(backend:
         .expect("product id")
         .to_owned();
     let order = |quantity: i64| json!({"userId": "crash", "items": [{"productId": product, "quantity": quantity}]});
-    let (status, kept) = client.post("/api/v1/orders", order(2), false).await;
+    let crash = mint("crash");
+    let (status, kept) = client.post("/api/v1/orders", order(2), &crash).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, cancelled) = client.post("/api/v1/orders", order(3), false).await;
+    let (_, cancelled) = client.post("/api/v1/orders", order(3), &crash).await;
     let cancelled_id = cancelled["orderId"].as_str().expect("order id");
     let (status, _) = client
         .post(
             &format!("/api/v1/orders/{cancelled_id}/cancel"),
             Value::Null,
-            false,
+            &crash,
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -214,7 +220,7 @@ async fn a_crash_mid_burst_loses_no_stock(backend: Backend) {
         .post(
             "/api/v1/products",
             json!({"name": "Burst", "price": 100, "currency": "CNY", "stock": 1000}),
-            true,
+            ADMIN_TOKEN,
         )
         .await;
     let product = product["productId"]
@@ -228,10 +234,12 @@ async fn a_crash_mid_burst_loses_no_stock(backend: Backend) {
             let (client, product) = (client.clone(), product.clone());
             let (sent, answered) = (sent.clone(), answered.clone());
             let quantity = 1 + i as i64 % 3;
+            let user = format!("burst-{i}");
+            let token = mint(&user);
             tokio::spawn(async move {
-                let body = json!({"userId": format!("burst-{i}"), "items": [{"productId": product, "quantity": quantity}]});
+                let body = json!({"userId": user, "items": [{"productId": product, "quantity": quantity}]});
                 sent.fetch_add(1, Ordering::SeqCst);
-                let answer = client.try_post("/api/v1/orders", body).await;
+                let answer = client.try_post("/api/v1/orders", body, &token).await;
                 if answer.is_some() {
                     answered.fetch_add(1, Ordering::SeqCst);
                 }
@@ -397,18 +405,19 @@ async fn a_payment_committed_before_a_crash_pays_its_order_once(backend: Backend
         .post(
             "/api/v1/products",
             json!({"name": "Paid", "price": 2500, "currency": "CNY", "stock": 10}),
-            true,
+            ADMIN_TOKEN,
         )
         .await;
     let product = product["productId"]
         .as_str()
         .expect("product id")
         .to_owned();
+    let crash = mint("crash");
     let (_, order) = client
         .post(
             "/api/v1/orders",
             json!({"userId": "crash", "items": [{"productId": product, "quantity": 4}]}),
-            false,
+            &crash,
         )
         .await;
     let order_id = order["orderId"].as_str().expect("order id").to_owned();
@@ -416,14 +425,16 @@ async fn a_payment_committed_before_a_crash_pays_its_order_once(backend: Backend
         .post(
             "/api/v1/payments",
             json!({"orderId": order_id, "paymentMethod": "alipay"}),
-            false,
+            &crash,
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let notification = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": 10_000, "currency": "CNY"});
     assert_eq!(client.notify(notification).await, StatusCode::OK);
     assert_eq!(
-        client.get(&format!("/api/v1/orders/{order_id}")).await["status"],
+        client
+            .get(&format!("/api/v1/orders/{order_id}"), &crash)
+            .await["status"],
         "pending_payment",
         "the order has not reacted yet"
     );
@@ -434,7 +445,7 @@ async fn a_payment_committed_before_a_crash_pays_its_order_once(backend: Backend
     let client = Client::new(&second);
     let path = format!("/api/v1/orders/{order_id}");
     eventually("the order is paid", || async {
-        client.get(&path).await["status"] == "paid"
+        client.get(&path, &crash).await["status"] == "paid"
     })
     .await;
     eventually("every delivery is handled", || async {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use shop_tests::{
     ADMIN_TOKEN, Backend, ShopProcess, StatusCode, TestApp, TestDatabase, Value, count, eventually,
-    json, parse_metrics,
+    json, mint, parse_metrics,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -25,14 +25,13 @@ impl Instance {
         }
     }
 
-    async fn post(&self, path: &str, body: &Value, admin: bool) -> (StatusCode, Value) {
-        let mut request = self
+    /// A POST with a bearer token: [`ADMIN_TOKEN`] or a customer's ([`mint`]).
+    async fn post(&self, path: &str, body: &Value, token: &str) -> (StatusCode, Value) {
+        let request = self
             .client
             .post(format!("{}{path}", self.process.address))
+            .bearer_auth(token)
             .json(body);
-        if admin {
-            request = request.bearer_auth(ADMIN_TOKEN);
-        }
         let response = request.send().await.expect("request");
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
@@ -57,7 +56,14 @@ impl Instance {
     }
 
     async fn metrics(&self) -> HashMap<String, f64> {
-        parse_metrics(&self.get("/metrics").await.text().await.expect("metrics"))
+        let scrape = self
+            .client
+            .get(format!("{}/metrics", self.process.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        parse_metrics(&scrape.text().await.expect("metrics"))
     }
 }
 
@@ -87,7 +93,7 @@ async fn two_instances_share_the_work_without_doing_it_twice(backend: Backend) {
         .post(
             "/api/v1/products",
             &json!({"name": "Shared", "price": 100, "currency": "CNY", "stock": 100}),
-            true,
+            ADMIN_TOKEN,
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{product}");
@@ -96,15 +102,17 @@ async fn two_instances_share_the_work_without_doing_it_twice(backend: Backend) {
     let mut cancelled_by_user = 0;
     for i in 0..40 {
         let app = instances[i % 2];
-        let body = json!({"userId": format!("multi-{i}"), "items": [{"productId": product, "quantity": 2}]});
-        let (status, order) = app.post("/api/v1/orders", &body, false).await;
+        let user = format!("multi-{i}");
+        let token = mint(&user);
+        let body = json!({"userId": user, "items": [{"productId": product, "quantity": 2}]});
+        let (status, order) = app.post("/api/v1/orders", &body, &token).await;
         assert_eq!(status, StatusCode::CREATED, "{order}");
         if i % 4 == 0 {
             let id = order["orderId"].as_str().unwrap();
             // Cancelled through the other instance.
             let other = instances[(i + 1) % 2];
             let (status, body) = other
-                .post(&format!("/api/v1/orders/{id}/cancel"), &Value::Null, false)
+                .post(&format!("/api/v1/orders/{id}/cancel"), &Value::Null, &token)
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             cancelled_by_user += 1;
@@ -212,7 +220,10 @@ async fn the_outbox_prunes_delivered_events_only(backend: Backend) {
         .to_owned();
     let order = json!({"userId": "pruner", "items": [{"productId": product, "quantity": 1}]});
     assert_eq!(
-        app.post_json("/api/v1/orders", &order).await.status,
+        app.as_user("pruner")
+            .post_json("/api/v1/orders", &order)
+            .await
+            .status,
         StatusCode::CREATED
     );
     let url = app.database_url.clone();

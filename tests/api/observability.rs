@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
 use shop_tests::{
-    ADMIN_TOKEN, Backend, Response, ShopProcess, StatusCode, TestApp, TestDatabase, Value,
-    WEBHOOK_SECRET, count, eventually, json, parse_metrics, signer,
+    ADMIN_TOKEN, Backend, Response, ShopProcess, StatusCode, TEST_JWT_SECRET, TestApp,
+    TestDatabase, Value, WEBHOOK_SECRET, count, eventually, json, mint, parse_metrics, signer,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -37,9 +37,25 @@ impl Api {
             .await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Response {
-        self.send(self.client.post(format!("{}{path}", self.base)).json(body))
-            .await
+    /// A GET as a customer (`token` from [`mint`]).
+    async fn get_as(&self, path: &str, token: &str) -> Response {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// A POST as a customer (`token` from [`mint`]).
+    async fn post_as(&self, path: &str, body: &Value, token: &str) -> Response {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
     }
 
     async fn notify(&self, body: &Value) -> Response {
@@ -55,7 +71,7 @@ impl Api {
     }
 
     async fn scrape(&self) -> HashMap<String, f64> {
-        let response = self.get("/metrics").await;
+        let response = self.get_as("/metrics", ADMIN_TOKEN).await;
         assert_eq!(response.status, StatusCode::OK);
         assert!(response.content_type().starts_with("text/plain"));
         parse_metrics(&response.body)
@@ -76,11 +92,13 @@ async fn business(api: &Api) -> usize {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let product = created.json["productId"].as_str().unwrap().to_owned();
     let body = json!({"userId": "metrics", "items": [{"productId": product, "quantity": 1}]});
-    let order = api.post("/api/v1/orders", &body).await.json;
+    let customer = mint("metrics");
+    let order = api.post_as("/api/v1/orders", &body, &customer).await.json;
     let payment = api
-        .post(
+        .post_as(
             "/api/v1/payments",
             &json!({"orderId": order["orderId"], "paymentMethod": "alipay"}),
+            &customer,
         )
         .await
         .json;
@@ -99,15 +117,18 @@ async fn business(api: &Api) -> usize {
     let reads = Cell::new(0);
     eventually("the order is paid", || async {
         reads.set(reads.get() + 1);
-        api.get(&order_path).await.json["status"] == "paid"
+        api.get_as(&order_path, &customer).await.json["status"] == "paid"
     })
     .await;
-    let other = api.post("/api/v1/orders", &body).await.json;
+    let other = api.post_as("/api/v1/orders", &body, &customer).await.json;
     let cancel = format!(
         "/api/v1/orders/{}/cancel",
         other["orderId"].as_str().unwrap()
     );
-    assert_eq!(api.post(&cancel, &Value::Null).await.status, StatusCode::OK);
+    assert_eq!(
+        api.post_as(&cancel, &Value::Null, &customer).await.status,
+        StatusCode::OK
+    );
     reads.get()
 }
 
@@ -248,7 +269,7 @@ async fn every_metric_the_dashboard_queries_is_exported() {
     assert!(queried.len() >= 10, "{queried:?}");
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
     business(&Api::new(&app.address)).await;
-    let exported = app.get("/metrics").await.body;
+    let exported = app.admin_get("/metrics").await.body;
     let names: Vec<&str> = exported
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -316,8 +337,10 @@ async fn json_logs_carry_request_ids_and_no_secrets(backend: Backend) {
         .json::<Value>()
         .await
         .unwrap();
+    let customer = mint("logger");
     let response = client
         .post(format!("{}/api/v1/orders", shop.address))
+        .bearer_auth(&customer)
         .header("X-Request-Id", "log-test-7")
         .json(&json!({"userId": "logger", "items": [{"productId": product["productId"], "quantity": 1}]}))
         .send()
@@ -371,7 +394,10 @@ async fn json_logs_carry_request_ids_and_no_secrets(backend: Backend) {
     );
     for line in &log {
         assert!(
-            !line.contains(ADMIN_TOKEN) && !line.contains(WEBHOOK_SECRET),
+            !line.contains(ADMIN_TOKEN)
+                && !line.contains(WEBHOOK_SECRET)
+                && !line.contains(TEST_JWT_SECRET)
+                && !line.contains(&customer),
             "a secret was logged: {line}"
         );
     }

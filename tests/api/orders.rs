@@ -39,7 +39,8 @@ async fn new_product(app: &TestApp, price: i64, stock: i64) -> String {
 async fn an_order_reserves_stock_and_snapshots_prices(app: TestApp) {
     let phone = new_product(&app, 999_900, 10).await;
     let case = new_product(&app, 4_900, 5).await;
-    let placed = app
+    let user = app.as_user("user-1");
+    let placed = user
         .post_json(
             "/api/v1/orders",
             &order_body("user-1", &[(&phone, 2), (&case, 3)]),
@@ -74,13 +75,13 @@ async fn an_order_reserves_stock_and_snapshots_prices(app: TestApp) {
 
     assert_eq!(app.stock(&phone).await, 8);
     assert_eq!(app.stock(&case).await, 2);
-    let fetched = app.get(&format!("/api/v1/orders/{id}")).await;
+    let fetched = user.get(&format!("/api/v1/orders/{id}")).await;
     assert_eq!(fetched.status, StatusCode::OK);
     assert_eq!(&fetched.json, order);
-    app.get("/api/v1/orders/nope")
+    user.get("/api/v1/orders/nope")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
-    app.get("/api/v1/orders/%00")
+    user.get("/api/v1/orders/%00")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
 }
@@ -91,21 +92,23 @@ fn chrono_of(value: &Value) -> chrono::DateTime<chrono::Utc> {
 
 async fn orders_are_listed_per_user_with_cursors(app: TestApp) {
     let product = new_product(&app, 100, 100).await;
+    let (alice, bob) = (app.as_user("alice"), app.as_user("bob"));
     let mut mine = Vec::new();
     for _ in 0..3 {
         mine.push(
-            app.post_json("/api/v1/orders", &order_body("alice", &[(&product, 1)]))
+            alice
+                .post_json("/api/v1/orders", &order_body("alice", &[(&product, 1)]))
                 .await
                 .json["orderId"]
                 .clone(),
         );
-        app.post_json("/api/v1/orders", &order_body("bob", &[(&product, 1)]))
+        bob.post_json("/api/v1/orders", &order_body("bob", &[(&product, 1)]))
             .await;
     }
-    let first = app.get("/api/v1/orders?userId=alice&limit=2").await;
+    let first = alice.get("/api/v1/orders?userId=alice&limit=2").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     let cursor = first.json["nextCursor"].as_str().unwrap();
-    let second = app
+    let second = alice
         .get(&format!(
             "/api/v1/orders?userId=alice&limit=2&cursor={cursor}"
         ))
@@ -123,31 +126,45 @@ async fn orders_are_listed_per_user_with_cursors(app: TestApp) {
         })
         .collect();
     assert_eq!(seen, mine);
+    // Without userId a customer lists their own orders, the same pages.
+    let own = alice.get("/api/v1/orders?limit=2").await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(own.json["items"], first.json["items"]);
+    // The admin may list anyone's, the same pages.
+    let listed = app.admin_get("/api/v1/orders?userId=alice&limit=2").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.json["items"], first.json["items"]);
     assert_eq!(
-        app.get("/api/v1/orders?userId=nobody").await.json["items"],
+        app.as_user("nobody")
+            .get("/api/v1/orders?userId=nobody")
+            .await
+            .json["items"],
         json!([])
     );
-    let missing = app.get("/api/v1/orders").await;
+    // The admin acts as no customer, so must say whose orders to list.
+    let missing = app.admin_get("/api/v1/orders").await;
     missing.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
     assert_eq!(missing.problem_fields(), ["userId"]);
-    app.get("/api/v1/orders?userId=a%20b")
+    app.admin_get("/api/v1/orders?userId=a%20b")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
-    app.get("/api/v1/orders?userId=alice&limit=0")
+    alice
+        .get("/api/v1/orders?userId=alice&limit=0")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
 }
 
 async fn cancelling_releases_stock_once(app: TestApp) {
     let product = new_product(&app, 100, 10).await;
-    let order = app
+    let user = app.as_user("u");
+    let order = user
         .post_json("/api/v1/orders", &order_body("u", &[(&product, 4)]))
         .await
         .json;
     let id = order["orderId"].as_str().unwrap();
     assert_eq!(app.stock(&product).await, 6);
 
-    let cancelled = app
+    let cancelled = user
         .post_json(&format!("/api/v1/orders/{id}/cancel"), &json!(null))
         .await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
@@ -159,14 +176,11 @@ async fn cancelling_releases_stock_once(app: TestApp) {
     })
     .await;
 
-    let again = app
-        .send(
-            app.client
-                .post(app.url(&format!("/api/v1/orders/{id}/cancel"))),
-        )
+    let again = user
+        .send(user.request(Method::POST, &format!("/api/v1/orders/{id}/cancel")))
         .await;
     again.assert_problem(StatusCode::CONFLICT, "order_not_cancellable");
-    app.send(app.client.post(app.url("/api/v1/orders/nope/cancel")))
+    user.send(user.request(Method::POST, "/api/v1/orders/nope/cancel"))
         .await
         .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
     // A second release would come from a repeated delivery: once every
@@ -200,8 +214,9 @@ async fn bad_orders_are_refused_and_reserve_nothing(app: TestApp) {
         .as_str()
         .unwrap()
         .to_owned();
+    let user = app.as_user("u");
 
-    let unknown = app
+    let unknown = user
         .post_json(
             "/api/v1/orders",
             &order_body("u", &[(&product, 1), ("no-such-product", 1)]),
@@ -218,16 +233,16 @@ async fn bad_orders_are_refused_and_reserve_nothing(app: TestApp) {
         (json!("2"), "a string"),
     ] {
         let body = json!({"userId": "u", "items": [{"productId": product, "quantity": quantity}]});
-        let response = app.post_json("/api/v1/orders", &body).await;
+        let response = user.post_json("/api/v1/orders", &body).await;
         response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
         assert_eq!(response.problem_fields(), ["items[0].quantity"], "{why}");
     }
-    let empty = app
+    let empty = user
         .post_json("/api/v1/orders", &json!({"userId": "u", "items": []}))
         .await;
     empty.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(empty.problem_fields(), ["items"]);
-    let twice = app
+    let twice = user
         .post_json(
             "/api/v1/orders",
             &order_body("u", &[(&product, 1), (&other, 1), (&product, 2)]),
@@ -235,21 +250,22 @@ async fn bad_orders_are_refused_and_reserve_nothing(app: TestApp) {
         .await;
     twice.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(twice.problem_fields(), ["items[2].productId"]);
-    let no_user = app
+    // userId may be left out (the token says who orders), but when given it must be the caller.
+    let other_user = user
         .post_json(
             "/api/v1/orders",
-            &json!({"items": [{"productId": product, "quantity": 1}]}),
+            &order_body("someone-else", &[(&product, 1)]),
         )
         .await;
-    assert_eq!(no_user.problem_fields(), ["userId"]);
-    let bad_user = app
+    other_user.assert_problem(StatusCode::FORBIDDEN, "user_mismatch");
+    let bad_user = user
         .post_json(
             "/api/v1/orders",
             &order_body("not a user", &[(&product, 1)]),
         )
         .await;
     assert_eq!(bad_user.problem_fields(), ["userId"]);
-    let mixed = app
+    let mixed = user
         .post_json(
             "/api/v1/orders",
             &order_body("u", &[(&product, 1), (&usd, 1)]),
@@ -257,7 +273,7 @@ async fn bad_orders_are_refused_and_reserve_nothing(app: TestApp) {
         .await;
     mixed.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "currency_mismatch");
 
-    let short = app
+    let short = user
         .post_json(
             "/api/v1/orders",
             &order_body("u", &[(&other, 1), (&product, 6)]),
@@ -271,10 +287,9 @@ async fn bad_orders_are_refused_and_reserve_nothing(app: TestApp) {
         short.body
     );
 
-    let bad_key = app
+    let bad_key = user
         .send(
-            app.client
-                .post(app.url("/api/v1/orders"))
+            user.request(Method::POST, "/api/v1/orders")
                 .header("Idempotency-Key", "has space")
                 .json(&order_body("u", &[(&product, 1)])),
         )
@@ -287,7 +302,7 @@ async fn bad_orders_are_refused_and_reserve_nothing(app: TestApp) {
     })
     .await;
     assert_eq!(
-        app.get("/api/v1/orders?userId=u").await.json["items"],
+        user.get("/api/v1/orders?userId=u").await.json["items"],
         json!([])
     );
 }
@@ -295,32 +310,36 @@ async fn bad_orders_are_refused_and_reserve_nothing(app: TestApp) {
 async fn a_retry_with_the_same_idempotency_key_creates_nothing(app: TestApp) {
     let product = new_product(&app, 100, 10).await;
     let body = order_body("carol", &[(&product, 2)]);
-    let post = |key: &'static str, body: Value| {
+    let post = |user: &'static str, key: &'static str, body: Value| {
         app.send(
             app.client
                 .post(app.url("/api/v1/orders"))
+                .bearer_auth(app.token(user))
                 .header("Idempotency-Key", key)
                 .json(&body),
         )
     };
-    let first = post("checkout-1", body.clone()).await;
+    let first = post("carol", "checkout-1", body.clone()).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert!(first.headers.get("idempotent-replayed").is_none());
-    let retry = post("checkout-1", body.clone()).await;
+    let retry = post("carol", "checkout-1", body.clone()).await;
     assert_eq!(retry.status, StatusCode::CREATED);
     assert_eq!(retry.headers["idempotent-replayed"], "true");
     assert_eq!(retry.json, first.json, "the original response");
     assert_eq!(app.stock(&product).await, 8);
 
-    let other_body = post("checkout-1", order_body("carol", &[(&product, 3)])).await;
+    let other_body = post("carol", "checkout-1", order_body("carol", &[(&product, 3)])).await;
     other_body.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
     // Keys are per user: another user's checkout-1 is another order.
-    let dave = post("checkout-1", order_body("dave", &[(&product, 1)])).await;
+    let dave = post("dave", "checkout-1", order_body("dave", &[(&product, 1)])).await;
     assert_eq!(dave.status, StatusCode::CREATED);
     assert_ne!(dave.json["orderId"], first.json["orderId"]);
     assert_eq!(app.stock(&product).await, 7);
     assert_eq!(
-        app.get("/api/v1/orders?userId=carol").await.json["items"]
+        app.as_user("carol")
+            .get("/api/v1/orders?userId=carol")
+            .await
+            .json["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -331,13 +350,15 @@ async fn a_retry_with_the_same_idempotency_key_creates_nothing(app: TestApp) {
 async fn concurrent_retries_with_one_key_create_one_order(app: TestApp) {
     let product = new_product(&app, 100, 100).await;
     let app = Arc::new(app);
+    let token = app.token("erin");
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (app, product) = (app.clone(), product.clone());
+            let (app, product, token) = (app.clone(), product.clone(), token.clone());
             tokio::spawn(async move {
                 let request = app
                     .client
                     .post(app.url("/api/v1/orders"))
+                    .bearer_auth(token)
                     .header("Idempotency-Key", "same-key");
                 app.send(request.json(&order_body("erin", &[(&product, 1)])))
                     .await
@@ -353,7 +374,10 @@ async fn concurrent_retries_with_one_key_create_one_order(app: TestApp) {
     ids.dedup();
     assert_eq!(ids.len(), 1, "every caller got the one order");
     assert_eq!(
-        app.get("/api/v1/orders?userId=erin").await.json["items"]
+        app.as_user("erin")
+            .get("/api/v1/orders?userId=erin")
+            .await
+            .json["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -369,14 +393,21 @@ async fn concurrent_retries_with_one_key_create_one_order(app: TestApp) {
 async fn two_hundred_buyers_for_fifty_units_never_oversell(app: TestApp) {
     let product = new_product(&app, 999_900, 50).await;
     let app = Arc::new(app);
+    // Every buyer's token is made before the sale starts.
+    let tokens: Vec<String> = (0..200).map(|i| app.token(&format!("buyer-{i}"))).collect();
     let started = std::time::Instant::now();
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| {
             let (app, product) = (app.clone(), product.clone());
             tokio::spawn(async move {
-                app.post_json(
-                    "/api/v1/orders",
-                    &order_body(&format!("buyer-{i}"), &[(&product, 1)]),
+                let body = order_body(&format!("buyer-{i}"), &[(&product, 1)]);
+                app.send(
+                    app.client
+                        .post(app.url("/api/v1/orders"))
+                        .bearer_auth(token)
+                        .json(&body),
                 )
                 .await
             })
@@ -429,10 +460,17 @@ async fn concurrent_multi_line_orders_never_reserve_partially(app: TestApp) {
                 .iter()
                 .map(|(p, q)| (products[*p].clone(), *q))
                 .collect();
+            let token = app.token(&format!("mix-{i}"));
             tokio::spawn(async move {
                 let items: Vec<(&str, i64)> = items.iter().map(|(p, q)| (p.as_str(), *q)).collect();
-                app.post_json("/api/v1/orders", &order_body(&format!("mix-{i}"), &items))
-                    .await
+                let body = order_body(&format!("mix-{i}"), &items);
+                app.send(
+                    app.client
+                        .post(app.url("/api/v1/orders"))
+                        .bearer_auth(token)
+                        .json(&body),
+                )
+                .await
             })
         })
         .collect();
@@ -461,7 +499,8 @@ async fn concurrent_multi_line_orders_never_reserve_partially(app: TestApp) {
 
 async fn original_spec_aliases_place_and_read_orders(app: TestApp) {
     let product = new_product(&app, 999_900, 100).await;
-    let placed = app
+    let user = app.as_user("spec-user");
+    let placed = user
         .post_json(
             "/createOrder",
             &json!({"productId": product, "quantity": 2, "userId": "spec-user"}),
@@ -471,17 +510,17 @@ async fn original_spec_aliases_place_and_read_orders(app: TestApp) {
     assert_eq!(placed.json["orderAmount"], 1_999_800);
     assert_eq!(placed.json["orderStatus"], "pending_payment");
     let id = placed.json["orderId"].as_str().unwrap();
-    let info = app.get(&format!("/getOrderInfo?orderId={id}")).await;
+    let info = user.get(&format!("/getOrderInfo?orderId={id}")).await;
     assert_eq!(info.status, StatusCode::OK);
     assert_eq!(info.json, placed.json);
-    app.get("/getOrderInfo?orderId=nope")
+    user.get("/getOrderInfo?orderId=nope")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
-    app.get("/getOrderInfo")
+    user.get("/getOrderInfo")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
 
-    let zero = app
+    let zero = user
         .post_json(
             "/createOrder",
             &json!({"productId": product, "quantity": 0, "userId": "spec-user"}),
@@ -489,7 +528,7 @@ async fn original_spec_aliases_place_and_read_orders(app: TestApp) {
         .await;
     zero.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(zero.problem_fields(), ["quantity"]);
-    let unknown = app
+    let unknown = user
         .post_json(
             "/createOrder",
             &json!({"productId": "nope", "quantity": 1, "userId": "spec-user"}),
@@ -497,7 +536,7 @@ async fn original_spec_aliases_place_and_read_orders(app: TestApp) {
         .await;
     unknown.assert_problem(StatusCode::NOT_FOUND, "product_not_found");
     assert_eq!(unknown.problem_fields(), ["productId"]);
-    let short = app
+    let short = user
         .post_json(
             "/createOrder",
             &json!({"productId": product, "quantity": 99, "userId": "spec-user"}),
@@ -520,7 +559,8 @@ mod expiry {
             return;
         };
         let product = new_product(&app, 100, 10).await;
-        let order = app
+        let user = app.as_user("late");
+        let order = user
             .post_json("/api/v1/orders", &order_body("late", &[(&product, 3)]))
             .await
             .json;
@@ -528,10 +568,10 @@ mod expiry {
         assert_eq!(app.stock(&product).await, 7);
         let path = format!("/api/v1/orders/{id}");
         eventually("the order expires", || async {
-            app.get(&path).await.json["status"] == "cancelled"
+            user.get(&path).await.json["status"] == "cancelled"
         })
         .await;
-        let expired = app.get(&path).await.json;
+        let expired = user.get(&path).await.json;
         assert_eq!(expired["cancelReason"], "expired");
         let late_by = chrono_of(&expired["cancelledAt"]) - chrono_of(&expired["expiresAt"]);
         assert!(
@@ -542,8 +582,8 @@ mod expiry {
             app.stock(&product).await == 10
         })
         .await;
-        let cancel = app
-            .send(app.client.post(app.url(&format!("{path}/cancel"))))
+        let cancel = user
+            .send(user.request(Method::POST, &format!("{path}/cancel")))
             .await;
         cancel.assert_problem(StatusCode::CONFLICT, "order_not_cancellable");
     }
@@ -564,7 +604,8 @@ mod expiry {
 /// must still read (it once answered 500).
 async fn released_units_come_on_top_of_an_absolute_stock(app: TestApp) {
     let product = new_product(&app, 100, 10).await;
-    let order = app
+    let user = app.as_user("u");
+    let order = user
         .post_json("/api/v1/orders", &order_body("u", &[(&product, 3)]))
         .await
         .json;
@@ -577,11 +618,10 @@ async fn released_units_come_on_top_of_an_absolute_stock(app: TestApp) {
         .await;
     assert_eq!(set.status, StatusCode::OK);
     let id = order["orderId"].as_str().unwrap();
-    app.send(
-        app.client
-            .post(app.url(&format!("/api/v1/orders/{id}/cancel"))),
-    )
-    .await;
+    let cancelled = user
+        .send(user.request(Method::POST, &format!("/api/v1/orders/{id}/cancel")))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     eventually("the units come back", || async {
         app.stock(&product).await == 1_000_000_003
     })

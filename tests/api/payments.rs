@@ -18,6 +18,9 @@ on_every_backend!(
     original_spec_aliases_initiate_and_notify,
 );
 
+/// The customer who places and pays every order here.
+const PAYER: &str = "payer";
+
 struct Purchase {
     product: String,
     order: String,
@@ -29,8 +32,8 @@ async fn place_order(app: &TestApp, stock: i64, quantity: i64) -> Purchase {
         .as_str()
         .unwrap()
         .to_owned();
-    let body = json!({"userId": "payer", "items": [{"productId": product, "quantity": quantity}]});
-    let order = app.post_json("/api/v1/orders", &body).await;
+    let body = json!({"userId": PAYER, "items": [{"productId": product, "quantity": quantity}]});
+    let order = app.as_user(PAYER).post_json("/api/v1/orders", &body).await;
     assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
     Purchase {
         product,
@@ -40,11 +43,23 @@ async fn place_order(app: &TestApp, stock: i64, quantity: i64) -> Purchase {
 }
 
 async fn initiate(app: &TestApp, order: &str, method: &str) -> shop_tests::Response {
-    app.post_json(
-        "/api/v1/payments",
-        &json!({"orderId": order, "paymentMethod": method}),
-    )
-    .await
+    app.as_user(PAYER)
+        .post_json(
+            "/api/v1/payments",
+            &json!({"orderId": order, "paymentMethod": method}),
+        )
+        .await
+}
+
+/// The payer cancels the order (no body).
+async fn cancel(app: &TestApp, order: &str) -> shop_tests::Response {
+    let payer = app.as_user(PAYER);
+    payer
+        .send(payer.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/orders/{order}/cancel"),
+        ))
+        .await
 }
 
 fn success(payment: &Value, amount: i64) -> Value {
@@ -52,7 +67,11 @@ fn success(payment: &Value, amount: i64) -> Value {
 }
 
 async fn order_status(app: &TestApp, order: &str) -> Value {
-    app.get(&format!("/api/v1/orders/{order}")).await.json["status"].clone()
+    app.as_user(PAYER)
+        .get(&format!("/api/v1/orders/{order}"))
+        .await
+        .json["status"]
+        .clone()
 }
 
 async fn a_purchase_from_order_to_paid(app: TestApp) {
@@ -65,14 +84,17 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
     assert_eq!(payment["amount"], purchase.amount);
     assert_eq!(payment["currency"], "CNY");
     assert_eq!(payment["paymentMethod"], "wechat_pay");
+    let payment_url = payment["paymentUrl"].as_str().unwrap();
+    let checkout = payment_url
+        .strip_prefix(&app.address)
+        .expect("the checkout page is served by the app");
     assert!(
-        payment["paymentUrl"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("/sandbox/checkout/{id}"))
+        checkout.starts_with(&format!("/sandbox/checkout/{id}?token=")),
+        "{payment_url}"
     );
     assert!(payment["qrCode"].as_str().unwrap().contains("<svg"));
     let order = app
+        .as_user(PAYER)
         .get(&format!("/api/v1/orders/{}", purchase.order))
         .await
         .json;
@@ -84,7 +106,7 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
 
     // The sandbox checkout page is served for it, and asks for the order's
     // total (two units at 9999.00), not the unit price.
-    let page = app.get(&format!("/sandbox/checkout/{id}")).await;
+    let page = app.get(checkout).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(purchase.amount, 1_999_800);
     assert!(
@@ -104,7 +126,11 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
     assert_eq!(notified.status, StatusCode::OK, "{}", notified.body);
     assert_eq!(notified.json["applied"], true);
     assert_eq!(notified.json["paymentStatus"], "succeeded");
-    let fetched = app.get(&format!("/api/v1/payments/{id}")).await.json;
+    let fetched = app
+        .as_user(PAYER)
+        .get(&format!("/api/v1/payments/{id}"))
+        .await
+        .json;
     assert_eq!(fetched["status"], "succeeded");
     assert_eq!(fetched["transactionId"], "tx-1");
 
@@ -113,6 +139,7 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
     })
     .await;
     let paid = app
+        .as_user(PAYER)
         .get(&format!("/api/v1/orders/{}", purchase.order))
         .await
         .json;
@@ -122,17 +149,14 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
         8,
         "the stock stays sold"
     );
-    let cancel = app
-        .send(
-            app.client
-                .post(app.url(&format!("/api/v1/orders/{}/cancel", purchase.order))),
-        )
-        .await;
-    cancel.assert_problem(StatusCode::CONFLICT, "order_not_cancellable");
+    cancel(&app, &purchase.order)
+        .await
+        .assert_problem(StatusCode::CONFLICT, "order_not_cancellable");
     initiate(&app, &purchase.order, "alipay")
         .await
         .assert_problem(StatusCode::CONFLICT, "order_already_paid");
-    app.get("/api/v1/payments/nope")
+    app.as_user(PAYER)
+        .get("/api/v1/payments/nope")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "payment_not_found");
 }
@@ -231,7 +255,10 @@ async fn forged_stale_and_altered_notifications_change_nothing(app: TestApp) {
 
     let id = payment["paymentId"].as_str().unwrap();
     assert_eq!(
-        app.get(&format!("/api/v1/payments/{id}")).await.json["status"],
+        app.as_user(PAYER)
+            .get(&format!("/api/v1/payments/{id}"))
+            .await
+            .json["status"],
         "pending",
         "nothing changed"
     );
@@ -262,7 +289,10 @@ async fn a_mismatched_amount_changes_nothing(app: TestApp) {
     assert_eq!(invalid.problem_fields(), ["paymentStatus"]);
     let id = payment["paymentId"].as_str().unwrap();
     assert_eq!(
-        app.get(&format!("/api/v1/payments/{id}")).await.json["status"],
+        app.as_user(PAYER)
+            .get(&format!("/api/v1/payments/{id}"))
+            .await
+            .json["status"],
         "pending"
     );
 }
@@ -313,11 +343,8 @@ fn database_url(app: &TestApp) -> String {
 async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
     let purchase = place_order(&app, 10, 1).await;
     let payment = initiate(&app, &purchase.order, "alipay").await.json;
-    app.send(
-        app.client
-            .post(app.url(&format!("/api/v1/orders/{}/cancel", purchase.order))),
-    )
-    .await;
+    let cancelled = cancel(&app, &purchase.order).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     let late = app
         .notify(
             "/api/v1/payments/notify",
@@ -332,7 +359,7 @@ async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/payments/{id}");
     eventually("the payment is marked for refund", || async {
-        app.get(&path).await.json["status"] == "refund_required"
+        app.as_user(PAYER).get(&path).await.json["status"] == "refund_required"
     })
     .await;
     assert_eq!(
@@ -365,11 +392,8 @@ async fn payments_are_refused_for_orders_that_cannot_be_paid(app: TestApp) {
     let bad_method = initiate(&app, &purchase.order, "paypal").await;
     bad_method.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(bad_method.problem_fields(), ["paymentMethod"]);
-    app.send(
-        app.client
-            .post(app.url(&format!("/api/v1/orders/{}/cancel", purchase.order))),
-    )
-    .await;
+    let cancelled = cancel(&app, &purchase.order).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     initiate(&app, &purchase.order, "alipay")
         .await
         .assert_problem(StatusCode::CONFLICT, "order_cancelled");
@@ -391,6 +415,7 @@ async fn original_spec_aliases_initiate_and_notify(app: TestApp) {
     .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
 
     let opened = app
+        .as_user(PAYER)
         .post_json(
             "/initiatePayment",
             &json!({"orderId": purchase.order, "paymentMethod": "alipay"}),

@@ -86,7 +86,10 @@ async fn writes_reach_every_instance_cache_within_100_ms(backend: Backend) {
     cache_holds(&a, &product, 7).await;
     cache_holds(&b, &product, 7).await;
     let order = json!({"userId": "cached", "items": [{"productId": product, "quantity": 2}]});
-    let placed = a.post_json("/api/v1/orders", &order).await;
+    let placed = a
+        .as_user("cached")
+        .post_json("/api/v1/orders", &order)
+        .await;
     let written = Instant::now();
     assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
     assert_eq!(
@@ -134,7 +137,7 @@ async fn writes_reach_every_instance_cache_within_100_ms(backend: Backend) {
         }
     }
 
-    let metrics = b.get("/metrics").await.body;
+    let metrics = b.admin_get("/metrics").await.body;
     assert!(
         metrics
             .lines()

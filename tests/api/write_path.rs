@@ -192,6 +192,7 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
         .map(|client| {
             let (app, products) = (app.clone(), products.clone());
             tokio::spawn(async move {
+                let user = app.as_user(&format!("mixed-{client}"));
                 let mut dice = Dice(client + 1);
                 let mut statuses = Vec::new();
                 for round in 0..12 {
@@ -203,7 +204,7 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
                         })
                         .collect();
                     let body = json!({"userId": format!("mixed-{client}"), "items": items});
-                    let placed = app.post_json("/api/v1/orders", &body).await;
+                    let placed = user.post_json("/api/v1/orders", &body).await;
                     statuses.push((format!("createOrder {round}"), placed.status, placed.body.clone()));
                     if placed.status != StatusCode::CREATED {
                         continue;
@@ -212,13 +213,13 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
                     let amount = placed.json["amount"].as_i64().unwrap();
                     match dice.roll(4) {
                         0 => {
-                            let cancelled = app
+                            let cancelled = user
                                 .post_json(&format!("/api/v1/orders/{order}/cancel"), &json!({}))
                                 .await;
                             statuses.push(("cancelOrder".into(), cancelled.status, cancelled.body));
                         }
                         1 | 2 => {
-                            let opened = app
+                            let opened = user
                                 .post_json(
                                     "/api/v1/payments",
                                     &json!({"orderId": order, "paymentMethod": "alipay"}),
@@ -348,9 +349,18 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backe
     let orders: Vec<_> = (0..300)
         .map(|i| {
             let (app, product) = (app.clone(), product.clone());
+            let user = format!("expiring-{i}");
+            let token = app.token(&user);
             tokio::spawn(async move {
-                let body = json!({"userId": format!("expiring-{i}"), "items": [{"productId": product, "quantity": 1}]});
-                app.post_json("/api/v1/orders", &body).await
+                let body =
+                    json!({"userId": user, "items": [{"productId": product, "quantity": 1}]});
+                app.send(
+                    app.client
+                        .post(app.url("/api/v1/orders"))
+                        .bearer_auth(token)
+                        .json(&body),
+                )
+                .await
             })
         })
         .collect();
@@ -419,7 +429,7 @@ async fn impossible_product_ids_are_unknown_products(backend: Backend) {
         .to_owned();
     for impossible in ["tx\u{0}", &"x".repeat(65)] {
         let body = json!({"userId": "u1", "items": [{"productId": real, "quantity": 1}, {"productId": impossible, "quantity": 1}]});
-        let placed = app.post_json("/api/v1/orders", &body).await;
+        let placed = app.as_user("u1").post_json("/api/v1/orders", &body).await;
         placed.assert_problem(StatusCode::NOT_FOUND, "product_not_found");
         assert_eq!(placed.problem_fields(), ["items[1].productId"]);
     }

@@ -117,6 +117,8 @@ pub struct TestApp {
     /// The database the app runs on (for checks no API shows).
     pub database_url: String,
     pub admin_token: String,
+    /// The HS256 key this app checks customer tokens with.
+    pub jwt_secret: String,
     pub client: reqwest::Client,
     pub backend: Backend,
     pub modules: Modules,
@@ -126,6 +128,8 @@ pub struct TestApp {
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The HS256 key of customer tokens in test apps and test processes (`SHOP__AUTH__JWT_SECRET`).
+pub const TEST_JWT_SECRET: &str = "test-jwt-secret-at-least-32-bytes-long";
 /// The webhook secret test apps sign notifications with.
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
@@ -160,10 +164,22 @@ impl TestApp {
             ("DATABASE_URL".to_owned(), url.to_owned()),
             ("SHOP__SERVER__BIND".to_owned(), "127.0.0.1:0".to_owned()),
             ("SHOP__AUTH__ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+            (
+                "SHOP__AUTH__JWT_SECRET".to_owned(),
+                TEST_JWT_SECRET.to_owned(),
+            ),
             ("SHOP__DATABASE__POOL_SIZE".to_owned(), "8".to_owned()),
             ("SHOP__WORKER__POLL_MS".to_owned(), "100".to_owned()),
         ];
         env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // The JWT key as the settings load it: the last value given wins (a
+        // test's own settings come after the default above).
+        let jwt_secret = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "SHOP__AUTH__JWT_SECRET")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let settings = Settings::load_from(None, env).expect("test settings");
         if std::env::var("TEST_LOG").is_ok() {
             shop::telemetry::init(settings.log.format);
@@ -172,8 +188,13 @@ impl TestApp {
         let secrets = Secrets {
             admin_token: SecretString::from(ADMIN_TOKEN),
             webhook_secret: SecretString::from(WEBHOOK_SECRET),
+            jwt_secret: Some(jwt_secret.as_str())
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from),
         };
-        let app = Application::build(&settings, db, &secrets).expect("server");
+        let app = Application::build(&settings, db, &secrets)
+            .await
+            .expect("server");
         let modules = app.modules.clone();
         let address = format!("http://127.0.0.1:{}", app.port());
         let server = app.handle();
@@ -190,6 +211,7 @@ impl TestApp {
             address,
             database_url: url.to_owned(),
             admin_token: ADMIN_TOKEN.to_owned(),
+            jwt_secret,
             client,
             backend,
             modules,
@@ -202,6 +224,7 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// An unauthenticated GET (public routes, and 401 checks).
     pub async fn get(&self, path: &str) -> Response {
         Response::read(
             self.client
@@ -211,6 +234,30 @@ impl TestApp {
                 .expect("request"),
         )
         .await
+    }
+
+    /// A GET with the admin token (admins may read any order or payment).
+    pub async fn admin_get(&self, path: &str) -> Response {
+        self.send(
+            self.client
+                .get(self.url(path))
+                .bearer_auth(&self.admin_token),
+        )
+        .await
+    }
+
+    /// A customer token for `user`, signed with this app's JWT key.
+    pub fn token(&self, user: &str) -> String {
+        mint_with(&self.jwt_secret, user)
+    }
+
+    /// A client that calls as the customer `user` (a bearer token on every request).
+    pub fn as_user(&self, user: &str) -> UserClient<'_> {
+        UserClient {
+            app: self,
+            user: user.to_owned(),
+            token: self.token(user),
+        }
     }
 
     /// A request with the admin token and a JSON body.
@@ -265,6 +312,58 @@ impl TestApp {
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
         response.json
     }
+}
+
+/// Requests to a [`TestApp`] as one customer: each carries `Authorization: Bearer <token>`.
+pub struct UserClient<'a> {
+    app: &'a TestApp,
+    pub user: String,
+    pub token: String,
+}
+
+impl UserClient<'_> {
+    /// A request builder that already carries the customer's token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.app
+            .client
+            .request(method, self.app.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        self.app.send(request).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> Response {
+        self.send(self.request(method, path).json(body)).await
+    }
+}
+
+/// A customer token for `user`: HS256 under [`TEST_JWT_SECRET`], with `sub`,
+/// `iat` and `exp` (an hour from now). Made with `jsonwebtoken` directly, not
+/// with shop's code, so that the tests check that shop reads standard tokens.
+pub fn mint(user: &str) -> String {
+    mint_with(TEST_JWT_SECRET, user)
+}
+
+/// Like [`mint`], under another HS256 key.
+pub fn mint_with(secret: &str, user: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": user, "iat": now, "exp": now + 3600});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a token")
 }
 
 impl Drop for TestApp {
@@ -437,6 +536,7 @@ impl ShopProcess {
             .env("DATABASE_URL", database_url)
             .env("SHOP__SERVER__BIND", "127.0.0.1:0")
             .env("SHOP__AUTH__ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHOP__AUTH__JWT_SECRET", TEST_JWT_SECRET)
             .env("SHOP__PAYMENT__WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("SHOP__LOG__FORMAT", "json")
             .env("RUST_LOG", "info")

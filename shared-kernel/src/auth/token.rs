@@ -110,9 +110,10 @@ struct Jwks {
     fetched: tokio::sync::Mutex<Instant>,
 }
 
+/// (Optional here so that a token without `sub` is told apart from a malformed one.)
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
+    sub: Option<String>,
 }
 
 impl TokenVerifier {
@@ -219,7 +220,8 @@ impl TokenVerifier {
                 _ => TokenError::Malformed,
             }
         })?;
-        UserId::parse(&data.claims.sub).map_err(|_| TokenError::Subject)
+        let sub = data.claims.sub.ok_or(TokenError::MissingClaim("sub".into()))?;
+        UserId::parse(&sub).map_err(|_| TokenError::Subject)
     }
 
     /// Fetches the JWKS again (the periodic refresh). Keeps the old keys when it fails.

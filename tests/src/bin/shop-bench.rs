@@ -28,6 +28,12 @@
 //!          repository, or SHOP_BENCH_PEERS), --no-peer, --no-pgbench,
 //!          --expiry-orders N (default 3000), --only PARTS (some of ceiling,peer,shop,expiry:
 //!          for development; the table then shows n/a for the rest).
+//! The shops it starts check customer tokens under a fixed `SHOP__AUTH__JWT_SECRET`
+//! (server.rs), and every customer request carries its user's token, minted once
+//! up front; the Flask peer takes none.
+//! `shop-bench --mint USER` only prints a customer token for USER, under
+//! `SHOP__AUTH__JWT_SECRET` when set (else the bench's key), for a hand run of
+//! ../shared/peers/measure.sh against a shop: `WRK_BEARER=$(...) WRK_USER_ID=USER`.
 
 #[path = "shop-bench/ceiling.rs"]
 mod ceiling;
@@ -656,6 +662,17 @@ fn release_shop() -> Result<PathBuf> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, user] = args.as_slice()
+        && flag == "--mint"
+    {
+        let secret = std::env::var("SHOP__AUTH__JWT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| server::JWT_SECRET.to_owned());
+        println!("{}", server::mint_under(&secret, user));
+        return Ok(());
+    }
     let mut o = options()?;
     let shop = match &o.shop {
         Some(p) => p.clone(),

@@ -260,10 +260,13 @@ pub mod article {
         }
     }
 
+    /// Client `c` orders as `bench-{c}`; with `tokens` (shop: `tokens[c]` is
+    /// `bench-{c}`'s), each request carries its client's bearer token; the peer takes none.
     pub fn create_order(
         http: &reqwest::Client,
         base: &str,
         ids: &Arc<Vec<Id>>,
+        tokens: Option<Arc<Vec<String>>>,
     ) -> impl Fn(usize, usize) -> std::pin::Pin<Box<dyn Future<Output = (u16, Duration)> + Send>>
     + Send
     + Sync
@@ -272,7 +275,10 @@ pub mod article {
         move |c, i| {
             let id = &ids[pick(ids.len(), c, i)];
             let body = json!({"productId": id.json, "quantity": 1, "userId": format!("bench-{c}")});
-            let request = http.post(format!("{base}/createOrder")).json(&body);
+            let mut request = http.post(format!("{base}/createOrder")).json(&body);
+            if let Some(token) = tokens.as_ref().and_then(|t| t.get(c)) {
+                request = request.bearer_auth(token);
+            }
             Box::pin(hit(request))
         }
     }

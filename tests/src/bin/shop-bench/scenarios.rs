@@ -53,7 +53,7 @@ pub async fn peer(s: &Settings, peer: &crate::peer::Peer) -> Result<Value> {
         CLIENTS,
         s.warmup,
         s.duration,
-        article::create_order(&http, &peer.base, &ids),
+        article::create_order(&http, &peer.base, &ids, None),
     )
     .await;
     Ok(json!({
@@ -70,16 +70,27 @@ async fn purchase(
     base: &str,
     product: &Id,
     user: &str,
+    token: &str,
     poll: bool,
 ) -> (u16, Option<Duration>) {
     let body = json!({"userId": user, "items": [{"productId": product.json, "quantity": 1}]});
-    let (s, _, order) = send(http.post(format!("{base}/api/v1/orders")).json(&body)).await;
+    let (s, _, order) = send(
+        http.post(format!("{base}/api/v1/orders"))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await;
     if s != 201 {
         return (s, None);
     }
     let order_id = order["orderId"].as_str().unwrap_or_default().to_owned();
     let body = json!({"orderId": order_id, "paymentMethod": "alipay"});
-    let (s, _, payment) = send(http.post(format!("{base}/api/v1/payments")).json(&body)).await;
+    let (s, _, payment) = send(
+        http.post(format!("{base}/api/v1/payments"))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await;
     if s != 201 {
         return (s, None);
     }
@@ -96,7 +107,11 @@ async fn purchase(
     }
     let notified = Instant::now();
     loop {
-        let (s, _, order) = send(http.get(format!("{base}/api/v1/orders/{order_id}"))).await;
+        let (s, _, order) = send(
+            http.get(format!("{base}/api/v1/orders/{order_id}"))
+                .bearer_auth(token),
+        )
+        .await;
         if s == 200 && order["status"] == "paid" {
             return (200, Some(notified.elapsed()));
         }
@@ -174,13 +189,23 @@ pub async fn shop(s: &Settings, database_url: &str) -> Result<Value> {
     .await;
     r.insert("read_alias".into(), read_alias.summary());
 
-    // orders: REST (with the database work each costs), then the alias
+    // orders: REST (with the database work each costs), then the alias;
+    // client c orders as bench-{c}, with the token minted for it here
+    let bench_tokens = server::tokens("bench", CLIENTS);
     let rest_order = |http: &reqwest::Client| {
-        let (http, base, ids) = (http.clone(), base.clone(), ids.clone());
+        let (http, base, ids, tokens) = (
+            http.clone(),
+            base.clone(),
+            ids.clone(),
+            bench_tokens.clone(),
+        );
         move |c: usize, i: usize| -> Step {
             let id = &ids[pick(ids.len(), c, i)];
             let body = json!({"userId": format!("bench-{c}"), "items": [{"productId": id.json, "quantity": 1}]});
-            Box::pin(hit(http.post(format!("{base}/api/v1/orders")).json(&body)))
+            Box::pin(hit(http
+                .post(format!("{base}/api/v1/orders"))
+                .bearer_auth(&tokens[c])
+                .json(&body)))
         }
     };
     load(CLIENTS, s.warmup, Duration::ZERO, rest_order(&http)).await;
@@ -196,22 +221,42 @@ pub async fn shop(s: &Settings, database_url: &str) -> Result<Value> {
         CLIENTS,
         s.warmup,
         s.duration,
-        article::create_order(&http, &base, &ids),
+        article::create_order(&http, &base, &ids, Some(bench_tokens.clone())),
     )
     .await;
     r.insert("order_alias".into(), order_alias.summary());
 
     // purchase: order -> payment -> notify -> seen paid
     let lags = Arc::new(Mutex::new(Vec::new()));
+    let buyer_tokens = server::tokens("buyer", CLIENTS);
     let buy = || {
-        let (http, base, ids, lags) = (http.clone(), base.clone(), ids.clone(), lags.clone());
+        let (http, base, ids, lags, tokens) = (
+            http.clone(),
+            base.clone(),
+            ids.clone(),
+            lags.clone(),
+            buyer_tokens.clone(),
+        );
         move |c: usize, i: usize| -> Step {
-            let (http, base, ids, lags) = (http.clone(), base.clone(), ids.clone(), lags.clone());
+            let (http, base, ids, lags, tokens) = (
+                http.clone(),
+                base.clone(),
+                ids.clone(),
+                lags.clone(),
+                tokens.clone(),
+            );
             Box::pin(async move {
                 let started = Instant::now();
                 let product = &ids[pick(ids.len(), c, i)];
-                let (status, lag) =
-                    purchase(&http, &base, product, &format!("buyer-{c}"), true).await;
+                let (status, lag) = purchase(
+                    &http,
+                    &base,
+                    product,
+                    &format!("buyer-{c}"),
+                    &tokens[c],
+                    true,
+                )
+                .await;
                 if let (Some(lag), Ok(mut lags)) = (lag, lags.lock()) {
                     lags.push(lag);
                 }
@@ -239,10 +284,16 @@ pub async fn shop(s: &Settings, database_url: &str) -> Result<Value> {
     let before_paid = server::metrics(&http, &base)
         .await
         .and_then(|m| m.get("shop_orders_paid_total").copied());
+    let counted_tokens = server::tokens("counted", CLIENTS);
     let (counted_purchases, mut per_purchase) = counted(&http, &base, async {
         let tasks: Vec<_> = (0..CLIENTS)
             .map(|c| {
-                let (http, base, ids) = (http.clone(), base.clone(), ids.clone());
+                let (http, base, ids, tokens) = (
+                    http.clone(),
+                    base.clone(),
+                    ids.clone(),
+                    counted_tokens.clone(),
+                );
                 tokio::spawn(async move {
                     let mut sample = Sample::default();
                     for i in (c..n).step_by(CLIENTS) {
@@ -252,6 +303,7 @@ pub async fn shop(s: &Settings, database_url: &str) -> Result<Value> {
                             &base,
                             &ids[pick(ids.len(), c, i + 7)],
                             &format!("counted-{c}"),
+                            &tokens[c],
                             false,
                         )
                         .await;
@@ -313,14 +365,21 @@ async fn flash_sale(s: &Settings, http: &reqwest::Client, base: &str) -> Result<
     let buyers = if s.smoke { 100 } else { 1000 };
     let units = if s.smoke { 10 } else { 100 };
     let hot = server::seed(http, base, 1, units as i64).await?.remove(0);
+    // every buyer's token is minted before the sale opens
+    let tokens = server::tokens("flash", buyers);
     let started = Instant::now();
     // every buyer is spawned before any answer is awaited
     let tasks: Vec<_> = (0..buyers)
         .map(|b| {
-            let (http, base, hot) = (http.clone(), base.to_owned(), hot.clone());
+            let (http, base, hot, tokens) = (http.clone(), base.to_owned(), hot.clone(), tokens.clone());
             tokio::spawn(async move {
                 let body = json!({"userId": format!("flash-{b}"), "items": [{"productId": hot.json, "quantity": 1}]});
-                let (status, latency) = hit(http.post(format!("{base}/api/v1/orders")).json(&body)).await;
+                let (status, latency) = hit(
+                    http.post(format!("{base}/api/v1/orders"))
+                        .bearer_auth(&tokens[b])
+                        .json(&body),
+                )
+                .await;
                 (status, latency, started.elapsed())
             })
         })
@@ -381,6 +440,7 @@ pub async fn expiry(s: &Settings, shop: &Path, database_url: &str, orders: usize
     let base = server.base.clone();
     let (products, stock, users) = (50usize, 1000i64, 30usize);
     let ids = Arc::new(server::seed(&http, &base, products, stock).await?);
+    let tokens = server::tokens("expiry", users);
 
     // create them as fast as 32 clients can
     let created = Arc::new(Mutex::new(Vec::with_capacity(orders)));
@@ -388,12 +448,13 @@ pub async fn expiry(s: &Settings, shop: &Path, database_url: &str, orders: usize
     let started = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (http, base, ids, created, next) = (
+            let (http, base, ids, created, next, tokens) = (
                 http.clone(),
                 base.clone(),
                 ids.clone(),
                 created.clone(),
                 next.clone(),
+                tokens.clone(),
             );
             tokio::spawn(async move {
                 let mut failed = 0usize;
@@ -404,8 +465,12 @@ pub async fn expiry(s: &Settings, shop: &Path, database_url: &str, orders: usize
                     }
                     let body = json!({"userId": format!("expiry-{}", i % users),
                         "items": [{"productId": ids[i % ids.len()].json, "quantity": 1}]});
-                    let (status, _, order) =
-                        send(http.post(format!("{base}/api/v1/orders")).json(&body)).await;
+                    let (status, _, order) = send(
+                        http.post(format!("{base}/api/v1/orders"))
+                            .bearer_auth(&tokens[i % users])
+                            .json(&body),
+                    )
+                    .await;
                     let expires = order["expiresAt"]
                         .as_str()
                         .and_then(|t| DateTime::parse_from_rfc3339(t).ok());

@@ -15,6 +15,32 @@ use crate::load::{Id, send};
 
 pub const ADMIN: &str = "bench-admin-token";
 pub const SECRET: &str = "bench-webhook-secret";
+/// The HS256 key of customer tokens (`SHOP__AUTH__JWT_SECRET`) of the servers the bench starts.
+pub const JWT_SECRET: &str = "bench-jwt-secret-of-at-least-32-bytes";
+
+/// A customer token for `user` under [`JWT_SECRET`] (HS256; `sub`, `iat`, and
+/// `exp` a day away, so that no run outlives it), made with `jsonwebtoken`.
+pub fn mint(user: &str) -> String {
+    mint_under(JWT_SECRET, user)
+}
+
+/// Like [`mint`], under another HS256 key.
+pub fn mint_under(secret: &str, user: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": user, "iat": now, "exp": now + 24 * 3600});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("an HS256 token")
+}
+
+/// The tokens of users `PREFIX-0` to `PREFIX-(n-1)`, minted once, up front
+/// (index `i` is `PREFIX-i`'s), so that no request pays for its token.
+pub fn tokens(prefix: &str, n: usize) -> Arc<Vec<String>> {
+    Arc::new((0..n).map(|i| mint(&format!("{prefix}-{i}"))).collect())
+}
 
 pub struct Server {
     child: Child,
@@ -34,6 +60,7 @@ impl Server {
             .env("DATABASE_URL", database_url)
             .env("SHOP__SERVER__BIND", format!("127.0.0.1:{port}"))
             .env("SHOP__AUTH__ADMIN_TOKEN", ADMIN)
+            .env("SHOP__AUTH__JWT_SECRET", JWT_SECRET)
             .env("SHOP__PAYMENT__WEBHOOK_SECRET", SECRET)
             .env("SHOP__LOG__FORMAT", "json")
             .env("RUST_LOG", "warn")
