@@ -19,8 +19,8 @@ use actix_web::{Error, HttpMessage, HttpResponse, get, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use shared_kernel::auth::Admin;
 use shared_kernel::db::Db;
-use shared_kernel::problem::responses::{TooManyAuthFailures, Unauthorized};
 use shared_kernel::outbox;
+use shared_kernel::problem::responses::{TooManyAuthFailures, Unauthorized};
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 

@@ -101,7 +101,9 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
                     "Customer token for {DEMO_CUSTOMER} (valid 24 h): {token}"
                 ));
             }
-            None => announce("Customer tokens come from the identity provider of SHOP__AUTH__JWKS_URL."),
+            None => {
+                announce("Customer tokens come from the identity provider of SHOP__AUTH__JWKS_URL.")
+            }
         }
     }
     app.run().await?;
@@ -122,7 +124,11 @@ fn jwt_secret(settings: &Settings) -> (Option<SecretString>, bool) {
         .jwt_secret
         .clone()
         .filter(|s| !s.expose_secret().is_empty());
-    let jwks = settings.auth.jwks_url.as_deref().is_some_and(|u| !u.is_empty());
+    let jwks = settings
+        .auth
+        .jwks_url
+        .as_deref()
+        .is_some_and(|u| !u.is_empty());
     match configured {
         Some(secret) => (Some(secret), false),
         None if jwks => (None, false),
@@ -142,7 +148,12 @@ fn mint(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Result<String
         .clone()
         .filter(|s| !s.expose_secret().is_empty());
     let Some(secret) = secret else {
-        if settings.auth.jwks_url.as_deref().is_some_and(|u| !u.is_empty()) {
+        if settings
+            .auth
+            .jwks_url
+            .as_deref()
+            .is_some_and(|u| !u.is_empty())
+        {
             anyhow::bail!(
                 "shop verifies customer tokens with the keys of SHOP__AUTH__JWKS_URL: tokens come from that identity provider. \
                  `shop token` signs with SHOP__AUTH__JWT_SECRET, which is not set."

@@ -15,9 +15,9 @@ use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
 use shared_kernel::auth::token::{JwksLocation, TokenSettings};
 use shared_kernel::auth::{AdminToken, Authenticator, FailureLimiter, TokenVerifier};
+use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
 use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
 use shared_kernel::ports::PaymentGateway;
 use tracing_actix_web::TracingLogger;
@@ -92,7 +92,9 @@ pub async fn token_verifier(
 ) -> anyhow::Result<Arc<TokenVerifier>> {
     let present = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     let jwks = present(&settings.auth.jwks_url)
-        .map(|url| JwksLocation::parse(&url).map_err(|e| anyhow::anyhow!("SHOP__AUTH__JWKS_URL {e}")))
+        .map(|url| {
+            JwksLocation::parse(&url).map_err(|e| anyhow::anyhow!("SHOP__AUTH__JWKS_URL {e}"))
+        })
         .transpose()?;
     let verifier = TokenVerifier::load(&TokenSettings {
         secret: secrets.jwt_secret.clone(),
@@ -194,12 +196,9 @@ impl Modules {
             Duration::from_secs(settings.order.payment_timeout_secs),
         );
         let links = CheckoutLinks::new(&secrets.webhook_secret);
-        let gateway: Option<Arc<dyn PaymentGateway>> = settings
-            .payment
-            .sandbox
-            .then(|| {
-                Arc::new(SandboxGateway::new(&urls.public, links.clone())) as Arc<dyn PaymentGateway>
-            });
+        let gateway: Option<Arc<dyn PaymentGateway>> = settings.payment.sandbox.then(|| {
+            Arc::new(SandboxGateway::new(&urls.public, links.clone())) as Arc<dyn PaymentGateway>
+        });
         let payments = PaymentService::new(
             db.clone(),
             outbox.clone(),

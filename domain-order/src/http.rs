@@ -577,8 +577,6 @@ async fn original_get_order_info(
     orders: web::Data<OrderService>,
     query: Query<OrderIdQuery>,
 ) -> Result<HttpResponse, Problem> {
-    let order = orders
-        .get(&caller, OrderId::from(query.0.order_id))
-        .await?;
+    let order = orders.get(&caller, OrderId::from(query.0.order_id)).await?;
     Ok(HttpResponse::Ok().json(OriginalOrderView::from(order)))
 }

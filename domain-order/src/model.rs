@@ -395,7 +395,8 @@ mod order_tests {
 
     #[test]
     fn a_valid_request_parses_and_has_a_canonical_form() {
-        let request = PlaceOrder::parse(user("user-1"), vec![line("p1", 2), line("p2", 1)]).unwrap();
+        let request =
+            PlaceOrder::parse(user("user-1"), vec![line("p1", 2), line("p2", 1)]).unwrap();
         assert_eq!(
             request.canonical(),
             r#"{"userId":"user-1","items":[{"productId":"p1","quantity":2},{"productId":"p2","quantity":1}]}"#
@@ -427,8 +428,8 @@ mod order_tests {
 
     #[test]
     fn duplicate_products_are_found() {
-        let dups =
-            PlaceOrder::parse(user("u"), vec![line("a", 1), line("b", 1), line("a", 2)]).unwrap_err();
+        let dups = PlaceOrder::parse(user("u"), vec![line("a", 1), line("b", 1), line("a", 2)])
+            .unwrap_err();
         assert_eq!(dups.len(), 1);
         assert_eq!(dups[0].field, RequestField::ProductId(2));
     }

@@ -174,7 +174,10 @@ enum Need {
     Admin,
 }
 
-fn authenticate(req: &HttpRequest, need: Need) -> LocalBoxFuture<'static, Result<Caller, AuthError>> {
+fn authenticate(
+    req: &HttpRequest,
+    need: Need,
+) -> LocalBoxFuture<'static, Result<Caller, AuthError>> {
     let auth = req.app_data::<web::Data<Authenticator>>().cloned();
     let credentials = bearer(req);
     let address = req

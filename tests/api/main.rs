@@ -3,6 +3,7 @@
 mod architecture;
 mod crash;
 mod fuzz;
+mod identity;
 mod instances;
 mod observability;
 mod operations;

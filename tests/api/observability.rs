@@ -32,11 +32,6 @@ impl Api {
         Response::read(request.send().await.expect("request")).await
     }
 
-    async fn get(&self, path: &str) -> Response {
-        self.send(self.client.get(format!("{}{path}", self.base)))
-            .await
-    }
-
     /// A GET as a customer (`token` from [`mint`]).
     async fn get_as(&self, path: &str, token: &str) -> Response {
         self.send(

@@ -91,15 +91,26 @@ mod tests {
         let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t0 = Instant::now();
         for i in 0..3 {
-            assert!(limiter.check_at(a, t0).is_ok(), "failure {i} is still allowed");
+            assert!(
+                limiter.check_at(a, t0).is_ok(),
+                "failure {i} is still allowed"
+            );
             limiter.record_at(a, t0);
         }
-        let wait = limiter.check_at(a, t0 + Duration::from_secs(10)).unwrap_err();
+        let wait = limiter
+            .check_at(a, t0 + Duration::from_secs(10))
+            .unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
-        assert!(limiter.check_at(b, t0).is_ok(), "another address is not affected");
+        assert!(
+            limiter.check_at(b, t0).is_ok(),
+            "another address is not affected"
+        );
         assert!(limiter.check_at(a, t0 + Duration::from_secs(60)).is_ok());
         limiter.record_at(a, t0 + Duration::from_secs(61));
-        assert!(limiter.check_at(a, t0 + Duration::from_secs(61)).is_ok(), "a new window starts afresh");
+        assert!(
+            limiter.check_at(a, t0 + Duration::from_secs(61)).is_ok(),
+            "a new window starts afresh"
+        );
     }
 
     #[test]

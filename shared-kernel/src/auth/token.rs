@@ -106,8 +106,9 @@ struct Jwks {
     location: JwksLocation,
     client: reqwest::Client,
     keys: RwLock<Arc<Vec<PublicKey>>>,
-    /// When the keys were last fetched; held while fetching, so one fetch runs at a time.
-    fetched: tokio::sync::Mutex<Instant>,
+    /// When a token naming an unknown key last made us fetch (`None`: never);
+    /// held while fetching, so that one fetch runs at a time.
+    refetched: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// (Optional here so that a token without `sub` is told apart from a malformed one.)
@@ -144,7 +145,7 @@ impl TokenVerifier {
                     location: location.clone(),
                     client,
                     keys: RwLock::new(Arc::new(keys)),
-                    fetched: tokio::sync::Mutex::new(Instant::now()),
+                    refetched: tokio::sync::Mutex::new(None),
                 })
             }
             None => None,
@@ -208,27 +209,30 @@ impl TokenVerifier {
     fn check(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<UserId, TokenError> {
         let mut validation = self.validation.clone();
         validation.algorithms = vec![alg];
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                ErrorKind::InvalidIssuer => TokenError::Issuer,
-                ErrorKind::InvalidAudience => TokenError::Audience,
-                ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
-                ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::Algorithm,
-                ErrorKind::InvalidSignature => TokenError::Signature,
-                _ => TokenError::Malformed,
-            }
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidIssuer => TokenError::Issuer,
+            ErrorKind::InvalidAudience => TokenError::Audience,
+            ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
+            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::Algorithm,
+            ErrorKind::InvalidSignature => TokenError::Signature,
+            _ => TokenError::Malformed,
         })?;
-        let sub = data.claims.sub.ok_or(TokenError::MissingClaim("sub".into()))?;
+        let sub = data
+            .claims
+            .sub
+            .ok_or(TokenError::MissingClaim("sub".into()))?;
         UserId::parse(&sub).map_err(|_| TokenError::Subject)
     }
 
     /// Fetches the JWKS again (the periodic refresh). Keeps the old keys when it fails.
     pub async fn refresh(&self) {
         if let Some(jwks) = &self.jwks {
-            let mut fetched = jwks.fetched.lock().await;
-            jwks.fetch_now(&mut fetched).await;
+            let _one_at_a_time = jwks.refetched.lock().await;
+            jwks.fetch_now().await;
         }
     }
 
@@ -258,18 +262,20 @@ impl Jwks {
         }
     }
 
-    /// A token names a key we do not have: the provider may have rotated its keys.
+    /// A token names a key we do not have: the provider may have rotated its
+    /// keys. (At most once a second, so that made-up `kid`s cannot make shop
+    /// hammer the provider.)
     async fn refetch_for(&self, header: &Header) {
-        let mut fetched = self.fetched.lock().await;
+        let mut refetched = self.refetched.lock().await;
         // Another request may have fetched while this one waited.
-        if self.find(header).is_ok() || fetched.elapsed() < MIN_REFETCH {
+        if self.find(header).is_ok() || refetched.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
             return;
         }
-        self.fetch_now(&mut fetched).await;
+        *refetched = Some(Instant::now());
+        self.fetch_now().await;
     }
 
-    async fn fetch_now(&self, fetched: &mut Instant) {
-        *fetched = Instant::now();
+    async fn fetch_now(&self) {
         match fetch(&self.client, &self.location).await {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), "refreshed the identity provider's keys");
@@ -282,7 +288,10 @@ impl Jwks {
     }
 }
 
-async fn fetch(client: &reqwest::Client, location: &JwksLocation) -> anyhow::Result<Vec<PublicKey>> {
+async fn fetch(
+    client: &reqwest::Client,
+    location: &JwksLocation,
+) -> anyhow::Result<Vec<PublicKey>> {
     let body = match location {
         JwksLocation::File(path) => tokio::fs::read(path)
             .await
@@ -330,7 +339,12 @@ fn public_keys(set: &JwkSet) -> Vec<PublicKey> {
         let family_fits = match (alg, &jwk.algorithm) {
             (Some(alg), AlgorithmParameters::RSA(_)) => matches!(
                 alg,
-                Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
             ),
             (Some(alg), AlgorithmParameters::EllipticCurve(_)) => implied == Some(alg),
             (Some(alg), AlgorithmParameters::OctetKeyPair(_)) => alg == Algorithm::EdDSA,
@@ -398,7 +412,11 @@ pub fn mint(
         aud: audience,
     };
     let key = EncodingKey::from_secret(secret.expose_secret().as_bytes());
-    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)?)
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &key,
+    )?)
 }
 
 #[cfg(test)]
@@ -433,9 +451,20 @@ mod tests {
     #[tokio::test]
     async fn accepts_a_current_token_and_names_its_subject() {
         let v = TokenVerifier::load(&settings()).await.unwrap();
-        let token = sign(serde_json::json!({"sub": "alice", "exp": now() + 60}), SECRET, Algorithm::HS256);
+        let token = sign(
+            serde_json::json!({"sub": "alice", "exp": now() + 60}),
+            SECRET,
+            Algorithm::HS256,
+        );
         assert_eq!(v.verify(&token).await.unwrap().as_str(), "alice");
-        let minted = mint(&SecretString::from(SECRET), &UserId::parse("bob").unwrap(), Duration::from_secs(60), None, None).unwrap();
+        let minted = mint(
+            &SecretString::from(SECRET),
+            &UserId::parse("bob").unwrap(),
+            Duration::from_secs(60),
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(v.verify(&minted).await.unwrap().as_str(), "bob");
     }
 
@@ -443,21 +472,73 @@ mod tests {
     async fn refuses_what_it_should() {
         let v = TokenVerifier::load(&settings()).await.unwrap();
         let cases = [
-            (sign(serde_json::json!({"sub": "a", "exp": now() - 31}), SECRET, Algorithm::HS256), TokenError::Expired),
-            (sign(serde_json::json!({"sub": "a", "exp": now() + 600, "nbf": now() + 120}), SECRET, Algorithm::HS256), TokenError::NotYetValid),
-            (sign(serde_json::json!({"sub": "a", "exp": now() + 60}), "another-secret-0123456789abcdefgh", Algorithm::HS256), TokenError::Signature),
-            (sign(serde_json::json!({"sub": "a", "exp": now() + 60}), SECRET, Algorithm::HS384), TokenError::Algorithm),
-            (sign(serde_json::json!({"exp": now() + 60}), SECRET, Algorithm::HS256), TokenError::MissingClaim("sub".into())),
-            (sign(serde_json::json!({"sub": "a"}), SECRET, Algorithm::HS256), TokenError::MissingClaim("exp".into())),
-            (sign(serde_json::json!({"sub": "no spaces", "exp": now() + 60}), SECRET, Algorithm::HS256), TokenError::Subject),
+            (
+                sign(
+                    serde_json::json!({"sub": "a", "exp": now() - 31}),
+                    SECRET,
+                    Algorithm::HS256,
+                ),
+                TokenError::Expired,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub": "a", "exp": now() + 600, "nbf": now() + 120}),
+                    SECRET,
+                    Algorithm::HS256,
+                ),
+                TokenError::NotYetValid,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub": "a", "exp": now() + 60}),
+                    "another-secret-0123456789abcdefgh",
+                    Algorithm::HS256,
+                ),
+                TokenError::Signature,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub": "a", "exp": now() + 60}),
+                    SECRET,
+                    Algorithm::HS384,
+                ),
+                TokenError::Algorithm,
+            ),
+            (
+                sign(
+                    serde_json::json!({"exp": now() + 60}),
+                    SECRET,
+                    Algorithm::HS256,
+                ),
+                TokenError::MissingClaim("sub".into()),
+            ),
+            (
+                sign(serde_json::json!({"sub": "a"}), SECRET, Algorithm::HS256),
+                TokenError::MissingClaim("exp".into()),
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub": "no spaces", "exp": now() + 60}),
+                    SECRET,
+                    Algorithm::HS256,
+                ),
+                TokenError::Subject,
+            ),
             ("not.a.jwt".to_owned(), TokenError::Malformed),
-            ("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.".to_owned(), TokenError::Malformed),
+            (
+                "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.".to_owned(),
+                TokenError::Malformed,
+            ),
         ];
         for (token, expected) in cases {
             assert_eq!(v.verify(&token).await.unwrap_err(), expected, "{token}");
         }
         // Within the leeway, an expired token still passes.
-        let token = sign(serde_json::json!({"sub": "a", "exp": now() - 5}), SECRET, Algorithm::HS256);
+        let token = sign(
+            serde_json::json!({"sub": "a", "exp": now() - 5}),
+            SECRET,
+            Algorithm::HS256,
+        );
         assert!(v.verify(&token).await.is_ok());
     }
 
@@ -468,16 +549,35 @@ mod tests {
         s.audience = Some("shop".into());
         let v = TokenVerifier::load(&s).await.unwrap();
         let good = serde_json::json!({"sub": "a", "exp": now() + 60, "iss": "https://id.example", "aud": "shop"});
-        assert!(v.verify(&sign(good.clone(), SECRET, Algorithm::HS256)).await.is_ok());
+        assert!(
+            v.verify(&sign(good.clone(), SECRET, Algorithm::HS256))
+                .await
+                .is_ok()
+        );
         let mut wrong_iss = good.clone();
         wrong_iss["iss"] = "https://evil.example".into();
-        assert_eq!(v.verify(&sign(wrong_iss, SECRET, Algorithm::HS256)).await.unwrap_err(), TokenError::Issuer);
+        assert_eq!(
+            v.verify(&sign(wrong_iss, SECRET, Algorithm::HS256))
+                .await
+                .unwrap_err(),
+            TokenError::Issuer
+        );
         let mut wrong_aud = good.clone();
         wrong_aud["aud"] = "billing".into();
-        assert_eq!(v.verify(&sign(wrong_aud, SECRET, Algorithm::HS256)).await.unwrap_err(), TokenError::Audience);
+        assert_eq!(
+            v.verify(&sign(wrong_aud, SECRET, Algorithm::HS256))
+                .await
+                .unwrap_err(),
+            TokenError::Audience
+        );
         let mut no_aud = good;
         no_aud.as_object_mut().unwrap().remove("aud");
-        assert_eq!(v.verify(&sign(no_aud, SECRET, Algorithm::HS256)).await.unwrap_err(), TokenError::MissingClaim("aud".into()));
+        assert_eq!(
+            v.verify(&sign(no_aud, SECRET, Algorithm::HS256))
+                .await
+                .unwrap_err(),
+            TokenError::MissingClaim("aud".into())
+        );
     }
 
     #[tokio::test]
