@@ -109,6 +109,14 @@ fn describe() {
         "shop_db_pool_waiting",
         "Database work waiting for a pooled connection"
     );
+    describe_counter!(
+        "shop_auth_failures_total",
+        "Credentials refused, by kind (customer_token, admin_token)"
+    );
+    describe_counter!(
+        "shop_auth_addresses_limited_total",
+        "Times a client address used up its failed authentications and was answered 429"
+    );
 
     metrics::counter!("shop_orders_created_total").increment(0);
     metrics::counter!("shop_orders_paid_total").increment(0);
@@ -132,6 +140,10 @@ fn describe() {
     }
     metrics::counter!("shop_payment_notifications_duplicate_total").increment(0);
     metrics::gauge!("shop_db_pool_waiting").increment(0.0);
+    for kind in ["customer_token", "admin_token"] {
+        metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(0);
+    }
+    metrics::counter!("shop_auth_addresses_limited_total").increment(0);
 }
 
 /// An id from the client is kept when it is short and printable; otherwise a new one is made.

@@ -153,12 +153,15 @@ impl Authenticator {
         }
         if need == Need::Admin {
             self.failures.record_failure(address);
+            metrics::counter!("shop_auth_failures_total", "kind" => "admin_token").increment(1);
             return Err(AuthError::bad_admin_token());
         }
         match self.tokens.verify(&token).await {
             Ok(user) => Ok(Caller::Customer(user)),
             Err(error) => {
                 self.failures.record_failure(address);
+                metrics::counter!("shop_auth_failures_total", "kind" => "customer_token")
+                    .increment(1);
                 tracing::debug!(%error, %address, "refused a customer token");
                 Err(AuthError::invalid_token(&error))
             }
