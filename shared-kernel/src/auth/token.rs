@@ -590,6 +590,44 @@ mod tests {
         assert!(TokenVerifier::load(&s).await.is_err());
     }
 
+    #[tokio::test]
+    async fn a_jwks_file_verifies_with_each_key_under_its_own_algorithm() {
+        let pem = include_str!("../../../tests/fixtures/jwt/ed25519.pem");
+        let key = EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
+        jwk.common.key_id = Some("ed".into());
+        let path = std::env::temp_dir().join(format!("shop-jwks-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&JwkSet { keys: vec![jwk] }).unwrap(),
+        )
+        .unwrap();
+        let mut s = settings();
+        s.secret = None;
+        s.jwks = Some(JwksLocation::parse(&format!("file://{}", path.display())).unwrap());
+        let v = TokenVerifier::load(&s).await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let claims = serde_json::json!({"sub": "carol", "exp": now() + 60});
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("ed".into());
+        let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        assert_eq!(v.verify(&token).await.unwrap().as_str(), "carol");
+        // Without a kid, the only key of the token's algorithm is used.
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
+        assert_eq!(v.verify(&token).await.unwrap().as_str(), "carol");
+        // No secret is configured: HS256 is not accepted at all.
+        let hs = sign(claims, SECRET, Algorithm::HS256);
+        assert_eq!(v.verify(&hs).await.unwrap_err(), TokenError::Algorithm);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_jwks_stops_the_start() {
+        let mut s = settings();
+        s.jwks = Some(JwksLocation::File(PathBuf::from("/nonexistent/jwks.json")));
+        let error = TokenVerifier::load(&s).await.err().unwrap().to_string();
+        assert!(error.contains("SHOP__AUTH__JWKS_URL"), "{error}");
+    }
+
     #[test]
     fn jwks_locations() {
         assert!(JwksLocation::parse("https://id.example/.well-known/jwks.json").is_ok());
