@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs schemathesis (pinned in .ci/requirements.txt, installed into a throwaway
-# virtual environment under target/) against a freshly started shop, with the
-# admin token supplied, every check on, and a bounded number of examples.
+# virtual environment under target/) against a freshly started shop, with
+# credentials for both security schemes of openapi.yaml (a customer's token for
+# `customerToken` operations, the admin token for `adminToken` ones; see
+# .ci/schemathesis.toml), every check on, and a bounded number of examples.
 #
 #   .ci/schemathesis.sh DATABASE_URL [MAX_EXAMPLES]
 #
@@ -31,8 +33,18 @@ label=$(echo "$database_url" | cut -d: -f1)
 log="$out/shop-schemathesis-$label.log"
 
 webhook_secret="whsec-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+# Customer tokens are checked under a JWT secret fixed for the run; the
+# customer's token is minted under it, for the user the OpenAPI examples name
+# (`user-42`), so that an example `userId` is the caller's own (any other is a
+# 403 user_mismatch). schemathesis sends missing and broken
+# credentials on purpose (the auth checks expect 401s); the limit on failed
+# authentications per address is raised so that they do not turn the rest of
+# its requests from 127.0.0.1 into 429s (a legal answer, but one that would
+# test nothing behind authentication).
+export SHOP__AUTH__JWT_SECRET="jwt-$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+customer_token=$("$root/target/debug/shop" token --user user-42 --ttl 6h)
 DATABASE_URL="$database_url" SHOP__SERVER__BIND="127.0.0.1:$port" SHOP__AUTH__ADMIN_TOKEN="$token" \
-    SHOP__PAYMENT__WEBHOOK_SECRET="$webhook_secret" \
+    SHOP__PAYMENT__WEBHOOK_SECRET="$webhook_secret" SHOP__AUTH__FAILURES_PER_MINUTE=100000 \
     SHOP__LOG__FORMAT=json RUST_LOG=warn "$root/target/debug/shop" serve >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
@@ -43,12 +55,13 @@ for _ in $(seq 1 100); do
 done
 
 cd "$out"
-# The hooks sign notifications as a gateway would (see .ci/schemathesis_hooks.py).
+# The hooks sign notifications as a gateway would (see .ci/schemathesis_hooks.py);
+# the configuration reads both credentials from the environment.
+SHOP_CUSTOMER_TOKEN="$customer_token" SHOP_ADMIN_TOKEN="$token" \
 SHOP_WEBHOOK_SECRET="$webhook_secret" PYTHONPATH="$root/.ci" SCHEMATHESIS_HOOKS=schemathesis_hooks \
     "$venv/bin/st" --config-file "$root/.ci/schemathesis.toml" run "$root/openapi.yaml" \
     --url "http://127.0.0.1:$port" \
     --checks all \
-    --header "Authorization: Bearer $token" \
     --max-examples "$max_examples" \
     --generation-database none \
     --no-color \

@@ -3,7 +3,9 @@
 # freshly started shop. openapi-python-client (pinned in
 # .ci/requirements-sdk.txt) is installed into a throwaway virtual environment
 # under target/; the client is generated into target/ci/shop-client and used
-# as generated.
+# as generated. The shop checks customer tokens under a JWT secret fixed for
+# the run; the customer's token is minted with `shop token` under the same
+# secret, and the admin token is the one the shop was started with.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +29,9 @@ rm -rf "$out/shop-client"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token="sdk-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 secret="whsec-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+export SHOP__AUTH__JWT_SECRET="jwt-$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+customer="sdk-user"
+customer_token=$("$root/target/debug/shop" token --user "$customer" --ttl 1h)
 data=$(mktemp -d)
 DATABASE_URL="sqlite://$data/shop.db" SHOP__SERVER__BIND="127.0.0.1:$port" SHOP__AUTH__ADMIN_TOKEN="$token" \
     SHOP__PAYMENT__WEBHOOK_SECRET="$secret" SHOP__LOG__FORMAT=json RUST_LOG=warn \
@@ -38,4 +43,4 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-"$venv/bin/python" "$root/tests/sdk/purchase.py" "http://127.0.0.1:$port" "$token" "$secret"
+"$venv/bin/python" "$root/tests/sdk/purchase.py" "http://127.0.0.1:$port" "$token" "$secret" "$customer" "$customer_token"

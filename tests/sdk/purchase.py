@@ -2,9 +2,13 @@
 
 The client (package `shop_client`) is generated at test time by
 openapi-python-client (.ci/sdk.sh); nothing in it is edited. This script
-plays a shop front end and a payment gateway:
+plays a shop front end acting for a signed-in customer (the generated
+AuthenticatedClient with the customer's token), the shop's staff (the same
+client with the admin token) and a payment gateway:
 
-    python purchase.py BASE_URL ADMIN_TOKEN WEBHOOK_SECRET
+    python purchase.py BASE_URL ADMIN_TOKEN WEBHOOK_SECRET CUSTOMER CUSTOMER_TOKEN
+
+CUSTOMER_TOKEN is a JWT whose `sub` is CUSTOMER (`shop token --user CUSTOMER`).
 """
 
 import hashlib
@@ -14,7 +18,7 @@ import time
 
 import httpx
 from shop_client import AuthenticatedClient, Client
-from shop_client.api.orders import create_order, get_order_info
+from shop_client.api.orders import create_order, get_order_info, list_orders
 from shop_client.api.payments import get_payment, initiate_payment, payment_result_notify
 from shop_client.api.products import create_product, get_product_info
 from shop_client.models import (
@@ -27,9 +31,10 @@ from shop_client.models import (
     PaymentMethod,
     PaymentNotification,
     PaymentStatus,
+    Problem,
 )
 
-base, admin_token, webhook_secret = sys.argv[1:4]
+base, admin_token, webhook_secret, customer_id, customer_token = sys.argv[1:6]
 
 
 def sign(request: httpx.Request) -> None:
@@ -41,7 +46,8 @@ def sign(request: httpx.Request) -> None:
 
 
 admin = AuthenticatedClient(base_url=base, token=admin_token, raise_on_unexpected_status=True)
-customer = Client(base_url=base, raise_on_unexpected_status=True)
+customer = AuthenticatedClient(base_url=base, token=customer_token, raise_on_unexpected_status=True)
+anonymous = Client(base_url=base, raise_on_unexpected_status=True)
 gateway = Client(base_url=base, raise_on_unexpected_status=True, httpx_args={"event_hooks": {"request": [sign]}})
 
 
@@ -57,17 +63,27 @@ product = expect(
     ),
     201,
 )
-info = expect(get_product_info.sync_detailed(client=customer, product_id=product.product_id), 200)
+# The catalog is public.
+info = expect(get_product_info.sync_detailed(client=anonymous, product_id=product.product_id), 200)
 assert (info.name, info.price, info.currency, info.stock) == ("iPhone 15", 999900, "CNY", 10), info
 
-order = expect(
-    create_order.sync_detailed(
-        client=customer,
-        body=CreateOrder(user_id="sdk-user", items=[CreateOrderItem(product_id=product.product_id, quantity=2)]),
-    ),
-    201,
-)
+lines = [CreateOrderItem(product_id=product.product_id, quantity=2)]
+
+# Without a token, a customer route answers 401 (a documented answer, so the SDK parses it).
+refused = create_order.sync_detailed(client=anonymous, body=CreateOrder(items=lines))
+assert refused.status_code == 401, f"{refused.status_code}: {refused.content!r}"
+assert isinstance(refused.parsed, Problem) and refused.parsed.code == "unauthorized", refused.parsed
+assert refused.headers.get("www-authenticate", "").startswith("Bearer"), refused.headers
+refused = list_orders.sync_detailed(client=AuthenticatedClient(base_url=base, token="not-a-jwt"))
+assert refused.status_code == 401 and refused.parsed.code == "invalid_token", refused.parsed
+# A customer acts only as themself.
+refused = create_order.sync_detailed(client=customer, body=CreateOrder(user_id=customer_id + "-other", items=lines))
+assert refused.status_code == 403 and refused.parsed.code == "user_mismatch", refused.parsed
+assert expect(list_orders.sync_detailed(client=customer), 200).items == []
+
+order = expect(create_order.sync_detailed(client=customer, body=CreateOrder(items=lines)), 201)
 assert order.status == OrderStatusView.PENDING_PAYMENT and order.amount == 1999800, order
+assert order.user_id == customer_id, order
 
 payment = expect(
     initiate_payment.sync_detailed(
@@ -102,4 +118,9 @@ for _ in range(100):
 assert order.status == OrderStatusView.PAID, order
 assert expect(get_payment.sync_detailed(client=customer, payment_id=payment.payment_id), 200).status == PaymentStatus.SUCCEEDED
 assert expect(get_product_info.sync_detailed(client=customer, product_id=product.product_id), 200).stock == 8
+# The customer's list holds the order; staff read it by naming the customer.
+assert [o.order_id for o in expect(list_orders.sync_detailed(client=customer), 200).items] == [order.order_id]
+listed = expect(list_orders.sync_detailed(client=admin, user_id=customer_id), 200)
+assert [o.order_id for o in listed.items] == [order.order_id], listed
+assert expect(get_order_info.sync_detailed(client=admin, order_id=order.order_id), 200).status == OrderStatusView.PAID
 print(f"generated SDK: order {order.order_id} is paid")
