@@ -57,7 +57,7 @@ impl OrderError {
         match self {
             OrderError::NotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "order_not_found", "Order not found")
-                    .with_detail(format!("No order has the id {id:?}."))
+                    .with_detail(format!("No order has the id \"{id}\"."))
             }
             OrderError::Invalid(errors) => Problem::validation(violations(errors)),
             OrderError::UnknownProducts(lines) => Problem::new(

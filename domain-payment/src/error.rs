@@ -55,10 +55,10 @@ impl From<PaymentError> for Problem {
                 "payment_not_found",
                 "Payment not found",
             )
-            .with_detail(format!("No payment has the id {id:?}.")),
+            .with_detail(format!("No payment has the id \"{id}\".")),
             PaymentError::OrderNotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "order_not_found", "Order not found")
-                    .with_detail(format!("No order has the id {id:?}."))
+                    .with_detail(format!("No order has the id \"{id}\"."))
             }
             PaymentError::OrderPaid => conflict(
                 "order_already_paid",

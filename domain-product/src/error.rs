@@ -30,7 +30,7 @@ impl From<ProductError> for Problem {
                 "product_not_found",
                 "Product not found",
             )
-            .with_detail(format!("No product has the id {id:?}.")),
+            .with_detail(format!("No product has the id \"{id}\".")),
             ProductError::Invalid(errors) => Problem::validation(errors),
             ProductError::Db(error) => error.into(),
         }

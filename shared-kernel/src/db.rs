@@ -134,18 +134,35 @@ impl DatabaseUrl {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
+/// The URL with its secrets masked: the password of `scheme://user:password@host`,
+/// and every query parameter's value (`?password=...`, `?sslpassword=...`:
+/// libpq takes secrets there too, so none is shown, whatever its name).
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    let Some(query) = query else {
+        return base;
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) => format!("{key}=***"),
+            None => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", masked.join("&"))
 }
 
 /// How long SQLite waits for a lock before giving up.
@@ -520,6 +537,20 @@ mod tests {
         assert_eq!(url.backend(), Backend::Postgres);
         assert_eq!(url.redacted(), "postgres://shop:***@db:5432/shop");
         assert!(DatabaseUrl::parse("postgresql://db/shop").is_ok());
+        // libpq also takes the password (and other secrets) as query parameters.
+        let url = DatabaseUrl::parse(
+            "postgres://postgres@127.0.0.1:5432/db?password=hunter2&sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://postgres@127.0.0.1:5432/db?password=***&sslmode=***"
+        );
+        let url = DatabaseUrl::parse("postgres://u:p@ss:w0rd@db/shop?sslpassword=k3y").unwrap();
+        let shown = url.redacted();
+        for secret in ["p@ss", "w0rd", "k3y"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]

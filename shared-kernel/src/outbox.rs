@@ -80,7 +80,7 @@ struct Subscription {
     handler: Arc<dyn EventHandler>,
 }
 
-/// Collects the subscribers; [`EventBusBuilder::build`] fixes them.
+/// Collects the subscribers; [`EventBusBuilder::build_with`] fixes them.
 #[derive(Default)]
 pub struct EventBusBuilder {
     subscriptions: Vec<Subscription>,
@@ -100,10 +100,6 @@ impl EventBusBuilder {
             handler,
         });
         self
-    }
-
-    pub fn build(self, db: Db, options: DispatchOptions) -> (Outbox, Dispatcher) {
-        self.build_with(db, options, |bus, _| bus)
     }
 
     /// Builds the bus; `more` registers subscribers that themselves publish

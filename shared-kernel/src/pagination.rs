@@ -12,8 +12,6 @@ pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 /// Cursors are ids: short, and made of letters, digits, `-` and `_`.
 pub const MAX_CURSOR_LEN: usize = 64;
-/// The pattern a cursor matches, shared with the API document.
-pub const CURSOR_PATTERN: &str = "^[0-9A-Za-z_-]{1,64}$";
 
 /// The query parameters of every list route.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]

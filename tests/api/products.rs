@@ -301,6 +301,9 @@ async fn unknown_products_are_404_whatever_the_id(app: TestApp) {
             .await;
         stock.assert_problem(StatusCode::NOT_FOUND, "product_not_found");
     }
+    // Details are written for API users, not in Rust's debug notation.
+    let detail = app.get("/api/v1/products/nope").await.json["detail"].clone();
+    assert_eq!(detail, "No product has the id \"nope\".");
 }
 
 async fn stock_updates_are_absolute_and_validated(app: TestApp) {
