@@ -99,7 +99,9 @@ struct PublicKey {
 pub struct TokenVerifier {
     secret: Option<DecodingKey>,
     jwks: Option<Jwks>,
-    validation: Validation,
+    /// One per accepted algorithm (HS256 and [`ASYMMETRIC`]), built once:
+    /// the same rules, each pinned to its algorithm.
+    validations: Vec<Validation>,
 }
 
 struct Jwks {
@@ -178,10 +180,17 @@ impl TokenVerifier {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
+        let validations = std::iter::once(Algorithm::HS256)
+            .chain(ASYMMETRIC)
+            .map(|alg| Validation {
+                algorithms: vec![alg],
+                ..validation.clone()
+            })
+            .collect();
         Ok(Self {
             secret,
             jwks,
-            validation,
+            validations,
         })
     }
 
@@ -193,34 +202,33 @@ impl TokenVerifier {
             return self.check(token, key, Algorithm::HS256);
         }
         let jwks = self.jwks.as_ref().ok_or(TokenError::Algorithm)?;
-        let keys = match jwks.find(&header) {
-            Ok(keys) => keys,
+        let (keys, index) = match jwks.find(&header) {
             Err(TokenError::UnknownKey) => {
                 jwks.refetch_for(&header).await;
                 jwks.find(&header)?
             }
-            Err(other) => return Err(other),
+            found => found?,
         };
-        let (keys, index) = keys;
-        let key = &keys[index];
-        self.check(token, &key.key, key.alg)
+        self.check(token, &keys[index].key, keys[index].alg)
     }
 
     fn check(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<UserId, TokenError> {
-        let mut validation = self.validation.clone();
-        validation.algorithms = vec![alg];
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
-            .kind()
-        {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-            ErrorKind::InvalidIssuer => TokenError::Issuer,
-            ErrorKind::InvalidAudience => TokenError::Audience,
-            ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
-            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::Algorithm,
-            ErrorKind::InvalidSignature => TokenError::Signature,
-            _ => TokenError::Malformed,
-        })?;
+        let validation = self
+            .validations
+            .iter()
+            .find(|v| v.algorithms == [alg])
+            .ok_or(TokenError::Algorithm)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidIssuer => TokenError::Issuer,
+                ErrorKind::InvalidAudience => TokenError::Audience,
+                ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
+                ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::Algorithm,
+                ErrorKind::InvalidSignature => TokenError::Signature,
+                _ => TokenError::Malformed,
+            })?;
         let sub = data
             .claims
             .sub
@@ -368,19 +376,24 @@ fn public_keys(set: &JwkSet) -> Vec<PublicKey> {
     keys
 }
 
+/// The algorithms a JWKS key may be used with.
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// A JWK's `alg`, when it is one of [`ASYMMETRIC`].
 fn asymmetric(alg: KeyAlgorithm) -> Option<Algorithm> {
-    Some(match alg {
-        KeyAlgorithm::RS256 => Algorithm::RS256,
-        KeyAlgorithm::RS384 => Algorithm::RS384,
-        KeyAlgorithm::RS512 => Algorithm::RS512,
-        KeyAlgorithm::PS256 => Algorithm::PS256,
-        KeyAlgorithm::PS384 => Algorithm::PS384,
-        KeyAlgorithm::PS512 => Algorithm::PS512,
-        KeyAlgorithm::ES256 => Algorithm::ES256,
-        KeyAlgorithm::ES384 => Algorithm::ES384,
-        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-        _ => return None,
-    })
+    ASYMMETRIC
+        .into_iter()
+        .find(|a| KeyAlgorithm::from(*a) == alg)
 }
 
 #[derive(Serialize)]
