@@ -11,8 +11,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
 use shop_tests::{
-    ADMIN_TOKEN, Backend, Response, StatusCode, TEST_JWT_SECRET, TestApp, on_every_backend,
-    wait_until,
+    ADMIN_TOKEN, Backend, Response, StatusCode, TEST_JWT_SECRET, TestApp, UserClient,
+    on_every_backend, wait_until,
 };
 
 const RSA_A: &str = include_str!("../fixtures/jwt/rsa-a.pem");
@@ -39,21 +39,6 @@ fn hs256(claims: &Value, secret: &str) -> String {
 /// Claims that are valid now, for `user`.
 fn claims(user: &str) -> Value {
     json!({"sub": user, "iat": now(), "exp": now() + 600})
-}
-
-/// A request as whoever holds `token`.
-async fn with_token(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Response {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    app.send(request).await
 }
 
 fn assert_invalid_token(response: &Response, why: &str) {
@@ -145,9 +130,13 @@ async fn tokens_that_are_refused(backend: Backend) {
         }),
     ];
     for (why, token) in &cases {
-        let response = with_token(&app, Method::POST, "/api/v1/orders", token, Some(&order)).await;
+        let response = app
+            .send_as(token, Method::POST, "/api/v1/orders", Some(&order))
+            .await;
         assert_invalid_token(&response, why);
-        let response = with_token(&app, Method::GET, "/api/v1/orders", token, None).await;
+        let response = app
+            .send_as(token, Method::GET, "/api/v1/orders", None)
+            .await;
         assert_invalid_token(&response, why);
     }
     assert_eq!(
@@ -164,7 +153,9 @@ async fn tokens_that_are_refused(backend: Backend) {
 
     // Within the leeway (30 s by default) a just-expired token still works.
     let late = hs256(&json!({"sub": "alice", "exp": now() - 5}), TEST_JWT_SECRET);
-    let placed = with_token(&app, Method::POST, "/api/v1/orders", &late, Some(&order)).await;
+    let placed = app
+        .send_as(&late, Method::POST, "/api/v1/orders", Some(&order))
+        .await;
     assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
     assert_eq!(
         placed.json["userId"], "alice",
@@ -215,7 +206,9 @@ async fn every_customer_route_needs_a_token(app: TestApp) {
                     .starts_with("Bearer realm="),
                 "{method} {concrete}"
             );
-            let forged = with_token(&app, method.clone(), &concrete, &forged, Some(&body)).await;
+            let forged = app
+                .send_as(&forged, method.clone(), &concrete, Some(&body))
+                .await;
             assert_invalid_token(&forged, &format!("{method} {concrete}"));
             checked.push(operation["operationId"].as_str().unwrap().to_owned());
         }
@@ -308,7 +301,7 @@ async fn another_customers_order_and_payment_are_not_found(app: TestApp) {
     // Support staff read every customer's orders and payments, but act for none.
     let staff = |path: String| {
         let app = &app;
-        async move { with_token(app, Method::GET, &path, ADMIN_TOKEN, None).await }
+        async move { app.send_as(ADMIN_TOKEN, Method::GET, &path, None).await }
     };
     assert_eq!(
         staff(format!("/api/v1/orders/{order}")).await.json["userId"],
@@ -327,20 +320,18 @@ async fn another_customers_order_and_payment_are_not_found(app: TestApp) {
     staff("/api/v1/orders".into())
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
-    with_token(
-        &app,
+    app.send_as(
+        ADMIN_TOKEN,
         Method::POST,
         &format!("/api/v1/orders/{order}/cancel"),
-        ADMIN_TOKEN,
         None,
     )
     .await
     .assert_problem(StatusCode::FORBIDDEN, "customer_token_required");
-    with_token(
-        &app,
+    app.send_as(
+        ADMIN_TOKEN,
         Method::POST,
         "/api/v1/orders",
-        ADMIN_TOKEN,
         Some(&json!({"userId": "alice", "items": [{"productId": product, "quantity": 1}]})),
     )
     .await
@@ -398,6 +389,25 @@ async fn a_body_naming_another_user_is_refused(app: TestApp) {
     assert_eq!(original.json["userId"], "alice");
 }
 
+/// `user` orders one unit of `product` and opens an Alipay payment for it: the payment.
+async fn order_and_open_payment(user: &UserClient<'_>, product: &str) -> Value {
+    let order = user
+        .post_json(
+            "/api/v1/orders",
+            &json!({"items": [{"productId": product, "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+    let payment = user
+        .post_json(
+            "/api/v1/payments",
+            &json!({"orderId": order.json["orderId"], "paymentMethod": "alipay"}),
+        )
+        .await;
+    assert_eq!(payment.status, StatusCode::CREATED, "{}", payment.body);
+    payment.json
+}
+
 /// The sandbox checkout page acts only for whoever holds its whole URL.
 async fn the_checkout_page_needs_its_token(app: TestApp) {
     let product = app.create_product("Phone", 999_900, 5).await["productId"]
@@ -405,48 +415,23 @@ async fn the_checkout_page_needs_its_token(app: TestApp) {
         .unwrap()
         .to_owned();
     let alice = app.as_user("alice");
-    let order = alice
-        .post_json(
-            "/api/v1/orders",
-            &json!({"items": [{"productId": product, "quantity": 1}]}),
-        )
-        .await
-        .json["orderId"]
-        .clone();
-    let opened = alice
-        .post_json(
-            "/api/v1/payments",
-            &json!({"orderId": order, "paymentMethod": "alipay"}),
-        )
-        .await;
-    let id = opened.json["paymentId"].as_str().unwrap().to_owned();
-    let url = opened.json["paymentUrl"].as_str().unwrap().to_owned();
+    let opened = order_and_open_payment(&alice, &product).await;
+    let id = opened["paymentId"].as_str().unwrap().to_owned();
+    let url = opened["paymentUrl"].as_str().unwrap().to_owned();
     let path = url.strip_prefix(&app.address).unwrap().to_owned();
     let token = path.split_once("?token=").unwrap().1.to_owned();
     assert!(token.len() >= 32, "the token is unguessable: {token}");
     assert_eq!(app.get(&path).await.status, StatusCode::OK);
 
     // A second payment's token does not open the first one.
-    let other = app.as_user("bob");
-    let other_order = other
-        .post_json(
-            "/api/v1/orders",
-            &json!({"items": [{"productId": product, "quantity": 1}]}),
-        )
-        .await
-        .json["orderId"]
-        .clone();
-    let other_url = other
-        .post_json(
-            "/api/v1/payments",
-            &json!({"orderId": other_order, "paymentMethod": "alipay"}),
-        )
-        .await
-        .json["paymentUrl"]
+    let other = order_and_open_payment(&app.as_user("bob"), &product).await;
+    let other_token = other["paymentUrl"]
         .as_str()
         .unwrap()
+        .split_once("?token=")
+        .unwrap()
+        .1
         .to_owned();
-    let other_token = other_url.split_once("?token=").unwrap().1.to_owned();
 
     for bad in [
         format!("/sandbox/checkout/{id}"),
@@ -527,28 +512,25 @@ async fn repeated_failures_are_rate_limited(backend: Backend) {
     }
     let forged = hs256(&claims("alice"), "not-the-test-secret-0123456789abcdef");
     for _ in 0..2 {
-        let refused = with_token(&app, Method::GET, "/api/v1/orders", &forged, None).await;
+        let refused = app
+            .send_as(&forged, Method::GET, "/api/v1/orders", None)
+            .await;
         assert_invalid_token(&refused, "forged");
     }
-    with_token(&app, Method::GET, "/api/v1/products", "wrong-admin", None).await;
-    with_token(
-        &app,
+    app.send_as("wrong-admin", Method::GET, "/api/v1/products", None)
+        .await;
+    app.send_as(
+        "wrong-admin",
         Method::POST,
         "/api/v1/products",
-        "wrong-admin",
         Some(&json!({})),
     )
     .await
     .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     for token in [forged.as_str(), alice.token.as_str(), ADMIN_TOKEN] {
-        let limited = with_token(
-            &app,
-            Method::GET,
-            "/api/v1/orders?userId=alice",
-            token,
-            None,
-        )
-        .await;
+        let limited = app
+            .send_as(token, Method::GET, "/api/v1/orders?userId=alice", None)
+            .await;
         limited.assert_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
         let retry: u64 = limited.headers["retry-after"]
             .to_str()
@@ -691,7 +673,10 @@ async fn keys_from_a_jwks_rotate_without_restart(backend: Backend) {
     let good = |user: &str| json!({"sub": user, "iss": issuer, "aud": "shop", "iat": now(), "exp": now() + 600});
     let status = |token: String| {
         let app = &app;
-        async move { with_token(app, Method::GET, "/api/v1/orders", &token, None).await }
+        async move {
+            app.send_as(&token, Method::GET, "/api/v1/orders", None)
+                .await
+        }
     };
     for key in [&a, &ec, &ed] {
         let response = status(key.token(&good("alice"))).await;

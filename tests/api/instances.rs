@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use shop_tests::{
     ADMIN_TOKEN, Backend, ShopProcess, StatusCode, TestApp, TestDatabase, Value, count, eventually,
-    json, mint, parse_metrics,
+    json, mint, parse_metrics, sum,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -65,15 +65,6 @@ impl Instance {
             .expect("request");
         parse_metrics(&scrape.text().await.expect("metrics"))
     }
-}
-
-/// The sum of every series of `metric` whose labels include `label`.
-fn sum(metrics: &HashMap<String, f64>, metric: &str, label: &str) -> f64 {
-    metrics
-        .iter()
-        .filter(|(series, _)| series.starts_with(&format!("{metric}{{")) && series.contains(label))
-        .map(|(_, value)| value)
-        .sum()
 }
 
 async fn two_instances_share_the_work_without_doing_it_twice(backend: Backend) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shop_tests::{
     ADMIN_TOKEN, Backend, Response, ShopProcess, StatusCode, TEST_JWT_SECRET, TestApp,
-    TestDatabase, Value, WEBHOOK_SECRET, count, eventually, json, mint, parse_metrics, signer,
+    TestDatabase, Value, WEBHOOK_SECRET, count, eventually, json, mint, parse_metrics, signer, sum,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -129,15 +129,6 @@ async fn business(api: &Api) -> usize {
 
 const UNHANDLED: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL";
 const DELIVERIES: &str = "SELECT COUNT(*) AS n FROM event_deliveries";
-
-/// The sum of every series of `metric` whose labels include `label`.
-fn sum(metrics: &HashMap<String, f64>, metric: &str, label: &str) -> f64 {
-    metrics
-        .iter()
-        .filter(|(series, _)| series.starts_with(&format!("{metric}{{")) && series.contains(label))
-        .map(|(_, value)| value)
-        .sum()
-}
 
 /// The purchase runs on a shop process of its own: the metrics recorder is
 /// per process, so nothing else moves these counters, and each must move by

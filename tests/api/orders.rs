@@ -312,9 +312,7 @@ async fn a_retry_with_the_same_idempotency_key_creates_nothing(app: TestApp) {
     let body = order_body("carol", &[(&product, 2)]);
     let post = |user: &'static str, key: &'static str, body: Value| {
         app.send(
-            app.client
-                .post(app.url("/api/v1/orders"))
-                .bearer_auth(app.token(user))
+            app.request_as(&app.token(user), Method::POST, "/api/v1/orders")
                 .header("Idempotency-Key", key)
                 .json(&body),
         )
@@ -356,9 +354,7 @@ async fn concurrent_retries_with_one_key_create_one_order(app: TestApp) {
             let (app, product, token) = (app.clone(), product.clone(), token.clone());
             tokio::spawn(async move {
                 let request = app
-                    .client
-                    .post(app.url("/api/v1/orders"))
-                    .bearer_auth(token)
+                    .request_as(&token, Method::POST, "/api/v1/orders")
                     .header("Idempotency-Key", "same-key");
                 app.send(request.json(&order_body("erin", &[(&product, 1)])))
                     .await
@@ -403,13 +399,8 @@ async fn two_hundred_buyers_for_fifty_units_never_oversell(app: TestApp) {
             let (app, product) = (app.clone(), product.clone());
             tokio::spawn(async move {
                 let body = order_body(&format!("buyer-{i}"), &[(&product, 1)]);
-                app.send(
-                    app.client
-                        .post(app.url("/api/v1/orders"))
-                        .bearer_auth(token)
-                        .json(&body),
-                )
-                .await
+                app.send_as(&token, Method::POST, "/api/v1/orders", Some(&body))
+                    .await
             })
         })
         .collect();
@@ -464,13 +455,8 @@ async fn concurrent_multi_line_orders_never_reserve_partially(app: TestApp) {
             tokio::spawn(async move {
                 let items: Vec<(&str, i64)> = items.iter().map(|(p, q)| (p.as_str(), *q)).collect();
                 let body = order_body(&format!("mix-{i}"), &items);
-                app.send(
-                    app.client
-                        .post(app.url("/api/v1/orders"))
-                        .bearer_auth(token)
-                        .json(&body),
-                )
-                .await
+                app.send_as(&token, Method::POST, "/api/v1/orders", Some(&body))
+                    .await
             })
         })
         .collect();

@@ -354,13 +354,8 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backe
             tokio::spawn(async move {
                 let body =
                     json!({"userId": user, "items": [{"productId": product, "quantity": 1}]});
-                app.send(
-                    app.client
-                        .post(app.url("/api/v1/orders"))
-                        .bearer_auth(token)
-                        .json(&body),
-                )
-                .await
+                app.send_as(&token, reqwest::Method::POST, "/api/v1/orders", Some(&body))
+                    .await
             })
         })
         .collect();

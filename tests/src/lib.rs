@@ -238,12 +238,36 @@ impl TestApp {
 
     /// A GET with the admin token (admins may read any order or payment).
     pub async fn admin_get(&self, path: &str) -> Response {
-        self.send(
-            self.client
-                .get(self.url(path))
-                .bearer_auth(&self.admin_token),
-        )
-        .await
+        self.send_as(&self.admin_token, reqwest::Method::GET, path, None)
+            .await
+    }
+
+    /// A request that carries `token` (a customer's, the admin token, or one a test forged).
+    pub fn request_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Sends a request with `token` and, when given, a JSON body. (Usable
+    /// from spawned tasks, which [`as_user`](Self::as_user)'s borrow is not.)
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.request_as(token, method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request).await
     }
 
     /// A customer token for `user`, signed with this app's JWT key.
@@ -262,12 +286,8 @@ impl TestApp {
 
     /// A request with the admin token and a JSON body.
     pub async fn admin_send(&self, method: reqwest::Method, path: &str, body: &Value) -> Response {
-        let request = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.admin_token)
-            .json(body);
-        Response::read(request.send().await.expect("request")).await
+        self.send_as(&self.admin_token, method, path, Some(body))
+            .await
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Response {
@@ -324,10 +344,7 @@ pub struct UserClient<'a> {
 impl UserClient<'_> {
     /// A request builder that already carries the customer's token.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.app
-            .client
-            .request(method, self.app.url(path))
-            .bearer_auth(&self.token)
+        self.app.request_as(&self.token, method, path)
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Response {
@@ -432,6 +449,15 @@ pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
             Some((series.to_owned(), value.parse().ok()?))
         })
         .collect()
+}
+
+/// The sum of every series of `metric` whose labels include `label`.
+pub fn sum(metrics: &std::collections::HashMap<String, f64>, metric: &str, label: &str) -> f64 {
+    metrics
+        .iter()
+        .filter(|(series, _)| series.starts_with(&format!("{metric}{{")) && series.contains(label))
+        .map(|(_, value)| value)
+        .sum()
 }
 
 /// A response read to the end.
