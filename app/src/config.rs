@@ -5,6 +5,7 @@ use std::path::Path;
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use shared_kernel::auth::token::JwksLocation;
 
 /// Everything shop can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +99,42 @@ pub struct AuthSettings {
     /// Failed authentications one client address may make per minute before
     /// it is answered 429 (`SHOP__AUTH__FAILURES_PER_MINUTE`, 1 to 100000).
     pub failures_per_minute: u32,
+}
+
+impl AuthSettings {
+    /// The HS256 secret of customer tokens, when one is set (an empty value counts as unset).
+    pub fn hs256_secret(&self) -> Option<SecretString> {
+        self.jwt_secret
+            .clone()
+            .filter(|s| !secrecy::ExposeSecret::expose_secret(s).is_empty())
+    }
+
+    /// Whether customer tokens are verified with a JWKS.
+    pub fn has_jwks(&self) -> bool {
+        present(&self.jwks_url).is_some()
+    }
+
+    /// Where the identity provider's keys are, when a JWKS is set.
+    pub fn jwks(&self) -> anyhow::Result<Option<JwksLocation>> {
+        present(&self.jwks_url)
+            .map(|url| JwksLocation::parse(url).map_err(|e| anyhow::anyhow!("auth.jwks_url {e}")))
+            .transpose()
+    }
+
+    /// The `iss` customer tokens must carry, when set.
+    pub fn issuer(&self) -> Option<&str> {
+        present(&self.jwt_issuer)
+    }
+
+    /// The `aud` customer tokens must carry, when set.
+    pub fn audience(&self) -> Option<&str> {
+        present(&self.jwt_audience)
+    }
+}
+
+/// A setting's value, unless it is unset or empty (`SHOP__AUTH__JWT_ISSUER=` unsets it).
+fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -200,10 +237,7 @@ impl Settings {
         if !(1..=100_000).contains(&settings.auth.failures_per_minute) {
             anyhow::bail!("auth.failures_per_minute must be 1 to 100000");
         }
-        if let Some(url) = settings.auth.jwks_url.as_deref().filter(|u| !u.is_empty()) {
-            shared_kernel::auth::token::JwksLocation::parse(url)
-                .map_err(|e| anyhow::anyhow!("auth.jwks_url {e}"))?;
-        }
+        settings.auth.jwks()?;
         if settings.order.payment_timeout_secs == 0
             || settings.order.expiry_sweep_ms == 0
             || settings.worker.poll_ms == 0

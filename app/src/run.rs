@@ -94,8 +94,8 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
                     secret,
                     &user,
                     DEMO_TOKEN_TTL,
-                    settings.auth.jwt_issuer.as_deref(),
-                    settings.auth.jwt_audience.as_deref(),
+                    settings.auth.issuer(),
+                    settings.auth.audience(),
                 )?;
                 announce(&format!(
                     "Customer token for {DEMO_CUSTOMER} (valid 24 h): {token}"
@@ -119,19 +119,9 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// configured one; none when only a JWKS is configured; else a random one
 /// for this run.
 fn jwt_secret(settings: &Settings) -> (Option<SecretString>, bool) {
-    let configured = settings
-        .auth
-        .jwt_secret
-        .clone()
-        .filter(|s| !s.expose_secret().is_empty());
-    let jwks = settings
-        .auth
-        .jwks_url
-        .as_deref()
-        .is_some_and(|u| !u.is_empty());
-    match configured {
+    match settings.auth.hs256_secret() {
         Some(secret) => (Some(secret), false),
-        None if jwks => (None, false),
+        None if settings.auth.has_jwks() => (None, false),
         None => {
             let (secret, generated) = startup::secret_or_random(None);
             (Some(secret), generated)
@@ -142,18 +132,8 @@ fn jwt_secret(settings: &Settings) -> (Option<SecretString>, bool) {
 /// `shop token`: a token under the configured secret.
 fn mint(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Result<String> {
     let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("--user {e}"))?;
-    let secret = settings
-        .auth
-        .jwt_secret
-        .clone()
-        .filter(|s| !s.expose_secret().is_empty());
-    let Some(secret) = secret else {
-        if settings
-            .auth
-            .jwks_url
-            .as_deref()
-            .is_some_and(|u| !u.is_empty())
-        {
+    let Some(secret) = settings.auth.hs256_secret() else {
+        if settings.auth.has_jwks() {
             anyhow::bail!(
                 "shop verifies customer tokens with the keys of SHOP__AUTH__JWKS_URL: tokens come from that identity provider. \
                  `shop token` signs with SHOP__AUTH__JWT_SECRET, which is not set."
@@ -174,8 +154,8 @@ fn mint(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Result<String
         &secret,
         &user,
         ttl,
-        settings.auth.jwt_issuer.as_deref(),
-        settings.auth.jwt_audience.as_deref(),
+        settings.auth.issuer(),
+        settings.auth.audience(),
     )
 }
 

@@ -15,7 +15,7 @@ use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use shared_kernel::auth::token::{JwksLocation, TokenSettings};
+use shared_kernel::auth::token::TokenSettings;
 use shared_kernel::auth::{AdminToken, Authenticator, FailureLimiter, TokenVerifier};
 use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
 use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
@@ -90,17 +90,11 @@ pub async fn token_verifier(
     settings: &Settings,
     secrets: &Secrets,
 ) -> anyhow::Result<Arc<TokenVerifier>> {
-    let present = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-    let jwks = present(&settings.auth.jwks_url)
-        .map(|url| {
-            JwksLocation::parse(&url).map_err(|e| anyhow::anyhow!("SHOP__AUTH__JWKS_URL {e}"))
-        })
-        .transpose()?;
     let verifier = TokenVerifier::load(&TokenSettings {
         secret: secrets.jwt_secret.clone(),
-        jwks,
-        issuer: present(&settings.auth.jwt_issuer),
-        audience: present(&settings.auth.jwt_audience),
+        jwks: settings.auth.jwks()?,
+        issuer: settings.auth.issuer().map(str::to_owned),
+        audience: settings.auth.audience().map(str::to_owned),
         leeway_secs: settings.auth.jwt_leeway_secs,
     })
     .await?;
