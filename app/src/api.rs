@@ -399,7 +399,13 @@ pub fn into_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandle
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let (req, res) = res.into_parts();
-    let mut problem = Problem::for_status(res.status()).error_response();
+    // A body that could not be read (a raw-body route's extractor): say why, in the client's words.
+    let mut problem = match res.error() {
+        Some(error) if error.as_error::<actix_web::error::PayloadError>().is_some() => {
+            shared_kernel::http::body_problem(error).error_response()
+        }
+        _ => Problem::for_status(res.status()).error_response(),
+    };
     for (name, value) in res.headers() {
         if name != header::CONTENT_TYPE
             && name != header::CONTENT_LENGTH

@@ -62,6 +62,18 @@ pub struct ServerSettings {
     pub bind: String,
     /// Largest request body accepted, in bytes (`SHOP__SERVER__MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// A request's head, and then its body, must each arrive within this many
+    /// milliseconds (`SHOP__SERVER__REQUEST_TIMEOUT_MS`); a slower one gets 408
+    /// and its connection is closed.
+    pub request_timeout_ms: u64,
+    /// Open connections this process holds at once (`SHOP__SERVER__MAX_CONNECTIONS`);
+    /// past it, new ones wait in the listen queue. Lowered at start to what
+    /// the file-descriptor limit allows.
+    pub max_connections: usize,
+    /// Connections one client address may hold at once
+    /// (`SHOP__SERVER__MAX_CONNECTIONS_PER_CLIENT`); a connection past it is
+    /// answered 429 and closed. Behind a reverse proxy, set it above the proxy's pool.
+    pub max_connections_per_client: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,12 +150,26 @@ fn present(value: &Option<String>) -> Option<&str> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum LogFormat {
     /// Human-readable lines.
     Pretty,
     /// One JSON object a line, for Logstash or Filebeat.
     Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "SHOP__LOG__FORMAT (log.format) must be `pretty` or `json`; it is `{other}`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +183,9 @@ pub const DEFAULTS: &str = r#"
 [server]
 bind = "127.0.0.1:8080"
 max_body_bytes = 65536
+request_timeout_ms = 10000
+max_connections = 10000
+max_connections_per_client = 1000
 
 [database]
 url = "sqlite://data/shop.db"
@@ -185,6 +214,91 @@ event_retention_hours = 168
 [log]
 format = "pretty"
 "#;
+
+/// A numeric setting's accepted range: every numeric setting has one, and
+/// a value outside it stops start-up with a message naming the setting.
+pub struct Bound {
+    /// The dotted key (`order.payment_timeout_secs`).
+    pub key: &'static str,
+    pub min: u64,
+    pub max: u64,
+    value: fn(&Settings) -> u64,
+}
+
+impl Bound {
+    /// The environment variable that sets it (`SHOP__ORDER__PAYMENT_TIMEOUT_SECS`).
+    pub fn variable(&self) -> String {
+        format!("SHOP__{}", self.key.replace('.', "__").to_uppercase())
+    }
+
+    fn check(&self, settings: &Settings) -> anyhow::Result<()> {
+        let value = (self.value)(settings);
+        if (self.min..=self.max).contains(&value) {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "{} ({}) must be {} to {}; it is {value}",
+            self.variable(),
+            self.key,
+            self.min,
+            self.max
+        )
+    }
+}
+
+const fn bound(key: &'static str, min: u64, max: u64, value: fn(&Settings) -> u64) -> Bound {
+    Bound {
+        key,
+        min,
+        max,
+        value,
+    }
+}
+
+/// Every numeric setting and its range (the README's settings table gives the same; a test compares them).
+pub const BOUNDS: &[Bound] = &[
+    bound("server.max_body_bytes", 1_024, 16 * 1_024 * 1_024, |s| {
+        s.server.max_body_bytes as u64
+    }),
+    bound("server.request_timeout_ms", 100, 300_000, |s| {
+        s.server.request_timeout_ms
+    }),
+    bound("server.max_connections", 16, 100_000, |s| {
+        s.server.max_connections as u64
+    }),
+    bound("server.max_connections_per_client", 1, 100_000, |s| {
+        s.server.max_connections_per_client as u64
+    }),
+    bound("database.pool_size", 1, 256, |s| {
+        s.database.pool_size.into()
+    }),
+    bound("database.writers", 1, 32, |s| s.database.writers as u64),
+    bound("database.max_batch", 1, 1_000, |s| {
+        s.database.max_batch as u64
+    }),
+    bound("auth.jwt_leeway_secs", 0, 60, |s| s.auth.jwt_leeway_secs),
+    bound("auth.jwks_refresh_secs", 10, 86_400, |s| {
+        s.auth.jwks_refresh_secs
+    }),
+    bound("auth.failures_per_minute", 1, 100_000, |s| {
+        s.auth.failures_per_minute.into()
+    }),
+    // Thirty days: longer than either real provider lets a trade stay open.
+    bound("order.payment_timeout_secs", 1, 2_592_000, |s| {
+        s.order.payment_timeout_secs
+    }),
+    bound("order.expiry_sweep_ms", 1, 60_000, |s| {
+        s.order.expiry_sweep_ms
+    }),
+    bound("worker.poll_ms", 1, 60_000, |s| s.worker.poll_ms),
+    bound("worker.abandoned_reservation_grace_secs", 0, 604_800, |s| {
+        s.worker.abandoned_reservation_grace_secs
+    }),
+    // Ten years.
+    bound("worker.event_retention_hours", 1, 87_600, |s| {
+        s.worker.event_retention_hours
+    }),
+];
 
 impl Settings {
     /// Reads the layers from the process environment.
@@ -219,33 +333,10 @@ impl Settings {
             builder = builder.set_override("database.url", url.as_str())?;
         }
         let settings: Settings = builder.build()?.try_deserialize()?;
-        if !(1..=256).contains(&settings.database.pool_size) {
-            anyhow::bail!("database.pool_size must be 1 to 256");
-        }
-        if !(1..=32).contains(&settings.database.writers) {
-            anyhow::bail!("database.writers must be 1 to 32");
-        }
-        if !(1..=1000).contains(&settings.database.max_batch) {
-            anyhow::bail!("database.max_batch must be 1 to 1000");
-        }
-        if settings.auth.jwt_leeway_secs > 60 {
-            anyhow::bail!("auth.jwt_leeway_secs must be 0 to 60");
-        }
-        if !(10..=86_400).contains(&settings.auth.jwks_refresh_secs) {
-            anyhow::bail!("auth.jwks_refresh_secs must be 10 to 86400");
-        }
-        if !(1..=100_000).contains(&settings.auth.failures_per_minute) {
-            anyhow::bail!("auth.failures_per_minute must be 1 to 100000");
+        for bound in BOUNDS {
+            bound.check(&settings)?;
         }
         settings.auth.jwks()?;
-        if settings.order.payment_timeout_secs == 0
-            || settings.order.expiry_sweep_ms == 0
-            || settings.worker.poll_ms == 0
-        {
-            anyhow::bail!(
-                "order.payment_timeout_secs, order.expiry_sweep_ms and worker.poll_ms must be at least 1"
-            );
-        }
         Ok(settings)
     }
 }
@@ -315,6 +406,87 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:7000");
         assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn every_numeric_setting_is_bounded_and_named_when_refused() {
+        let defaults = Settings::load_from(None, env(&[])).unwrap();
+        for bound in BOUNDS {
+            assert!(
+                (bound.min..=bound.max).contains(&(bound.value)(&defaults)),
+                "the default of {} is outside its bounds",
+                bound.key
+            );
+            for outside in [bound.min.checked_sub(1), bound.max.checked_add(1)]
+                .into_iter()
+                .flatten()
+            {
+                let error = Settings::load_from(
+                    None,
+                    env(&[(bound.variable().as_str(), outside.to_string().as_str())]),
+                )
+                .expect_err(&format!("{} = {outside} was accepted", bound.key))
+                .to_string();
+                assert!(
+                    error.contains(&bound.variable())
+                        && error.contains(&format!("{} to {}", bound.min, bound.max)),
+                    "{error}"
+                );
+            }
+        }
+        // The values of the report: an overflowing timeout and a retention that wrapped to "now".
+        for (variable, value) in [
+            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "9999999999999"),
+            ("SHOP__WORKER__EVENT_RETENTION_HOURS", "5124095576030431"),
+        ] {
+            let error = Settings::load_from(None, env(&[(variable, value)])).unwrap_err();
+            assert!(error.to_string().contains(variable), "{error}");
+        }
+    }
+
+    #[test]
+    fn every_numeric_setting_is_in_the_readme_with_its_bounds() {
+        let readme = include_str!("../../README.md");
+        for bound in BOUNDS {
+            let row = readme
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{}`", bound.variable())))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "the README's settings table has no row for {}",
+                        bound.variable()
+                    )
+                });
+            let range = format!("({} to {}", group(bound.min), group(bound.max));
+            assert!(
+                row.contains(&range),
+                "the README's row for {} does not say {range}",
+                bound.variable()
+            );
+        }
+    }
+
+    /// 86400 as the README writes it: 86,400.
+    fn group(n: u64) -> String {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn an_unknown_log_format_lists_the_accepted_ones() {
+        let error = Settings::load_from(None, env(&[("SHOP__LOG__FORMAT", "xml")])).unwrap_err();
+        let error = error.to_string();
+        assert!(
+            error.contains("pretty") && error.contains("json"),
+            "{error}"
+        );
     }
 
     #[test]

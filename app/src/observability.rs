@@ -144,6 +144,8 @@ fn describe() {
         metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(0);
     }
     metrics::counter!("shop_auth_addresses_limited_total").increment(0);
+    metrics::counter!("shop_http_connection_errors_total").increment(0);
+    metrics::counter!("shop_http_connections_refused_total").increment(0);
 }
 
 /// An id from the client is kept when it is short and printable; otherwise a new one is made.

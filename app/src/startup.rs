@@ -26,6 +26,7 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::api::{self, RouteTable};
 use crate::config::Settings;
+use crate::limits;
 use crate::observability::{self, RequestSpan};
 use crate::workers::Workers;
 
@@ -254,6 +255,10 @@ impl Application {
         let routes = web::Data::new(RouteTable::from_openapi(&api::openapi()));
         let document = web::Bytes::from(serde_json::to_vec(&api::document())?);
         let max_body = settings.server.max_body_bytes;
+        let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let connections = limits::connection_budget(settings.server.max_connections);
+        let peers = limits::PeerConnections::new(settings.server.max_connections_per_client);
         let state = modules.clone();
         let server =
             actix_web::HttpServer::new(move || {
@@ -301,8 +306,17 @@ impl Application {
                     .wrap(ErrorHandlers::new().default_handler(api::into_problem))
                     .wrap(Compress::default())
                     .wrap(TracingLogger::<RequestSpan>::new())
+                    .wrap(from_fn(move |req, next| {
+                        limits::body_deadline(request_timeout, req, next)
+                    }))
+                    .wrap(from_fn(limits::refuse_crowding))
                     .wrap(from_fn(observability::observe))
             })
+            .on_connect(move |connection, data| peers.on_connect(connection, data))
+            .workers(threads)
+            // actix counts connections per worker thread.
+            .max_connections(connections.div_ceil(threads))
+            .client_request_timeout(request_timeout)
             .listen(listener)?
             .run();
         let workers = settings

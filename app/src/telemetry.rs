@@ -4,9 +4,12 @@
 //! and request id; everything it causes is logged inside its span, so those
 //! lines carry the request id too, and so do event handlers' lines.
 
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -25,12 +28,52 @@ pub fn init(format: LogFormat) {
         .with_span_events(FmtSpan::CLOSE)
         .with_writer(writer);
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty => builder.finish().with(ClientConnectionErrors).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .finish()
+            .with(ClientConnectionErrors)
             .try_init(),
     };
+}
+
+/// actix's HTTP/1 layer logs every connection that ends in an error at error
+/// level: a malformed request head (a NUL in the path, a 100 KB URI, two
+/// `Content-Length`s, a thousand headers) or a client that went away. Those
+/// are the client's doing, and any anonymous client could fill the error log
+/// with them: they are counted (`shop_http_connection_errors_total`) and
+/// logged at debug level under `shop::http` instead.
+pub struct ClientConnectionErrors;
+
+const ACTIX_H1: &str = "actix_http::h1::dispatcher";
+const STREAM_ERROR: &str = "stream error: ";
+
+impl<S: Subscriber> Layer<S> for ClientConnectionErrors {
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        let metadata = event.metadata();
+        if *metadata.level() != Level::ERROR || metadata.target() != ACTIX_H1 {
+            return true;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let Some(cause) = message.0.strip_prefix(STREAM_ERROR) else {
+            return true;
+        };
+        metrics::counter!("shop_http_connection_errors_total").increment(1);
+        tracing::debug!(target: "shop::http", cause, "a connection ended in a protocol or I/O error");
+        false
+    }
+}
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }

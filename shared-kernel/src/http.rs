@@ -42,17 +42,39 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 )
                 .with_detail("The request body must be JSON (Content-Type: application/json)."));
             }
-            let bytes = body.await.map_err(|e| {
-                let status = e.as_response_error().status_code();
-                if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    Problem::for_status(status).with_detail("The request body is too large.")
-                } else {
-                    Problem::for_status(StatusCode::BAD_REQUEST).with_detail(e.to_string())
-                }
-            })?;
+            let bytes = body.await.map_err(|e| body_problem(&e))?;
             parse_json(&bytes).map(Json)
         })
     }
+}
+
+/// The problem of a request body that could not be read, in words for the
+/// client (never the reader's internals).
+pub fn body_problem(error: &actix_web::Error) -> Problem {
+    use actix_web::error::PayloadError;
+    let status = error.as_response_error().status_code();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return Problem::for_status(status).with_detail("The request body is too large.");
+    }
+    let detail = match error.as_error::<PayloadError>() {
+        // What the server's body deadline reports.
+        Some(PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Problem::for_status(StatusCode::REQUEST_TIMEOUT)
+                .with_detail("The request body did not arrive in time; the connection is closed.");
+        }
+        // A decoder's failure arrives as an incomplete body with its cause.
+        Some(PayloadError::EncodingCorrupted | PayloadError::Incomplete(Some(_))) => {
+            "The request body could not be decoded as its Content-Encoding says."
+        }
+        Some(PayloadError::Incomplete(None)) => "The request body ended before it was complete.",
+        _ => "The request body could not be read.",
+    };
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "unreadable_body",
+        "Unreadable request body",
+    )
+    .with_detail(detail)
 }
 
 fn is_json(req: &HttpRequest) -> bool {

@@ -49,10 +49,10 @@ pub mod responses {
 
     use super::Problem;
 
-    /// The body is not well-formed JSON (`malformed_json`).
+    /// The body is not well-formed JSON (`malformed_json`), or could not be read (`unreadable_body`).
     #[derive(ToResponse)]
     #[response(
-        description = "The body is not well-formed JSON (`malformed_json`)",
+        description = "The body is not well-formed JSON (`malformed_json`), or ends early or is not encoded as its `Content-Encoding` says (`unreadable_body`)",
         content_type = "application/problem+json"
     )]
     pub struct MalformedJson(pub Problem);

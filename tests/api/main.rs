@@ -3,6 +3,7 @@
 mod architecture;
 mod crash;
 mod fuzz;
+mod hardening;
 mod identity;
 mod instances;
 mod observability;
