@@ -1,5 +1,6 @@
 //! Background work: event delivery, the order expiry sweep, the release of
-//! reservations whose order never arrived, and the outbox's retention.
+//! reservations whose order never arrived, the outbox's retention, and the
+//! pruning of payment notifications too old to be replayed.
 //! Every piece is safe to run on several instances at once.
 
 use std::future::Future;
@@ -33,6 +34,7 @@ impl Workers {
         let retention =
             Duration::from_secs(settings.worker.event_retention_hours.saturating_mul(3600));
         let pruner = modules.dispatcher.clone();
+        let payments = modules.payments.clone();
         // PostgreSQL lets several dispatchers work side by side (each claims
         // its own rows with SKIP LOCKED); SQLite has one writer, so one is enough.
         let lanes = match modules.db.backend() {
@@ -101,6 +103,21 @@ impl Workers {
                                 }
                                 Err(e) => Err(e.to_string()),
                             }
+                        }
+                    },
+                )),
+                tokio::spawn(every(
+                    "notification retention",
+                    Duration::from_secs(60),
+                    token.clone(),
+                    move || {
+                        let payments = payments.clone();
+                        async move {
+                            payments
+                                .prune_notifications()
+                                .await
+                                .map(drop)
+                                .map_err(|e| e.to_string())
                         }
                     },
                 )),

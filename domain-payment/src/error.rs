@@ -1,5 +1,6 @@
 use actix_web::http::StatusCode;
 use shared_kernel::db::DbError;
+use shared_kernel::money::{Currency, Money};
 use shared_kernel::ports::PortError;
 use shared_kernel::{FieldViolation, Problem};
 
@@ -28,7 +29,21 @@ pub enum PaymentError {
     #[error("invalid notification")]
     Invalid(Vec<FieldViolation>),
     #[error("the notification's amount does not match the payment's")]
-    AmountMismatch { expected: String, got: String },
+    AmountMismatch {
+        /// The payment's amount.
+        expected: Money,
+        /// What the notification said, as it said it.
+        amount: Option<i64>,
+        currency: Option<String>,
+    },
+    /// The same signed bytes were accepted before, and accepting them again
+    /// would change a payment, or name another one.
+    #[error("the notification was accepted before")]
+    Replayed,
+    /// A notification naming an order was signed before the order's current
+    /// payment was opened: it cannot be about that payment.
+    #[error("the notification was signed before the order's payment was opened")]
+    PredatesPayment,
     #[error("the payment is {0:?}; it cannot take this outcome")]
     AlreadyFinal(PaymentStatus),
     #[error(transparent)]
@@ -40,6 +55,26 @@ pub enum PaymentError {
 impl From<diesel::result::Error> for PaymentError {
     fn from(error: diesel::result::Error) -> Self {
         Self::Db(DbError::Query(error))
+    }
+}
+
+/// `5.00 CNY (500 in minor units)`.
+fn in_words(money: Money) -> String {
+    format!("{money} ({} in minor units)", money.minor())
+}
+
+/// What a notification claimed, read in the payment's currency when it named none.
+fn claimed(payment_currency: Currency, amount: Option<i64>, currency: Option<&str>) -> String {
+    let currency = currency.map(|c| Currency::parse(c).map_err(|_| c));
+    match (amount, currency) {
+        (Some(minor), None) => in_words(Money::new(minor, payment_currency)),
+        (Some(minor), Some(Ok(currency))) => in_words(Money::new(minor, currency)),
+        (Some(minor), Some(Err(_))) => {
+            format!("{minor} minor units of a currency that is not an ISO 4217 code")
+        }
+        (None, Some(Ok(currency))) => format!("the currency is {currency}"),
+        (None, Some(Err(_))) => "a currency that is not an ISO 4217 code".to_owned(),
+        (None, None) => "nothing about the amount".to_owned(),
     }
 }
 
@@ -95,14 +130,35 @@ impl From<PaymentError> for Problem {
             )
             .with_detail(reason.to_string()),
             PaymentError::Invalid(errors) => Problem::validation(errors),
-            PaymentError::AmountMismatch { expected, got } => Problem::new(
+            PaymentError::AmountMismatch {
+                expected,
+                amount,
+                currency,
+            } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "amount_mismatch",
                 "Amount mismatch",
             )
             .with_detail(format!(
-                "The payment is for {expected}; the notification says {got}."
+                "The payment is for {}; the notification says {}.",
+                in_words(expected),
+                claimed(expected.currency(), amount, currency.as_deref())
             )),
+            PaymentError::Replayed => conflict(
+                "notification_replayed",
+                "Notification replayed",
+                "This notification (the same body, signed at the same second) was accepted \
+                 before, and the payment it was about has since moved on, or the notification \
+                 would now name another payment; nothing changed."
+                    .into(),
+            ),
+            PaymentError::PredatesPayment => conflict(
+                "notification_predates_payment",
+                "Notification predates the payment",
+                "The notification was signed before the order's current payment was opened, so \
+                 it cannot be about that payment; nothing changed."
+                    .into(),
+            ),
             PaymentError::AlreadyFinal(status) => conflict(
                 "payment_already_final",
                 "Payment already final",
@@ -117,5 +173,44 @@ impl From<PaymentError> for Problem {
             PaymentError::Port(PortError::Unexpected(error)) => Problem::internal(&error),
             PaymentError::Db(error) => error.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail(amount: Option<i64>, currency: Option<&str>) -> String {
+        let problem = Problem::from(PaymentError::AmountMismatch {
+            expected: Money::new(500, Currency::CNY),
+            amount,
+            currency: currency.map(str::to_owned),
+        });
+        assert_eq!(problem.code, "amount_mismatch");
+        problem.detail.unwrap_or_default()
+    }
+
+    #[test]
+    fn amount_mismatches_are_told_in_major_and_minor_units() {
+        assert_eq!(
+            detail(Some(499), Some("CNY")),
+            "The payment is for 5.00 CNY (500 in minor units); the notification says 4.99 CNY (499 in minor units)."
+        );
+        assert_eq!(
+            detail(Some(501), None),
+            "The payment is for 5.00 CNY (500 in minor units); the notification says 5.01 CNY (501 in minor units)."
+        );
+        assert_eq!(
+            detail(Some(500), Some("JPY")),
+            "The payment is for 5.00 CNY (500 in minor units); the notification says 500 JPY (500 in minor units)."
+        );
+        assert_eq!(
+            detail(None, Some("USD")),
+            "The payment is for 5.00 CNY (500 in minor units); the notification says the currency is USD."
+        );
+        assert_eq!(
+            detail(Some(500), Some("usd")),
+            "The payment is for 5.00 CNY (500 in minor units); the notification says 500 minor units of a currency that is not an ISO 4217 code."
+        );
     }
 }

@@ -27,10 +27,7 @@ impl EventHandler for Refunds {
                 refused.order_id
             );
         };
-        match payment
-            .status
-            .apply(PaymentOutcome::SuccessForCancelledOrder)
-        {
+        match payment.status.apply(PaymentOutcome::SuccessRefused) {
             Ok(Applied::Changed(PaymentStatus::RefundRequired)) => {
                 repository::transition(
                     conn,

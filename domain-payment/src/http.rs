@@ -14,11 +14,11 @@ use shared_kernel::{Problem, clock};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::PaymentService;
 use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
 use crate::qr;
 use crate::service::{Notification, Notified, NotifiedStatus, PaymentRef};
 use crate::signature;
+use crate::{PaymentError, PaymentService};
 
 /// Mounts the REST routes (under the app's `/api/v1` scope).
 pub fn configure_api(cfg: &mut ServiceConfig) {
@@ -207,8 +207,14 @@ pub struct PaymentNotification {
     /// Must equal the payment's currency.
     #[schema(example = "CNY")]
     pub currency: String,
-    /// The gateway's id of the transaction.
-    #[schema(example = "sandbox-7f3a9c")]
+    /// The gateway's id of the transaction: 1 to 128 visible ASCII
+    /// characters (no space or control character).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[\\x21-\\x7e]{1,128}$",
+        example = "sandbox-7f3a9c"
+    )]
     pub transaction_id: Option<String>,
 }
 
@@ -232,9 +238,12 @@ pub struct SignatureHeader {
 pub struct NotificationResult {
     pub payment_id: String,
     pub order_id: String,
-    /// The payment's status now.
+    /// The status the notification left the payment in: `succeeded` or
+    /// `refund_required` after a success (`refund_required` when the order was
+    /// cancelled or paid by another payment), `failed` after a failure.
     pub payment_status: PaymentStatus,
-    /// False when this notification repeated one already applied (nothing changed).
+    /// False when nothing changed: the payment already had this outcome (a
+    /// duplicate, or a gateway's retry of the same signed notification).
     pub applied: bool,
 }
 
@@ -257,16 +266,20 @@ async fn receive<B: serde::de::DeserializeOwned>(
     payments: &PaymentService,
     req: &HttpRequest,
     body: &[u8],
-    claim: impl FnOnce(B) -> (PaymentRef, Notification),
+    claim: impl FnOnce(B) -> Result<(PaymentRef, Notification), PaymentError>,
 ) -> Result<Notified, Problem> {
     let received = async {
         let signature = req
             .headers()
             .get(signature::HEADER)
             .and_then(|v| v.to_str().ok());
-        payments.verify(signature, body)?;
-        let (payment, notification) = claim(parse_json(body)?);
-        Ok::<_, Problem>(payments.apply_notification(payment, notification).await?)
+        let signed = payments.verify(signature, body)?;
+        let (payment, notification) = claim(parse_json(body)?)?;
+        Ok::<_, Problem>(
+            payments
+                .apply_notification(signed, payment, notification)
+                .await?,
+        )
     }
     .await;
     if let Err(problem) = &received {
@@ -277,11 +290,18 @@ async fn receive<B: serde::de::DeserializeOwned>(
 
 /// Report a payment's outcome (gateways)
 ///
-/// Signed by the gateway with `Shop-Signature`. Applied once: repeats of a
-/// notification already applied answer 200 with `applied: false` and change
-/// nothing. A success makes the order `paid` (or, when the order was
-/// cancelled meanwhile, marks the payment `refund_required`); a failure
-/// leaves the order payable until it expires.
+/// Signed by the gateway with `Shop-Signature`. A notification (the same
+/// body signed at the same second) is accepted at most once. Nothing changes,
+/// and the answer is 200 with `applied: false`, for another notification of
+/// the outcome the payment already has, or for an exact replay of one
+/// accepted before while its payment still shows that outcome (a gateway's
+/// retry); any other replay is refused (409 `notification_replayed`).
+///
+/// A success is never refused: it makes the order `paid`, or, when the order
+/// was cancelled or paid by another payment, marks the payment
+/// `refund_required`, even after a failure. `paymentStatus` answers the
+/// status the payment ends in. A failure leaves the order payable until it
+/// expires; a failure for a payment that took money is refused.
 #[utoipa::path(
     operation_id = "paymentResultNotify",
     tag = "payments",
@@ -289,13 +309,13 @@ async fn receive<B: serde::de::DeserializeOwned>(
     params(SignatureHeader),
     request_body = PaymentNotification,
     responses(
-        (status = 200, description = "Applied, or a repeat of a notification already applied", body = NotificationResult),
+        (status = 200, description = "Applied (`applied: true`), or nothing to change (`applied: false`); `paymentStatus` is the payment's status now", body = NotificationResult),
         (status = 400, response = MalformedJson),
         (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale (`invalid_signature`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The payment already has another outcome (`payment_already_final`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A failure for a payment that took money (`payment_already_final`), or a replay of a notification accepted before whose payment has since moved on (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
-        (status = 422, description = "A field is missing or invalid, or the amount or currency does not match the payment (`amount_mismatch`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, such as a `transactionId` that is not 1 to 128 visible ASCII characters (`validation_failed`), or the amount or currency does not match the payment (`amount_mismatch`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )
 )]
@@ -306,16 +326,16 @@ async fn payment_result_notify(
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     let notified = receive(&payments, &req, &body, |n: PaymentNotification| {
-        let notification = Notification {
-            outcome: n.payment_status.into(),
-            amount: Some(n.amount),
-            currency: Some(n.currency),
-            transaction_id: n.transaction_id,
-        };
-        (
+        let notification = Notification::new(
+            n.payment_status.into(),
+            Some(n.amount),
+            Some(n.currency),
+            n.transaction_id,
+        )?;
+        Ok((
             PaymentRef::Payment(PaymentId::from(n.payment_id)),
             notification,
-        )
+        ))
     })
     .await?;
     Ok(HttpResponse::Ok().json(NotificationResult::from(notified)))
@@ -367,7 +387,14 @@ pub struct OriginalPaymentNotification {
     /// When given, must equal the payment's currency.
     #[schema(example = "CNY")]
     pub currency: Option<String>,
-    #[schema(example = "sandbox-7f3a9c")]
+    /// The gateway's id of the transaction: 1 to 128 visible ASCII
+    /// characters (no space or control character).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[\\x21-\\x7e]{1,128}$",
+        example = "sandbox-7f3a9c"
+    )]
     pub transaction_id: Option<String>,
 }
 
@@ -395,8 +422,13 @@ pub struct OriginalNotificationResult {
 /// Report a payment's outcome (original spec path)
 ///
 /// The original spec's `paymentResultNotify`: `orderId` names the order's
-/// open payment. Same signature and rules as `POST /api/v1/payments/notify`;
-/// an order with no payment initiated gets 409.
+/// open (or latest) payment. Same signature and rules as
+/// `POST /api/v1/payments/notify`, replays included: the same signed bytes
+/// are accepted at most once, so a notification accepted for one payment
+/// never acts on the order's next one. A notification signed before the
+/// order's payment was opened cannot be about it (409
+/// `notification_predates_payment`); an order with no payment initiated gets
+/// 409 `no_payment_initiated`.
 #[utoipa::path(
     operation_id = "originalPaymentResultNotify",
     tag = "original spec",
@@ -404,13 +436,13 @@ pub struct OriginalNotificationResult {
     params(SignatureHeader),
     request_body = OriginalPaymentNotification,
     responses(
-        (status = 200, description = "Accepted: applied, or a repeat of a notification already applied", body = OriginalNotificationResult),
+        (status = 200, description = "Accepted: applied, or nothing to change; `paymentStatus` is the payment's status now", body = OriginalNotificationResult),
         (status = 400, response = MalformedJson),
         (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The order has no payment (`no_payment_initiated`), or its payment already has another outcome", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order has no payment (`no_payment_initiated`), its payment was opened after the notification was signed (`notification_predates_payment`), the notification is a failure for a payment that took money (`payment_already_final`), or it replays one accepted before whose payment has since moved on, or that named an earlier payment (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
-        (status = 422, description = "A field is missing or invalid, or the amount or currency does not match; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, such as a `transactionId` that is not 1 to 128 visible ASCII characters (`validation_failed`), or the amount or currency does not match (`amount_mismatch`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )
 )]
@@ -421,13 +453,13 @@ async fn original_payment_result_notify(
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     let notified = receive(&payments, &req, &body, |n: OriginalPaymentNotification| {
-        let notification = Notification {
-            outcome: n.payment_status.into(),
-            amount: n.amount,
-            currency: n.currency,
-            transaction_id: n.transaction_id,
-        };
-        (PaymentRef::Order(n.order_id), notification)
+        let notification = Notification::new(
+            n.payment_status.into(),
+            n.amount,
+            n.currency,
+            n.transaction_id,
+        )?;
+        Ok((PaymentRef::Order(n.order_id), notification))
     })
     .await?;
     let message = match (notified.applied, notified.payment.status) {
@@ -441,4 +473,26 @@ async fn original_payment_result_notify(
         order_id: notified.payment.order_id,
         payment_status: notified.payment.status,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    use super::*;
+    use crate::model::{TRANSACTION_ID_MAX_LEN, TRANSACTION_ID_PATTERN};
+
+    #[test]
+    fn the_document_states_the_transaction_id_rule_the_validator_applies() {
+        for schema in [
+            PaymentNotification::schema(),
+            OriginalPaymentNotification::schema(),
+        ] {
+            let schema = serde_json::to_value(schema).unwrap();
+            let field = &schema["properties"]["transactionId"];
+            assert_eq!(field["pattern"], TRANSACTION_ID_PATTERN, "{schema}");
+            assert_eq!(field["maxLength"], TRANSACTION_ID_MAX_LEN, "{schema}");
+            assert_eq!(field["minLength"], 1, "{schema}");
+        }
+    }
 }

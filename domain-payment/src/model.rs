@@ -2,6 +2,7 @@
 //! [`PaymentStatus::apply`], the one place that knows which are legal.
 
 use serde::{Deserialize, Serialize};
+use shared_kernel::ports::OrderState;
 
 /// How the customer pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -34,7 +35,8 @@ pub enum PaymentStatus {
     Pending,
     Succeeded,
     Failed,
-    /// The money arrived for an order that was already cancelled: it must go back.
+    /// The money arrived for an order that could no longer take it (cancelled,
+    /// or paid by another payment): it must go back.
     RefundRequired,
 }
 
@@ -43,8 +45,61 @@ pub enum PaymentStatus {
 pub enum PaymentOutcome {
     Success,
     Failure,
-    /// Success, but the order had been cancelled meanwhile.
-    SuccessForCancelledOrder,
+    /// Success, but the order cannot take it (it was cancelled, or another
+    /// payment paid it): the money must go back.
+    SuccessRefused,
+}
+
+/// The longest gateway transaction id shop keeps, in bytes.
+pub const TRANSACTION_ID_MAX_LEN: usize = 128;
+/// What a gateway transaction id may be: 1 to 128 visible ASCII characters
+/// (no space, no control character). The API document shows this pattern.
+pub const TRANSACTION_ID_PATTERN: &str = "^[\\x21-\\x7e]{1,128}$";
+
+/// Whether `raw` is a transaction id shop keeps (see [`TRANSACTION_ID_PATTERN`]).
+pub fn is_valid_transaction_id(raw: &str) -> bool {
+    (1..=TRANSACTION_ID_MAX_LEN).contains(&raw.len())
+        && raw.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// What a gateway's notification claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifiedStatus {
+    Success,
+    Failure,
+}
+
+impl NotifiedStatus {
+    /// What this claim means for a payment in `status` whose order is in
+    /// `order` (`None` when the order context does not know it). A success
+    /// the order can no longer take, because it was cancelled or because
+    /// another payment paid it, is refused at once, so that the notification's
+    /// answer is the state the payment ends in. (When this payment itself
+    /// succeeded before, a paid order is its own doing: nothing to refuse.)
+    pub fn outcome(self, status: PaymentStatus, order: Option<OrderState>) -> PaymentOutcome {
+        match (self, order) {
+            (Self::Failure, _) => PaymentOutcome::Failure,
+            (Self::Success, Some(OrderState::Cancelled)) => PaymentOutcome::SuccessRefused,
+            (Self::Success, Some(OrderState::Paid))
+                if matches!(status, PaymentStatus::Pending | PaymentStatus::Failed) =>
+            {
+                PaymentOutcome::SuccessRefused
+            }
+            (Self::Success, _) => PaymentOutcome::Success,
+        }
+    }
+
+    /// Whether a payment in `status` already shows this claim's result:
+    /// a success was taken (paid, or marked for refund), or a failure recorded.
+    pub fn agrees_with(self, status: PaymentStatus) -> bool {
+        match self {
+            Self::Success => matches!(
+                status,
+                PaymentStatus::Succeeded | PaymentStatus::RefundRequired
+            ),
+            Self::Failure => status == PaymentStatus::Failed,
+        }
+    }
 }
 
 /// The result of applying an outcome.
@@ -86,19 +141,27 @@ impl PaymentStatus {
 
     /// Applies a gateway outcome. Duplicates are recognised, so a
     /// notification delivered twice changes the payment once.
+    ///
+    /// Money that moved is never dropped: a success ends `succeeded` or
+    /// `refund_required` whatever the payment's status, even after a failure
+    /// (the gateway's later word on the money wins; the order context then
+    /// takes it, or refuses it and the payment is marked for refund). Only a
+    /// failure can be refused, once the payment took money.
     pub fn apply(self, outcome: PaymentOutcome) -> Result<Applied, IllegalTransition> {
         use PaymentOutcome as O;
         use PaymentStatus as S;
         match (self, outcome) {
-            (S::Pending, O::Success) => Ok(Applied::Changed(S::Succeeded)),
+            (S::Pending | S::Failed, O::Success) => Ok(Applied::Changed(S::Succeeded)),
             (S::Pending, O::Failure) => Ok(Applied::Changed(S::Failed)),
-            (S::Pending | S::Succeeded, O::SuccessForCancelledOrder) => {
+            (S::Pending | S::Succeeded | S::Failed, O::SuccessRefused) => {
                 Ok(Applied::Changed(S::RefundRequired))
             }
             (S::Succeeded | S::RefundRequired, O::Success)
             | (S::Failed, O::Failure)
-            | (S::RefundRequired, O::SuccessForCancelledOrder) => Ok(Applied::Unchanged),
-            (from, outcome) => Err(IllegalTransition { from, outcome }),
+            | (S::RefundRequired, O::SuccessRefused) => Ok(Applied::Unchanged),
+            (from @ (S::Succeeded | S::RefundRequired), outcome @ O::Failure) => {
+                Err(IllegalTransition { from, outcome })
+            }
         }
     }
 }
@@ -107,55 +170,124 @@ impl PaymentStatus {
 mod tests {
     use super::*;
 
+    /// Every (status, outcome) pair, and where it leads.
     #[test]
-    fn a_pending_payment_succeeds_or_fails_once() {
-        assert_eq!(
-            PaymentStatus::Pending.apply(PaymentOutcome::Success),
-            Ok(Applied::Changed(PaymentStatus::Succeeded))
-        );
-        assert_eq!(
-            PaymentStatus::Pending.apply(PaymentOutcome::Failure),
-            Ok(Applied::Changed(PaymentStatus::Failed))
-        );
-        assert_eq!(
-            PaymentStatus::Succeeded.apply(PaymentOutcome::Success),
-            Ok(Applied::Unchanged)
-        );
-        assert_eq!(
-            PaymentStatus::Failed.apply(PaymentOutcome::Failure),
-            Ok(Applied::Unchanged)
-        );
+    fn every_status_takes_every_outcome_as_the_table_says() {
+        use Applied::{Changed, Unchanged};
+        use PaymentOutcome as O;
+        use PaymentStatus as S;
+        let table = [
+            (S::Pending, O::Success, Ok(Changed(S::Succeeded))),
+            (S::Pending, O::Failure, Ok(Changed(S::Failed))),
+            (
+                S::Pending,
+                O::SuccessRefused,
+                Ok(Changed(S::RefundRequired)),
+            ),
+            (S::Succeeded, O::Success, Ok(Unchanged)),
+            (S::Succeeded, O::Failure, Err(S::Succeeded)),
+            (
+                S::Succeeded,
+                O::SuccessRefused,
+                Ok(Changed(S::RefundRequired)),
+            ),
+            (S::Failed, O::Success, Ok(Changed(S::Succeeded))),
+            (S::Failed, O::Failure, Ok(Unchanged)),
+            (S::Failed, O::SuccessRefused, Ok(Changed(S::RefundRequired))),
+            (S::RefundRequired, O::Success, Ok(Unchanged)),
+            (S::RefundRequired, O::Failure, Err(S::RefundRequired)),
+            (S::RefundRequired, O::SuccessRefused, Ok(Unchanged)),
+        ];
+        assert_eq!(table.len(), S::ALL.len() * 3, "every pair is listed");
+        for (from, outcome, expected) in table {
+            let expected = expected.map_err(|from| IllegalTransition { from, outcome });
+            assert_eq!(from.apply(outcome), expected, "{from:?} + {outcome:?}");
+        }
     }
 
     #[test]
-    fn contradictions_are_refused() {
-        assert!(
-            PaymentStatus::Succeeded
-                .apply(PaymentOutcome::Failure)
-                .is_err()
-        );
-        assert!(
-            PaymentStatus::RefundRequired
-                .apply(PaymentOutcome::Failure)
-                .is_err()
-        );
+    fn a_success_is_never_refused() {
+        for status in PaymentStatus::ALL {
+            for outcome in [PaymentOutcome::Success, PaymentOutcome::SuccessRefused] {
+                let ends = match status.apply(outcome) {
+                    Ok(Applied::Changed(to)) => to,
+                    Ok(Applied::Unchanged) => status,
+                    Err(illegal) => panic!("{illegal}"),
+                };
+                assert!(
+                    matches!(
+                        ends,
+                        PaymentStatus::Succeeded | PaymentStatus::RefundRequired
+                    ),
+                    "{status:?} + {outcome:?} ends {ends:?}"
+                );
+                assert!(NotifiedStatus::Success.agrees_with(ends));
+            }
+        }
     }
 
     #[test]
-    fn money_for_a_cancelled_order_must_be_refunded() {
-        assert_eq!(
-            PaymentStatus::Succeeded.apply(PaymentOutcome::SuccessForCancelledOrder),
-            Ok(Applied::Changed(PaymentStatus::RefundRequired))
-        );
-        assert_eq!(
-            PaymentStatus::RefundRequired.apply(PaymentOutcome::SuccessForCancelledOrder),
-            Ok(Applied::Unchanged)
-        );
-        assert_eq!(
-            PaymentStatus::RefundRequired.apply(PaymentOutcome::Success),
-            Ok(Applied::Unchanged),
-            "a repeated success notification"
-        );
+    fn a_success_the_order_cannot_take_is_refused_at_once() {
+        use NotifiedStatus::{Failure, Success};
+        use OrderState::{Cancelled, Paid, PendingPayment};
+        use PaymentOutcome as O;
+        use PaymentStatus as S;
+        for status in S::ALL {
+            assert_eq!(Failure.outcome(status, Some(Cancelled)), O::Failure);
+            assert_eq!(Failure.outcome(status, Some(Paid)), O::Failure);
+            assert_eq!(Success.outcome(status, Some(PendingPayment)), O::Success);
+            assert_eq!(
+                Success.outcome(status, None),
+                O::Success,
+                "left to the order context"
+            );
+            assert_eq!(Success.outcome(status, Some(Cancelled)), O::SuccessRefused);
+        }
+        // A paid order: paid by another payment, unless this one succeeded before.
+        assert_eq!(Success.outcome(S::Pending, Some(Paid)), O::SuccessRefused);
+        assert_eq!(Success.outcome(S::Failed, Some(Paid)), O::SuccessRefused);
+        assert_eq!(Success.outcome(S::Succeeded, Some(Paid)), O::Success);
+        assert_eq!(Success.outcome(S::RefundRequired, Some(Paid)), O::Success);
+    }
+
+    #[test]
+    fn a_claim_agrees_with_the_statuses_it_leads_to() {
+        use NotifiedStatus::{Failure, Success};
+        use PaymentStatus as S;
+        let agreeing = |claim: NotifiedStatus| {
+            S::ALL
+                .into_iter()
+                .filter(|s| claim.agrees_with(*s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(agreeing(Success), [S::Succeeded, S::RefundRequired]);
+        assert_eq!(agreeing(Failure), [S::Failed]);
+    }
+
+    #[test]
+    fn transaction_ids_are_short_visible_ascii() {
+        for good in [
+            "tx-1",
+            "2026112622001400000000000001",
+            "sandbox-0190abc",
+            "a:b/c_d.e",
+        ] {
+            assert!(is_valid_transaction_id(good), "{good:?}");
+        }
+        let longest = "x".repeat(TRANSACTION_ID_MAX_LEN);
+        assert!(is_valid_transaction_id(&longest));
+        let overlong = "x".repeat(TRANSACTION_ID_MAX_LEN + 1);
+        for bad in [
+            "",
+            "tx\u{0}",
+            "tx 1",
+            "tx\n",
+            "tx\u{7f}",
+            "交易",
+            overlong.as_str(),
+        ] {
+            assert!(!is_valid_transaction_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

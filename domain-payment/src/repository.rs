@@ -6,7 +6,8 @@ use shared_kernel::db::AnyConnection;
 use shared_kernel::money::{Currency, Money};
 
 use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
-use crate::schema::payments;
+use crate::schema::{payment_notifications, payments};
+use crate::signature::Signed;
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = payments)]
@@ -139,4 +140,50 @@ pub fn transition(
             .execute(conn)?,
     };
     Ok(moved == 1)
+}
+
+/// Records that the notification `signed` was accepted for `payment`, unless
+/// the same signed bytes were accepted before; returns whether this is the
+/// first time. Of concurrent deliveries of the same bytes, one records it:
+/// the others wait for its commit and see it recorded.
+pub fn record_notification(
+    conn: &mut AnyConnection,
+    signed: &Signed,
+    payment: &PaymentId,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let digest = hex::encode(signed.digest);
+    let inserted =
+        shared_kernel::per_backend!(conn, |c| diesel::insert_into(payment_notifications::table)
+            .values((
+                payment_notifications::digest.eq(&digest),
+                payment_notifications::payment_id.eq(payment.as_str()),
+                payment_notifications::signed_at.eq(signed.timestamp),
+                payment_notifications::received_at.eq(now),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c))?;
+    Ok(inserted == 1)
+}
+
+/// The payment a notification already accepted was about.
+pub fn notified_payment(
+    conn: &mut AnyConnection,
+    signed: &Signed,
+) -> QueryResult<Option<PaymentId>> {
+    Ok(payment_notifications::table
+        .find(hex::encode(signed.digest))
+        .select(payment_notifications::payment_id)
+        .first::<String>(conn)
+        .optional()?
+        .map(PaymentId::from))
+}
+
+/// Forgets the notifications signed before `signed_before` (unix seconds);
+/// returns how many.
+pub fn prune_notifications(conn: &mut AnyConnection, signed_before: i64) -> QueryResult<usize> {
+    diesel::delete(
+        payment_notifications::table.filter(payment_notifications::signed_at.lt(signed_before)),
+    )
+    .execute(conn)
 }

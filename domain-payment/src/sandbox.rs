@@ -176,7 +176,7 @@ async fn checkout_page(
             r#"<p>Pay <strong>{amount}</strong> for order <code>{order}</code> with {method}?</p>
 <form method="post"><input type="hidden" name="outcome" value="success"><button id="pay" type="submit">Pay</button></form>
 <form method="post"><input type="hidden" name="outcome" value="failure"><button id="fail" type="submit" class="secondary">Fail</button></form>"#,
-            amount = escape(&amount(&payment)),
+            amount = escape(&payment.amount.to_string()),
             order = escape(&payment.order_id),
             method = method_name(&payment),
         )
@@ -269,17 +269,6 @@ fn method_name(payment: &Payment) -> &'static str {
         crate::model::PaymentMethod::Alipay => "Alipay",
         crate::model::PaymentMethod::WechatPay => "WeChat Pay",
     }
-}
-
-/// `999900 CNY` as `9999.00 CNY` (two decimals, as CNY, USD and EUR have).
-fn amount(payment: &Payment) -> String {
-    let minor = payment.amount.minor();
-    format!(
-        "{}.{:02} {}",
-        minor / 100,
-        (minor % 100).abs(),
-        payment.amount.currency()
-    )
 }
 
 fn page(title: &str, body: &str) -> HttpResponse {

@@ -16,3 +16,12 @@ diesel::table! {
         user_id -> Text,
     }
 }
+
+diesel::table! {
+    payment_notifications (digest) {
+        digest -> Text,
+        payment_id -> Text,
+        signed_at -> BigInt,
+        received_at -> Timestamp,
+    }
+}

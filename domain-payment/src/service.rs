@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use shared_kernel::FieldViolation;
 use shared_kernel::auth::{Caller, UserId};
 use shared_kernel::clock;
 use shared_kernel::db::{AnyConnection, Db};
@@ -10,9 +11,13 @@ use shared_kernel::outbox::Outbox;
 use shared_kernel::ports::{GatewayPaymentRequest, OrderLookup, OrderState, PaymentGateway};
 
 use crate::error::PaymentError;
-use crate::model::{Applied, Payment, PaymentId, PaymentMethod, PaymentOutcome, PaymentStatus};
+pub use crate::model::NotifiedStatus;
+use crate::model::{
+    Applied, Payment, PaymentId, PaymentMethod, PaymentStatus, TRANSACTION_ID_MAX_LEN,
+    is_valid_transaction_id,
+};
 use crate::repository;
-use crate::signature::ShopSignature;
+use crate::signature::{ShopSignature, SignatureError, Signed, TOLERANCE_SECS};
 
 /// The payment context's facade.
 #[derive(Clone)]
@@ -32,28 +37,50 @@ impl std::fmt::Debug for PaymentService {
     }
 }
 
-/// A notification's claim, as the gateway sent it.
+/// A notification's claim, as the gateway sent it, validated.
 #[derive(Debug, Clone)]
 pub struct Notification {
-    pub outcome: NotifiedStatus,
-    /// When given, it must match the payment's.
-    pub amount: Option<i64>,
-    /// When given, it must match the payment's.
-    pub currency: Option<String>,
-    pub transaction_id: Option<String>,
+    outcome: NotifiedStatus,
+    amount: Option<i64>,
+    currency: Option<String>,
+    transaction_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifiedStatus {
-    Success,
-    Failure,
+impl Notification {
+    /// `amount` and `currency`, when given, must match the payment's;
+    /// `transaction_id`, when given, must be one shop can keep
+    /// ([`crate::model::TRANSACTION_ID_PATTERN`]).
+    pub fn new(
+        outcome: NotifiedStatus,
+        amount: Option<i64>,
+        currency: Option<String>,
+        transaction_id: Option<String>,
+    ) -> Result<Self, PaymentError> {
+        if let Some(id) = &transaction_id
+            && !is_valid_transaction_id(id)
+        {
+            return Err(PaymentError::Invalid(vec![FieldViolation::new(
+                "transactionId",
+                format!(
+                    "must be 1 to {TRANSACTION_ID_MAX_LEN} visible ASCII characters (no space or control character)"
+                ),
+            )]));
+        }
+        Ok(Self {
+            outcome,
+            amount,
+            currency,
+            transaction_id,
+        })
+    }
 }
 
 /// What a notification did.
 #[derive(Debug, Clone)]
 pub struct Notified {
+    /// The payment as the notification left it.
     pub payment: Payment,
-    /// False for a duplicate: the payment already had this outcome.
+    /// False when nothing changed: the payment already had this outcome.
     pub applied: bool,
 }
 
@@ -61,7 +88,9 @@ pub struct Notified {
 #[derive(Debug, Clone)]
 pub enum PaymentRef {
     Payment(PaymentId),
-    /// The original spec's notifications name the order; they mean its open (or latest) payment.
+    /// The original spec's notifications name the order; they mean its open
+    /// (or latest) payment, which must have been opened before the
+    /// notification was signed.
     Order(String),
 }
 
@@ -190,7 +219,7 @@ impl PaymentService {
     }
 
     /// Checks a notification's `Shop-Signature` against its raw body.
-    pub fn verify(&self, signature: Option<&str>, raw_body: &[u8]) -> Result<(), PaymentError> {
+    pub fn verify(&self, signature: Option<&str>, raw_body: &[u8]) -> Result<Signed, PaymentError> {
         Ok(self
             .signature
             .verify(signature, raw_body, chrono::Utc::now().timestamp())?)
@@ -203,25 +232,46 @@ impl PaymentService {
     }
 
     /// Applies a verified notification once: the payment's status changes and
-    /// its event is published in one transaction; a duplicate changes nothing.
+    /// its event is published in one transaction, which also records the
+    /// notification (`signed`), so that the same signed bytes are accepted at
+    /// most once. A duplicate with other bytes changes nothing and answers
+    /// `applied: false`; so does an exact replay while the payment it was
+    /// accepted for still shows its outcome (a gateway's retry); any other
+    /// replay is refused ([`PaymentError::Replayed`]).
+    ///
+    /// A success is never dropped: it ends the payment `succeeded`, or
+    /// `refund_required` when the order (read through [`OrderLookup`] first)
+    /// can no longer take it, cancelled or paid by another payment. The order
+    /// context refuses a success that races such a change, and the payment is
+    /// then marked for refund by [`crate::Refunds`].
     pub async fn apply_notification(
         &self,
+        signed: Signed,
         payment: PaymentRef,
         notification: Notification,
     ) -> Result<Notified, PaymentError> {
-        if let PaymentRef::Order(order_id) = &payment
-            && self.orders.order(order_id).await?.is_none()
+        let order_id = match &payment {
+            PaymentRef::Order(order_id) => order_id.clone(),
+            PaymentRef::Payment(id) => self.find(id.clone()).await?.order_id,
+        };
+        let order = self.orders.order(&order_id).await?;
+        if order.is_none()
+            && let PaymentRef::Order(order_id) = &payment
         {
             return Err(PaymentError::OrderNotFound(order_id.clone()));
         }
+        let order = order.map(|o| o.state);
         let outbox = self.outbox.clone();
         let notified = self
             .db
-            .write(move |conn| apply(conn, &outbox, &payment, &notification))
+            .write(move |conn| apply(conn, &outbox, &signed, &payment, &notification, order))
             .await?;
         let payment = &notified.payment;
         if notified.applied {
             self.outbox.wake();
+            if payment.status == PaymentStatus::RefundRequired {
+                tracing::warn!(payment_id = %payment.id, order_id = %payment.order_id, "the order can no longer take this payment: marked for refund");
+            }
             tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "payment notification applied");
             metrics::counter!(
                 "shop_payments_completed_total",
@@ -234,24 +284,43 @@ impl PaymentService {
         }
         Ok(notified)
     }
+
+    /// Forgets the notifications whose signatures have long been too old to
+    /// verify (twice the tolerance, so that a slow request still finds the
+    /// record of the notification it replays); returns how many.
+    pub async fn prune_notifications(&self) -> Result<usize, PaymentError> {
+        let before = chrono::Utc::now().timestamp() - 2 * TOLERANCE_SECS;
+        self.db
+            .write_alone(move |conn| Ok(repository::prune_notifications(conn, before)?))
+            .await
+    }
+}
+
+/// The payment a notification is about, as it is now.
+fn find_target(conn: &mut AnyConnection, payment: &PaymentRef) -> Result<Payment, PaymentError> {
+    match payment {
+        PaymentRef::Payment(id) => {
+            repository::find(conn, id)?.ok_or_else(|| PaymentError::NotFound(id.clone()))
+        }
+        PaymentRef::Order(order_id) => repository::current_for_order(conn, order_id)?
+            .ok_or_else(|| PaymentError::NoPaymentInitiated(order_id.clone())),
+    }
 }
 
 fn apply(
     conn: &mut AnyConnection,
     outbox: &Outbox,
+    signed: &Signed,
     payment: &PaymentRef,
     notification: &Notification,
+    order: Option<OrderState>,
 ) -> Result<Notified, PaymentError> {
-    let find = |conn: &mut AnyConnection| -> Result<Payment, PaymentError> {
-        match payment {
-            PaymentRef::Payment(id) => {
-                repository::find(conn, id)?.ok_or_else(|| PaymentError::NotFound(id.clone()))
-            }
-            PaymentRef::Order(order_id) => repository::current_for_order(conn, order_id)?
-                .ok_or_else(|| PaymentError::NoPaymentInitiated(order_id.clone())),
-        }
-    };
-    let current = find(conn)?;
+    // Checked again here: the record of a notification outlives its
+    // signature's tolerance by that much again, however long this unit waited.
+    if !signed.is_fresh_at(chrono::Utc::now().timestamp()) {
+        return Err(SignatureError::Stale.into());
+    }
+    let current = find_target(conn, payment)?;
     let amount_differs = notification
         .amount
         .is_some_and(|amount| amount != current.amount.minor());
@@ -261,76 +330,111 @@ fn apply(
         .is_some_and(|currency| currency != current.amount.currency().as_str());
     if amount_differs || currency_differs {
         return Err(PaymentError::AmountMismatch {
-            expected: format!("{} {}", current.amount.minor(), current.amount.currency()),
-            got: format!(
-                "{} {}",
-                notification
-                    .amount
-                    .map_or("(no amount)".to_owned(), |a| a.to_string()),
-                notification.currency.as_deref().unwrap_or("(no currency)")
-            ),
+            expected: current.amount,
+            amount: notification.amount,
+            currency: notification.currency.clone(),
         });
     }
-    let outcome = match notification.outcome {
-        NotifiedStatus::Success => PaymentOutcome::Success,
-        NotifiedStatus::Failure => PaymentOutcome::Failure,
-    };
-    let next = match current.status.apply(outcome) {
-        Ok(Applied::Unchanged) => {
-            return Ok(Notified {
-                payment: current,
-                applied: false,
-            });
-        }
-        Ok(Applied::Changed(next)) => next,
-        Err(illegal) => return Err(PaymentError::AlreadyFinal(illegal.from)),
-    };
     let now = clock::now();
+    if !repository::record_notification(conn, signed, &current.id, now)? {
+        // These bytes were accepted before (perhaps a moment ago, by a
+        // concurrent delivery whose commit this one waited for): read afresh.
+        let accepted_for = repository::notified_payment(conn, signed)?;
+        let payment = repository::find(conn, &current.id)?
+            .ok_or_else(|| PaymentError::NotFound(current.id.clone()))?;
+        return if accepted_for.as_ref() == Some(&payment.id)
+            && notification.outcome.agrees_with(payment.status)
+        {
+            Ok(Notified {
+                payment,
+                applied: false,
+            })
+        } else {
+            Err(PaymentError::Replayed)
+        };
+    }
+    if matches!(payment, PaymentRef::Order(_))
+        && current.created_at.and_utc().timestamp() > signed.timestamp
+    {
+        return Err(PaymentError::PredatesPayment);
+    }
     let transaction_id = notification
         .transaction_id
         .clone()
         .unwrap_or_else(|| format!("unreported-{}", current.id));
-    // The conditional update is the lock: of concurrent duplicates, one moves the payment.
-    if !repository::transition(
-        conn,
-        &current.id,
-        current.status,
-        next,
-        Some(&transaction_id),
-        now,
-    )? {
-        let now_current = find(conn)?;
-        return match now_current.status.apply(outcome) {
-            Ok(Applied::Unchanged) => Ok(Notified {
-                payment: now_current,
-                applied: false,
-            }),
-            _ => Err(PaymentError::AlreadyFinal(now_current.status)),
+    // The conditional update is the lock: of concurrent notifications, one
+    // moves the payment; the others read where it went and go on from there
+    // (a success after a failure still moves it), a few times at most, as
+    // every status but `pending` has few ways out.
+    let mut current = current;
+    for _ in 0..PaymentStatus::ALL.len() {
+        let outcome = notification.outcome.outcome(current.status, order);
+        let next = match current.status.apply(outcome) {
+            Ok(Applied::Unchanged) => {
+                return Ok(Notified {
+                    payment: current,
+                    applied: false,
+                });
+            }
+            Ok(Applied::Changed(next)) => next,
+            Err(illegal) => return Err(PaymentError::AlreadyFinal(illegal.from)),
         };
+        if repository::transition(
+            conn,
+            &current.id,
+            current.status,
+            next,
+            Some(&transaction_id),
+            now,
+        )? {
+            publish(conn, outbox, &current, next, &transaction_id)?;
+            let payment = repository::find(conn, &current.id)?
+                .ok_or_else(|| PaymentError::NotFound(current.id.clone()))?;
+            return Ok(Notified {
+                payment,
+                applied: true,
+            });
+        }
+        current = repository::find(conn, &current.id)?
+            .ok_or_else(|| PaymentError::NotFound(current.id.clone()))?;
     }
-    let (id, order_id) = (current.id.to_string(), current.order_id.clone());
+    Err(PaymentError::AlreadyFinal(current.status))
+}
+
+/// The event of a payment's move to `next`: the order context pays the order
+/// on a success (or refuses it, when it can no longer take it) and notes a
+/// failure. A payment marked for refund at once concerns no other context.
+fn publish(
+    conn: &mut AnyConnection,
+    outbox: &Outbox,
+    payment: &Payment,
+    next: PaymentStatus,
+    transaction_id: &str,
+) -> Result<(), PaymentError> {
+    let (payment_id, order_id) = (payment.id.to_string(), payment.order_id.clone());
     match next {
-        PaymentStatus::Succeeded => outbox.publish(
-            conn,
-            &PaymentSucceeded {
-                payment_id: id,
-                order_id,
-                amount: current.amount.minor(),
-                currency: current.amount.currency().to_string(),
-                transaction_id,
-            },
-        )?,
-        _ => outbox.publish(
-            conn,
-            &PaymentFailed {
-                payment_id: id,
-                order_id,
-            },
-        )?,
-    };
-    let payment = find(conn)?;
-    Ok(Notified {
-        payment,
-        applied: true,
-    })
+        PaymentStatus::Succeeded => {
+            outbox.publish(
+                conn,
+                &PaymentSucceeded {
+                    payment_id,
+                    order_id,
+                    amount: payment.amount.minor(),
+                    currency: payment.amount.currency().to_string(),
+                    transaction_id: transaction_id.to_owned(),
+                },
+            )?;
+        }
+        PaymentStatus::Failed => {
+            outbox.publish(
+                conn,
+                &PaymentFailed {
+                    payment_id,
+                    order_id,
+                },
+            )?;
+        }
+        PaymentStatus::Pending | PaymentStatus::RefundRequired => {}
+    }
+    Ok(())
 }

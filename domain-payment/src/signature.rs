@@ -6,10 +6,14 @@
 //! captured notification cannot be replayed later; one that does not match
 //! is refused, so that no byte of a body can be altered. Several `v1` values
 //! may be sent (while a secret is being rotated); one must match.
+//!
+//! Within those five minutes the same signed bytes could be sent again: a
+//! verified notification carries its [`Signed::digest`], by which the payment
+//! context accepts each notification at most once.
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// The header that carries the signature.
 pub const HEADER: &str = "Shop-Signature";
@@ -27,6 +31,35 @@ pub enum SignatureError {
     Stale,
     #[error("the signature does not match the body")]
     Mismatch,
+}
+
+/// A notification whose signature checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    /// When the gateway signed it (the signature's `t`, unix seconds).
+    pub timestamp: i64,
+    /// SHA-256 of what the signature covers, `"<t>.<raw body>"`: the same
+    /// bytes signed at the same second have the same digest, however the
+    /// header that carried them was written.
+    pub digest: [u8; 32],
+}
+
+impl Signed {
+    /// The identity of `body` signed at `timestamp`.
+    pub fn new(timestamp: i64, body: &[u8]) -> Self {
+        let digest = Sha256::new()
+            .chain_update(timestamp.to_string().as_bytes())
+            .chain_update(b".")
+            .chain_update(body)
+            .finalize()
+            .into();
+        Self { timestamp, digest }
+    }
+
+    /// Whether `now` (unix seconds) is within the tolerance of the signing time.
+    pub fn is_fresh_at(&self, now: i64) -> bool {
+        now.abs_diff(self.timestamp) <= TOLERANCE_SECS.unsigned_abs()
+    }
 }
 
 /// Signs and verifies notifications under the webhook secret.
@@ -70,17 +103,18 @@ impl ShopSignature {
         header: Option<&str>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), SignatureError> {
+    ) -> Result<Signed, SignatureError> {
         let header = header.ok_or(SignatureError::Missing)?;
         let (timestamp, signatures) = parse(header)?;
-        if (now - timestamp).abs() > TOLERANCE_SECS {
+        let signed = Signed::new(timestamp, body);
+        if !signed.is_fresh_at(now) {
             return Err(SignatureError::Stale);
         }
         let matches = signatures
             .iter()
             .any(|candidate| self.mac(timestamp, body).verify_slice(candidate).is_ok());
         if matches {
-            Ok(())
+            Ok(signed)
         } else {
             Err(SignatureError::Mismatch)
         }
@@ -132,11 +166,33 @@ mod tests {
     fn a_fresh_genuine_signature_verifies() {
         let header = signer().sign(1_000_000, BODY);
         assert!(header.starts_with("t=1000000,v1="));
-        assert_eq!(signer().verify(Some(&header), BODY, 1_000_000), Ok(()));
+        let signed = Ok(Signed::new(1_000_000, BODY));
+        assert_eq!(signer().verify(Some(&header), BODY, 1_000_000), signed);
         assert_eq!(
             signer().verify(Some(&header), BODY, 1_000_000 + TOLERANCE_SECS),
-            Ok(())
+            signed
         );
+    }
+
+    #[test]
+    fn the_digest_names_the_signed_bytes_whatever_the_header_says() {
+        let signed = Signed::new(1_000_000, BODY);
+        assert_eq!(
+            hex::encode(signed.digest),
+            hex::encode(Sha256::digest([b"1000000." as &[u8], BODY].concat()))
+        );
+        let header = signer().sign(1_000_000, BODY);
+        let padded = format!("{header},v1={},v0=x", "00".repeat(32));
+        let leading_zero = header.replace("t=1000000", "t=01000000");
+        for header in [header, padded, leading_zero] {
+            assert_eq!(
+                signer().verify(Some(&header), BODY, 1_000_000),
+                Ok(signed),
+                "{header}"
+            );
+        }
+        assert_ne!(Signed::new(1_000_001, BODY), signed, "another second");
+        assert_ne!(Signed::new(1_000_000, b"{}"), signed, "another body");
     }
 
     /// HMAC-SHA256 built by hand from its definition (RFC 2104) on plain
@@ -269,8 +325,8 @@ mod tests {
     fn one_matching_signature_among_several_is_enough() {
         let good = signer().sign(9, BODY);
         let rotated = format!("{},v1={}", good, "00".repeat(32));
-        assert_eq!(signer().verify(Some(&rotated), BODY, 9), Ok(()));
+        assert!(signer().verify(Some(&rotated), BODY, 9).is_ok());
         let unknown_scheme = format!("{good},v0=legacy");
-        assert_eq!(signer().verify(Some(&unknown_scheme), BODY, 9), Ok(()));
+        assert!(signer().verify(Some(&unknown_scheme), BODY, 9).is_ok());
     }
 }

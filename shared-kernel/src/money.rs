@@ -31,6 +31,20 @@ impl Currency {
         // Only ASCII capitals are ever stored, so this cannot fail.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// How many decimal digits a major unit has in minor units (ISO 4217's
+    /// exponent): 2 for most currencies (CNY, USD, EUR), 0 for JPY or KRW, 3
+    /// for the dinars of Bahrain, Iraq, Jordan, Kuwait, Libya and Tunisia, and
+    /// Oman's rial.
+    pub fn minor_digits(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            "CLF" | "UYW" => 4,
+            _ => 2,
+        }
+    }
 }
 
 impl TryFrom<String> for Currency {
@@ -66,6 +80,27 @@ pub enum MoneyError {
     CurrencyMismatch(Currency, Currency),
     #[error("the amount is too large")]
     Overflow,
+}
+
+/// In major units with the currency's decimals, for people: `500` fen is
+/// `5.00 CNY`, `500` yen `500 JPY`.
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.currency.minor_digits();
+        let sign = if self.minor < 0 { "-" } else { "" };
+        let minor = self.minor.unsigned_abs();
+        match 10u64.checked_pow(digits) {
+            Some(scale) if digits > 0 => write!(
+                f,
+                "{sign}{}.{:0width$} {}",
+                minor / scale,
+                minor % scale,
+                self.currency,
+                width = digits as usize
+            ),
+            _ => write!(f, "{sign}{minor} {}", self.currency),
+        }
+    }
 }
 
 impl Money {
@@ -129,6 +164,28 @@ mod tests {
                 serde_json::from_str::<Currency>(bad).is_err(),
                 "{bad} is not a currency"
             );
+        }
+    }
+
+    #[test]
+    fn money_shows_major_units_with_the_currency_decimals() {
+        let cases = [
+            (500, "CNY", "5.00 CNY"),
+            (999_900, "CNY", "9999.00 CNY"),
+            (5, "CNY", "0.05 CNY"),
+            (0, "USD", "0.00 USD"),
+            (-5, "CNY", "-0.05 CNY"),
+            (-1_234, "EUR", "-12.34 EUR"),
+            (500, "JPY", "500 JPY"),
+            (-7, "KRW", "-7 KRW"),
+            (1_234, "KWD", "1.234 KWD"),
+            (12_345, "CLF", "1.2345 CLF"),
+            (i64::MIN, "CNY", "-92233720368547758.08 CNY"),
+            (i64::MAX, "JPY", "9223372036854775807 JPY"),
+        ];
+        for (minor, currency, shown) in cases {
+            let money = Money::new(minor, Currency::parse(currency).unwrap());
+            assert_eq!(money.to_string(), shown);
         }
     }
 

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use diesel::RunQueryDsl;
+use domain_payment::signature::TOLERANCE_SECS;
 use shop_tests::{
     Backend, StatusCode, TestApp, Value, count, eventually, json, on_every_backend, signer,
 };
@@ -16,6 +18,12 @@ on_every_backend!(
     money_for_a_cancelled_order_is_marked_for_refund,
     payments_are_refused_for_orders_that_cannot_be_paid,
     original_spec_aliases_initiate_and_notify,
+    a_replayed_failure_never_acts_on_the_next_payment,
+    an_order_notification_signed_before_its_payment_was_opened_is_refused,
+    an_exact_replay_answers_as_before_only_while_nothing_moved,
+    a_success_after_a_failure_is_never_dropped,
+    transaction_ids_are_short_visible_ascii_on_both_routes,
+    notification_records_are_pruned_once_they_cannot_be_replayed,
 );
 
 /// The customer who places and pays every order here.
@@ -173,11 +181,7 @@ async fn a_failed_payment_leaves_the_order_payable(app: TestApp) {
         (StatusCode::OK, Some("failed"))
     );
     assert_eq!(order_status(&app, &purchase.order).await, "pending_payment");
-    // A success for the failed payment contradicts it.
-    let late = app
-        .notify("/api/v1/payments/notify", &success(&first, purchase.amount))
-        .await;
-    late.assert_problem(StatusCode::CONFLICT, "payment_already_final");
+    // (A success for the failed payment is still taken: `a_success_after_a_failure_is_never_dropped`.)
 
     let second = initiate(&app, &purchase.order, "alipay").await;
     assert_eq!(
@@ -271,9 +275,13 @@ async fn a_mismatched_amount_changes_nothing(app: TestApp) {
     let purchase = place_order(&app, 10, 1).await;
     let payment = initiate(&app, &purchase.order, "alipay").await.json;
     let cheaper = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": purchase.amount - 1, "currency": "CNY"});
-    app.notify("/api/v1/payments/notify", &cheaper)
-        .await
-        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch");
+    let refused = app.notify("/api/v1/payments/notify", &cheaper).await;
+    refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch");
+    assert_eq!(
+        refused.json["detail"],
+        "The payment is for 9999.00 CNY (999900 in minor units); the notification says 9998.99 CNY (999899 in minor units).",
+        "amounts in words a person reads"
+    );
     let dollars = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": purchase.amount, "currency": "USD"});
     app.notify("/api/v1/payments/notify", &dollars)
         .await
@@ -336,6 +344,343 @@ async fn concurrent_duplicate_notifications_apply_once(app: TestApp) {
     assert_eq!(count(&url, &events("order.paid")), 1);
 }
 
+/// A payment's status, as its customer reads it.
+async fn payment_status(app: &TestApp, payment: &str) -> Value {
+    app.as_user(PAYER)
+        .get(&format!("/api/v1/payments/{payment}"))
+        .await
+        .json["status"]
+        .clone()
+}
+
+/// Signed notification bytes, as a gateway sent them (or an eavesdropper recorded them).
+struct Recorded {
+    raw: Vec<u8>,
+    signature: String,
+}
+
+impl Recorded {
+    fn signed_at(body: &Value, timestamp: i64) -> Self {
+        let raw = serde_json::to_vec(body).unwrap();
+        let signature = signer().sign(timestamp, &raw);
+        Self { raw, signature }
+    }
+
+    fn now(body: &Value) -> Self {
+        Self::signed_at(body, chrono::Utc::now().timestamp())
+    }
+
+    /// Sends these exact bytes, with their signature, to `path`.
+    async fn send(&self, app: &TestApp, path: &str) -> shop_tests::Response {
+        app.send(
+            app.client
+                .post(app.url(path))
+                .header("Shop-Signature", &self.signature)
+                .header("content-type", "application/json")
+                .body(self.raw.clone()),
+        )
+        .await
+    }
+}
+
+/// Issue 12, item 1: a genuine failure by order id was recorded; the
+/// customer opened a second payment; the recorded bytes, replayed within the
+/// five minutes, must not touch it, and its genuine success must pay the order.
+async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let first = initiate(&app, &purchase.order, "alipay").await.json;
+    let first = first["paymentId"].as_str().unwrap().to_owned();
+    let recorded = Recorded::now(&json!({"orderId": purchase.order, "paymentStatus": "failure"}));
+    let failed = recorded.send(&app, "/paymentResultNotify").await;
+    assert_eq!(failed.status, StatusCode::OK, "{}", failed.body);
+    assert_eq!(failed.json["paymentId"], first.as_str());
+    assert_eq!(failed.json["paymentStatus"], "failed");
+
+    let second = initiate(&app, &purchase.order, "alipay").await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+    let second = second.json;
+    let id = second["paymentId"].as_str().unwrap().to_owned();
+    assert_ne!(id, first);
+
+    for path in ["/paymentResultNotify", "/api/v1/payments/notify"] {
+        let replayed = recorded.send(&app, path).await;
+        let expected = if path == "/paymentResultNotify" {
+            (StatusCode::CONFLICT, "notification_replayed")
+        } else {
+            // The same bytes on the REST route name no payment at all.
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        };
+        replayed.assert_problem(expected.0, expected.1);
+        assert_eq!(
+            payment_status(&app, &id).await,
+            "pending",
+            "{path}: nothing changed"
+        );
+    }
+    assert_eq!(payment_status(&app, &first).await, "failed");
+
+    // The gateway's genuine success for the second payment is taken.
+    let paid = app
+        .notify(
+            "/api/v1/payments/notify",
+            &success(&second, purchase.amount),
+        )
+        .await;
+    assert_eq!(
+        (paid.status, paid.json["paymentStatus"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{}",
+        paid.body
+    );
+    eventually("the order is paid", || async {
+        order_status(&app, &purchase.order).await == "paid"
+    })
+    .await;
+}
+
+/// A notification by order id that was never accepted (so no record of it
+/// exists) still cannot act on a payment opened after it was signed.
+async fn an_order_notification_signed_before_its_payment_was_opened_is_refused(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let id = payment["paymentId"].as_str().unwrap();
+    let earlier = chrono::Utc::now().timestamp() - 60;
+    for status in ["failure", "success"] {
+        let body = json!({"orderId": purchase.order, "paymentStatus": status});
+        app.notify_at("/paymentResultNotify", &body, earlier)
+            .await
+            .assert_problem(StatusCode::CONFLICT, "notification_predates_payment");
+    }
+    assert_eq!(payment_status(&app, id).await, "pending");
+    assert_eq!(order_status(&app, &purchase.order).await, "pending_payment");
+    // Signed now, the same notification is about this payment.
+    let body = json!({"orderId": purchase.order, "paymentStatus": "failure"});
+    let failed = app.notify("/paymentResultNotify", &body).await;
+    assert_eq!(failed.json["paymentStatus"], "failed", "{}", failed.body);
+}
+
+async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp) {
+    // A gateway that retries the very bytes of a success it saw applied gets a
+    // 2xx (else it would retry for ever), and nothing changes.
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    let recorded = Recorded::now(&success(&payment, purchase.amount));
+    let first = recorded.send(&app, "/api/v1/payments/notify").await;
+    assert_eq!(
+        (first.status, first.json["applied"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{}",
+        first.body
+    );
+    eventually("the order is paid", || async {
+        order_status(&app, &purchase.order).await == "paid"
+    })
+    .await;
+    let again = recorded.send(&app, "/api/v1/payments/notify").await;
+    assert_eq!(
+        (
+            again.status,
+            again.json["applied"].as_bool(),
+            again.json["paymentStatus"].as_str()
+        ),
+        (StatusCode::OK, Some(false), Some("succeeded")),
+        "{}",
+        again.body
+    );
+    let url = database_url(&app);
+    let events = "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.succeeded'";
+    assert_eq!(count(&url, events), 1, "one success, published once");
+
+    // A failure's bytes, replayed once the payment took money, are refused as a replay.
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let id2 = payment["paymentId"].as_str().unwrap().to_owned();
+    let failure = Recorded::now(
+        &json!({"paymentId": id2, "paymentStatus": "failure", "amount": purchase.amount, "currency": "CNY", "transactionId": "tx-failed"}),
+    );
+    assert_eq!(
+        failure.send(&app, "/api/v1/payments/notify").await.json["paymentStatus"],
+        "failed"
+    );
+    let taken = app
+        .notify(
+            "/api/v1/payments/notify",
+            &success(&payment, purchase.amount),
+        )
+        .await;
+    assert_eq!(taken.json["paymentStatus"], "succeeded", "{}", taken.body);
+    failure
+        .send(&app, "/api/v1/payments/notify")
+        .await
+        .assert_problem(StatusCode::CONFLICT, "notification_replayed");
+    assert_eq!(payment_status(&app, &id2).await, "succeeded");
+    assert_eq!(payment_status(&app, &id).await, "succeeded");
+}
+
+/// Money the gateway reports taken ends `succeeded` or `refund_required`,
+/// whatever the payment said before, and the answer says which.
+async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
+    let notify = |body: Value| {
+        let app = &app;
+        async move { app.notify("/api/v1/payments/notify", &body).await }
+    };
+    let failure = |payment: &Value, amount: i64| json!({"paymentId": payment["paymentId"], "paymentStatus": "failure", "amount": amount, "currency": "CNY"});
+
+    // The order can still take it: the payment succeeds and pays it.
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    assert_eq!(
+        notify(failure(&payment, purchase.amount)).await.json["paymentStatus"],
+        "failed"
+    );
+    let late = notify(success(&payment, purchase.amount)).await;
+    assert_eq!(
+        (
+            late.status,
+            late.json["paymentStatus"].as_str(),
+            late.json["applied"].as_bool()
+        ),
+        (StatusCode::OK, Some("succeeded"), Some(true)),
+        "{}",
+        late.body
+    );
+    eventually("the order is paid", || async {
+        order_status(&app, &purchase.order).await == "paid"
+    })
+    .await;
+
+    // Another payment paid the order meanwhile: this one's money goes back.
+    let purchase = place_order(&app, 10, 1).await;
+    let first = initiate(&app, &purchase.order, "alipay").await.json;
+    notify(failure(&first, purchase.amount)).await;
+    let second = initiate(&app, &purchase.order, "wechat_pay").await.json;
+    assert_eq!(
+        notify(success(&second, purchase.amount)).await.json["paymentStatus"],
+        "succeeded"
+    );
+    eventually("the order is paid", || async {
+        order_status(&app, &purchase.order).await == "paid"
+    })
+    .await;
+    let late = notify(success(&first, purchase.amount)).await;
+    assert_eq!(
+        (late.status, late.json["paymentStatus"].as_str()),
+        (StatusCode::OK, Some("refund_required")),
+        "{}",
+        late.body
+    );
+    let first_id = first["paymentId"].as_str().unwrap();
+    assert_eq!(payment_status(&app, first_id).await, "refund_required");
+    assert_eq!(
+        payment_status(&app, second["paymentId"].as_str().unwrap()).await,
+        "succeeded"
+    );
+
+    // The order was cancelled after the failure: the money goes back, and the
+    // original-spec route says so too.
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    notify(failure(&payment, purchase.amount)).await;
+    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    let late = app
+        .notify(
+            "/paymentResultNotify",
+            &json!({"orderId": purchase.order, "paymentStatus": "success", "transactionId": "tx-late"}),
+        )
+        .await;
+    assert_eq!(
+        (late.status, late.json["paymentStatus"].as_str()),
+        (StatusCode::OK, Some("refund_required")),
+        "{}",
+        late.body
+    );
+    assert_eq!(order_status(&app, &purchase.order).await, "cancelled");
+    // A failure for money already taken is the one thing refused (other
+    // bytes than the first failure's, which would be refused as a replay).
+    let mut contradiction = failure(&payment, purchase.amount);
+    contradiction["transactionId"] = json!("tx-failed-again");
+    notify(contradiction)
+        .await
+        .assert_problem(StatusCode::CONFLICT, "payment_already_final");
+    assert_eq!(
+        payment_status(&app, payment["paymentId"].as_str().unwrap()).await,
+        "refund_required"
+    );
+}
+
+/// Issue 12, item 3: a transaction id PostgreSQL cannot store (NUL) was a
+/// 500 there and a 200 on SQLite; every backend now answers 422 before
+/// anything is read or written.
+async fn transaction_ids_are_short_visible_ascii_on_both_routes(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let id = payment["paymentId"].as_str().unwrap();
+    let overlong = "x".repeat(129);
+    for bad in ["tx\u{0}", "", "tx 1", "tx\n", overlong.as_str()] {
+        let rest = json!({"paymentId": id, "paymentStatus": "success", "amount": purchase.amount, "currency": "CNY", "transactionId": bad});
+        let original =
+            json!({"orderId": purchase.order, "paymentStatus": "success", "transactionId": bad});
+        for (path, body) in [
+            ("/api/v1/payments/notify", rest),
+            ("/paymentResultNotify", original),
+        ] {
+            let refused = app.notify(path, &body).await;
+            refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+            assert_eq!(
+                refused.problem_fields(),
+                ["transactionId"],
+                "{path} {bad:?}"
+            );
+        }
+    }
+    assert_eq!(payment_status(&app, id).await, "pending", "nothing changed");
+    assert_eq!(order_status(&app, &purchase.order).await, "pending_payment");
+    let longest = "x".repeat(128);
+    let fine =
+        json!({"orderId": purchase.order, "paymentStatus": "success", "transactionId": longest});
+    let taken = app.notify("/paymentResultNotify", &fine).await;
+    assert_eq!(taken.json["paymentStatus"], "succeeded", "{}", taken.body);
+    let fetched = app
+        .as_user(PAYER)
+        .get(&format!("/api/v1/payments/{id}"))
+        .await;
+    assert_eq!(fetched.json["transactionId"], longest.as_str());
+}
+
+/// The record of accepted notifications keeps only what could still be replayed.
+async fn notification_records_are_pruned_once_they_cannot_be_replayed(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let notified = app
+        .notify(
+            "/api/v1/payments/notify",
+            &success(&payment, purchase.amount),
+        )
+        .await;
+    assert_eq!(notified.status, StatusCode::OK, "{}", notified.body);
+    let url = database_url(&app);
+    let rows = "SELECT COUNT(*) AS n FROM payment_notifications";
+    assert_eq!(
+        count(&url, rows),
+        1,
+        "the accepted notification is recorded"
+    );
+    let long_ago = chrono::Utc::now().timestamp() - 2 * TOLERANCE_SECS - 1;
+    {
+        let mut conn = app.modules.db.get_blocking().unwrap();
+        diesel::sql_query(format!(
+            "INSERT INTO payment_notifications (digest, payment_id, signed_at, received_at) \
+             VALUES ('old', 'p', {long_ago}, '2026-01-01 00:00:00')"
+        ))
+        .execute(&mut *conn)
+        .unwrap();
+    }
+    assert_eq!(count(&url, rows), 2);
+    assert_eq!(app.modules.payments.prune_notifications().await.unwrap(), 1);
+    assert_eq!(count(&url, rows), 1, "the fresh record stays");
+}
+
 fn database_url(app: &TestApp) -> String {
     app.database_url.clone()
 }
@@ -356,12 +701,21 @@ async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
         StatusCode::OK,
         "the gateway's news is accepted: the money did move"
     );
+    assert_eq!(
+        (
+            late.json["paymentStatus"].as_str(),
+            late.json["applied"].as_bool()
+        ),
+        (Some("refund_required"), Some(true)),
+        "the answer is the state the payment ends in: {}",
+        late.body
+    );
     let id = payment["paymentId"].as_str().unwrap().to_owned();
-    let path = format!("/api/v1/payments/{id}");
-    eventually("the payment is marked for refund", || async {
-        app.as_user(PAYER).get(&path).await.json["status"] == "refund_required"
-    })
-    .await;
+    assert_eq!(
+        payment_status(&app, &id).await,
+        "refund_required",
+        "at once, not after an event"
+    );
     assert_eq!(
         order_status(&app, &purchase.order).await,
         "cancelled",
