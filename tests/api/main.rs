@@ -3,6 +3,7 @@
 mod architecture;
 mod crash;
 mod fuzz;
+mod harness;
 mod identity;
 mod instances;
 mod observability;
