@@ -48,5 +48,8 @@ fn postgresql_tests_are_ignored_exactly_when_no_server_is_configured() {
         );
     }
     let others: Vec<&String> = ignored.iter().filter(|t| !is_postgres(t)).collect();
-    assert!(others.is_empty(), "only PostgreSQL tests are ignored: {others:?}");
+    assert!(
+        others.is_empty(),
+        "only PostgreSQL tests are ignored: {others:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, each test on its own app and database.
 
 mod architecture;
+mod contract;
 mod crash;
 mod fuzz;
 mod harness;
