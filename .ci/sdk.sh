@@ -1,28 +1,57 @@
 #!/usr/bin/env bash
-# A client SDK generated from openapi.yaml drives a whole purchase against a
-# freshly started shop. openapi-python-client (pinned in
-# .ci/requirements-sdk.txt) is installed into a throwaway virtual environment
-# under target/; the client is generated into target/ci/shop-client and used
-# as generated. The shop checks customer tokens under a JWT secret fixed for
-# the run; the customer's token is minted with `shop token` under the same
-# secret, and the admin token is the one the shop was started with.
+# A client SDK generated from openapi.yaml, exactly as the README says, drives
+# a freshly started shop:
+# 1. the README's recipe (the block after `<!-- sdk-recipe: ... -->`) runs as
+#    written, twice: it must work again over its own output, and leave nothing
+#    that git would see (it writes into target/);
+# 2. the README's example program (after `<!-- sdk-example: ... -->`) runs
+#    against `shop serve --demo` and must print an order and two refusals;
+# 3. tests/sdk/purchase.py drives a whole purchase through the same client.
+# The shop checks customer tokens under a JWT secret fixed for the run; the
+# customers' tokens are minted with `shop token` under the same secret, and
+# the admin token is the one the shop was started with.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/target/ci"
-venv="$root/target/sdk-venv"
 mkdir -p "$out"
 
-if [ ! -x "$venv/bin/openapi-python-client" ] || ! cmp -s "$root/.ci/requirements-sdk.txt" "$venv/requirements.txt"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/.ci/requirements-sdk.txt"
-    cp "$root/.ci/requirements-sdk.txt" "$venv/requirements.txt"
-fi
+# The fenced block that follows the README line starting `<!-- NAME:`.
+readme_block() {
+    python3 - "$root/README.md" "$1" <<'EOF'
+import sys
 
-rm -rf "$out/shop-client"
-(cd "$out" && PATH="$venv/bin:$PATH" openapi-python-client generate --path "$root/openapi.yaml" --output-path shop-client --overwrite >/dev/null)
-"$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$out/shop-client"
+text, name = open(sys.argv[1], encoding="utf-8").read(), sys.argv[2]
+marker = f"<!-- {name}:"
+lines = text.splitlines()
+start = next(i for i, line in enumerate(lines) if line.startswith(marker))
+fence = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
+end = next(i for i in range(fence + 1, len(lines)) if lines[i].startswith("```"))
+print("\n".join(lines[fence + 1 : end]))
+EOF
+}
+
+git_sees() {
+    git -C "$root" status --porcelain --untracked-files=all 2>/dev/null || true
+}
+
+recipe=$(readme_block sdk-recipe)
+before=$(git_sees)
+for run in 1 2; do
+    echo "README's SDK recipe, run $run:"
+    (cd "$root" && bash -e -c "$recipe") >"$out/sdk-recipe-$run.log" 2>&1 || {
+        cat "$out/sdk-recipe-$run.log" >&2
+        echo "the README's SDK recipe failed on run $run" >&2
+        exit 1
+    }
+done
+after=$(git_sees)
+if [ "$before" != "$after" ]; then
+    echo "the README's SDK recipe left files that git sees:" >&2
+    diff <(echo "$before") <(echo "$after") >&2 || true
+    exit 1
+fi
+python="$root/target/sdk/bin/python"
 
 [ -x "$root/target/debug/shop" ] || cargo build --quiet -p shop --bin shop
 
@@ -32,10 +61,11 @@ secret="whsec-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 export SHOP__AUTH__JWT_SECRET="jwt-$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 customer="sdk-user"
 customer_token=$("$root/target/debug/shop" token --user "$customer" --ttl 1h)
+alice_token=$("$root/target/debug/shop" token --user alice --ttl 1h)
 data=$(mktemp -d)
 DATABASE_URL="sqlite://$data/shop.db" SHOP__SERVER__BIND="127.0.0.1:$port" SHOP__AUTH__ADMIN_TOKEN="$token" \
     SHOP__PAYMENT__WEBHOOK_SECRET="$secret" SHOP__LOG__FORMAT=json RUST_LOG=warn \
-    "$root/target/debug/shop" serve >"$out/shop-sdk.log" 2>&1 &
+    "$root/target/debug/shop" serve --demo >"$out/shop-sdk.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 100); do
@@ -43,4 +73,14 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-"$venv/bin/python" "$root/tests/sdk/purchase.py" "http://127.0.0.1:$port" "$token" "$secret" "$customer" "$customer_token"
+# The README's example, as written: where a product id comes from, an order, and what refusals look like.
+readme_block sdk-example >"$out/sdk-example.py"
+SHOP_URL="http://127.0.0.1:$port" ALICE_TOKEN="$alice_token" "$python" "$out/sdk-example.py" | tee "$out/sdk-example.log"
+for expected in 'in stock, id ' ': pending_payment, ' 'refused: 409 insufficient_stock: ' 'refused: 404 product_not_found: '; do
+    grep -qF -- "$expected" "$out/sdk-example.log" || {
+        echo "the README's SDK example did not print '$expected'" >&2
+        exit 1
+    }
+done
+
+"$python" "$root/tests/sdk/purchase.py" "http://127.0.0.1:$port" "$token" "$secret" "$customer" "$customer_token"

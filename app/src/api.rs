@@ -2,19 +2,19 @@
 //! context mounts, health checks, and the fallbacks that keep every error a
 //! problem+json (unknown routes: 404, known routes with another method: 405).
 
-use actix_web::body::EitherBody;
-use actix_web::dev::ServiceResponse;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
 use serde::Serialize;
 use shared_kernel::Problem;
 use shared_kernel::db::Db;
 use shared_kernel::problem::PROBLEM_JSON;
 use shared_kernel::problem::responses::{
-    CustomerOnly, CustomerUnauthorized, MalformedJson, PayloadTooLarge, TooManyAuthFailures,
-    Unauthorized, Unavailable, UnsupportedMediaType,
+    CustomerOnly, CustomerUnauthorized, MalformedJson, MethodNotAllowed, NotFound, PayloadTooLarge,
+    TooManyAuthFailures, Unauthorized, Unavailable, UnsupportedMediaType,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -34,8 +34,17 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
             only as that customer; another customer's order or payment answers 404. \
             The admin token (`adminToken`, `SHOP__AUTH__ADMIN_TOKEN`) manages the catalog, reads \
             every order and payment (support staff), and scrapes `/metrics`. \
-            Payment notifications are authenticated by the provider's signature alone.",
+            Payment notifications are authenticated by the provider's signature alone.\n\n\
+            Every GET operation answers HEAD as well (the same status and headers, no body). \
+            A path this document does not list answers 404 `not_found` \
+            (`#/components/responses/NotFound`); a listed path asked with a method it does not \
+            list answers 405 `method_not_allowed` with an `Allow` header \
+            (`#/components/responses/MethodNotAllowed`).",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    servers(
+        (url = "/", description = "The server that serves this document"),
+        (url = "http://127.0.0.1:8080", description = "`shop serve` on its default address"),
     ),
     tags(
         (name = "products", description = "The catalog and its stock"),
@@ -48,7 +57,7 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
         schemas(Problem),
         responses(
             MalformedJson, Unauthorized, CustomerUnauthorized, CustomerOnly, TooManyAuthFailures,
-            PayloadTooLarge, UnsupportedMediaType, Unavailable
+            PayloadTooLarge, UnsupportedMediaType, Unavailable, NotFound, MethodNotAllowed
         ),
     ),
     modifiers(&BearerAuth),
@@ -308,7 +317,7 @@ impl RouteTable {
                         }
                     })
                     .collect();
-                let methods = [
+                let mut methods = [
                     (Method::GET, &item.get),
                     (Method::PUT, &item.put),
                     (Method::POST, &item.post),
@@ -320,7 +329,11 @@ impl RouteTable {
                 ]
                 .into_iter()
                 .filter_map(|(method, operation)| operation.as_ref().map(|_| method))
-                .collect();
+                .collect::<Vec<_>>();
+                // HEAD is served wherever GET is (see `head_as_get`).
+                if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+                    methods.insert(1, Method::HEAD);
+                }
                 (segments, methods)
             })
             .collect();
@@ -360,6 +373,23 @@ impl RouteTable {
 
 fn split(path: &str) -> impl Iterator<Item = &str> {
     path.trim_end_matches('/').split('/').skip(1)
+}
+
+/// HEAD on every GET route (RFC 9110: a server that serves GET serves HEAD):
+/// the request is routed as the GET it stands for. The HTTP/1 codec, which
+/// read HEAD off the wire, sends the GET's status and headers,
+/// `Content-Length` included, and no body. (actix's route macros match GET
+/// only; routing HEAD here keeps one route per operation in the document.)
+/// Wrapped innermost, next to the routes: the logs and metrics outside it
+/// see the method the client sent.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    next.call(req).await
 }
 
 /// What answers when no route matched.
@@ -461,7 +491,7 @@ mod tests {
         let table = RouteTable::from_openapi(&openapi());
         assert_eq!(table.allowed("/nowhere"), None);
         let methods = table.allowed("/api/v1/products").unwrap();
-        assert!(methods.contains(&Method::GET) && methods.contains(&Method::POST));
+        assert_eq!(methods, vec![Method::GET, Method::HEAD, Method::POST]);
         assert_eq!(
             table.allowed("/api/v1/products/abc/stock"),
             Some(vec![Method::PUT])
@@ -474,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             table.allowed("/api/v1/payments/some-id"),
-            Some(vec![Method::GET])
+            Some(vec![Method::GET, Method::HEAD])
         );
     }
 }

@@ -303,6 +303,7 @@ impl Application {
                         }),
                     )
                     .default_service(web::to(api::fallback))
+                    .wrap(from_fn(api::head_as_get))
                     .wrap(ErrorHandlers::new().default_handler(api::into_problem))
                     .wrap(Compress::default())
                     .wrap(TracingLogger::<RequestSpan>::new())

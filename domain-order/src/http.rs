@@ -101,13 +101,18 @@ pub struct OrderView {
     #[schema(example = "CNY", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     pub status: OrderStatusView,
-    /// Set when `status` is `cancelled`.
+    /// Why the order was cancelled: set when `status` is `cancelled`, `null` otherwise.
+    #[schema(required = true)]
     pub cancel_reason: Option<CancelReasonView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Unpaid orders are cancelled (reason `expired`) within seconds after this instant.
     pub expires_at: DateTime<Utc>,
+    /// When the order was paid; `null` unless `status` is `paid`.
+    #[schema(required = true)]
     pub paid_at: Option<DateTime<Utc>>,
+    /// When the order was cancelled; `null` unless `status` is `cancelled`.
+    #[schema(required = true)]
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
@@ -145,6 +150,7 @@ pub struct OrderList {
     pub items: Vec<OrderView>,
     /// Pass as `cursor` to read the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 
@@ -233,11 +239,15 @@ fn original_field(field: RequestField) -> String {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IdempotencyKeyHeader {
-    /// Makes retries safe: a retry with the same key and body returns the
-    /// first response (with `Idempotent-Replayed: true`) and creates nothing;
-    /// the same key with another body is refused (422). 1 to 255 visible ASCII characters, per user.
+    /// Makes retries safe: a retry with the same key and body places nothing
+    /// and answers 201 with the order the first request placed, as it is now
+    /// (with `Idempotent-Replayed: true`): paid or cancelled since, it shows
+    /// so, with its current `updatedAt`; it is not a copy of the first
+    /// response. The same key with another body is refused (422
+    /// `idempotency_key_reused`). 1 to 255 visible ASCII characters, per user.
     #[serde(rename = "Idempotency-Key")]
     #[param(
+        nullable = false,
         min_length = 1,
         max_length = 255,
         pattern = "^[\\x21-\\x7e]{1,255}$",
@@ -246,15 +256,22 @@ pub struct IdempotencyKeyHeader {
     pub idempotency_key: Option<String>,
 }
 
+/// The longest `Idempotency-Key`, in bytes.
+pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+
+/// Whether `key` is a well-formed `Idempotency-Key`: 1 to
+/// [`IDEMPOTENCY_KEY_MAX_LEN`] visible ASCII characters (`!` to `~`).
+pub fn is_idempotency_key(key: &str) -> bool {
+    (1..=IDEMPOTENCY_KEY_MAX_LEN).contains(&key.len())
+        && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
 /// The `Idempotency-Key` header, when sent; 400 when it is malformed.
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
     let Some(value) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    let key = value.to_str().ok().filter(|k| is_idempotency_key(k));
     match key {
         Some(key) => Ok(Some(key.to_owned())),
         None => Err(Problem::new(
@@ -294,9 +311,9 @@ fn created(placed: Placed, body: impl Serialize) -> HttpResponse {
     params(IdempotencyKeyHeader),
     request_body = CreateOrder,
     responses(
-        (status = 201, description = "The order was placed (or, for a retried Idempotency-Key, the order it placed)", body = OrderView,
+        (status = 201, description = "The order was placed (or, for a retried Idempotency-Key, the order it placed, as it is now)", body = OrderView,
             headers(("Location" = String, description = "The order's URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this answers a retry"))),
+                    ("Idempotent-Replayed" = String, description = "`true` when this answers a retry of an `Idempotency-Key`: the body is the order the first request placed, as it is now (paid or cancelled since, it says so), not a copy of the first response"))),
         (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, response = CustomerUnauthorized),
         (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`), or the admin token was presented (`customer_token_required`)", body = Problem, content_type = "application/problem+json"),
@@ -504,7 +521,7 @@ pub struct OriginalCreateOrder {
     responses(
         (status = 201, description = "The order was placed", body = OriginalOrderView,
             headers(("Location" = String, description = "The order's URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this answers a retry"))),
+                    ("Idempotent-Replayed" = String, description = "`true` when this answers a retry of an `Idempotency-Key`: the body is the order the first request placed, as it is now (paid or cancelled since, it says so), not a copy of the first response"))),
         (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, response = CustomerUnauthorized),
         (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`), or the admin token was presented (`customer_token_required`)", body = Problem, content_type = "application/problem+json"),

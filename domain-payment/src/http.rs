@@ -57,7 +57,8 @@ pub struct PaymentView {
     pub qr_code: String,
     /// The payment can be made until the order expires.
     pub expires_at: DateTime<Utc>,
-    /// The gateway's transaction id, once it reported an outcome.
+    /// The gateway's transaction id, once it reported an outcome; `null` before.
+    #[schema(required = true)]
     pub transaction_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

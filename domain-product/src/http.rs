@@ -89,6 +89,7 @@ pub struct ProductList {
     pub items: Vec<ProductView>,
     /// Pass as `cursor` to read the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 

@@ -34,6 +34,7 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong this time, for a human.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
     /// Stable machine-readable error code, such as `product_not_found`.
     pub code: String,
@@ -108,6 +109,23 @@ pub mod responses {
         content_type = "application/problem+json"
     )]
     pub struct UnsupportedMediaType(pub Problem);
+
+    /// No route serves the path (`not_found`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "What any path this document does not list answers: nothing is served there (`not_found`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct NotFound(pub Problem);
+
+    /// The path is served, but not with this method (`method_not_allowed`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "What a listed path answers to a method it does not list (`method_not_allowed`); `Allow` lists the methods it takes (HEAD wherever GET is)",
+        content_type = "application/problem+json",
+        headers(("Allow" = String, description = "The methods the path takes, such as `GET, HEAD, POST`"))
+    )]
+    pub struct MethodNotAllowed(pub Problem);
 
     /// The database is unavailable (`service_unavailable`).
     #[derive(ToResponse)]

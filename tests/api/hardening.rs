@@ -114,8 +114,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_its_connection_closed(
         Backend::Sqlite,
         &[("SHOP__SERVER__REQUEST_TIMEOUT_MS", "500")],
     )
-    .await
-    .unwrap();
+    .await;
     let address = app.address.clone();
     let (answer, closed, took) = tokio::task::spawn_blocking(move || {
         let mut stream = connect(&address);
@@ -159,8 +158,7 @@ async fn a_head_that_does_not_arrive_in_time_is_cut_off() {
         Backend::Sqlite,
         &[("SHOP__SERVER__REQUEST_TIMEOUT_MS", "500")],
     )
-    .await
-    .unwrap();
+    .await;
     let address = app.address.clone();
     let (answer, closed) = tokio::task::spawn_blocking(move || {
         let mut stream = connect(&address);
@@ -196,7 +194,7 @@ fn open_sockets(pid: u32) -> usize {
 /// once, and another client is answered while the slow ones are still held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_hold_every_connection() {
-    let database = TestDatabase::create(Backend::Sqlite).unwrap();
+    let database = TestDatabase::create(Backend::Sqlite);
     let shop = ShopProcess::start(
         SHOP,
         &database.url(),
@@ -272,7 +270,7 @@ async fn one_address_cannot_hold_every_connection() {
 /// client's doing: none of them writes an error line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_is_refused_without_an_error_line() {
-    let database = TestDatabase::create(Backend::Sqlite).unwrap();
+    let database = TestDatabase::create(Backend::Sqlite);
     let shop = ShopProcess::start(SHOP, &database.url(), &[]);
     let mut many_headers = String::from("GET /health/live HTTP/1.1\r\nHost: shop\r\n");
     for i in 0..1000 {
@@ -336,7 +334,7 @@ async fn malformed_http_is_refused_without_an_error_line() {
 /// mistake, told in the client's words, on JSON routes and raw-body routes alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_body_is_told_without_internals() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     for path in ["/api/v1/products", "/api/v1/payments/notify"] {
         for body in [&b"not gzip at all"[..], &[0x1f, 0x8b, 0x08, 0x00, 0x00][..]] {
             let request = app

@@ -1,9 +1,11 @@
 //! End-to-end tests: one binary, each test on its own app and database.
 
 mod architecture;
+mod contract;
 mod crash;
 mod fuzz;
 mod hardening;
+mod harness;
 mod identity;
 mod instances;
 mod observability;
@@ -12,4 +14,5 @@ mod orders;
 mod payments;
 mod product_cache;
 mod products;
+mod startup;
 mod write_path;

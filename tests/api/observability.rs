@@ -135,7 +135,7 @@ const DELIVERIES: &str = "SELECT COUNT(*) AS n FROM event_deliveries";
 /// exactly what the purchase did (the outbox's, by what the database shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_after_a_purchase() {
-    let database = TestDatabase::create(Backend::Sqlite).expect("sqlite");
+    let database = TestDatabase::create(Backend::Sqlite);
     let url = database.url();
     let shop = ShopProcess::start(SHOP, &url, &[]);
     let api = Api::new(&shop.address);
@@ -253,7 +253,7 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         }
     }
     assert!(queried.len() >= 10, "{queried:?}");
-    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let app = TestApp::spawn(Backend::Sqlite).await;
     business(&Api::new(&app.address)).await;
     let exported = app.admin_get("/metrics").await.body;
     let names: Vec<&str> = exported
@@ -308,9 +308,7 @@ fn the_example_configuration_is_valid_and_complete() {
 }
 
 async fn json_logs_carry_request_ids_and_no_secrets(backend: Backend) {
-    let Some(database) = TestDatabase::create(backend) else {
-        return;
-    };
+    let database = TestDatabase::create(backend);
     let shop = ShopProcess::start(SHOP, &database.url(), &[]);
     let client = reqwest::Client::new();
     let product = client
@@ -395,6 +393,10 @@ async fn json_logs_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_postgres),
+    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
 async fn json_logs_postgres() {
     json_logs_carry_request_ids_and_no_secrets(Backend::Postgres).await;
 }
@@ -405,9 +407,7 @@ async fn json_logs_postgres() {
 /// `100 Continue`), and the rest of its body is sent only once shop has
 /// begun to shut down (it logged that it stopped accepting connections).
 async fn sigterm_finishes_requests_in_flight(backend: Backend) {
-    let Some(database) = TestDatabase::create(backend) else {
-        return;
-    };
+    let database = TestDatabase::create(backend);
     let url = database.url();
     let mut shop = ShopProcess::start(SHOP, &url, &[]);
     let address = shop.address.trim_start_matches("http://").to_owned();
@@ -476,6 +476,10 @@ async fn graceful_shutdown_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_postgres),
+    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
 async fn graceful_shutdown_postgres() {
     sigterm_finishes_requests_in_flight(Backend::Postgres).await;
 }

@@ -62,5 +62,5 @@ async fn unknown_routes_are_404_and_wrong_methods_405(app: TestApp) {
         .send(app.client.patch(app.url("/api/v1/products/some-id")))
         .await;
     patch.assert_problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_eq!(patch.headers["allow"], "GET");
+    assert_eq!(patch.headers["allow"], "GET, HEAD");
 }

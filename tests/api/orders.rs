@@ -541,9 +541,7 @@ mod expiry {
             ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "5"),
             ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
         ];
-        let Some(app) = TestApp::spawn_with(backend, &settings).await else {
-            return;
-        };
+        let app = TestApp::spawn_with(backend, &settings).await;
         let product = new_product(&app, 100, 10).await;
         let user = app.as_user("late");
         let order = user
@@ -580,6 +578,10 @@ mod expiry {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(shop_postgres),
+        ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+    )]
     async fn postgres() {
         unpaid_orders_expire_and_release_their_stock(Backend::Postgres).await;
     }

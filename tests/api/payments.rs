@@ -827,9 +827,7 @@ mod expiry_after_failure {
             ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "5"),
             ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
         ];
-        let Some(app) = TestApp::spawn_with(backend, &settings).await else {
-            return;
-        };
+        let app = TestApp::spawn_with(backend, &settings).await;
         let purchase = place_order(&app, 10, 3).await;
         let payment = initiate(&app, &purchase.order, "wechat_pay").await.json;
         let failure = json!({"paymentId": payment["paymentId"], "paymentStatus": "failure", "amount": purchase.amount, "currency": "CNY"});
@@ -862,6 +860,10 @@ mod expiry_after_failure {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(shop_postgres),
+        ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+    )]
     async fn postgres() {
         a_failed_payment_then_expiry_releases_the_stock(Backend::Postgres).await;
     }
@@ -871,10 +873,7 @@ mod sandbox_off {
     use super::*;
 
     async fn without_the_sandbox_no_gateway_is_configured(backend: Backend) {
-        let Some(app) = TestApp::spawn_with(backend, &[("SHOP__PAYMENT__SANDBOX", "false")]).await
-        else {
-            return;
-        };
+        let app = TestApp::spawn_with(backend, &[("SHOP__PAYMENT__SANDBOX", "false")]).await;
         let purchase = place_order(&app, 10, 1).await;
         initiate(&app, &purchase.order, "alipay")
             .await
@@ -890,6 +889,10 @@ mod sandbox_off {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(shop_postgres),
+        ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+    )]
     async fn postgres() {
         without_the_sandbox_no_gateway_is_configured(Backend::Postgres).await;
     }

@@ -28,9 +28,7 @@ async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Back
         ("SHOP__DATABASE__WRITERS", "1"),
         ("SHOP__WORKER__ENABLED", "false"),
     ];
-    let Some(app) = TestApp::spawn_with(backend, &settings).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, &settings).await;
     let db = app.modules.db.clone();
     let (release, gate) = mpsc::channel::<()>();
     let (entered, gate_entered) = mpsc::channel::<()>();
@@ -143,6 +141,10 @@ async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_postgres),
+    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
 async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_postgres() {
     a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(Backend::Postgres).await;
 }
@@ -168,17 +170,14 @@ const INITIAL_STOCK: i64 = 100_000;
 /// answer is a 5xx; once everything settled, each product's stock plus the
 /// units of its paid orders is its initial stock.
 async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(
+    let app = TestApp::spawn_with(
         backend,
         &[
             ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "2"),
             ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
         ],
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     let app = Arc::new(app);
     let mut products = Vec::new();
     for n in 0..4 {
@@ -321,6 +320,10 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(shop_postgres),
+    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
 async fn mixed_load_never_answers_5xx_and_loses_no_stock_postgres() {
     mixed_load_never_answers_5xx_and_loses_no_stock(Backend::Postgres).await;
 }
@@ -330,17 +333,14 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock_postgres() {
 /// cancels them 500 to a unit and runs every 100 ms here), and all their
 /// stock is back.
 async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(
+    let app = TestApp::spawn_with(
         backend,
         &[
             ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "5"),
             ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
         ],
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     let app = Arc::new(app);
     let product = app.create_product("Expiring", 100, 1_000).await["productId"]
         .as_str()
@@ -407,6 +407,10 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(shop_postgres),
+    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
 async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_postgres() {
     hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Postgres).await;
 }
@@ -415,9 +419,7 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_postgres() {
 /// cannot hold, or an overlong one) is an unknown product, 404, on every
 /// backend: it never reaches the database.
 async fn impossible_product_ids_are_unknown_products(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     let real = app.create_product("Real", 100, 5).await["productId"]
         .as_str()
         .unwrap()
@@ -437,6 +439,10 @@ async fn impossible_product_ids_are_unknown_products_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_postgres),
+    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
 async fn impossible_product_ids_are_unknown_products_postgres() {
     impossible_product_ids_are_unknown_products(Backend::Postgres).await;
 }

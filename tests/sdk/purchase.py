@@ -1,7 +1,7 @@
 """A whole purchase through a client SDK generated from openapi.yaml.
 
-The client (package `shop_client`) is generated at test time by
-openapi-python-client (.ci/sdk.sh); nothing in it is edited. This script
+The client (package `shop_client`) is generated at test time by the README's
+own recipe (.ci/sdk.sh runs it, into target/); nothing in it is edited. This script
 plays a shop front end acting for a signed-in customer (the generated
 AuthenticatedClient with the customer's token), the shop's staff (the same
 client with the admin token) and a payment gateway:
