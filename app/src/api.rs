@@ -14,7 +14,8 @@ use shared_kernel::db::Db;
 use shared_kernel::problem::PROBLEM_JSON;
 use shared_kernel::problem::responses::{
     CustomerOnly, CustomerUnauthorized, MalformedJson, MethodNotAllowed, NotFound, PayloadTooLarge,
-    TooManyAuthFailures, Unauthorized, Unavailable, UnsupportedMediaType,
+    RequestTimeout, TooManyAuthFailures, TooManyConnections, Unauthorized, Unavailable,
+    UnsupportedMediaType,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -39,7 +40,11 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
             A path this document does not list answers 404 `not_found` \
             (`#/components/responses/NotFound`); a listed path asked with a method it does not \
             list answers 405 `method_not_allowed` with an `Allow` header \
-            (`#/components/responses/MethodNotAllowed`).",
+            (`#/components/responses/MethodNotAllowed`). A request whose body does not arrive \
+            within the server's request timeout answers 408 `request_timeout` \
+            (`#/components/responses/RequestTimeout`); a connection opened while its client \
+            address holds the most one address may answers 429 `too_many_connections` \
+            (`#/components/responses/TooManyConnections`); both close the connection.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     servers(
@@ -57,7 +62,8 @@ use utoipa_actix_web::{AppExt, UtoipaApp, scope};
         schemas(Problem),
         responses(
             MalformedJson, Unauthorized, CustomerUnauthorized, CustomerOnly, TooManyAuthFailures,
-            PayloadTooLarge, UnsupportedMediaType, Unavailable, NotFound, MethodNotAllowed
+            PayloadTooLarge, UnsupportedMediaType, Unavailable, NotFound, MethodNotAllowed,
+            RequestTimeout, TooManyConnections
         ),
     ),
     modifiers(&BearerAuth),

@@ -42,6 +42,8 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    // The address first: a bad or taken one is reported before the database is touched.
+    let listener = startup::listen(&settings)?;
     let db = startup::open_database(&settings).await?;
     let (admin_token, admin_generated) =
         startup::secret_or_random(settings.auth.admin_token.as_ref());
@@ -53,24 +55,22 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         webhook_secret,
         jwt_secret,
     };
-    let app = Application::build(&settings, db, &secrets).await?;
+    let app = Application::build_on(listener, &settings, db, &secrets).await?;
     if demo {
         let added = app.modules.catalog.seed_demo().await?;
         tracing::info!(added, "demo catalog seeded");
     }
     let base = app.urls().public.clone();
     tracing::info!(address = %settings.server.bind, port = app.port(), "listening");
-    // Secrets are printed once, on stdout, and never logged.
+    // Secrets shop generated are printed once, on stdout, and never logged;
+    // those it was given are never printed (whoever set them has them).
     if admin_generated {
         announce(&format!(
             "Admin token (generated for this run; set SHOP__AUTH__ADMIN_TOKEN to fix it): {}",
             secrets.admin_token.expose_secret()
         ));
     } else if demo {
-        announce(&format!(
-            "Admin token: {}",
-            secrets.admin_token.expose_secret()
-        ));
+        announce("Admin token: the value of SHOP__AUTH__ADMIN_TOKEN");
     }
     if webhook_generated {
         announce(&format!(

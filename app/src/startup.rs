@@ -63,6 +63,16 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// Binds the configured address (`SHOP__SERVER__BIND`; port 0 picks a free one).
+pub fn listen(settings: &Settings) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(&settings.server.bind).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {} (SHOP__SERVER__BIND): {e}",
+            settings.server.bind
+        )
+    })
+}
+
 /// A secret from the settings, or a random one for this run (and whether it was generated).
 pub fn secret_or_random(configured: Option<&SecretString>) -> (SecretString, bool) {
     match configured {
@@ -239,9 +249,17 @@ impl Application {
     /// Binds the configured address (port 0 picks a free one) and builds the
     /// server (with a JWKS configured, after fetching it).
     pub async fn build(settings: &Settings, db: Db, secrets: &Secrets) -> anyhow::Result<Self> {
+        Self::build_on(listen(settings)?, settings, db, secrets).await
+    }
+
+    /// Builds the server on a listener already bound with [`listen`].
+    pub async fn build_on(
+        listener: TcpListener,
+        settings: &Settings,
+        db: Db,
+        secrets: &Secrets,
+    ) -> anyhow::Result<Self> {
         let tokens = token_verifier(settings, secrets).await?;
-        let listener = TcpListener::bind(&settings.server.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let urls = Urls::for_listener(&listener, settings)?;
         observability::metrics();

@@ -48,6 +48,11 @@ impl Workers {
                 Ok(n) => tracing::info!(deliveries = n, "delivered the events left pending"),
                 Err(error) => tracing::warn!(%error, "could not deliver the pending events yet"),
             }
+            tracing::info!(
+                lanes,
+                subscribers = dispatcher.subscribers(),
+                "event delivery started"
+            );
             let mut tasks: Vec<_> = (0..lanes)
                 .map(|_| tokio::spawn(dispatcher.clone().run(token.clone())))
                 .collect();

@@ -340,11 +340,15 @@ impl Db {
         let manager = ConnectionManager { url: url.clone() };
         if let DatabaseUrl::Sqlite(path) = url {
             create_parent_dir(path)?;
-            // Switch the file to WAL (which persists) on one connection first:
-            // connections opened together would otherwise race for the switch,
-            // and SQLite refuses the loser without waiting.
-            manager.connect()?;
         }
+        // One connection first, alone: a database that cannot be reached (or
+        // does not exist) is one clear error now, not a pool retrying and
+        // logging each failure until it gives up. On SQLite it also switches
+        // the file to WAL (which persists) before connections opened together
+        // could race for the switch, which SQLite refuses the loser without waiting.
+        manager
+            .connect()
+            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", url.redacted()))?;
         let pool = r2d2::Pool::builder()
             .max_size(options.max_size)
             .connection_timeout(options.connection_timeout)

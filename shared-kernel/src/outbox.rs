@@ -285,12 +285,17 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// How many subscribers it delivers to.
+    pub fn subscribers(&self) -> usize {
+        self.handlers.len()
+    }
+
     /// Delivers events until `stop` is cancelled. The delivery in progress
     /// when it is cancelled completes first.
     pub async fn run(self, stop: CancellationToken) {
-        tracing::info!(
+        tracing::debug!(
             subscribers = self.handlers.len(),
-            "event dispatcher started"
+            "event dispatcher lane started"
         );
         while !stop.is_cancelled() {
             match self.dispatch_batch().await {

@@ -127,6 +127,23 @@ pub mod responses {
     )]
     pub struct MethodNotAllowed(pub Problem);
 
+    /// The body did not arrive in time (`request_timeout`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "What any request answers whose body does not arrive within the server's request timeout (`request_timeout`); the connection is then closed",
+        content_type = "application/problem+json"
+    )]
+    pub struct RequestTimeout(pub Problem);
+
+    /// The client address holds too many connections (`too_many_connections`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "What every request answers on a connection opened while its client address already held the most connections one address may (`too_many_connections`); the connection is then closed",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = String, description = "Seconds to wait before opening another connection"))
+    )]
+    pub struct TooManyConnections(pub Problem);
+
     /// The database is unavailable (`service_unavailable`).
     #[derive(ToResponse)]
     #[response(

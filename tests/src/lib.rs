@@ -81,7 +81,7 @@ impl TestDatabase {
 }
 
 /// The same server URL naming another database.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
