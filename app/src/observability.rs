@@ -129,6 +129,7 @@ fn describe() {
             metrics::counter!("shop_payments_completed_total", "method" => method, "outcome" => outcome).increment(0);
         }
     }
+    metrics::counter!("shop_payments_refunded_total").increment(0);
     for reason in [
         "invalid_signature",
         "amount_mismatch",

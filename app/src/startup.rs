@@ -10,7 +10,9 @@ use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
 use domain_payment::signature::ShopSignature;
-use domain_payment::{CheckoutLinks, PaymentService, Refunds, SandboxCheckout, SandboxGateway};
+use domain_payment::{
+    CheckoutLinks, PaymentService, Refunds, SandboxCheckout, SandboxGateway, TradeClosing,
+};
 use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
 use rand::Rng;
@@ -180,7 +182,12 @@ impl Modules {
                 StockReservations::EVENTS,
                 Arc::new(StockReservations),
             )
-            .subscribe(Refunds::NAME, Refunds::EVENTS, Arc::new(Refunds));
+            .subscribe(Refunds::NAME, Refunds::EVENTS, Arc::new(Refunds))
+            .subscribe(
+                TradeClosing::NAME,
+                TradeClosing::EVENTS,
+                Arc::new(TradeClosing),
+            );
         // The order context's subscriber publishes events of its own, so it needs the outbox the bus builds.
         let (outbox, dispatcher) = bus.build_with(db.clone(), dispatch, |bus, outbox| {
             bus.subscribe(

@@ -1,6 +1,8 @@
 //! Background work: event delivery, the order expiry sweep, the release of
-//! reservations whose order never arrived, the outbox's retention, and the
-//! pruning of payment notifications too old to be replayed.
+//! reservations whose order never arrived, what payment providers are owed
+//! (closing the trades of cancelled orders, refunding money that cannot be
+//! kept), the outbox's retention, and the pruning of payment notifications
+//! too old to be replayed.
 //! Every piece is safe to run on several instances at once.
 
 use std::future::Future;
@@ -35,6 +37,8 @@ impl Workers {
             Duration::from_secs(settings.worker.event_retention_hours.saturating_mul(3600));
         let pruner = modules.dispatcher.clone();
         let payments = modules.payments.clone();
+        let settling = modules.payments.clone();
+        let settle_every = Duration::from_millis(settings.worker.poll_ms);
         // PostgreSQL lets several dispatchers work side by side (each claims
         // its own rows with SKIP LOCKED); SQLite has one writer, so one is enough.
         let lanes = match modules.db.backend() {
@@ -107,6 +111,29 @@ impl Workers {
                                     Ok(())
                                 }
                                 Err(e) => Err(e.to_string()),
+                            }
+                        }
+                    },
+                )),
+                tokio::spawn(every(
+                    "provider work",
+                    settle_every,
+                    token.clone(),
+                    move || {
+                        let payments = settling.clone();
+                        async move {
+                            // A full batch means more are due: go on until none is.
+                            loop {
+                                match payments.settle_with_providers().await {
+                                    Ok(n)
+                                        if n as i64
+                                            >= domain_payment::service::PROVIDER_WORK_BATCH =>
+                                    {
+                                        continue;
+                                    }
+                                    Ok(_) => return Ok(()),
+                                    Err(e) => return Err(e.to_string()),
+                                }
                             }
                         }
                     },

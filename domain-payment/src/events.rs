@@ -2,7 +2,7 @@
 
 use shared_kernel::clock;
 use shared_kernel::db::AnyConnection;
-use shared_kernel::events::{EventEnvelope, IntegrationEvent, OrderPaymentRefused};
+use shared_kernel::events::{EventEnvelope, IntegrationEvent, OrderCancelled, OrderPaymentRefused};
 use shared_kernel::outbox::EventHandler;
 
 use crate::model::{Applied, PaymentId, PaymentOutcome, PaymentStatus};
@@ -41,6 +41,39 @@ impl EventHandler for Refunds {
             }
             Ok(_) => {}
             Err(illegal) => anyhow::bail!("payment {id} cannot be marked for refund: {illegal}"),
+        }
+        Ok(())
+    }
+}
+
+/// Closes the payments of an order that was cancelled (by its customer, or
+/// because it expired) before they were paid: their checkout stops offering
+/// Pay at once, and the provider work of closing each trade becomes due (a
+/// success that still arrives is then refunded).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TradeClosing;
+
+impl TradeClosing {
+    pub const NAME: &'static str = "payment.trade-closing";
+    pub const EVENTS: &'static [&'static str] = &[OrderCancelled::TYPE];
+}
+
+impl EventHandler for TradeClosing {
+    fn handle(&self, conn: &mut AnyConnection, event: &EventEnvelope) -> anyhow::Result<()> {
+        let cancelled: OrderCancelled = event.decode()?;
+        for payment in repository::payable_for_order(conn, &cancelled.order_id)? {
+            if let Ok(Applied::Changed(closed)) = payment.status.apply(PaymentOutcome::Close)
+                && repository::transition(
+                    conn,
+                    &payment.id,
+                    payment.status,
+                    closed,
+                    None,
+                    clock::now(),
+                )?
+            {
+                tracing::info!(payment_id = %payment.id, order_id = %cancelled.order_id, "payment closed: its order was cancelled");
+            }
         }
         Ok(())
     }

@@ -20,6 +20,6 @@ pub mod service;
 pub mod signature;
 
 pub use error::PaymentError;
-pub use events::Refunds;
+pub use events::{Refunds, TradeClosing};
 pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway};
 pub use service::PaymentService;

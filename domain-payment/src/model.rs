@@ -38,6 +38,11 @@ pub enum PaymentStatus {
     /// The money arrived for an order that could no longer take it (cancelled,
     /// or paid by another payment): it must go back.
     RefundRequired,
+    /// Its order was cancelled (or expired) before it was paid: the trade is
+    /// closed at the provider, and the checkout offers no Pay.
+    Closed,
+    /// The money went back to the customer: the provider confirmed the refund.
+    Refunded,
 }
 
 /// What the gateway reported, and what the order context answered.
@@ -48,6 +53,10 @@ pub enum PaymentOutcome {
     /// Success, but the order cannot take it (it was cancelled, or another
     /// payment paid it): the money must go back.
     SuccessRefused,
+    /// The order can no longer be paid (cancelled or expired): close the trade.
+    Close,
+    /// The provider confirmed the refund.
+    Refunded,
 }
 
 /// The longest gateway transaction id shop keeps, in bytes.
@@ -95,9 +104,9 @@ impl NotifiedStatus {
         match self {
             Self::Success => matches!(
                 status,
-                PaymentStatus::Succeeded | PaymentStatus::RefundRequired
+                PaymentStatus::Succeeded | PaymentStatus::RefundRequired | PaymentStatus::Refunded
             ),
-            Self::Failure => status == PaymentStatus::Failed,
+            Self::Failure => matches!(status, PaymentStatus::Failed | PaymentStatus::Closed),
         }
     }
 }
@@ -119,11 +128,13 @@ pub struct IllegalTransition {
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 4] = [
+    pub const ALL: [PaymentStatus; 6] = [
         Self::Pending,
         Self::Succeeded,
         Self::Failed,
         Self::RefundRequired,
+        Self::Closed,
+        Self::Refunded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +143,8 @@ impl PaymentStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::RefundRequired => "refund_required",
+            Self::Closed => "closed",
+            Self::Refunded => "refunded",
         }
     }
 
@@ -144,25 +157,38 @@ impl PaymentStatus {
     ///
     /// Money that moved is never dropped: a success ends `succeeded` or
     /// `refund_required` whatever the payment's status, even after a failure
-    /// (the gateway's later word on the money wins; the order context then
-    /// takes it, or refuses it and the payment is marked for refund). Only a
-    /// failure can be refused, once the payment took money.
+    /// or a close (the gateway's later word on the money wins; the order
+    /// context then takes it, or refuses it and the payment is marked for
+    /// refund). A closed payment's success is refused at once: its order is
+    /// gone. Only a failure can be refused, once the payment took money; a
+    /// close only while nothing was paid; a refund only of money to return.
     pub fn apply(self, outcome: PaymentOutcome) -> Result<Applied, IllegalTransition> {
         use PaymentOutcome as O;
         use PaymentStatus as S;
         match (self, outcome) {
             (S::Pending | S::Failed, O::Success) => Ok(Applied::Changed(S::Succeeded)),
             (S::Pending, O::Failure) => Ok(Applied::Changed(S::Failed)),
-            (S::Pending | S::Succeeded | S::Failed, O::SuccessRefused) => {
-                Ok(Applied::Changed(S::RefundRequired))
-            }
-            (S::Succeeded | S::RefundRequired, O::Success)
-            | (S::Failed, O::Failure)
-            | (S::RefundRequired, O::SuccessRefused) => Ok(Applied::Unchanged),
-            (from @ (S::Succeeded | S::RefundRequired), outcome @ O::Failure) => {
+            (S::Pending | S::Succeeded | S::Failed | S::Closed, O::SuccessRefused)
+            | (S::Closed, O::Success) => Ok(Applied::Changed(S::RefundRequired)),
+            (S::Pending | S::Failed, O::Close) => Ok(Applied::Changed(S::Closed)),
+            (S::RefundRequired, O::Refunded) => Ok(Applied::Changed(S::Refunded)),
+            (S::Succeeded | S::RefundRequired | S::Refunded, O::Success)
+            | (S::Failed | S::Closed, O::Failure)
+            | (S::RefundRequired | S::Refunded, O::SuccessRefused)
+            | (S::Closed, O::Close)
+            | (S::Refunded, O::Refunded) => Ok(Applied::Unchanged),
+            (from @ (S::Succeeded | S::RefundRequired | S::Refunded), outcome @ O::Failure)
+            | (from @ (S::Succeeded | S::RefundRequired | S::Refunded), outcome @ O::Close)
+            | (from @ (S::Pending | S::Succeeded | S::Failed | S::Closed), outcome @ O::Refunded) => {
                 Err(IllegalTransition { from, outcome })
             }
         }
+    }
+
+    /// Whether the provider is still owed something for a payment in this
+    /// status: closing its trade, or refunding its money.
+    pub fn owes_provider_work(self) -> bool {
+        matches!(self, Self::Closed | Self::RefundRequired)
     }
 }
 
@@ -184,6 +210,8 @@ mod tests {
                 O::SuccessRefused,
                 Ok(Changed(S::RefundRequired)),
             ),
+            (S::Pending, O::Close, Ok(Changed(S::Closed))),
+            (S::Pending, O::Refunded, Err(S::Pending)),
             (S::Succeeded, O::Success, Ok(Unchanged)),
             (S::Succeeded, O::Failure, Err(S::Succeeded)),
             (
@@ -191,18 +219,44 @@ mod tests {
                 O::SuccessRefused,
                 Ok(Changed(S::RefundRequired)),
             ),
+            (S::Succeeded, O::Close, Err(S::Succeeded)),
+            (S::Succeeded, O::Refunded, Err(S::Succeeded)),
             (S::Failed, O::Success, Ok(Changed(S::Succeeded))),
             (S::Failed, O::Failure, Ok(Unchanged)),
             (S::Failed, O::SuccessRefused, Ok(Changed(S::RefundRequired))),
+            (S::Failed, O::Close, Ok(Changed(S::Closed))),
+            (S::Failed, O::Refunded, Err(S::Failed)),
             (S::RefundRequired, O::Success, Ok(Unchanged)),
             (S::RefundRequired, O::Failure, Err(S::RefundRequired)),
             (S::RefundRequired, O::SuccessRefused, Ok(Unchanged)),
+            (S::RefundRequired, O::Close, Err(S::RefundRequired)),
+            (S::RefundRequired, O::Refunded, Ok(Changed(S::Refunded))),
+            (S::Closed, O::Success, Ok(Changed(S::RefundRequired))),
+            (S::Closed, O::Failure, Ok(Unchanged)),
+            (S::Closed, O::SuccessRefused, Ok(Changed(S::RefundRequired))),
+            (S::Closed, O::Close, Ok(Unchanged)),
+            (S::Closed, O::Refunded, Err(S::Closed)),
+            (S::Refunded, O::Success, Ok(Unchanged)),
+            (S::Refunded, O::Failure, Err(S::Refunded)),
+            (S::Refunded, O::SuccessRefused, Ok(Unchanged)),
+            (S::Refunded, O::Close, Err(S::Refunded)),
+            (S::Refunded, O::Refunded, Ok(Unchanged)),
         ];
-        assert_eq!(table.len(), S::ALL.len() * 3, "every pair is listed");
+        assert_eq!(table.len(), S::ALL.len() * 5, "every pair is listed");
         for (from, outcome, expected) in table {
             let expected = expected.map_err(|from| IllegalTransition { from, outcome });
             assert_eq!(from.apply(outcome), expected, "{from:?} + {outcome:?}");
         }
+    }
+
+    #[test]
+    fn money_that_moved_is_owed_back_until_refunded() {
+        use PaymentStatus as S;
+        let owing: Vec<_> = S::ALL
+            .into_iter()
+            .filter(|s| s.owes_provider_work())
+            .collect();
+        assert_eq!(owing, [S::RefundRequired, S::Closed]);
     }
 
     #[test]
@@ -217,7 +271,9 @@ mod tests {
                 assert!(
                     matches!(
                         ends,
-                        PaymentStatus::Succeeded | PaymentStatus::RefundRequired
+                        PaymentStatus::Succeeded
+                            | PaymentStatus::RefundRequired
+                            | PaymentStatus::Refunded
                     ),
                     "{status:?} + {outcome:?} ends {ends:?}"
                 );
@@ -260,8 +316,11 @@ mod tests {
                 .filter(|s| claim.agrees_with(*s))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(agreeing(Success), [S::Succeeded, S::RefundRequired]);
-        assert_eq!(agreeing(Failure), [S::Failed]);
+        assert_eq!(
+            agreeing(Success),
+            [S::Succeeded, S::RefundRequired, S::Refunded]
+        );
+        assert_eq!(agreeing(Failure), [S::Failed, S::Closed]);
     }
 
     #[test]
@@ -325,4 +384,14 @@ pub struct Payment {
     pub completed_at: Option<chrono::NaiveDateTime>,
     /// The customer the payment belongs to (its order's).
     pub user_id: String,
+}
+
+impl Payment {
+    /// The id of this payment's refund at its provider: derived from the
+    /// payment, so that every retry asks for the same refund and the
+    /// provider refunds once (33 characters, within both Alipay's
+    /// `out_request_no` and WeChat Pay's `out_refund_no` rules).
+    pub fn refund_id(&self) -> String {
+        format!("r{}", self.id.as_str().replace('-', ""))
+    }
 }

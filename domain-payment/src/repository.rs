@@ -123,6 +123,8 @@ pub fn transition(
     let target = payments::table
         .filter(payments::id.eq(id.as_str()))
         .filter(payments::status.eq(from.as_str()));
+    // A status that owes the provider work (a close, a refund) makes it due now.
+    let due = to.owes_provider_work().then_some(now);
     let moved = match transaction_id {
         Some(transaction_id) => diesel::update(target)
             .set((
@@ -130,12 +132,16 @@ pub fn transition(
                 payments::transaction_id.eq(transaction_id),
                 payments::completed_at.eq(now),
                 payments::updated_at.eq(now),
+                payments::provider_due_at.eq(due),
+                payments::provider_attempts.eq(0),
             ))
             .execute(conn)?,
         None => diesel::update(target)
             .set((
                 payments::status.eq(to.as_str()),
                 payments::updated_at.eq(now),
+                payments::provider_due_at.eq(due),
+                payments::provider_attempts.eq(0),
             ))
             .execute(conn)?,
     };
@@ -186,4 +192,80 @@ pub fn prune_notifications(conn: &mut AnyConnection, signed_before: i64) -> Quer
         payment_notifications::table.filter(payment_notifications::signed_at.lt(signed_before)),
     )
     .execute(conn)
+}
+
+/// The payments of an order that can still be paid (`pending`, or `failed`
+/// and paid again later): the ones to close when the order goes.
+pub fn payable_for_order(conn: &mut AnyConnection, order_id: &str) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(payments::order_id.eq(order_id))
+        .filter(payments::status.eq_any([
+            PaymentStatus::Pending.as_str(),
+            PaymentStatus::Failed.as_str(),
+        ]))
+        .select(PaymentRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(PaymentRow::into_domain)
+        .collect()
+}
+
+/// Payments whose provider work (a close, a refund) is due at `now`, oldest first.
+pub fn provider_work_due(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<(Payment, NaiveDateTime, i32)>> {
+    payments::table
+        .filter(payments::provider_due_at.le(now))
+        .order(payments::provider_due_at.asc())
+        .limit(limit)
+        .select((
+            PaymentRow::as_select(),
+            payments::provider_due_at.assume_not_null(),
+            payments::provider_attempts,
+        ))
+        .load::<(PaymentRow, NaiveDateTime, i32)>(conn)?
+        .into_iter()
+        .map(|(row, due, attempts)| Ok((row.into_domain()?, due, attempts)))
+        .collect()
+}
+
+/// Puts a payment's provider work off to `until`, counting an attempt, if it
+/// is still due at `due` (so that of several workers, one takes it); returns
+/// whether it did.
+pub fn defer_provider_work(
+    conn: &mut AnyConnection,
+    id: &PaymentId,
+    due: NaiveDateTime,
+    until: NaiveDateTime,
+    attempts: i32,
+) -> QueryResult<bool> {
+    let moved = diesel::update(
+        payments::table
+            .filter(payments::id.eq(id.as_str()))
+            .filter(payments::provider_due_at.eq(due)),
+    )
+    .set((
+        payments::provider_due_at.eq(until),
+        payments::provider_attempts.eq(attempts),
+    ))
+    .execute(conn)?;
+    Ok(moved == 1)
+}
+
+/// The provider owes nothing more for a payment in `status`.
+pub fn provider_work_done(
+    conn: &mut AnyConnection,
+    id: &PaymentId,
+    status: PaymentStatus,
+) -> QueryResult<bool> {
+    let moved = diesel::update(
+        payments::table
+            .filter(payments::id.eq(id.as_str()))
+            .filter(payments::status.eq(status.as_str())),
+    )
+    .set(payments::provider_due_at.eq(None::<NaiveDateTime>))
+    .execute(conn)?;
+    Ok(moved == 1)
 }

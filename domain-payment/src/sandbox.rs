@@ -18,7 +18,10 @@ use serde::Deserialize;
 use sha2::Sha256;
 use shared_kernel::Problem;
 use shared_kernel::auth::constant_time_eq;
-use shared_kernel::ports::{GatewayPayment, GatewayPaymentRequest, PaymentGateway, PortError};
+use shared_kernel::ports::{
+    Closed, GatewayPayment, GatewayPaymentRequest, PaymentGateway, PortError, RefundRequest,
+    RefundState, Trade,
+};
 
 use crate::PaymentService;
 use crate::model::{Payment, PaymentId, PaymentStatus};
@@ -99,6 +102,18 @@ impl PaymentGateway for SandboxGateway {
                 self.links.token(&request.payment_id)
             ),
         })
+    }
+
+    /// The sandbox's trades are its payments: a closed payment's page takes
+    /// no payment (see [`complete`]), so closing needs nothing more here.
+    async fn close(&self, _trade: &Trade) -> Result<Closed, PortError> {
+        Ok(Closed::Closed)
+    }
+
+    /// No money moved through the sandbox: there is nothing to send back,
+    /// and the refund is done as soon as it is asked for.
+    async fn refund(&self, _refund: &RefundRequest) -> Result<RefundState, PortError> {
+        Ok(RefundState::Refunded)
     }
 }
 
@@ -214,6 +229,21 @@ async fn complete(
             Ok(payment) => payment,
             Err(refused) => return Ok(refused),
         };
+    // As at a real provider, a closed trade cannot be paid any more.
+    if matches!(
+        payment.status,
+        PaymentStatus::Closed | PaymentStatus::Refunded
+    ) {
+        let mut refused = page(
+            "Sandbox checkout",
+            &format!(
+                "<p id=\"result\">This payment is {}: it can no longer be paid.</p>",
+                payment.status.as_str()
+            ),
+        );
+        *refused.status_mut() = StatusCode::CONFLICT;
+        return Ok(refused);
+    }
     let status = match form.outcome {
         Outcome::Success => "success",
         Outcome::Failure => "failure",

@@ -14,6 +14,8 @@ diesel::table! {
         updated_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
         user_id -> Text,
+        provider_due_at -> Nullable<Timestamp>,
+        provider_attempts -> Integer,
     }
 }
 

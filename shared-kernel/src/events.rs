@@ -180,6 +180,24 @@ impl IntegrationEvent for PaymentFailed {
     const VERSION: u16 = 1;
 }
 
+/// The money of a payment went back to the customer: its provider confirmed
+/// the refund (of a payment whose order was cancelled, or paid by another).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    pub payment_id: String,
+    pub order_id: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The refund's id at the provider, derived from the payment.
+    pub refund_id: String,
+}
+
+impl IntegrationEvent for PaymentRefunded {
+    const TYPE: &'static str = "payment.refunded";
+    const VERSION: u16 = 1;
+}
+
 /// Why an order refused a successful payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

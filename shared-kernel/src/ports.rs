@@ -144,9 +144,43 @@ pub struct GatewayPayment {
     pub payment_url: String,
 }
 
+/// One payment's trade at its provider (the provider knows it by the payment id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trade {
+    pub payment_id: String,
+    pub amount: Money,
+}
+
+/// What closing a trade found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// The trade is closed (or the provider never knew it): nobody can pay it now.
+    Closed,
+    /// Too late: the customer paid it. The money must go back.
+    AlreadyPaid { transaction_id: String },
+}
+
+/// A refund of a whole payment. `refund_id` is derived from the payment, so
+/// that every retry asks for the same refund and the provider refunds once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub trade: Trade,
+    pub refund_id: String,
+}
+
+/// Where a refund stands at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundState {
+    /// The money went back.
+    Refunded,
+    /// Accepted, not yet done: ask again later (with the same refund id).
+    Processing,
+}
+
 /// A payment provider (implemented inside the payment context: the built-in
 /// sandbox, later Alipay and WeChat Pay adapters). Providers report outcomes
-/// to the notify routes, signed with `Shop-Signature` under the webhook secret.
+/// to the notify routes; the payment context closes the trades of orders
+/// that can no longer be paid, and refunds money that cannot be kept.
 #[async_trait]
 pub trait PaymentGateway: Send + Sync + 'static {
     /// A stable name, stored with each payment it opens.
@@ -157,4 +191,10 @@ pub trait PaymentGateway: Send + Sync + 'static {
         &self,
         request: &GatewayPaymentRequest,
     ) -> Result<GatewayPayment, PortError>;
+
+    /// Closes the trade, so that it can no longer be paid. Safe to repeat.
+    async fn close(&self, trade: &Trade) -> Result<Closed, PortError>;
+
+    /// Refunds the whole payment. Safe to repeat with the same refund id.
+    async fn refund(&self, refund: &RefundRequest) -> Result<RefundState, PortError>;
 }

@@ -137,8 +137,8 @@ async fn events_committed_before_a_crash_are_handled_once_after_restart(backend:
     );
     assert_eq!(
         count(&url, UNHANDLED),
-        3,
-        "two OrderPlaced and one OrderCancelled wait in the outbox"
+        4,
+        "two OrderPlaced and one OrderCancelled (for the stock and for the payments) wait in the outbox"
     );
 
     first.kill();

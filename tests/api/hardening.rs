@@ -145,9 +145,10 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_its_connection_closed(
         took >= Duration::from_millis(450),
         "cut off before its time: {took:?}"
     );
+    // Read from the database: this app's own 500 ms deadline is not for a busy test machine.
     assert_eq!(
-        app.get("/api/v1/products").await.json["items"],
-        json!([]),
+        shop_tests::count(&app.database_url, "SELECT COUNT(*) AS n FROM products"),
+        0,
         "nothing was created"
     );
 }

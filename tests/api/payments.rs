@@ -24,6 +24,8 @@ on_every_backend!(
     a_success_after_a_failure_is_never_dropped,
     transaction_ids_are_short_visible_ascii_on_both_routes,
     notification_records_are_pruned_once_they_cannot_be_replayed,
+    cancelling_an_order_closes_its_payments,
+    money_that_cannot_be_kept_is_refunded_once,
 );
 
 /// The customer who places and pays every order here.
@@ -570,8 +572,7 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
         "{}",
         late.body
     );
-    let first_id = first["paymentId"].as_str().unwrap();
-    assert_eq!(payment_status(&app, first_id).await, "refund_required");
+    money_goes_back(&app, first["paymentId"].as_str().unwrap()).await;
     assert_eq!(
         payment_status(&app, second["paymentId"].as_str().unwrap()).await,
         "succeeded"
@@ -603,10 +604,21 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
     notify(contradiction)
         .await
         .assert_problem(StatusCode::CONFLICT, "payment_already_final");
-    assert_eq!(
-        payment_status(&app, payment["paymentId"].as_str().unwrap()).await,
-        "refund_required"
+    money_goes_back(&app, payment["paymentId"].as_str().unwrap()).await;
+}
+
+/// Money a payment must give back: marked for refund at once, then refunded
+/// through its provider (the sandbox confirms at once) by the background work.
+async fn money_goes_back(app: &TestApp, payment: &str) {
+    let now = payment_status(app, payment).await;
+    assert!(
+        now == "refund_required" || now == "refunded",
+        "marked for refund at once: {now}"
     );
+    eventually("the money went back", || async {
+        payment_status(app, payment).await == "refunded"
+    })
+    .await;
 }
 
 /// Issue 12, item 3: a transaction id PostgreSQL cannot store (NUL) was a
@@ -711,11 +723,7 @@ async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
         late.body
     );
     let id = payment["paymentId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        payment_status(&app, &id).await,
-        "refund_required",
-        "at once, not after an event"
-    );
+    money_goes_back(&app, &id).await;
     assert_eq!(
         order_status(&app, &purchase.order).await,
         "cancelled",
@@ -896,4 +904,102 @@ mod sandbox_off {
     async fn postgres() {
         without_the_sandbox_no_gateway_is_configured(Backend::Postgres).await;
     }
+}
+
+/// Issue 13: a cancelled order's payments stop taking money. They close at
+/// once (the checkout offers no Pay, and refuses one with 409), and their
+/// trades are closed at the provider.
+async fn cancelling_an_order_closes_its_payments(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    let url = payment["paymentUrl"].as_str().unwrap().to_owned();
+    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    eventually("the payment is closed", || async {
+        payment_status(&app, &id).await == "closed"
+    })
+    .await;
+    let page = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("closed") && !page.contains("id=\"pay\""),
+        "{page}"
+    );
+    let pay = app
+        .client
+        .post(&url)
+        .form(&[("outcome", "success")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pay.status(),
+        StatusCode::CONFLICT,
+        "a closed trade takes no money"
+    );
+    let url_db = database_url(&app);
+    eventually("the trade was closed at the provider", || async {
+        count(
+            &url_db,
+            &format!(
+                "SELECT COUNT(*) AS n FROM payments WHERE id = '{id}' AND provider_due_at IS NULL"
+            ),
+        ) == 1
+    })
+    .await;
+    assert_eq!(payment_status(&app, &id).await, "closed");
+}
+
+/// Money that arrives for an order that can no longer take it goes back
+/// through the provider, once: one `payment.refunded` event however many
+/// times the success is repeated. (The metrics of test apps are the test
+/// process's, shared by every test, so the calls are counted in the event.)
+async fn money_that_cannot_be_kept_is_refunded_once(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "wechat_pay").await.json;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    let late = app
+        .notify(
+            "/api/v1/payments/notify",
+            &success(&payment, purchase.amount),
+        )
+        .await;
+    assert_eq!(
+        late.json["paymentStatus"], "refund_required",
+        "{}",
+        late.body
+    );
+    money_goes_back(&app, &id).await;
+    // The gateway repeats its news (new bytes each time): nothing moves again.
+    for attempt in 0..3 {
+        let mut again = success(&payment, purchase.amount);
+        again["transactionId"] = json!(format!("tx-repeat-{attempt}"));
+        let repeat = app.notify("/api/v1/payments/notify", &again).await;
+        assert_eq!(
+            (
+                repeat.status,
+                repeat.json["paymentStatus"].as_str(),
+                repeat.json["applied"].as_bool()
+            ),
+            (StatusCode::OK, Some("refunded"), Some(false)),
+            "{}",
+            repeat.body
+        );
+    }
+    let url = database_url(&app);
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.refunded'"
+        ),
+        1
+    );
 }
