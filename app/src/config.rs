@@ -37,6 +37,12 @@ pub struct PaymentSettings {
     /// Where customers reach this server, for payment URLs (`SHOP__PAYMENT__PUBLIC_URL`);
     /// by default the listen address.
     pub public_url: Option<String>,
+    /// A payment whose notification has not come is asked about at its
+    /// provider from this many seconds before its deadline
+    /// (`SHOP__PAYMENT__RECONCILE_WINDOW_SECS`).
+    pub reconcile_window_secs: u64,
+    /// ... every this many seconds until the deadline (`SHOP__PAYMENT__QUERY_INTERVAL_SECS`).
+    pub query_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +210,8 @@ expiry_sweep_ms = 250
 
 [payment]
 sandbox = true
+reconcile_window_secs = 120
+query_interval_secs = 15
 
 [worker]
 enabled = true
@@ -291,6 +299,12 @@ pub const BOUNDS: &[Bound] = &[
         s.order.expiry_sweep_ms
     }),
     bound("worker.poll_ms", 1, 60_000, |s| s.worker.poll_ms),
+    bound("payment.reconcile_window_secs", 0, 86_400, |s| {
+        s.payment.reconcile_window_secs
+    }),
+    bound("payment.query_interval_secs", 1, 3_600, |s| {
+        s.payment.query_interval_secs
+    }),
     bound("worker.abandoned_reservation_grace_secs", 0, 604_800, |s| {
         s.worker.abandoned_reservation_grace_secs
     }),

@@ -9,9 +9,11 @@ use actix_web::middleware::{Compress, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
+use domain_payment::service::Reconciliation;
 use domain_payment::signature::ShopSignature;
 use domain_payment::{
-    CheckoutLinks, PaymentService, Refunds, SandboxCheckout, SandboxGateway, TradeClosing,
+    CheckoutLinks, PaymentService, Refunds, SandboxCheckout, SandboxGateway, SandboxTrades,
+    TradeClosing,
 };
 use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
@@ -208,8 +210,14 @@ impl Modules {
             Duration::from_secs(settings.order.payment_timeout_secs),
         );
         let links = CheckoutLinks::new(&secrets.webhook_secret);
+        // The sandbox's own record of its trades, which its page and its gateway share.
+        let sandbox_trades = SandboxTrades::default();
         let gateway: Option<Arc<dyn PaymentGateway>> = settings.payment.sandbox.then(|| {
-            Arc::new(SandboxGateway::new(&urls.public, links.clone())) as Arc<dyn PaymentGateway>
+            Arc::new(SandboxGateway::new(
+                &urls.public,
+                links.clone(),
+                sandbox_trades.clone(),
+            )) as Arc<dyn PaymentGateway>
         });
         let payments = PaymentService::new(
             db.clone(),
@@ -217,6 +225,10 @@ impl Modules {
             Arc::new(OrderDirectory::new(db.clone())),
             gateway,
             ShopSignature::new(secrets.webhook_secret.clone()),
+            Reconciliation {
+                window: Duration::from_secs(settings.payment.reconcile_window_secs),
+                every: Duration::from_secs(settings.payment.query_interval_secs),
+            },
         );
         Self {
             catalog,
@@ -226,7 +238,7 @@ impl Modules {
             sandbox: settings
                 .payment
                 .sandbox
-                .then(|| SandboxCheckout::new(&urls.internal, links)),
+                .then(|| SandboxCheckout::new(&urls.internal, links, sandbox_trades)),
             outbox,
             dispatcher,
             db,

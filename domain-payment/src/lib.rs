@@ -21,5 +21,5 @@ pub mod signature;
 
 pub use error::PaymentError;
 pub use events::{Refunds, TradeClosing};
-pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway};
+pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway, SandboxTrades};
 pub use service::PaymentService;

@@ -54,7 +54,13 @@ impl PaymentRow {
     }
 }
 
-pub fn insert(conn: &mut AnyConnection, p: &Payment) -> QueryResult<()> {
+/// Stores a new payment, to be asked about at its provider from `first_query`
+/// (should no notification come first).
+pub fn insert(
+    conn: &mut AnyConnection,
+    p: &Payment,
+    first_query: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::insert_into(payments::table)
         .values((
             payments::id.eq(p.id.as_str()),
@@ -69,6 +75,7 @@ pub fn insert(conn: &mut AnyConnection, p: &Payment) -> QueryResult<()> {
             payments::created_at.eq(p.created_at),
             payments::updated_at.eq(p.updated_at),
             payments::user_id.eq(&p.user_id),
+            payments::provider_due_at.eq(first_query),
         ))
         .execute(conn)?;
     Ok(())
@@ -266,6 +273,27 @@ pub fn provider_work_done(
             .filter(payments::status.eq(status.as_str())),
     )
     .set(payments::provider_due_at.eq(None::<NaiveDateTime>))
+    .execute(conn)?;
+    Ok(moved == 1)
+}
+
+/// Makes a payment's provider work due at `at` (a first attempt), if it is
+/// still in `status`.
+pub fn schedule_provider_work(
+    conn: &mut AnyConnection,
+    id: &PaymentId,
+    status: PaymentStatus,
+    at: NaiveDateTime,
+) -> QueryResult<bool> {
+    let moved = diesel::update(
+        payments::table
+            .filter(payments::id.eq(id.as_str()))
+            .filter(payments::status.eq(status.as_str())),
+    )
+    .set((
+        payments::provider_due_at.eq(at),
+        payments::provider_attempts.eq(0),
+    ))
     .execute(conn)?;
     Ok(moved == 1)
 }

@@ -20,7 +20,7 @@ use shared_kernel::Problem;
 use shared_kernel::auth::constant_time_eq;
 use shared_kernel::ports::{
     Closed, GatewayPayment, GatewayPaymentRequest, PaymentGateway, PortError, RefundRequest,
-    RefundState, Trade,
+    RefundState, Trade, TradeState,
 };
 
 use crate::PaymentService;
@@ -67,19 +67,49 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// The sandbox's side of its trades: what its checkout page was told, kept
+/// in this process (the sandbox is a stand-in for trying shop out; a second
+/// instance knows only the trades paid through its own page). Payments it
+/// never saw are unpaid.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxTrades {
+    trades: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, TradeState>>>,
+}
+
+impl SandboxTrades {
+    fn get(&self, payment_id: &str) -> TradeState {
+        self.lock()
+            .get(payment_id)
+            .cloned()
+            .unwrap_or(TradeState::Unpaid)
+    }
+
+    fn set(&self, payment_id: &str, state: TradeState) {
+        self.lock().insert(payment_id.to_owned(), state);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, TradeState>> {
+        self.trades
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Opens payments whose URL is the app's own checkout page.
 #[derive(Debug, Clone)]
 pub struct SandboxGateway {
     public_url: String,
     links: CheckoutLinks,
+    trades: SandboxTrades,
 }
 
 impl SandboxGateway {
     /// `public_url`: where customers reach this server, such as `http://127.0.0.1:8080`.
-    pub fn new(public_url: impl Into<String>, links: CheckoutLinks) -> Self {
+    pub fn new(public_url: impl Into<String>, links: CheckoutLinks, trades: SandboxTrades) -> Self {
         Self {
             public_url: public_url.into().trim_end_matches('/').to_owned(),
             links,
+            trades,
         }
     }
 }
@@ -104,10 +134,20 @@ impl PaymentGateway for SandboxGateway {
         })
     }
 
-    /// The sandbox's trades are its payments: a closed payment's page takes
-    /// no payment (see [`complete`]), so closing needs nothing more here.
-    async fn close(&self, _trade: &Trade) -> Result<Closed, PortError> {
-        Ok(Closed::Closed)
+    async fn query(&self, trade: &Trade) -> Result<TradeState, PortError> {
+        Ok(self.trades.get(&trade.payment_id))
+    }
+
+    /// A trade paid on the checkout page is too late to close; any other is
+    /// closed (and the page, which reads the payment, takes no payment for it).
+    async fn close(&self, trade: &Trade) -> Result<Closed, PortError> {
+        match self.trades.get(&trade.payment_id) {
+            TradeState::Paid { transaction_id, .. } => Ok(Closed::AlreadyPaid { transaction_id }),
+            TradeState::Unpaid | TradeState::Closed => {
+                self.trades.set(&trade.payment_id, TradeState::Closed);
+                Ok(Closed::Closed)
+            }
+        }
     }
 
     /// No money moved through the sandbox: there is nothing to send back,
@@ -123,13 +163,15 @@ pub struct SandboxCheckout {
     notify_url: String,
     client: reqwest::Client,
     links: CheckoutLinks,
+    trades: SandboxTrades,
 }
 
 impl SandboxCheckout {
     /// `internal_url`: where this server itself is reachable, such as `http://127.0.0.1:8080`.
-    pub fn new(internal_url: &str, links: CheckoutLinks) -> Self {
+    pub fn new(internal_url: &str, links: CheckoutLinks, trades: SandboxTrades) -> Self {
         Self {
             links,
+            trades,
             notify_url: format!(
                 "{}/api/v1/payments/notify",
                 internal_url.trim_end_matches('/')
@@ -190,7 +232,9 @@ async fn checkout_page(
         format!(
             r#"<p>Pay <strong>{amount}</strong> for order <code>{order}</code> with {method}?</p>
 <form method="post"><input type="hidden" name="outcome" value="success"><button id="pay" type="submit">Pay</button></form>
-<form method="post"><input type="hidden" name="outcome" value="failure"><button id="fail" type="submit" class="secondary">Fail</button></form>"#,
+<form method="post"><input type="hidden" name="outcome" value="failure"><button id="fail" type="submit" class="secondary">Fail</button></form>
+<form method="post"><input type="hidden" name="outcome" value="success_unnotified"><button id="pay-silently" type="submit" class="secondary">Pay, and lose the notification</button></form>
+<p><small>The last one pays without telling shop, as when a provider's notification never arrives: shop finds out by asking the provider as the payment's deadline nears.</small></p>"#,
             amount = escape(&payment.amount.to_string()),
             order = escape(&payment.order_id),
             method = method_name(&payment),
@@ -214,6 +258,8 @@ struct CompleteForm {
 enum Outcome {
     Success,
     Failure,
+    /// Paid, but the notification is never sent: shop must ask.
+    SuccessUnnotified,
 }
 
 /// The person clicked Pay or Fail: notify shop as the provider would.
@@ -233,7 +279,8 @@ async fn complete(
     if matches!(
         payment.status,
         PaymentStatus::Closed | PaymentStatus::Refunded
-    ) {
+    ) || checkout.trades.get(payment.id.as_str()) == TradeState::Closed
+    {
         let mut refused = page(
             "Sandbox checkout",
             &format!(
@@ -244,16 +291,32 @@ async fn complete(
         *refused.status_mut() = StatusCode::CONFLICT;
         return Ok(refused);
     }
+    let transaction_id = format!("sandbox-{}", uuid::Uuid::now_v7().simple());
     let status = match form.outcome {
-        Outcome::Success => "success",
+        Outcome::Success | Outcome::SuccessUnnotified => {
+            checkout.trades.set(
+                payment.id.as_str(),
+                TradeState::Paid {
+                    transaction_id: transaction_id.clone(),
+                    amount: payment.amount.minor(),
+                },
+            );
+            "success"
+        }
         Outcome::Failure => "failure",
     };
+    if let Outcome::SuccessUnnotified = form.outcome {
+        return Ok(page(
+            "Sandbox checkout",
+            "<p id=\"result\">Paid. No notification was sent: shop learns of it when it asks the sandbox, as the payment's deadline nears.</p>",
+        ));
+    }
     let notification = serde_json::json!({
         "paymentId": payment.id.as_str(),
         "paymentStatus": status,
         "amount": payment.amount.minor(),
         "currency": payment.amount.currency().as_str(),
-        "transactionId": format!("sandbox-{}", uuid::Uuid::now_v7().simple()),
+        "transactionId": transaction_id,
     });
     let body = serde_json::to_vec(&notification).unwrap_or_default();
     let sent = checkout
@@ -266,7 +329,7 @@ async fn complete(
         .await;
     let message = match sent {
         Ok(response) if response.status().is_success() => match form.outcome {
-            Outcome::Success => format!(
+            Outcome::Success | Outcome::SuccessUnnotified => format!(
                 r#"<p id="result">Payment succeeded. The order will show as paid in a moment: <a href="/api/v1/orders/{0}">order {0}</a>.</p>"#,
                 escape(&payment.order_id)
             ),

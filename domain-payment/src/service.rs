@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
+
 use shared_kernel::FieldViolation;
 use shared_kernel::auth::{Caller, UserId};
 use shared_kernel::clock;
@@ -10,7 +12,7 @@ use shared_kernel::events::{PaymentFailed, PaymentRefunded, PaymentSucceeded};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::ports::{
     Closed, GatewayPaymentRequest, OrderLookup, OrderState, PaymentGateway, PortError,
-    RefundRequest, RefundState, Trade,
+    RefundRequest, RefundState, Trade, TradeState,
 };
 
 use crate::error::PaymentError;
@@ -30,6 +32,38 @@ pub struct PaymentService {
     orders: Arc<dyn OrderLookup>,
     gateway: Option<Arc<dyn PaymentGateway>>,
     signature: ShopSignature,
+    reconciliation: Reconciliation,
+}
+
+/// When a payment whose notification has not come is asked about at its
+/// provider: from `window` before its deadline, every `every` (and once more
+/// at the deadline, before its trade is closed).
+#[derive(Debug, Clone, Copy)]
+pub struct Reconciliation {
+    pub window: std::time::Duration,
+    pub every: std::time::Duration,
+}
+
+impl Default for Reconciliation {
+    fn default() -> Self {
+        Self {
+            window: std::time::Duration::from_secs(120),
+            every: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+impl Reconciliation {
+    /// When a payment opened `now` with `deadline` is first asked about.
+    fn first_query(&self, now: NaiveDateTime, deadline: NaiveDateTime) -> NaiveDateTime {
+        (deadline - chrono::Duration::from_std(self.window).unwrap_or_default()).max(now)
+    }
+
+    /// When an unpaid payment asked about `now` is asked again: after
+    /// `every`, but not after its deadline.
+    fn next_query(&self, now: NaiveDateTime, deadline: NaiveDateTime) -> NaiveDateTime {
+        (now + chrono::Duration::from_std(self.every).unwrap_or_default()).min(deadline)
+    }
 }
 
 impl std::fmt::Debug for PaymentService {
@@ -104,6 +138,7 @@ impl PaymentService {
         orders: Arc<dyn OrderLookup>,
         gateway: Option<Arc<dyn PaymentGateway>>,
         signature: ShopSignature,
+        reconciliation: Reconciliation,
     ) -> Self {
         Self {
             db,
@@ -111,6 +146,7 @@ impl PaymentService {
             orders,
             gateway,
             signature,
+            reconciliation,
         }
     }
 
@@ -168,11 +204,13 @@ impl PaymentService {
             completed_at: None,
             user_id: order.user_id,
         };
+        let first_query = self.reconciliation.first_query(now, payment.expires_at);
         let stored = payment.clone();
         match self
             .db
             .write(move |conn| {
-                repository::insert(conn, &stored).map_err(shared_kernel::db::DbError::from)
+                repository::insert(conn, &stored, first_query)
+                    .map_err(shared_kernel::db::DbError::from)
             })
             .await
         {
@@ -288,8 +326,11 @@ impl PaymentService {
         Ok(notified)
     }
 
-    /// Does what the providers are owed and is due: closes the trades of
-    /// `closed` payments and refunds `refund_required` ones, up to
+    /// Does what the providers are owed and is due: asks about `pending`
+    /// payments as their deadline nears (a success learned so is applied as
+    /// its notification would be; one still unpaid at its deadline is
+    /// closed), closes the trades of `closed` payments and refunds
+    /// `refund_required` ones, up to
     /// [`PROVIDER_WORK_BATCH`] at a time; returns how many it took (call
     /// again while it returns a full batch). Each payment is taken by one
     /// worker (its due time moves forward first); a provider that fails or is
@@ -344,10 +385,12 @@ impl PaymentService {
             amount: payment.amount,
         };
         let operation = match payment.status {
+            PaymentStatus::Pending => "query",
             PaymentStatus::Closed => "close",
             _ => "refund",
         };
         let answer = match payment.status {
+            PaymentStatus::Pending => gateway.query(&trade).await.map(Settled::Query),
             PaymentStatus::Closed => gateway.close(&trade).await.map(Settled::Close),
             PaymentStatus::RefundRequired => gateway
                 .refund(&RefundRequest {
@@ -360,7 +403,9 @@ impl PaymentService {
             _ => return Ok(()),
         };
         let outcome = match &answer {
-            Ok(Settled::Close(Closed::Closed)) => "closed",
+            Ok(Settled::Query(TradeState::Unpaid)) => "unpaid",
+            Ok(Settled::Query(TradeState::Paid { .. })) => "paid",
+            Ok(Settled::Query(TradeState::Closed)) | Ok(Settled::Close(Closed::Closed)) => "closed",
             Ok(Settled::Close(Closed::AlreadyPaid { .. })) => "already_paid",
             Ok(Settled::Refund(RefundState::Refunded)) => "refunded",
             Ok(Settled::Refund(RefundState::Processing)) => "processing",
@@ -376,10 +421,23 @@ impl PaymentService {
         .increment(1);
         match answer {
             Ok(settled) => {
+                // A success learned by asking is applied as its notification
+                // would be: whether the order can still take it decides.
+                let order = match &settled {
+                    Settled::Query(TradeState::Paid { .. }) => self
+                        .orders
+                        .order(&payment.order_id)
+                        .await?
+                        .map(|order| order.state),
+                    _ => None,
+                };
                 let outbox = self.outbox.clone();
                 let recorded = payment.clone();
+                let reconciliation = self.reconciliation;
                 self.db
-                    .write(move |conn| record_settlement(conn, &outbox, &recorded, &settled))
+                    .write(move |conn| {
+                        record_settlement(conn, &outbox, &recorded, &settled, order, reconciliation)
+                    })
                     .await?;
                 self.outbox.wake();
                 Ok(())
@@ -412,9 +470,10 @@ fn backoff(attempts: i32) -> chrono::Duration {
     chrono::Duration::seconds((1_i64 << exponent).min(3_600))
 }
 
-/// A provider's answer to a close or a refund.
+/// A provider's answer to a query, a close or a refund.
 #[derive(Debug)]
 enum Settled {
+    Query(TradeState),
     Close(Closed),
     Refund(RefundState),
 }
@@ -425,9 +484,75 @@ fn record_settlement(
     outbox: &Outbox,
     payment: &Payment,
     settled: &Settled,
+    order: Option<OrderState>,
+    reconciliation: Reconciliation,
 ) -> Result<(), PaymentError> {
     let now = clock::now();
     match settled {
+        Settled::Query(TradeState::Paid {
+            transaction_id,
+            amount,
+        }) => {
+            if *amount != payment.amount.minor() {
+                // Not this payment's money as shop knows it: a person must look.
+                tracing::error!(payment_id = %payment.id, reported = amount, expected = payment.amount.minor(), "the provider reports another amount paid; the payment is left as it is");
+                metrics::counter!("shop_payment_amount_mismatches_total").increment(1);
+                return Ok(());
+            }
+            let Some(current) = repository::find(conn, &payment.id)? else {
+                return Ok(());
+            };
+            let moved = move_payment(
+                conn,
+                outbox,
+                current,
+                NotifiedStatus::Success,
+                transaction_id,
+                order,
+            )?;
+            if moved.applied {
+                tracing::info!(payment_id = %payment.id, status = moved.payment.status.as_str(), "payment success learned from its provider (no notification came)");
+                metrics::counter!(
+                    "shop_payments_completed_total",
+                    "method" => payment.method.as_str(),
+                    "outcome" => moved.payment.status.as_str()
+                )
+                .increment(1);
+            }
+        }
+        Settled::Query(TradeState::Unpaid) => {
+            if now >= payment.expires_at {
+                // The deadline passed unpaid: close the trade (the close is due at once).
+                repository::transition(
+                    conn,
+                    &payment.id,
+                    PaymentStatus::Pending,
+                    PaymentStatus::Closed,
+                    None,
+                    now,
+                )?;
+            } else {
+                repository::schedule_provider_work(
+                    conn,
+                    &payment.id,
+                    PaymentStatus::Pending,
+                    reconciliation.next_query(now, payment.expires_at),
+                )?;
+            }
+        }
+        // Closed at the provider already: nothing more to ask of it.
+        Settled::Query(TradeState::Closed) => {
+            if repository::transition(
+                conn,
+                &payment.id,
+                PaymentStatus::Pending,
+                PaymentStatus::Closed,
+                None,
+                now,
+            )? {
+                repository::provider_work_done(conn, &payment.id, PaymentStatus::Closed)?;
+            }
+        }
         Settled::Close(Closed::Closed) => {
             repository::provider_work_done(conn, &payment.id, PaymentStatus::Closed)?;
         }
@@ -540,13 +665,34 @@ fn apply(
         .transaction_id
         .clone()
         .unwrap_or_else(|| format!("unreported-{}", current.id));
+    move_payment(
+        conn,
+        outbox,
+        current,
+        notification.outcome,
+        &transaction_id,
+        order,
+    )
+}
+
+/// Moves a payment as a provider's claim says (a notification's, or a
+/// query's answer), through the state machine, publishing the move's event.
+fn move_payment(
+    conn: &mut AnyConnection,
+    outbox: &Outbox,
+    current: Payment,
+    claim: NotifiedStatus,
+    transaction_id: &str,
+    order: Option<OrderState>,
+) -> Result<Notified, PaymentError> {
+    let now = clock::now();
     // The conditional update is the lock: of concurrent notifications, one
     // moves the payment; the others read where it went and go on from there
     // (a success after a failure still moves it), a few times at most, as
     // every status but `pending` has few ways out.
     let mut current = current;
     for _ in 0..PaymentStatus::ALL.len() {
-        let outcome = notification.outcome.outcome(current.status, order);
+        let outcome = claim.outcome(current.status, order);
         let next = match current.status.apply(outcome) {
             Ok(Applied::Unchanged) => {
                 return Ok(Notified {
@@ -562,10 +708,10 @@ fn apply(
             &current.id,
             current.status,
             next,
-            Some(&transaction_id),
+            Some(transaction_id),
             now,
         )? {
-            publish(conn, outbox, &current, next, &transaction_id)?;
+            publish(conn, outbox, &current, next, transaction_id)?;
             let payment = repository::find(conn, &current.id)?
                 .ok_or_else(|| PaymentError::NotFound(current.id.clone()))?;
             return Ok(Notified {

@@ -151,6 +151,18 @@ pub struct Trade {
     pub amount: Money,
 }
 
+/// Where a trade stands at its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeState {
+    /// Not paid (yet): the provider may not even know it until the buyer
+    /// opens the payment page.
+    Unpaid,
+    /// Paid: `amount` (minor units) reached the merchant.
+    Paid { transaction_id: String, amount: i64 },
+    /// Closed: it can no longer be paid.
+    Closed,
+}
+
 /// What closing a trade found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closed {
@@ -191,6 +203,10 @@ pub trait PaymentGateway: Send + Sync + 'static {
         &self,
         request: &GatewayPaymentRequest,
     ) -> Result<GatewayPayment, PortError>;
+
+    /// Where the trade stands: asked of a payment whose notification has not
+    /// come as its deadline nears (a notification alone is never trusted to come).
+    async fn query(&self, trade: &Trade) -> Result<TradeState, PortError>;
 
     /// Closes the trade, so that it can no longer be paid. Safe to repeat.
     async fn close(&self, trade: &Trade) -> Result<Closed, PortError>;

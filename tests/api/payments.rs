@@ -1003,3 +1003,148 @@ async fn money_that_cannot_be_kept_is_refunded_once(app: TestApp) {
         1
     );
 }
+
+/// Settings under which a payment is asked about at once and every second
+/// (its deadline stays the default 15 minutes away).
+const ASK_AT_ONCE: &[(&str, &str)] = &[
+    ("SHOP__PAYMENT__RECONCILE_WINDOW_SECS", "86400"),
+    ("SHOP__PAYMENT__QUERY_INTERVAL_SECS", "1"),
+];
+
+/// A test on both backends with settings of its own.
+macro_rules! on_both_with {
+    ($settings:expr, $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(shop_tests::TestApp::spawn_with(shop_tests::Backend::Sqlite, $settings).await).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
+                async fn postgres() {
+                    super::$name(shop_tests::TestApp::spawn_with(shop_tests::Backend::Postgres, $settings).await).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_with!(
+    super::ASK_AT_ONCE,
+    a_success_whose_notification_never_came_is_learned_by_asking
+);
+on_both_with!(
+    &[
+        ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "3"),
+        ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
+        ("SHOP__PAYMENT__QUERY_INTERVAL_SECS", "1")
+    ],
+    an_unpaid_trade_is_closed_at_its_deadline
+);
+on_both_with!(&[], a_trade_paid_before_it_was_closed_is_refunded);
+
+/// Pays on the sandbox's checkout page without the notification (its "Pay,
+/// and lose the notification" button).
+async fn pay_silently(app: &TestApp, payment: &Value) {
+    let url = payment["paymentUrl"].as_str().unwrap();
+    let paid = app
+        .client
+        .post(url)
+        .form(&[("outcome", "success_unnotified")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+    assert!(
+        paid.text()
+            .await
+            .unwrap()
+            .contains("No notification was sent")
+    );
+}
+
+/// Issue 13: a notification is never trusted to come. The payment is asked
+/// about at its provider, and the success learned so pays the order.
+async fn a_success_whose_notification_never_came_is_learned_by_asking(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "wechat_pay").await.json;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    pay_silently(&app, &payment).await;
+    eventually("the order is paid without a notification", || async {
+        order_status(&app, &purchase.order).await == "paid"
+    })
+    .await;
+    assert_eq!(payment_status(&app, &id).await, "succeeded");
+    let url = database_url(&app);
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) AS n FROM payment_notifications"),
+        0,
+        "no notification came"
+    );
+    assert_eq!(
+        count(
+            &url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM payments WHERE id = '{id}' AND provider_due_at IS NULL"
+            )
+        ),
+        1,
+        "nothing more to ask"
+    );
+}
+
+/// A trade nobody paid is closed once its order expires: the payment ends
+/// `closed` and nothing is owed to the provider.
+async fn an_unpaid_trade_is_closed_at_its_deadline(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    let url = database_url(&app);
+    shop_tests::wait_until(
+        "the expired order's trade is closed",
+        std::time::Duration::from_secs(20),
+        || async {
+            count(&url, &format!("SELECT COUNT(*) AS n FROM payments WHERE id = '{id}' AND status = 'closed' AND provider_due_at IS NULL")) == 1
+        },
+    )
+    .await;
+    assert_eq!(order_status(&app, &purchase.order).await, "cancelled");
+    let pay = app
+        .client
+        .post(payment["paymentUrl"].as_str().unwrap())
+        .form(&[("outcome", "success")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pay.status(),
+        StatusCode::CONFLICT,
+        "a closed trade takes no money"
+    );
+}
+
+/// The customer paid (the notification lost) just before the order was
+/// cancelled: the close finds the trade paid, and the money goes back once.
+async fn a_trade_paid_before_it_was_closed_is_refunded(app: TestApp) {
+    let purchase = place_order(&app, 10, 1).await;
+    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let id = payment["paymentId"].as_str().unwrap().to_owned();
+    pay_silently(&app, &payment).await;
+    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    eventually("the money went back", || async {
+        payment_status(&app, &id).await == "refunded"
+    })
+    .await;
+    assert_eq!(order_status(&app, &purchase.order).await, "cancelled");
+    let url = database_url(&app);
+    assert_eq!(
+        count(
+            &url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.refunded' AND payload LIKE '%{id}%'"
+            )
+        ),
+        1
+    );
+}
