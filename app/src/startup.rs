@@ -9,11 +9,12 @@ use actix_web::middleware::{Compress, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
+use domain_payment::model::PaymentMethod;
 use domain_payment::service::Reconciliation;
 use domain_payment::signature::ShopSignature;
 use domain_payment::{
-    CheckoutLinks, PaymentService, Refunds, SandboxCheckout, SandboxGateway, SandboxTrades,
-    TradeClosing,
+    CheckoutLinks, Gateways, PaymentService, Refunds, SandboxCheckout, SandboxGateway,
+    SandboxTrades, TradeClosing,
 };
 use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
@@ -212,18 +213,22 @@ impl Modules {
         let links = CheckoutLinks::new(&secrets.webhook_secret);
         // The sandbox's own record of its trades, which its page and its gateway share.
         let sandbox_trades = SandboxTrades::default();
-        let gateway: Option<Arc<dyn PaymentGateway>> = settings.payment.sandbox.then(|| {
-            Arc::new(SandboxGateway::new(
+        let mut gateways = Gateways::default();
+        if settings.payment.sandbox {
+            let sandbox: Arc<dyn PaymentGateway> = Arc::new(SandboxGateway::new(
                 &urls.public,
                 links.clone(),
                 sandbox_trades.clone(),
-            )) as Arc<dyn PaymentGateway>
-        });
+            ));
+            for method in [PaymentMethod::Alipay, PaymentMethod::WechatPay] {
+                gateways = gateways.serve(method, sandbox.clone());
+            }
+        }
         let payments = PaymentService::new(
             db.clone(),
             outbox.clone(),
             Arc::new(OrderDirectory::new(db.clone())),
-            gateway,
+            gateways,
             ShopSignature::new(secrets.webhook_secret.clone()),
             Reconciliation {
                 window: Duration::from_secs(settings.payment.reconcile_window_secs),
@@ -289,6 +294,7 @@ impl Application {
                 "the sandbox payment gateway is on: anyone can pay for free. Set SHOP__PAYMENT__SANDBOX=false in production"
             );
         }
+        tracing::info!(gateways = ?modules.payments.gateways(), "payment methods and the gateways that serve them");
         let routes = web::Data::new(RouteTable::from_openapi(&api::openapi()));
         let document = web::Bytes::from(serde_json::to_vec(&api::document())?);
         let max_body = settings.server.max_body_bytes;

@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod events;
+pub mod gateways;
 pub mod http;
 pub mod model;
 mod qr;
@@ -21,5 +22,6 @@ pub mod signature;
 
 pub use error::PaymentError;
 pub use events::{Refunds, TradeClosing};
+pub use gateways::Gateways;
 pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway, SandboxTrades};
 pub use service::PaymentService;

@@ -11,11 +11,12 @@ use shared_kernel::db::{AnyConnection, Db};
 use shared_kernel::events::{PaymentFailed, PaymentRefunded, PaymentSucceeded};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::ports::{
-    Closed, GatewayPaymentRequest, OrderLookup, OrderState, PaymentGateway, PortError,
-    RefundRequest, RefundState, Trade, TradeState,
+    Closed, GatewayPaymentRequest, OrderLookup, OrderState, PortError, RefundRequest, RefundState,
+    Trade, TradeState,
 };
 
 use crate::error::PaymentError;
+use crate::gateways::Gateways;
 pub use crate::model::NotifiedStatus;
 use crate::model::{
     Applied, Payment, PaymentId, PaymentMethod, PaymentStatus, TRANSACTION_ID_MAX_LEN,
@@ -30,7 +31,7 @@ pub struct PaymentService {
     db: Db,
     outbox: Outbox,
     orders: Arc<dyn OrderLookup>,
-    gateway: Option<Arc<dyn PaymentGateway>>,
+    gateways: Gateways,
     signature: ShopSignature,
     reconciliation: Reconciliation,
 }
@@ -69,7 +70,7 @@ impl Reconciliation {
 impl std::fmt::Debug for PaymentService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PaymentService")
-            .field("gateway", &self.gateway.as_ref().map(|g| g.name()))
+            .field("gateways", &self.gateways)
             .finish_non_exhaustive()
     }
 }
@@ -136,7 +137,7 @@ impl PaymentService {
         db: Db,
         outbox: Outbox,
         orders: Arc<dyn OrderLookup>,
-        gateway: Option<Arc<dyn PaymentGateway>>,
+        gateways: Gateways,
         signature: ShopSignature,
         reconciliation: Reconciliation,
     ) -> Self {
@@ -144,10 +145,15 @@ impl PaymentService {
             db,
             outbox,
             orders,
-            gateway,
+            gateways,
             signature,
             reconciliation,
         }
+    }
+
+    /// The providers this service talks to.
+    pub fn gateways(&self) -> &Gateways {
+        &self.gateways
     }
 
     /// Opens a payment for one of `customer`'s orders that is pending and
@@ -160,7 +166,11 @@ impl PaymentService {
         order_id: String,
         method: PaymentMethod,
     ) -> Result<(Payment, bool), PaymentError> {
-        let gateway = self.gateway.clone().ok_or(PaymentError::NoGateway)?;
+        let gateway = self
+            .gateways
+            .for_method(method)
+            .cloned()
+            .ok_or(PaymentError::NoGateway)?;
         let order = self
             .orders
             .order(&order_id)
@@ -372,10 +382,7 @@ impl PaymentService {
 
     /// Closes or refunds one payment at its provider, and records the answer.
     async fn settle(&self, payment: Payment, attempts: i32) -> Result<(), PaymentError> {
-        let gateway = self
-            .gateway
-            .clone()
-            .filter(|gateway| gateway.name() == payment.gateway);
+        let gateway = self.gateways.named(&payment.gateway).cloned();
         let Some(gateway) = gateway else {
             tracing::warn!(payment_id = %payment.id, gateway = %payment.gateway, attempts, "the payment's provider is not configured here: its close or refund waits");
             return Ok(());
