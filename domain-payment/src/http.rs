@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared_kernel::auth::{Caller, Customer};
 use shared_kernel::http::{Json, json_integer, parse_json};
+use shared_kernel::ports::PaymentChannel;
 use shared_kernel::problem::responses::{
     CustomerOnly, CustomerUnauthorized, MalformedJson, PayloadTooLarge, TooManyAuthFailures,
     Unavailable, UnsupportedMediaType,
@@ -16,7 +17,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
 use crate::qr;
-use crate::service::{Notification, Notified, NotifiedStatus, PaymentRef};
+use crate::service::{Notification, Notified, NotifiedStatus, Opening, PaymentRef};
 use crate::signature;
 use crate::{PaymentError, PaymentService};
 
@@ -90,6 +91,11 @@ pub struct InitiatePayment {
     #[schema(min_length = 1, example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")]
     pub order_id: String,
     pub payment_method: PaymentMethod,
+    /// Which of the provider's flows: `page` (a computer's browser), `wap`
+    /// (a phone's browser) or `qr` (a code to scan with the provider's app).
+    /// By default Alipay's page and WeChat Pay's QR code; the sandbox has one page for all.
+    #[serde(default)]
+    pub channel: Option<PaymentChannel>,
 }
 
 fn payment_response(payment: Payment, created: bool) -> HttpResponse {
@@ -133,21 +139,29 @@ fn payment_response(payment: Payment, created: bool) -> HttpResponse {
 )]
 #[post("/payments")]
 async fn initiate_payment(
+    req: HttpRequest,
     customer: Customer,
     payments: web::Data<PaymentService>,
     body: Json<InitiatePayment>,
 ) -> Result<HttpResponse, Problem> {
-    initiate(&customer, &payments, body.into_inner()).await
+    initiate(&req, &customer, &payments, body.into_inner()).await
 }
 
 async fn initiate(
+    req: &HttpRequest,
     customer: &Customer,
     payments: &PaymentService,
     body: InitiatePayment,
 ) -> Result<HttpResponse, Problem> {
-    let (payment, created) = payments
-        .initiate(&customer.0, body.order_id, body.payment_method)
-        .await?;
+    let opening = Opening {
+        order_id: body.order_id,
+        method: body.payment_method,
+        channel: body.channel,
+        // The peer, not a forwarded header a client could write: behind a
+        // proxy, the proxy's address (WeChat Pay uses it for risk checks only).
+        client_ip: req.peer_addr().map(|peer| peer.ip().to_string()),
+    };
+    let (payment, created) = payments.initiate(&customer.0, opening).await?;
     Ok(payment_response(payment, created))
 }
 
@@ -367,11 +381,12 @@ async fn payment_result_notify(
 )]
 #[post("/initiatePayment")]
 async fn original_initiate_payment(
+    req: HttpRequest,
     customer: Customer,
     payments: web::Data<PaymentService>,
     body: Json<InitiatePayment>,
 ) -> Result<HttpResponse, Problem> {
-    initiate(&customer, &payments, body.into_inner()).await
+    initiate(&req, &customer, &payments, body.into_inner()).await
 }
 
 /// The original spec's notification: it names the order.

@@ -11,8 +11,8 @@ use shared_kernel::db::{AnyConnection, Db};
 use shared_kernel::events::{PaymentFailed, PaymentRefunded, PaymentSucceeded};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::ports::{
-    Closed, GatewayPaymentRequest, OrderLookup, OrderState, PortError, RefundRequest, RefundState,
-    Trade, TradeState,
+    Closed, GatewayPaymentRequest, OrderLookup, OrderState, PaymentChannel, PortError,
+    RefundRequest, RefundState, Trade, TradeState,
 };
 
 use crate::error::PaymentError;
@@ -73,6 +73,16 @@ impl std::fmt::Debug for PaymentService {
             .field("gateways", &self.gateways)
             .finish_non_exhaustive()
     }
+}
+
+/// What a customer asks for when opening a payment.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    pub order_id: String,
+    pub method: PaymentMethod,
+    pub channel: Option<PaymentChannel>,
+    /// The customer's address (WeChat Pay's H5 flow must be given it).
+    pub client_ip: Option<String>,
 }
 
 /// A notification's claim, as the gateway sent it, validated.
@@ -163,9 +173,14 @@ impl PaymentService {
     pub async fn initiate(
         &self,
         customer: &UserId,
-        order_id: String,
-        method: PaymentMethod,
+        opening: Opening,
     ) -> Result<(Payment, bool), PaymentError> {
+        let Opening {
+            order_id,
+            method,
+            channel,
+            client_ip,
+        } = opening;
         let gateway = self
             .gateways
             .for_method(method)
@@ -195,6 +210,9 @@ impl PaymentService {
                 order_id: order_id.clone(),
                 amount: order.amount,
                 method: method.as_str().to_owned(),
+                channel,
+                subject: format!("Order {order_id}"),
+                client_ip,
                 expires_at: order.expires_at,
             })
             .await?;
@@ -336,6 +354,66 @@ impl PaymentService {
         Ok(notified)
     }
 
+    /// Applies a success its provider reported for a payment (by a
+    /// notification its adapter verified, or by a query's answer), exactly as
+    /// a signed notification's: through the state machine, once (a repeat
+    /// changes nothing), the order paid or the money marked for refund when
+    /// the order can no longer take it. An amount other than the payment's is
+    /// refused ([`PaymentError::AmountMismatch`]) and changes nothing.
+    pub async fn apply_paid(
+        &self,
+        id: &PaymentId,
+        transaction_id: &str,
+        amount: i64,
+    ) -> Result<Notified, PaymentError> {
+        if !is_valid_transaction_id(transaction_id) {
+            return Err(PaymentError::Invalid(vec![FieldViolation::new(
+                "transactionId",
+                format!("must be 1 to {TRANSACTION_ID_MAX_LEN} visible ASCII characters"),
+            )]));
+        }
+        let payment = self.find(id.clone()).await?;
+        if amount != payment.amount.minor() {
+            return Err(PaymentError::AmountMismatch {
+                expected: payment.amount,
+                amount: Some(amount),
+                currency: None,
+            });
+        }
+        let order = self
+            .orders
+            .order(&payment.order_id)
+            .await?
+            .map(|order| order.state);
+        let outbox = self.outbox.clone();
+        let (id, transaction_id) = (id.clone(), transaction_id.to_owned());
+        let moved = self
+            .db
+            .write(move |conn| {
+                let current = repository::find(conn, &id)?
+                    .ok_or_else(|| PaymentError::NotFound(id.clone()))?;
+                move_payment(
+                    conn,
+                    &outbox,
+                    current,
+                    NotifiedStatus::Success,
+                    &transaction_id,
+                    order,
+                )
+            })
+            .await?;
+        if moved.applied {
+            self.outbox.wake();
+            metrics::counter!(
+                "shop_payments_completed_total",
+                "method" => moved.payment.method.as_str(),
+                "outcome" => moved.payment.status.as_str()
+            )
+            .increment(1);
+        }
+        Ok(moved)
+    }
+
     /// Does what the providers are owed and is due: asks about `pending`
     /// payments as their deadline nears (a success learned so is applied as
     /// its notification would be; one still unpaid at its deadline is
@@ -427,23 +505,32 @@ impl PaymentService {
         )
         .increment(1);
         match answer {
+            // A success learned by asking is applied as its notification would be.
+            Ok(Settled::Query(TradeState::Paid {
+                transaction_id,
+                amount,
+            })) => match self.apply_paid(&payment.id, &transaction_id, amount).await {
+                Ok(moved) => {
+                    if moved.applied {
+                        tracing::info!(payment_id = %payment.id, status = moved.payment.status.as_str(), "payment success learned from its provider (no notification came)");
+                    }
+                    Ok(())
+                }
+                Err(PaymentError::AmountMismatch { .. }) => {
+                    // Not this payment's money as shop knows it: a person must look.
+                    tracing::error!(payment_id = %payment.id, reported = amount, expected = payment.amount.minor(), "the provider reports another amount paid; the payment is left as it is");
+                    metrics::counter!("shop_payment_amount_mismatches_total").increment(1);
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
             Ok(settled) => {
-                // A success learned by asking is applied as its notification
-                // would be: whether the order can still take it decides.
-                let order = match &settled {
-                    Settled::Query(TradeState::Paid { .. }) => self
-                        .orders
-                        .order(&payment.order_id)
-                        .await?
-                        .map(|order| order.state),
-                    _ => None,
-                };
                 let outbox = self.outbox.clone();
                 let recorded = payment.clone();
                 let reconciliation = self.reconciliation;
                 self.db
                     .write(move |conn| {
-                        record_settlement(conn, &outbox, &recorded, &settled, order, reconciliation)
+                        record_settlement(conn, &outbox, &recorded, &settled, reconciliation)
                     })
                     .await?;
                 self.outbox.wake();
@@ -491,42 +578,12 @@ fn record_settlement(
     outbox: &Outbox,
     payment: &Payment,
     settled: &Settled,
-    order: Option<OrderState>,
     reconciliation: Reconciliation,
 ) -> Result<(), PaymentError> {
     let now = clock::now();
     match settled {
-        Settled::Query(TradeState::Paid {
-            transaction_id,
-            amount,
-        }) => {
-            if *amount != payment.amount.minor() {
-                // Not this payment's money as shop knows it: a person must look.
-                tracing::error!(payment_id = %payment.id, reported = amount, expected = payment.amount.minor(), "the provider reports another amount paid; the payment is left as it is");
-                metrics::counter!("shop_payment_amount_mismatches_total").increment(1);
-                return Ok(());
-            }
-            let Some(current) = repository::find(conn, &payment.id)? else {
-                return Ok(());
-            };
-            let moved = move_payment(
-                conn,
-                outbox,
-                current,
-                NotifiedStatus::Success,
-                transaction_id,
-                order,
-            )?;
-            if moved.applied {
-                tracing::info!(payment_id = %payment.id, status = moved.payment.status.as_str(), "payment success learned from its provider (no notification came)");
-                metrics::counter!(
-                    "shop_payments_completed_total",
-                    "method" => payment.method.as_str(),
-                    "outcome" => moved.payment.status.as_str()
-                )
-                .increment(1);
-            }
-        }
+        // Applied through `apply_paid`, which asks the order context first.
+        Settled::Query(TradeState::Paid { .. }) => {}
         Settled::Query(TradeState::Unpaid) => {
             if now >= payment.expires_at {
                 // The deadline passed unpaid: close the trade (the close is due at once).

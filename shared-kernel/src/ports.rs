@@ -126,6 +126,21 @@ pub trait OrderLookup: Send + Sync + 'static {
     async fn order(&self, order_id: &str) -> Result<Option<OrderSummary>, PortError>;
 }
 
+/// Where the customer pays: which of the provider's payment flows.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentChannel {
+    /// A payment page for a computer's browser (Alipay's page pay).
+    Page,
+    /// A payment page for a phone's browser (Alipay's wap pay, WeChat Pay's H5).
+    Wap,
+    /// A QR code the customer scans with the provider's app (Alipay's
+    /// precreate, WeChat Pay's Native).
+    Qr,
+}
+
 /// What a gateway needs to open a payment with the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayPaymentRequest {
@@ -134,11 +149,19 @@ pub struct GatewayPaymentRequest {
     pub amount: Money,
     /// `alipay` or `wechat_pay`.
     pub method: String,
+    /// The flow the customer asked for; `None`: the provider's usual one
+    /// (Alipay: page; WeChat Pay: QR code).
+    pub channel: Option<PaymentChannel>,
+    /// What the customer sees at the provider: the order, in words.
+    pub subject: String,
+    /// The customer's address, which WeChat Pay's H5 flow must be given.
+    pub client_ip: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
-/// Where the customer pays: the provider's payment page. (The QR code that
-/// scan-to-pay flows show encodes this URL.)
+/// Where the customer pays: the provider's payment page, or what its QR code
+/// holds (Alipay's `qr_code`, WeChat Pay's `code_url`). The QR code shop
+/// shows encodes this.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayPayment {
     pub payment_url: String,
