@@ -100,19 +100,21 @@ impl PrivateKey {
 
     /// A private key from DER: PKCS#8 `PrivateKeyInfo` or PKCS#1 `RSAPrivateKey`.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
-        let pair = match RsaKeyPair::from_pkcs8(der) {
-            Ok(pair) => pair,
-            Err(pkcs8) if pkcs8.to_string() == "InvalidEncoding" => RsaKeyPair::from_der(der)
-                .map_err(|pkcs1| {
-                    if PublicKey::from_der(der).is_ok() {
-                        KeyError::PublicWherePrivateExpected
-                    } else {
-                        rejected(pkcs1)
-                    }
-                })?,
-            Err(other) => return Err(rejected(other)),
+        let pkcs8 = match RsaKeyPair::from_pkcs8(der) {
+            Ok(pair) => return Ok(Self { pair }),
+            Err(error) => rejected(error),
         };
-        Ok(Self { pair })
+        let pkcs1 = match RsaKeyPair::from_der(der) {
+            Ok(pair) => return Ok(Self { pair }),
+            Err(error) => rejected(error),
+        };
+        if PublicKey::from_der(der).is_ok() {
+            return Err(KeyError::PublicWherePrivateExpected);
+        }
+        // The reason of the form the DER was closer to: a PKCS#8 document
+        // that holds no RSA key says so, anything unreadable as PKCS#8 gets
+        // the PKCS#1 reading's reason.
+        Err(if pkcs8 == UNREADABLE { pkcs1 } else { pkcs8 })
     }
 
     /// The modulus size in bits.
@@ -236,9 +238,11 @@ fn rejected(error: ring::error::KeyRejected) -> KeyError {
         "InconsistentComponents" | "InvalidComponent" => {
             KeyError::BadPrivateKey("its numbers do not belong together: a damaged key")
         }
-        _ => KeyError::BadPrivateKey("unreadable DER"),
+        _ => UNREADABLE,
     }
 }
+
+const UNREADABLE: KeyError = KeyError::BadPrivateKey("unreadable DER");
 
 const RSA_ENCRYPTION: spki::ObjectIdentifier =
     spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -579,6 +583,18 @@ mod tests {
         assert_eq!(
             PrivateKey::parse(fixture!("small_1024_private_pkcs8.pem")).unwrap_err(),
             KeyError::PrivateKeySize
+        );
+    }
+
+    #[test]
+    fn keys_that_are_not_rsa_are_refused_as_such() {
+        assert_eq!(
+            PrivateKey::parse(fixture!("ec_p256_private_pkcs8.pem")).unwrap_err(),
+            KeyError::NotRsa
+        );
+        assert_eq!(
+            PublicKey::parse(fixture!("ec_p256_public_spki.pem")).unwrap_err(),
+            KeyError::NotRsa
         );
     }
 
