@@ -4,7 +4,8 @@
 //! [`signature`] the `Shop-Signature` scheme notifications are signed with;
 //! [`service`] the use cases behind the facade [`PaymentService`];
 //! `repository` the diesel adapter; [`http`] the actix adapter; [`sandbox`]
-//! the built-in gateway and its checkout page. Orders are read through the
+//! the built-in gateway and its checkout page; [`providers`] the wire protocols
+//! of Alipay and WeChat Pay, as pure functions. Orders are read through the
 //! shared kernel's `OrderLookup` port; a payment's outcome reaches the order
 //! context as an event, and [`Refunds`] marks refused payments for refund.
 
@@ -13,6 +14,7 @@ pub mod events;
 pub mod gateways;
 pub mod http;
 pub mod model;
+pub mod providers;
 mod qr;
 mod repository;
 pub mod sandbox;
