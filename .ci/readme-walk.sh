@@ -11,17 +11,7 @@ mkdir -p "$out"
 
 # The fenced block that follows the README line starting `<!-- NAME:`.
 readme_block() {
-    python3 - "$root/README.md" "$1" <<'PY'
-import sys
-
-text, name = open(sys.argv[1], encoding="utf-8").read(), sys.argv[2]
-marker = f"<!-- {name}:"
-lines = text.splitlines()
-start = next(i for i, line in enumerate(lines) if line.startswith(marker))
-fence = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
-end = next(i for i in range(fence + 1, len(lines)) if lines[i].startswith("```"))
-print("\n".join(lines[fence + 1 : end]))
-PY
+    python3 "$root/.ci/readme-block.py" "$root/README.md" "$1"
 }
 
 # The README's server block, on a free port instead of 8080 (which this

@@ -18,17 +18,7 @@ mkdir -p "$out"
 
 # The fenced block that follows the README line starting `<!-- NAME:`.
 readme_block() {
-    python3 - "$root/README.md" "$1" <<'EOF'
-import sys
-
-text, name = open(sys.argv[1], encoding="utf-8").read(), sys.argv[2]
-marker = f"<!-- {name}:"
-lines = text.splitlines()
-start = next(i for i, line in enumerate(lines) if line.startswith(marker))
-fence = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
-end = next(i for i in range(fence + 1, len(lines)) if lines[i].startswith("```"))
-print("\n".join(lines[fence + 1 : end]))
-EOF
+    python3 "$root/.ci/readme-block.py" "$root/README.md" "$1"
 }
 
 git_sees() {
