@@ -584,10 +584,13 @@ fn record_settlement(
     match settled {
         // Applied through `apply_paid`, which asks the order context first.
         Settled::Query(TradeState::Paid { .. }) => {}
-        Settled::Query(TradeState::Unpaid) => {
-            if now >= payment.expires_at {
-                // The deadline passed unpaid: close the trade (the close is due at once).
-                repository::transition(
+        // Unpaid at its deadline, or closed at the provider already: the
+        // payment is closed (and, when the provider closed it, nothing more is
+        // owed it; otherwise the close is due at once).
+        Settled::Query(state @ (TradeState::Unpaid | TradeState::Closed)) => {
+            let closed_there = *state == TradeState::Closed;
+            if closed_there || now >= payment.expires_at {
+                let closed = repository::transition(
                     conn,
                     &payment.id,
                     PaymentStatus::Pending,
@@ -595,6 +598,9 @@ fn record_settlement(
                     None,
                     now,
                 )?;
+                if closed && closed_there {
+                    repository::provider_work_done(conn, &payment.id, PaymentStatus::Closed)?;
+                }
             } else {
                 repository::schedule_provider_work(
                     conn,
@@ -602,19 +608,6 @@ fn record_settlement(
                     PaymentStatus::Pending,
                     reconciliation.next_query(now, payment.expires_at),
                 )?;
-            }
-        }
-        // Closed at the provider already: nothing more to ask of it.
-        Settled::Query(TradeState::Closed) => {
-            if repository::transition(
-                conn,
-                &payment.id,
-                PaymentStatus::Pending,
-                PaymentStatus::Closed,
-                None,
-                now,
-            )? {
-                repository::provider_work_done(conn, &payment.id, PaymentStatus::Closed)?;
             }
         }
         Settled::Close(Closed::Closed) => {
