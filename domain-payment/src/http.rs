@@ -255,7 +255,9 @@ pub struct NotificationResult {
     pub order_id: String,
     /// The status the notification left the payment in: `succeeded` or
     /// `refund_required` after a success (`refund_required` when the order was
-    /// cancelled or paid by another payment), `failed` after a failure.
+    /// cancelled or paid by another payment; `refunded` for a repeat once the
+    /// money went back), `failed` (or `closed`, for a payment whose order was
+    /// cancelled) after a failure.
     pub payment_status: PaymentStatus,
     /// False when nothing changed: the payment already had this outcome (a
     /// duplicate, or a gateway's retry of the same signed notification).
