@@ -93,9 +93,9 @@ impl AlipaySettings {
             }
         };
         let read = |path: Option<&std::path::Path>, variable: &str| -> anyhow::Result<String> {
-            let path = path
-                .filter(|p| !p.as_os_str().is_empty())
-                .ok_or_else(|| anyhow::anyhow!("{variable} must be set when Alipay is configured"))?;
+            let path = path.filter(|p| !p.as_os_str().is_empty()).ok_or_else(|| {
+                anyhow::anyhow!("{variable} must be set when Alipay is configured")
+            })?;
             std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("{variable}: cannot read {}: {e}", path.display()))
         };
@@ -607,7 +607,10 @@ mod tests {
         let mut pairs = vec![
             ("SHOP__PAYMENT__ALIPAY__APP_ID", "2021000000000001"),
             ("SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH", private.as_str()),
-            ("SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH", public.as_str()),
+            (
+                "SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH",
+                public.as_str(),
+            ),
         ];
         for (key, value) in overrides {
             pairs.retain(|(k, _)| k != key);
@@ -633,7 +636,10 @@ mod tests {
         let alipay = s.payment.alipay.unwrap();
         let protocol = alipay.protocol.unwrap();
         assert_eq!(protocol.config().app_id, "2021000000000001");
-        assert_eq!(protocol.config().seller_id.as_deref(), Some("2088000000000002"));
+        assert_eq!(
+            protocol.config().seller_id.as_deref(),
+            Some("2088000000000002")
+        );
         assert_eq!(
             protocol.config().gateway_url,
             domain_payment::providers::alipay::PRODUCTION_GATEWAY
@@ -649,9 +655,15 @@ mod tests {
             ("SHOP__PAYMENT__ALIPAY__APP_ID", ""),
             ("SHOP__PAYMENT__ALIPAY__APP_ID", "app-one"),
             ("SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH", ""),
-            ("SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH", "/nonexistent/key.pem"),
+            (
+                "SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH",
+                "/nonexistent/key.pem",
+            ),
             ("SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH", ""),
-            ("SHOP__PAYMENT__ALIPAY__GATEWAY_URL", "ftp://example.com/gateway.do"),
+            (
+                "SHOP__PAYMENT__ALIPAY__GATEWAY_URL",
+                "ftp://example.com/gateway.do",
+            ),
             ("SHOP__PAYMENT__ALIPAY__SELLER_ID", "seller"),
         ] {
             let error = Settings::load_from(None, alipay_env(&[(variable, value)]))

@@ -219,7 +219,12 @@ impl Modules {
         let sandbox_trades = SandboxTrades::default();
         let mut gateways = Gateways::default();
         // Real providers first: the first gateway given for a method serves it.
-        let alipay = match settings.payment.alipay.as_ref().and_then(|a| a.protocol.clone()) {
+        let alipay = match settings
+            .payment
+            .alipay
+            .as_ref()
+            .and_then(|a| a.protocol.clone())
+        {
             Some(protocol) => {
                 let notify_url = format!("{}/api/v1/payments/notify/alipay", urls.public);
                 let gateway = AlipayGateway::new(protocol, notify_url).map_err(|e| {

@@ -265,6 +265,9 @@ impl PaymentGateway for AlipayGateway {
                         "Alipay refused to close {out_trade_no}, which is {:?}",
                         queried.trade_status
                     ))),
+                    Err(ResponseError::Refused(refusal)) if refusal.is_trade_not_exist() => {
+                        Ok(Closed::Closed)
+                    }
                     Err(error) => Err(not_a_fact(alipay::Method::Query, error)),
                 }
             }
@@ -292,7 +295,11 @@ impl PaymentGateway for AlipayGateway {
                 refunded.out_trade_no
             )));
         }
-        Ok(refund_state(refunded.fund_change, refunded.refund_fee_fen, amount))
+        Ok(refund_state(
+            refunded.fund_change,
+            refunded.refund_fee_fen,
+            amount,
+        ))
     }
 }
 
