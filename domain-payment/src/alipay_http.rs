@@ -153,10 +153,11 @@ async fn receive(
         )
     };
     let out_trade_no = OutTradeNo::parse(&notification.out_trade_no).ok_or_else(not_found)?;
-    let payment = payments
-        .find(out_trade_no.payment_id())
-        .await
-        .map_err(|_| not_found())?;
+    let payment = match payments.find(out_trade_no.payment_id()).await {
+        Ok(payment) => payment,
+        Err(crate::PaymentError::NotFound(_)) => return Err(not_found()),
+        Err(error) => return Err(error.into()),
+    };
     if payment.gateway != alipay_gateway::NAME {
         return Err(not_found());
     }
