@@ -541,3 +541,74 @@ async fn an_order_in_another_currency_is_refused(backend: Backend) {
         .unwrap();
     assert_eq!(reply.status(), StatusCode::NOT_FOUND);
 }
+
+/// Alipay's settings are checked when shop starts: a bad key or a missing
+/// setting stops it with a message naming the setting (and showing nothing
+/// of any key); a notify URL Alipay could not call stops it too; a good
+/// configuration starts with Alipay serving `alipay`, no key in the log.
+#[test]
+fn alipay_settings_are_checked_at_start_and_keys_never_shown() {
+    use std::time::Duration;
+    let database = shop_tests::TestDatabase::create(Backend::Sqlite);
+    let url = database.url();
+    let private = fake::fixture("alipay_app_private_pkcs8.pem");
+    let public = fake::fixture("alipay_platform_public_spki.pem");
+    let key_text = std::fs::read_to_string(&private).unwrap();
+    let key_line = key_text.lines().nth(1).unwrap().to_owned();
+    let base = [
+        ("DATABASE_URL", url.as_str()),
+        ("SHOP__PAYMENT__ALIPAY__APP_ID", fake::APP_ID),
+        ("SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH", private.as_str()),
+        (
+            "SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH",
+            public.as_str(),
+        ),
+    ];
+    fn with<'a>(
+        base: &[(&'a str, &'a str)],
+        variable: &'a str,
+        value: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut env: Vec<(&str, &str)> = base
+            .iter()
+            .filter(|(k, _)| *k != variable)
+            .copied()
+            .collect();
+        env.push((variable, value));
+        env
+    }
+    for (variable, value, named) in [
+        // A public key where the private key belongs.
+        (
+            "SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH",
+            public.as_str(),
+            "SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH",
+        ),
+        (
+            "SHOP__PAYMENT__ALIPAY__APP_ID",
+            "",
+            "SHOP__PAYMENT__ALIPAY__APP_ID",
+        ),
+        (
+            "SHOP__PAYMENT__PUBLIC_URL",
+            "http://shop.example.com",
+            "SHOP__PAYMENT__PUBLIC_URL",
+        ),
+    ] {
+        let (exited, output) = crate::startup::run(
+            &["serve"],
+            &with(&base, variable, value),
+            Duration::from_secs(10),
+        );
+        assert!(exited, "{variable}={value:?} was accepted: {output}");
+        assert!(output.contains(named), "{variable}={value:?}: {output}");
+        assert!(!output.contains(&key_line), "a key was shown: {output}");
+    }
+    let (exited, output) = crate::startup::run(&["serve"], &base, Duration::from_secs(5));
+    assert!(!exited, "shop stopped: {output}");
+    assert!(
+        output.contains(r#"{\"alipay\": \"alipay\""#),
+        "Alipay serves alipay: {output}"
+    );
+    assert!(!output.contains(&key_line), "a key was shown: {output}");
+}
