@@ -42,6 +42,7 @@ on_both!(
     a_cancelled_orders_trade_is_closed_at_alipay,
     a_late_success_is_refunded_once_despite_failures,
     unsigned_answers_are_never_believed,
+    a_forged_answer_pays_nothing,
     forged_and_mismatched_notifications_change_nothing,
     an_order_in_another_currency_is_refused,
 );
@@ -347,6 +348,35 @@ async fn unsigned_answers_are_never_believed(backend: Backend) {
     .await;
     assert!(alipay.calls(Method::Close) >= 3, "two unsigned, then one");
     assert_eq!(alipay.refunds(&format!("r{out_trade_no}")), 1);
+}
+
+/// An answer to a query that says "paid" but is not signed by Alipay's key
+/// pays nothing; the buyer's real payment is learned once Alipay answers.
+async fn a_forged_answer_pays_nothing(backend: Backend) {
+    let (app, alipay) = spawn(backend, ASK_AT_ONCE, None).await;
+    let (purchase, opened) = open(&app, None).await;
+    let id = opened["paymentId"].as_str().unwrap().to_owned();
+    alipay.forge_next(Method::Query, 1);
+    // Asked again after the forged answer: that one was read, and believed or not.
+    eventually("Alipay was asked again after the forged answer", || async {
+        alipay.calls(Method::Query) >= 2
+    })
+    .await;
+    let forged = payment(&app, &id).await;
+    assert_eq!(forged["status"], "pending", "{forged}");
+    assert_eq!(events(&app, "payment.succeeded"), 0);
+    let (trade_no, _) = alipay
+        .pay(opened["paymentUrl"].as_str().unwrap(), false)
+        .await;
+    eventually("the real payment is learned", || async {
+        status(&app, &id).await == "succeeded"
+    })
+    .await;
+    assert_eq!(payment(&app, &id).await["transactionId"], trade_no.as_str());
+    eventually("the order is paid", || async {
+        order_status(&app, &purchase.order).await == "paid"
+    })
+    .await;
 }
 
 /// Every notification that is forged, altered, about something else or not

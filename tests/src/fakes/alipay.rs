@@ -12,7 +12,8 @@
 //!
 //! Test controls: [`FakeAlipay::pay`] (the buyer pays, with or without the
 //! notification), [`FakeAlipay::fail_next`] (503s), [`FakeAlipay::unsigned_next`]
-//! (unsigned refusals), and counters of calls per method and of refunds.
+//! (unsigned refusals), [`FakeAlipay::forge_next`] (answers signed with the
+//! wrong key), and counters of calls per method and of refunds.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -90,6 +91,7 @@ struct State {
     calls: HashMap<&'static str, u32>,
     failing: HashMap<&'static str, u32>,
     unsigned: HashMap<&'static str, u32>,
+    forged: HashMap<&'static str, u32>,
     /// Successful refunds (money moved) per `out_request_no`.
     refunds: HashMap<String, u32>,
     /// Requests whose signature or app id was wrong.
@@ -232,6 +234,13 @@ impl FakeAlipay {
     /// trade does not exist (a proxy's or a forger's answer) and do nothing.
     pub fn unsigned_next(&self, method: Method, n: u32) {
         lock(&self.state).unsigned.insert(method.name(), n);
+    }
+
+    /// The next `n` calls of `method` answer a success that says the trade
+    /// was paid, signed with the application's key instead of Alipay's (a
+    /// forger's answer), and do nothing.
+    pub fn forge_next(&self, method: Method, n: u32) {
+        lock(&self.state).forged.insert(method.name(), n);
     }
 
     /// The buyer pays what `payment_url` offers (a page or wap URL, verified
@@ -408,6 +417,23 @@ async fn gateway(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
         return HttpResponse::Ok()
             .content_type("application/json;charset=utf-8")
             .body(format!(r#"{{"{}":{content}}}"#, method.response_key()));
+    }
+    if let Some(left) = state.forged.get_mut(method.name())
+        && *left > 0
+    {
+        *left -= 1;
+        let out_trade_no = params
+            .get("biz_content")
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            .and_then(|b| b["out_trade_no"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let content = format!(
+            r#"{{"code":"10000","msg":"Success","trade_no":"2026forged","out_trade_no":"{out_trade_no}","trade_status":"TRADE_SUCCESS","total_amount":"246.90","fund_change":"Y","refund_fee":"246.90"}}"#
+        );
+        let response = signed_response(&app_private_key(), method, &content).expect("forged");
+        return HttpResponse::Ok()
+            .content_type("application/json;charset=utf-8")
+            .body(response);
     }
     let signed = verify_request(&shared.app_public_key, &params).is_ok()
         && params.get("app_id").map(String::as_str) == Some(APP_ID)
