@@ -10,6 +10,7 @@ use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
 use domain_payment::model::PaymentMethod;
+use domain_payment::providers::alipay_gateway::AlipayGateway;
 use domain_payment::service::Reconciliation;
 use domain_payment::signature::ShopSignature;
 use domain_payment::{
@@ -156,6 +157,8 @@ pub struct Modules {
     pub orders: OrderService,
     pub payments: PaymentService,
     pub sandbox: Option<SandboxCheckout>,
+    /// Alipay, when configured (its notify route verifies with it).
+    pub alipay: Option<AlipayGateway>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
     /// Checks every credential (customer tokens, the admin token), shared by all workers.
@@ -167,14 +170,15 @@ impl Modules {
     /// Wires the contexts: the order context reserves stock through the
     /// product context's `Inventory`, the payment context reads orders
     /// through the order context's `OrderLookup`, and every subscriber is
-    /// registered on the event bus.
+    /// registered on the event bus. Fails when a configured provider cannot
+    /// be used (such as a notify URL it cannot call).
     pub fn new(
         db: Db,
         settings: &Settings,
         secrets: &Secrets,
         tokens: Arc<TokenVerifier>,
         urls: &Urls,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let dispatch = DispatchOptions {
             poll_interval: Duration::from_millis(settings.worker.poll_ms),
             ..Default::default()
@@ -214,6 +218,23 @@ impl Modules {
         // The sandbox's own record of its trades, which its page and its gateway share.
         let sandbox_trades = SandboxTrades::default();
         let mut gateways = Gateways::default();
+        // Real providers first: the first gateway given for a method serves it.
+        let alipay = match settings
+            .payment
+            .alipay
+            .as_ref()
+            .and_then(|a| a.protocol.clone())
+        {
+            Some(protocol) => {
+                let notify_url = format!("{}/api/v1/payments/notify/alipay", urls.public);
+                let gateway = AlipayGateway::new(protocol, notify_url).map_err(|e| {
+                    anyhow::anyhow!("Alipay (SHOP__PAYMENT__PUBLIC_URL must be https): {e}")
+                })?;
+                gateways = gateways.serve(PaymentMethod::Alipay, Arc::new(gateway.clone()));
+                Some(gateway)
+            }
+            None => None,
+        };
         if settings.payment.sandbox {
             let sandbox: Arc<dyn PaymentGateway> = Arc::new(SandboxGateway::new(
                 &urls.public,
@@ -235,11 +256,12 @@ impl Modules {
                 every: Duration::from_secs(settings.payment.query_interval_secs),
             },
         );
-        Self {
+        Ok(Self {
             catalog,
             inventory,
             orders,
             payments,
+            alipay,
             sandbox: settings
                 .payment
                 .sandbox
@@ -253,7 +275,7 @@ impl Modules {
                 FailureLimiter::per_minute(settings.auth.failures_per_minute),
             )),
             tokens,
-        }
+        })
     }
 }
 
@@ -287,7 +309,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let urls = Urls::for_listener(&listener, settings)?;
         observability::metrics();
-        let modules = Modules::new(db, settings, secrets, tokens, &urls);
+        let modules = Modules::new(db, settings, secrets, tokens, &urls)?;
         if settings.payment.sandbox {
             tracing::warn!(
                 checkout = %format!("{}/sandbox/checkout/", urls.public),
@@ -317,6 +339,9 @@ impl Application {
                         if let Some(sandbox) = &state.sandbox {
                             cfg.app_data(web::Data::new(sandbox.clone()));
                             domain_payment::sandbox::configure_checkout(cfg);
+                        }
+                        if let Some(alipay) = &state.alipay {
+                            cfg.app_data(web::Data::new(alipay.clone()));
                         }
                     })
                     .service(web::redirect("/swagger-ui", "/swagger-ui/"))

@@ -24,6 +24,9 @@ pub enum PaymentError {
     NoPaymentInitiated(String),
     #[error("no payment gateway is configured")]
     NoGateway,
+    /// The method's provider does not take the order's currency.
+    #[error("{method} does not take payments in {currency}")]
+    CurrencyNotAccepted { method: String, currency: Currency },
     #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("invalid notification")]
@@ -123,6 +126,14 @@ impl From<PaymentError> for Problem {
             .with_detail(
                 "No payment gateway is configured on this server, so no payment can be initiated.",
             ),
+            PaymentError::CurrencyNotAccepted { method, currency } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_not_accepted",
+                "Currency not accepted",
+            )
+            .with_detail(format!(
+                "The order is in {currency}; {method} takes payments in CNY only."
+            )),
             PaymentError::Signature(reason) => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_signature",

@@ -9,6 +9,7 @@
 //! shared kernel's `OrderLookup` port; a payment's outcome reaches the order
 //! context as an event, and [`Refunds`] marks refused payments for refund.
 
+pub mod alipay_http;
 pub mod error;
 pub mod events;
 pub mod gateways;

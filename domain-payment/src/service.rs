@@ -200,6 +200,12 @@ impl PaymentService {
             }
             OrderState::PendingPayment => {}
         }
+        if !gateway.accepts(order.amount.currency()) {
+            return Err(PaymentError::CurrencyNotAccepted {
+                method: method.as_str().to_owned(),
+                currency: order.amount.currency(),
+            });
+        }
         if let Some(open) = self.open_payment(&order_id).await? {
             return Ok((open, false));
         }

@@ -221,6 +221,13 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// A stable name, stored with each payment it opens.
     fn name(&self) -> &'static str;
 
+    /// Whether it can take a payment in `currency` (Alipay and WeChat Pay
+    /// settle in CNY only). Asked before a payment is opened; by default, any.
+    fn accepts(&self, currency: crate::money::Currency) -> bool {
+        let _ = currency;
+        true
+    }
+
     /// Opens the payment with the provider.
     async fn create_payment(
         &self,

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, each test on its own app and database.
 
+mod alipay;
 mod architecture;
 mod contract;
 mod crash;

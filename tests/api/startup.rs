@@ -10,7 +10,7 @@ use shop_tests::{Backend, ShopProcess, TestDatabase};
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
 
 /// Runs `shop` with `args` and `env` until it exits or `within` passes; returns whether it exited, with its output.
-fn run(args: &[&str], env: &[(&str, &str)], within: Duration) -> (bool, String) {
+pub(crate) fn run(args: &[&str], env: &[(&str, &str)], within: Duration) -> (bool, String) {
     let mut command = Command::new(SHOP);
     command
         .args(args)

@@ -17,6 +17,11 @@ use secrecy::SecretString;
 use shop::config::Settings;
 use shop::startup::{self, Application, Modules, Secrets};
 
+/// Fake payment providers on loopback.
+pub mod fakes {
+    pub mod alipay;
+}
+
 pub use reqwest::StatusCode;
 pub use serde_json::{Value, json};
 

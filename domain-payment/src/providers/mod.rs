@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::model::PaymentId;
 
 pub mod alipay;
+pub mod alipay_gateway;
 pub mod keys;
 pub mod wechat_pay;
 
@@ -140,7 +141,7 @@ fn beijing(at: DateTime<Utc>) -> DateTime<FixedOffset> {
 /// URL): `https://` with a host, no query string, no fragment, no spaces. Plain
 /// `http://` is allowed only for loopback hosts, which no real provider can
 /// reach, so that the fake providers of the tests can call back.
-fn is_callback_url(url: &str) -> bool {
+pub fn is_callback_url(url: &str) -> bool {
     let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
     } else if let Some(rest) = url.strip_prefix("http://") {
