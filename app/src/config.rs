@@ -43,6 +43,9 @@ pub struct PaymentSettings {
     pub reconcile_window_secs: u64,
     /// ... every this many seconds until the deadline (`SHOP__PAYMENT__QUERY_INTERVAL_SECS`).
     pub query_interval_secs: u64,
+    /// WeChat Pay (`SHOP__PAYMENT__WECHAT_PAY__*`): when set, it serves `wechat_pay`.
+    #[serde(default)]
+    pub wechat_pay: Option<crate::wechat_pay_settings::WechatPaySettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,7 +14,7 @@ use domain_payment::service::Reconciliation;
 use domain_payment::signature::ShopSignature;
 use domain_payment::{
     CheckoutLinks, Gateways, PaymentService, Refunds, SandboxCheckout, SandboxGateway,
-    SandboxTrades, TradeClosing,
+    SandboxTrades, TradeClosing, WechatPayGateway,
 };
 use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
@@ -156,6 +156,8 @@ pub struct Modules {
     pub orders: OrderService,
     pub payments: PaymentService,
     pub sandbox: Option<SandboxCheckout>,
+    /// WeChat Pay, when configured (its notify route verifies with it).
+    pub wechat_pay: Option<web::Data<WechatPayGateway>>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
     /// Checks every credential (customer tokens, the admin token), shared by all workers.
@@ -214,6 +216,13 @@ impl Modules {
         // The sandbox's own record of its trades, which its page and its gateway share.
         let sandbox_trades = SandboxTrades::default();
         let mut gateways = Gateways::default();
+        // Real providers first: the first gateway given for a method serves it.
+        let wechat_pay = settings.payment.wechat_pay.as_ref().map(|wechat_pay| {
+            Arc::new(WechatPayGateway::new(wechat_pay.protocol.clone(), &urls.public))
+        });
+        if let Some(wechat_pay) = &wechat_pay {
+            gateways = gateways.serve(PaymentMethod::WechatPay, wechat_pay.clone());
+        }
         if settings.payment.sandbox {
             let sandbox: Arc<dyn PaymentGateway> = Arc::new(SandboxGateway::new(
                 &urls.public,
@@ -244,6 +253,7 @@ impl Modules {
                 .payment
                 .sandbox
                 .then(|| SandboxCheckout::new(&urls.internal, links, sandbox_trades)),
+            wechat_pay: wechat_pay.map(web::Data::from),
             outbox,
             dispatcher,
             db,
@@ -314,6 +324,9 @@ impl Application {
                     .app_data(web::PayloadConfig::new(max_body))
                     .app_data(routes.clone())
                     .configure(|cfg| {
+                        if let Some(wechat_pay) = &state.wechat_pay {
+                            cfg.app_data(wechat_pay.clone());
+                        }
                         if let Some(sandbox) = &state.sandbox {
                             cfg.app_data(web::Data::new(sandbox.clone()));
                             domain_payment::sandbox::configure_checkout(cfg);

@@ -4,7 +4,7 @@ use shared_kernel::money::{Currency, Money};
 use shared_kernel::ports::PortError;
 use shared_kernel::{FieldViolation, Problem};
 
-use crate::model::{PaymentId, PaymentStatus};
+use crate::model::{PaymentId, PaymentMethod, PaymentStatus};
 use crate::signature::SignatureError;
 
 /// What can go wrong in the payment context's use cases.
@@ -24,6 +24,12 @@ pub enum PaymentError {
     NoPaymentInitiated(String),
     #[error("no payment gateway is configured")]
     NoGateway,
+    /// The method's provider does not settle payments in the order's currency.
+    #[error("{} does not take payments in {currency}", .method.as_str())]
+    CurrencyNotAccepted {
+        method: PaymentMethod,
+        currency: String,
+    },
     #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("invalid notification")]
@@ -123,6 +129,15 @@ impl From<PaymentError> for Problem {
             .with_detail(
                 "No payment gateway is configured on this server, so no payment can be initiated.",
             ),
+            PaymentError::CurrencyNotAccepted { method, currency } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_not_accepted",
+                "Currency not accepted",
+            )
+            .with_detail(format!(
+                "The order is in {currency}; {} takes payments in CNY only.",
+                method.as_str()
+            )),
             PaymentError::Signature(reason) => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_signature",

@@ -26,6 +26,8 @@ pub fn configure_api(cfg: &mut ServiceConfig) {
     cfg.service(initiate_payment)
         .service(payment_result_notify)
         .service(get_payment);
+    // WeChat Pay's notifications, in its own format.
+    cfg.service(crate::wechat_pay_notify::wechat_pay_notify);
 }
 
 /// Mounts the original spec's literal paths.

@@ -200,6 +200,13 @@ impl PaymentService {
             }
             OrderState::PendingPayment => {}
         }
+        let currency = order.amount.currency();
+        if !gateway.accepts_currency(currency.as_str()) {
+            return Err(PaymentError::CurrencyNotAccepted {
+                method,
+                currency: currency.to_string(),
+            });
+        }
         if let Some(open) = self.open_payment(&order_id).await? {
             return Ok((open, false));
         }

@@ -221,6 +221,12 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// A stable name, stored with each payment it opens.
     fn name(&self) -> &'static str;
 
+    /// Whether the provider settles payments in `currency` (ISO 4217). A
+    /// payment in another currency is refused before the provider is asked.
+    fn accepts_currency(&self, _currency: &str) -> bool {
+        true
+    }
+
     /// Opens the payment with the provider.
     async fn create_payment(
         &self,
