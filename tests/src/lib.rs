@@ -17,6 +17,8 @@ use secrecy::SecretString;
 use shop::config::Settings;
 use shop::startup::{self, Application, Modules, Secrets};
 
+pub mod fakes;
+
 pub use reqwest::StatusCode;
 pub use serde_json::{Value, json};
 
