@@ -218,7 +218,10 @@ impl Modules {
         let mut gateways = Gateways::default();
         // Real providers first: the first gateway given for a method serves it.
         let wechat_pay = settings.payment.wechat_pay.as_ref().map(|wechat_pay| {
-            Arc::new(WechatPayGateway::new(wechat_pay.protocol.clone(), &urls.public))
+            Arc::new(WechatPayGateway::new(
+                wechat_pay.protocol.clone(),
+                &urls.public,
+            ))
         });
         if let Some(wechat_pay) = &wechat_pay {
             gateways = gateways.serve(PaymentMethod::WechatPay, wechat_pay.clone());

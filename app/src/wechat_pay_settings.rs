@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(config.mch_id, "1900000001");
         assert_eq!(config.base_url, "https://api.mch.weixin.qq.com");
         let shown = format!("{s:?}");
-        assert!(!shown.contains(APIV3_KEY) && !shown.contains("MII"), "{shown}");
+        assert!(
+            !shown.contains(APIV3_KEY) && !shown.contains("MII"),
+            "{shown}"
+        );
         let s = settings(&[("BASE_URL", Some("http://127.0.0.1:9"))]).unwrap();
         assert_eq!(
             s.payment.wechat_pay.unwrap().protocol.config().base_url,
@@ -186,8 +189,16 @@ mod tests {
             ("MCH_ID", None, "SHOP__PAYMENT__WECHAT_PAY__MCH_ID"),
             ("APP_ID", Some(""), "SHOP__PAYMENT__WECHAT_PAY__APP_ID"),
             ("APIV3_KEY", None, "SHOP__PAYMENT__WECHAT_PAY__APIV3_KEY"),
-            ("APIV3_KEY", Some("short"), "SHOP__PAYMENT__WECHAT_PAY__APIV3_KEY"),
-            ("PUBLIC_KEY_ID", None, "SHOP__PAYMENT__WECHAT_PAY__PUBLIC_KEY_ID"),
+            (
+                "APIV3_KEY",
+                Some("short"),
+                "SHOP__PAYMENT__WECHAT_PAY__APIV3_KEY",
+            ),
+            (
+                "PUBLIC_KEY_ID",
+                None,
+                "SHOP__PAYMENT__WECHAT_PAY__PUBLIC_KEY_ID",
+            ),
             (
                 "PRIVATE_KEY_PATH",
                 Some(&elsewhere),
@@ -212,11 +223,17 @@ mod tests {
         for (key, value, named) in cases {
             let error = settings(&[(key, value)]).unwrap_err().to_string();
             assert!(error.contains(named), "{key}={value:?}: {error}");
-            assert!(!error.contains(APIV3_KEY) && !error.contains("MII"), "{error}");
+            assert!(
+                !error.contains(APIV3_KEY) && !error.contains("MII"),
+                "{error}"
+            );
         }
         let error = settings(&[("BASE_URL", Some("https://api.mch.weixin.qq.com/v3"))])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("SHOP__PAYMENT__WECHAT_PAY__BASE_URL"), "{error}");
+        assert!(
+            error.contains("SHOP__PAYMENT__WECHAT_PAY__BASE_URL"),
+            "{error}"
+        );
     }
 }

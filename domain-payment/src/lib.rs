@@ -26,6 +26,6 @@ pub mod wechat_pay_notify;
 pub use error::PaymentError;
 pub use events::{Refunds, TradeClosing};
 pub use gateways::Gateways;
-pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway, SandboxTrades};
 pub use providers::wechat_pay_gateway::WechatPayGateway;
+pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway, SandboxTrades};
 pub use service::PaymentService;

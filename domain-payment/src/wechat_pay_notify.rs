@@ -16,6 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared_kernel::db::DbError;
+use shared_kernel::http::CallerFormat;
 use shared_kernel::ports::PortError;
 use utoipa::{IntoParams, ToSchema};
 
@@ -180,7 +181,14 @@ pub async fn wechat_pay_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> HttpResponse {
-    match receive(&req, gateway.as_ref().map(|g| g.get_ref()), &payments, &body).await {
+    match receive(
+        &req,
+        gateway.as_ref().map(|g| g.get_ref()),
+        &payments,
+        &body,
+    )
+    .await
+    {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(refusal) => {
             metrics::counter!(
@@ -195,10 +203,13 @@ pub async fn wechat_pay_notify(
                 message = %refusal.message,
                 "a WeChat Pay notification was refused"
             );
-            HttpResponse::build(refusal.status).json(WechatPayFailure {
+            let mut response = HttpResponse::build(refusal.status).json(WechatPayFailure {
                 code: "FAIL".to_owned(),
                 message: refusal.message,
-            })
+            });
+            // WeChat Pay's format, not a problem+json.
+            response.extensions_mut().insert(CallerFormat);
+            response
         }
     }
 }

@@ -53,11 +53,8 @@ struct Received {
 
 impl Received {
     fn answer(&self) -> Answer<'_> {
-        let header = |name: &'static str| {
-            self.headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-        };
+        let header =
+            |name: &'static str| self.headers.get(name).and_then(|value| value.to_str().ok());
         Answer {
             status: self.status,
             headers: SignatureHeaders::from_lookup(header),
@@ -338,7 +335,9 @@ impl WechatPayGateway {
         match self.transaction(trade).await? {
             None => Ok(Closed::Closed),
             Some(transaction) => match trade_state(&transaction)? {
-                TradeState::Paid { transaction_id, .. } => Ok(Closed::AlreadyPaid { transaction_id }),
+                TradeState::Paid { transaction_id, .. } => {
+                    Ok(Closed::AlreadyPaid { transaction_id })
+                }
                 TradeState::Closed => Ok(Closed::Closed),
                 TradeState::Unpaid => Err(unexpected("close", refusal)),
             },

@@ -16,13 +16,13 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix_web::{App, HttpRequest, HttpResponse, web};
+use domain_payment::model::PaymentId;
 use domain_payment::providers::OutTradeNo;
 use domain_payment::providers::keys::{PrivateKey, PublicKey};
 use domain_payment::providers::wechat_pay::{
     ApiV3Key, Authorization, EncryptedResource, Notification, SignedHeaders, TradeState,
     Transaction, TransactionAmount, encrypt_resource,
 };
-use domain_payment::model::PaymentId;
 use serde_json::{Value, json};
 
 pub const MCH_ID: &str = "1900000001";
@@ -82,6 +82,7 @@ struct State {
     calls: HashMap<Op, usize>,
     fail_next: HashMap<Op, usize>,
     unsigned_next: HashMap<Op, usize>,
+    forged_not_found_next: HashMap<Op, usize>,
     bad_signatures: usize,
     counter: u64,
 }
@@ -123,10 +124,8 @@ impl FakeWechatPay {
             state: Mutex::new(State::default()),
             merchant_public: PublicKey::parse(&read_fixture("wechat_merchant_public_spki.pem"))
                 .expect("merchant public key"),
-            platform_private: PrivateKey::parse(&read_fixture(
-                "wechat_platform_private_pkcs8.pem",
-            ))
-            .expect("platform private key"),
+            platform_private: PrivateKey::parse(&read_fixture("wechat_platform_private_pkcs8.pem"))
+                .expect("platform private key"),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));
@@ -161,7 +160,10 @@ impl FakeWechatPay {
                 fixture("wechat_merchant_private_pkcs8.pem"),
             ),
             ("APIV3_KEY", APIV3_KEY.to_owned()),
-            ("PUBLIC_KEY_PATH", fixture("wechat_platform_public_spki.pem")),
+            (
+                "PUBLIC_KEY_PATH",
+                fixture("wechat_platform_public_spki.pem"),
+            ),
             ("PUBLIC_KEY_ID", PUBLIC_KEY_ID.to_owned()),
             ("BASE_URL", self.base_url.clone()),
         ]
@@ -183,6 +185,12 @@ impl FakeWechatPay {
     /// The next `n` answers to `op` carry no signature (as a proxy's would).
     pub fn answer_unsigned_next(&self, op: Op, n: usize) {
         self.shared.state().unsigned_next.insert(op, n);
+    }
+
+    /// The next `n` calls of `op` get an unsigned 404 `ORDER_NOT_EXIST` (what
+    /// a forger in the middle would answer) and change nothing.
+    pub fn forge_not_found_next(&self, op: Op, n: usize) {
+        self.shared.state().forged_not_found_next.insert(op, n);
     }
 
     /// Requests whose `Authorization` did not verify.
@@ -220,7 +228,11 @@ impl FakeWechatPay {
             let transaction_id = format!("42000000002025{:014}", state.counter);
             let no = out_trade_no(payment_id);
             let trade = state.trades.get_mut(&no).expect("the trade was created");
-            assert_eq!(trade.state, TradeState::Notpay, "only an open trade is paid");
+            assert_eq!(
+                trade.state,
+                TradeState::Notpay,
+                "only an open trade is paid"
+            );
             trade.state = TradeState::Success;
             trade.transaction_id = Some(transaction_id);
             transaction_of(trade)
@@ -254,8 +266,7 @@ impl FakeWechatPay {
         };
         let key = ApiV3Key::new(APIV3_KEY).expect("APIv3 key");
         let plaintext = serde_json::to_vec(transaction).expect("transaction");
-        encrypt_resource(&key, &nonce, associated_data, "transaction", &plaintext)
-            .expect("encrypt")
+        encrypt_resource(&key, &nonce, associated_data, "transaction", &plaintext).expect("encrypt")
     }
 
     /// The notification around `resource`, signed at `timestamp`.
@@ -346,9 +357,8 @@ fn transaction_of(trade: &FakeTrade) -> Transaction {
 /// An answer, signed over its exact bytes unless `signed` is false.
 fn answer(shared: &Shared, status: u16, body: Option<Value>, signed: bool) -> HttpResponse {
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut response = HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(status).expect("status"),
-    );
+    let mut response =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
     if signed {
         let nonce = format!("{:032x}", uuid::Uuid::now_v7().as_u128());
         let headers = SignedHeaders::sign(
@@ -385,19 +395,25 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
     let op = match (method.as_str(), path.as_str()) {
         ("POST", "/v3/pay/transactions/native" | "/v3/pay/transactions/h5") => Op::Create,
         ("GET", p) if p.starts_with("/v3/pay/transactions/out-trade-no/") => Op::Query,
-        ("POST", p) if p.starts_with("/v3/pay/transactions/out-trade-no/") && p.ends_with("/close") => {
+        ("POST", p)
+            if p.starts_with("/v3/pay/transactions/out-trade-no/") && p.ends_with("/close") =>
+        {
             Op::Close
         }
         ("POST", "/v3/refund/domestic/refunds") => Op::Refund,
         _ => return answer(&shared, 404, error("NOT_FOUND", "no such API"), true),
     };
-    let (fail, signed) = {
+    let (fail, signed, forged) = {
         let mut state = shared.state();
         *state.calls.entry(op).or_default() += 1;
         let fail = take(&mut state.fail_next, op);
-        let unsigned = take(&mut state.unsigned_next, op);
-        (fail, !unsigned)
+        let forged = take(&mut state.forged_not_found_next, op);
+        let unsigned = forged || take(&mut state.unsigned_next, op);
+        (fail, !unsigned, forged)
     };
+    if forged {
+        return answer(&shared, 404, error("ORDER_NOT_EXIST", "订单不存在"), false);
+    }
     if fail {
         return answer(&shared, 500, error("SYSTEM_ERROR", "系统错误"), signed);
     }
@@ -414,8 +430,13 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             && a.timestamp
                 .parse::<i64>()
                 .is_ok_and(|t| (now() - t).abs() < 300)
-            && a.verify(&shared.merchant_public, &method, &path_and_query, &body_text)
-                .is_ok()
+            && a.verify(
+                &shared.merchant_public,
+                &method,
+                &path_and_query,
+                &body_text,
+            )
+            .is_ok()
     });
     if !verified {
         shared.state().bad_signatures += 1;
@@ -533,7 +554,10 @@ fn close(shared: &Shared, path: &str, body: &Value) -> (u16, Option<Value>) {
 
 fn refund(shared: &Shared, body: &Value) -> (u16, Option<Value>) {
     let out_trade_no = body["out_trade_no"].as_str().unwrap_or_default().to_owned();
-    let out_refund_no = body["out_refund_no"].as_str().unwrap_or_default().to_owned();
+    let out_refund_no = body["out_refund_no"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let amount = body["amount"]["refund"].as_i64().unwrap_or(0);
     let total = body["amount"]["total"].as_i64().unwrap_or(0);
     let mut state = shared.state();
