@@ -134,7 +134,7 @@ fn payment_response(payment: Payment, created: bool) -> HttpResponse {
         (status = 409, description = "The order is paid (`order_already_paid`), cancelled (`order_cancelled`) or expired (`order_expired`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "A field is missing or invalid, such as an unknown `paymentMethod`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or invalid, such as an unknown `paymentMethod`, or the method's provider does not take the order's currency (`currency_not_accepted`: Alipay and WeChat Pay take CNY only)", body = Problem, content_type = "application/problem+json"),
         (status = 429, response = TooManyAuthFailures),
         (status = 503, description = "No payment gateway is configured (`no_payment_gateway`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
     )

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use shared_kernel::db::DbError;
 use shared_kernel::http::CallerFormat;
 use shared_kernel::ports::PortError;
+use shared_kernel::problem::responses::PayloadTooLarge;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::PaymentError;
@@ -171,6 +172,8 @@ impl From<PaymentError> for Refused {
         (status = 401, description = "The signature is missing, wrong, stale, a probe, or by an unknown key; nothing changed", body = WechatPayFailure),
         (status = 404, description = "No payment opened with WeChat Pay has this `out_trade_no`, or WeChat Pay is not configured here; nothing changed", body = WechatPayFailure),
         (status = 409, description = "The payment can no longer take a success; nothing changed", body = WechatPayFailure),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, description = "Shop could not apply it; WeChat Pay sends it again later", body = WechatPayFailure),
         (status = 503, description = "Shop cannot apply it now; WeChat Pay sends it again later", body = WechatPayFailure),
     )
 )]

@@ -414,8 +414,8 @@ async fn an_unsigned_answer_is_never_believed(backend: Backend) {
     // from a signed answer.
     let (fake, app) = spawn(backend, RECONCILE_NOW).await;
     let (order, opened) = open_payment(&app).await;
-    fake.pay(id(&opened), false).await;
     fake.answer_unsigned_next(Op::Query, 2);
+    fake.pay(id(&opened), false).await;
     eventually("the order is paid by asking WeChat Pay", || async {
         order_status(&app, &order).await == "paid"
     })
