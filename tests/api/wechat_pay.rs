@@ -426,6 +426,46 @@ async fn an_unsigned_answer_is_never_believed(backend: Backend) {
     );
 }
 
+/// Without WeChat Pay configured, its notify route takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notify_route_refuses_everything_when_wechat_pay_is_not_configured() {
+    let fake = FakeWechatPay::start().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (order, opened) = {
+        let order = place_order(&app, "CNY").await;
+        let opened = initiate(&app, &order, None).await;
+        assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+        (order, opened.json)
+    };
+    // A notification genuinely signed with the fixture keys, for a sandbox payment.
+    let mut transaction = domain_payment::providers::wechat_pay::Transaction {
+        appid: shop_tests::fakes::wechat_pay::APP_ID.into(),
+        mchid: shop_tests::fakes::wechat_pay::MCH_ID.into(),
+        out_trade_no: id(&opened).replace('-', ""),
+        transaction_id: Some("4200000000202500000000000001".into()),
+        trade_type: Some("NATIVE".into()),
+        trade_state: domain_payment::providers::wechat_pay::TradeState::Success,
+        trade_state_desc: None,
+        success_time: None,
+        amount: None,
+    };
+    transaction.amount = Some(domain_payment::providers::wechat_pay::TransactionAmount {
+        total: 999_900,
+        payer_total: None,
+        currency: Some("CNY".into()),
+        payer_currency: None,
+    });
+    refused(
+        &fake,
+        &app,
+        &fake.notification(&transaction),
+        404,
+        "not configured",
+    )
+    .await;
+    assert_eq!(order_status(&app, &order).await, "pending_payment");
+}
+
 async fn an_order_in_another_currency_is_refused(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
     let order = place_order(&app, "USD").await;

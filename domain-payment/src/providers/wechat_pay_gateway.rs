@@ -228,7 +228,11 @@ impl PaymentGateway for WechatPayGateway {
                 .client_ip
                 .as_deref()
                 .and_then(|ip| ip.parse().ok())
-                .ok_or_else(|| unexpected("create", "H5 needs the customer's IP address"))?;
+                .ok_or_else(|| {
+                    PortError::Unavailable(
+                        "WeChat Pay's H5 needs the customer's IP address".to_owned(),
+                    )
+                })?;
             self.protocol.h5(&trade, ip)
         } else {
             self.protocol.native(&trade)
@@ -250,6 +254,13 @@ impl PaymentGateway for WechatPayGateway {
         payment_url
             .map(|payment_url| GatewayPayment { payment_url })
             .map_err(|error| {
+                metrics::counter!(
+                    "shop_payment_provider_calls_total",
+                    "gateway" => NAME,
+                    "operation" => "create",
+                    "outcome" => "error"
+                )
+                .increment(1);
                 tracing::error!(%error, "WeChat Pay did not open the payment");
                 PortError::Unavailable(format!("WeChat Pay did not open the payment: {error}"))
             })
@@ -342,5 +353,57 @@ impl WechatPayGateway {
                 TradeState::Unpaid => Err(unexpected("close", refusal)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::wechat_pay::TransactionAmount;
+
+    fn transaction(state: WechatTradeState, transaction_id: Option<&str>) -> Transaction {
+        Transaction {
+            appid: "wxd678efh567hg6787".into(),
+            mchid: "1900000001".into(),
+            out_trade_no: "0193a5b27c4d7e8f9a0b1c2d3e4f5a6b".into(),
+            transaction_id: transaction_id.map(str::to_owned),
+            trade_type: Some("NATIVE".into()),
+            trade_state: state,
+            trade_state_desc: None,
+            success_time: None,
+            amount: Some(TransactionAmount {
+                total: 999_900,
+                payer_total: None,
+                currency: Some("CNY".into()),
+                payer_currency: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn every_trade_state_maps_as_the_port_expects() {
+        use WechatTradeState as W;
+        assert_eq!(
+            trade_state(&transaction(W::Success, Some("4200"))).unwrap(),
+            TradeState::Paid {
+                transaction_id: "4200".into(),
+                amount: 999_900
+            }
+        );
+        for state in [W::Notpay, W::Userpaying] {
+            assert_eq!(
+                trade_state(&transaction(state, None)).unwrap(),
+                TradeState::Unpaid
+            );
+        }
+        for state in [W::Closed, W::Revoked, W::Payerror] {
+            assert_eq!(
+                trade_state(&transaction(state, None)).unwrap(),
+                TradeState::Closed
+            );
+        }
+        // Paid without a transaction id, or refunded behind shop's back: a person looks.
+        assert!(trade_state(&transaction(W::Success, None)).is_err());
+        assert!(trade_state(&transaction(W::Refund, Some("4200"))).is_err());
     }
 }
