@@ -36,6 +36,7 @@ on_both!(
     a_lost_notification_is_paid_through_reconciliation,
     a_cancelled_order_has_its_trade_closed,
     a_late_success_is_refunded_once_despite_failures,
+    a_refund_still_processing_is_asked_again_with_the_same_id,
     forged_stale_and_mismatched_notifications_change_nothing,
     a_replayed_notification_applies_once,
     an_unsigned_answer_is_never_believed,
@@ -258,6 +259,33 @@ async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
         || async { fake.refunds_made(refund_no) == 1 && fake.calls(Op::Refund) == 3 },
     )
     .await;
+}
+
+async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    cancel(&app, &order).await;
+    eventually("the trade is closed at WeChat Pay", || async {
+        fake.trade(id(&opened)).unwrap().state
+            == domain_payment::providers::wechat_pay::TradeState::Closed
+    })
+    .await;
+    // Paid anyway (a close that came too late, as WeChat Pay may report):
+    // the notification arrives after the order was cancelled.
+    fake.refunds_process_for(2);
+    fake.force_paid(id(&opened));
+    let late = fake.transaction(id(&opened));
+    refused_not(&fake, &app, &fake.notification(&late)).await;
+    eventually("the payment is refunded", || async {
+        payment(&app, &opened).await["status"] == "refunded"
+    })
+    .await;
+    assert_eq!(fake.calls(Op::Refund), 3, "PROCESSING twice, then SUCCESS");
+    let refunds = fake.refunds();
+    let (refund_no, _) = refunds.iter().next().unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refund_no, &format!("r{}", id(&opened).replace('-', "")));
+    assert_eq!(fake.refunds_made(refund_no), 1);
 }
 
 /// Asserts shop refused `notification` with a `FAIL` of `status`.

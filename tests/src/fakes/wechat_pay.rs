@@ -83,6 +83,9 @@ struct State {
     fail_next: HashMap<Op, usize>,
     unsigned_next: HashMap<Op, usize>,
     forged_not_found_next: HashMap<Op, usize>,
+    /// Answers still to give `PROCESSING` for a refund just made.
+    processing_answers: usize,
+    processing: HashMap<String, usize>,
     bad_signatures: usize,
     counter: u64,
 }
@@ -193,6 +196,12 @@ impl FakeWechatPay {
         self.shared.state().forged_not_found_next.insert(op, n);
     }
 
+    /// The next refund made answers `PROCESSING` to its first `n` asks
+    /// (the money goes back once, when it is made), then `SUCCESS`.
+    pub fn refunds_process_for(&self, n: usize) {
+        self.shared.state().processing_answers = n;
+    }
+
     /// Requests whose `Authorization` did not verify.
     pub fn bad_signatures(&self) -> usize {
         self.shared.state().bad_signatures
@@ -243,6 +252,18 @@ impl FakeWechatPay {
         let notification = self.notification(&transaction);
         let url = self.trade(payment_id).expect("trade").notify_url;
         Some(self.deliver(&url, &notification).await)
+    }
+
+    /// The trade of `payment_id` becomes paid whatever its state (a payment
+    /// WeChat Pay took as its close arrived).
+    pub fn force_paid(&self, payment_id: &str) {
+        let mut state = self.shared.state();
+        state.counter += 1;
+        let transaction_id = format!("42000000002025{:014}", state.counter);
+        let no = out_trade_no(payment_id);
+        let trade = state.trades.get_mut(&no).expect("the trade was created");
+        trade.state = TradeState::Success;
+        trade.transaction_id = Some(transaction_id);
     }
 
     /// The transaction as WeChat Pay describes the trade of `payment_id` now.
@@ -561,7 +582,7 @@ fn refund(shared: &Shared, body: &Value) -> (u16, Option<Value>) {
     let amount = body["amount"]["refund"].as_i64().unwrap_or(0);
     let total = body["amount"]["total"].as_i64().unwrap_or(0);
     let mut state = shared.state();
-    let answer = |refund: &FakeRefund, transaction_id: Option<String>| {
+    let answer = |refund: &FakeRefund, transaction_id: Option<String>, status: &str| {
         json!({
             "refund_id": refund.refund_id,
             "out_refund_no": out_refund_no,
@@ -570,7 +591,7 @@ fn refund(shared: &Shared, body: &Value) -> (u16, Option<Value>) {
             "channel": "ORIGINAL",
             "user_received_account": "支付用户零钱",
             "create_time": chrono::Utc::now().to_rfc3339(),
-            "status": "SUCCESS",
+            "status": status,
             "funds_account": "AVAILABLE",
             "amount": {"total": total, "refund": refund.amount, "payer_total": total,
                 "payer_refund": refund.amount, "settlement_refund": refund.amount,
@@ -583,7 +604,8 @@ fn refund(shared: &Shared, body: &Value) -> (u16, Option<Value>) {
             .trades
             .get(&refund.out_trade_no)
             .and_then(|t| t.transaction_id.clone());
-        return (200, Some(answer(&refund, transaction_id)));
+        let status = processing(&mut state, &out_refund_no);
+        return (200, Some(answer(&refund, transaction_id, status)));
     }
     let Some(trade) = state.trades.get_mut(&out_trade_no) else {
         return (404, error("RESOURCE_NOT_EXISTS", "订单不存在"));
@@ -604,5 +626,19 @@ fn refund(shared: &Shared, body: &Value) -> (u16, Option<Value>) {
     };
     state.refunds.insert(out_refund_no.clone(), refund.clone());
     *state.refunds_made.entry(out_refund_no.clone()).or_default() += 1;
-    (200, Some(answer(&refund, transaction_id)))
+    let answers = std::mem::take(&mut state.processing_answers);
+    state.processing.insert(out_refund_no.clone(), answers);
+    let status = processing(&mut state, &out_refund_no);
+    (200, Some(answer(&refund, transaction_id, status)))
+}
+
+/// `PROCESSING` while the refund still has such answers to give, then `SUCCESS`.
+fn processing(state: &mut State, out_refund_no: &str) -> &'static str {
+    match state.processing.get_mut(out_refund_no) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            "PROCESSING"
+        }
+        _ => "SUCCESS",
+    }
 }
