@@ -431,7 +431,11 @@ pub fn into_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandle
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    let caller_format = res
+        .response()
+        .extensions()
+        .contains::<shared_kernel::http::CallerFormat>();
+    if is_problem || caller_format {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let (req, res) = res.into_parts();

@@ -46,6 +46,9 @@ pub struct PaymentSettings {
     /// Alipay (`SHOP__PAYMENT__ALIPAY__*`): when set, Alipay serves the `alipay` method.
     #[serde(default)]
     pub alipay: Option<AlipaySettings>,
+    /// WeChat Pay (`SHOP__PAYMENT__WECHAT_PAY__*`): when set, it serves `wechat_pay`.
+    #[serde(default)]
+    pub wechat_pay: Option<crate::wechat_pay_settings::WechatPaySettings>,
 }
 
 /// Alipay OpenAPI v2 (`[payment.alipay]`, `SHOP__PAYMENT__ALIPAY__<KEY>`).

@@ -15,7 +15,7 @@ use domain_payment::service::Reconciliation;
 use domain_payment::signature::ShopSignature;
 use domain_payment::{
     CheckoutLinks, Gateways, PaymentService, Refunds, SandboxCheckout, SandboxGateway,
-    SandboxTrades, TradeClosing,
+    SandboxTrades, TradeClosing, WechatPayGateway,
 };
 use domain_product::cache::{InvalidatingInventory, Invalidator};
 use domain_product::{ProductCatalog, ProductInventory, StockReservations};
@@ -159,6 +159,8 @@ pub struct Modules {
     pub sandbox: Option<SandboxCheckout>,
     /// Alipay, when configured (its notify route verifies with it).
     pub alipay: Option<AlipayGateway>,
+    /// WeChat Pay, when configured (its notify route verifies with it).
+    pub wechat_pay: Option<web::Data<WechatPayGateway>>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
     /// Checks every credential (customer tokens, the admin token), shared by all workers.
@@ -235,6 +237,15 @@ impl Modules {
             }
             None => None,
         };
+        let wechat_pay = settings.payment.wechat_pay.as_ref().map(|wechat_pay| {
+            Arc::new(WechatPayGateway::new(
+                wechat_pay.protocol.clone(),
+                &urls.public,
+            ))
+        });
+        if let Some(wechat_pay) = &wechat_pay {
+            gateways = gateways.serve(PaymentMethod::WechatPay, wechat_pay.clone());
+        }
         if settings.payment.sandbox {
             let sandbox: Arc<dyn PaymentGateway> = Arc::new(SandboxGateway::new(
                 &urls.public,
@@ -266,6 +277,7 @@ impl Modules {
                 .payment
                 .sandbox
                 .then(|| SandboxCheckout::new(&urls.internal, links, sandbox_trades)),
+            wechat_pay: wechat_pay.map(web::Data::from),
             outbox,
             dispatcher,
             db,
@@ -336,6 +348,9 @@ impl Application {
                     .app_data(web::PayloadConfig::new(max_body))
                     .app_data(routes.clone())
                     .configure(|cfg| {
+                        if let Some(wechat_pay) = &state.wechat_pay {
+                            cfg.app_data(wechat_pay.clone());
+                        }
                         if let Some(sandbox) = &state.sandbox {
                             cfg.app_data(web::Data::new(sandbox.clone()));
                             domain_payment::sandbox::configure_checkout(cfg);

@@ -28,6 +28,7 @@ pub fn configure_api(cfg: &mut ServiceConfig) {
         .service(get_payment);
     // Providers' own notification formats.
     cfg.service(crate::alipay_http::alipay_notify);
+    cfg.service(crate::wechat_pay_notify::wechat_pay_notify);
 }
 
 /// Mounts the original spec's literal paths.

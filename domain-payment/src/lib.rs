@@ -22,9 +22,11 @@ pub mod sandbox;
 mod schema;
 pub mod service;
 pub mod signature;
+pub mod wechat_pay_notify;
 
 pub use error::PaymentError;
 pub use events::{Refunds, TradeClosing};
 pub use gateways::Gateways;
+pub use providers::wechat_pay_gateway::WechatPayGateway;
 pub use sandbox::{CheckoutLinks, SandboxCheckout, SandboxGateway, SandboxTrades};
 pub use service::PaymentService;

@@ -20,6 +20,13 @@ use crate::problem::{FieldViolation, Problem};
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
+/// Marks an error response written in a format the caller dictates (a
+/// payment provider's notify reply, such as WeChat Pay's
+/// `{"code": "FAIL"}`): put it in the response's extensions and the app
+/// leaves the response as it is, instead of making it a problem+json.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerFormat;
+
 impl<T> Json<T> {
     pub fn into_inner(self) -> T {
         self.0

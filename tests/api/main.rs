@@ -16,4 +16,5 @@ mod payments;
 mod product_cache;
 mod products;
 mod startup;
+mod wechat_pay;
 mod write_path;

@@ -17,10 +17,7 @@ use secrecy::SecretString;
 use shop::config::Settings;
 use shop::startup::{self, Application, Modules, Secrets};
 
-/// Fake payment providers on loopback.
-pub mod fakes {
-    pub mod alipay;
-}
+pub mod fakes;
 
 pub use reqwest::StatusCode;
 pub use serde_json::{Value, json};

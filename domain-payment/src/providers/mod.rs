@@ -20,6 +20,7 @@ pub mod alipay;
 pub mod alipay_gateway;
 pub mod keys;
 pub mod wechat_pay;
+pub mod wechat_pay_gateway;
 
 /// The merchant's trade number sent to a provider (`out_trade_no`): the
 /// payment id as 32 lowercase hex digits, no hyphens. It fits both providers'

@@ -1,0 +1,504 @@
+//! WeChat Pay end to end, on SQLite and PostgreSQL: shop talks to a fake
+//! WeChat Pay on loopback (`shop_tests::fakes::wechat_pay`) exactly as it
+//! would to the real one: purchases by QR code and H5, reconciliation when a
+//! notification is lost, closing, refunds, and every notification shop must
+//! refuse.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use shop_tests::fakes::wechat_pay::{FakeWechatPay, Op, SignedNotification};
+use shop_tests::{Backend, StatusCode, TestApp, Value, eventually, holds_for, json};
+
+/// Runs each test body on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(shop_tests::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
+                async fn postgres() {
+                    super::$name(shop_tests::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    a_purchase_by_qr_code_through_wechat_pay,
+    the_wap_channel_opens_an_h5_payment,
+    a_lost_notification_is_paid_through_reconciliation,
+    a_cancelled_order_has_its_trade_closed,
+    a_late_success_is_refunded_once_despite_failures,
+    a_refund_still_processing_is_asked_again_with_the_same_id,
+    forged_stale_and_mismatched_notifications_change_nothing,
+    a_replayed_notification_applies_once,
+    an_unsigned_answer_is_never_believed,
+    an_order_in_another_currency_is_refused,
+);
+
+const PAYER: &str = "wechat-payer";
+
+/// Asks about pending payments at once, every second.
+const RECONCILE_NOW: &[(&str, &str)] = &[
+    ("SHOP__PAYMENT__RECONCILE_WINDOW_SECS", "86400"),
+    ("SHOP__PAYMENT__QUERY_INTERVAL_SECS", "1"),
+];
+
+/// A fake WeChat Pay, and shop configured to use it (the sandbox off).
+async fn spawn(backend: Backend, extra: &[(&str, &str)]) -> (FakeWechatPay, TestApp) {
+    let fake = FakeWechatPay::start().await;
+    let mut settings = fake.settings();
+    settings.push(("SHOP__PAYMENT__SANDBOX".into(), "false".into()));
+    settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let app = TestApp::spawn_with(backend, &settings).await;
+    (fake, app)
+}
+
+async fn place_order(app: &TestApp, currency: &str) -> Value {
+    let body = json!({"name": "Phone", "description": "test", "price": 999_900, "currency": currency, "stock": 10});
+    let product = app
+        .admin_send(reqwest::Method::POST, "/api/v1/products", &body)
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
+    let body = json!({"items": [{"productId": product.json["productId"], "quantity": 1}]});
+    let order = app.as_user(PAYER).post_json("/api/v1/orders", &body).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+    order.json
+}
+
+async fn initiate(app: &TestApp, order: &Value, channel: Option<&str>) -> shop_tests::Response {
+    let mut body = json!({"orderId": order["orderId"], "paymentMethod": "wechat_pay"});
+    if let Some(channel) = channel {
+        body["channel"] = json!(channel);
+    }
+    app.as_user(PAYER)
+        .post_json("/api/v1/payments", &body)
+        .await
+}
+
+/// An order and its WeChat Pay payment (by QR code).
+async fn open_payment(app: &TestApp) -> (Value, Value) {
+    let order = place_order(app, "CNY").await;
+    let opened = initiate(app, &order, None).await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    (order, opened.json)
+}
+
+async fn payment(app: &TestApp, payment: &Value) -> Value {
+    let id = payment["paymentId"].as_str().unwrap();
+    app.as_user(PAYER)
+        .get(&format!("/api/v1/payments/{id}"))
+        .await
+        .json
+}
+
+async fn order_status(app: &TestApp, order: &Value) -> Value {
+    let id = order["orderId"].as_str().unwrap();
+    app.as_user(PAYER)
+        .get(&format!("/api/v1/orders/{id}"))
+        .await
+        .json["status"]
+        .clone()
+}
+
+fn id(payment: &Value) -> &str {
+    payment["paymentId"].as_str().unwrap()
+}
+
+async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    let trade = fake
+        .trade(id(&opened))
+        .expect("the trade was created at WeChat Pay");
+    // The QR code holds WeChat Pay's code_url.
+    assert_eq!(
+        opened["paymentUrl"],
+        format!("weixin://wxpay/bizpayurl?pr={}", trade.out_trade_no)
+    );
+    assert!(opened["qrCode"].as_str().unwrap().contains("<svg"));
+    assert_eq!(trade.out_trade_no, id(&opened).replace('-', ""));
+    assert_eq!(trade.trade_type, "NATIVE");
+    assert_eq!(trade.total, 999_900);
+    assert_eq!(
+        trade.notify_url,
+        app.url("/api/v1/payments/notify/wechat_pay")
+    );
+    // The deadline sent is the order's, in Beijing time.
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(order["expiresAt"].clone()).unwrap();
+    let sent = chrono::DateTime::parse_from_rfc3339(&trade.time_expire).unwrap();
+    assert_eq!(sent.timestamp(), expires.timestamp());
+    assert!(
+        trade.time_expire.ends_with("+08:00"),
+        "{}",
+        trade.time_expire
+    );
+    assert_eq!(fake.bad_signatures(), 0);
+
+    let (status, body) = fake.pay(id(&opened), true).await.unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert!(body.is_empty(), "{body}");
+    eventually("the order is paid", || async {
+        order_status(&app, &order).await == "paid"
+    })
+    .await;
+    let paid = payment(&app, &opened).await;
+    assert_eq!(paid["status"], "succeeded");
+    assert_eq!(
+        paid["transactionId"].as_str(),
+        fake.trade(id(&opened)).unwrap().transaction_id.as_deref()
+    );
+
+    // `page` is a QR code too.
+    let order = place_order(&app, "CNY").await;
+    let page = initiate(&app, &order, Some("page")).await;
+    assert_eq!(page.status, StatusCode::CREATED, "{}", page.body);
+    assert!(
+        page.json["paymentUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("weixin://")
+    );
+}
+
+async fn the_wap_channel_opens_an_h5_payment(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let order = place_order(&app, "CNY").await;
+    let opened = initiate(&app, &order, Some("wap")).await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let trade = fake.trade(id(&opened.json)).unwrap();
+    assert_eq!(trade.trade_type, "MWEB");
+    assert_eq!(trade.payer_client_ip.as_deref(), Some("127.0.0.1"));
+    let url = opened.json["paymentUrl"].as_str().unwrap();
+    assert!(url.starts_with("https://wx.tenpay.com/"), "{url}");
+    let (status, _) = fake.pay(id(&opened.json), true).await.unwrap();
+    assert_eq!(status, 204);
+    eventually("the order is paid", || async {
+        order_status(&app, &order).await == "paid"
+    })
+    .await;
+}
+
+async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
+    let (fake, app) = spawn(backend, RECONCILE_NOW).await;
+    let (order, opened) = open_payment(&app).await;
+    assert!(fake.pay(id(&opened), false).await.is_none());
+    eventually("the order is paid by asking WeChat Pay", || async {
+        order_status(&app, &order).await == "paid"
+    })
+    .await;
+    assert!(fake.calls(Op::Query) >= 1);
+    let paid = payment(&app, &opened).await;
+    assert_eq!(paid["status"], "succeeded");
+    assert_eq!(
+        paid["transactionId"].as_str(),
+        fake.trade(id(&opened)).unwrap().transaction_id.as_deref()
+    );
+}
+
+async fn cancel(app: &TestApp, order: &Value) {
+    let payer = app.as_user(PAYER);
+    let id = order["orderId"].as_str().unwrap();
+    let cancelled = payer
+        .send(payer.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/orders/{id}/cancel"),
+        ))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+}
+
+async fn a_cancelled_order_has_its_trade_closed(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    cancel(&app, &order).await;
+    eventually("the trade is closed at WeChat Pay", || async {
+        fake.trade(id(&opened)).unwrap().state
+            == domain_payment::providers::wechat_pay::TradeState::Closed
+    })
+    .await;
+    assert_eq!(fake.calls(Op::Close), 1);
+    assert_eq!(payment(&app, &opened).await["status"], "closed");
+}
+
+async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    // The buyer pays; the notification is lost; then the order is cancelled.
+    fake.pay(id(&opened), false).await;
+    fake.fail_next(Op::Refund, 2);
+    cancel(&app, &order).await;
+    eventually("the payment is refunded", || async {
+        payment(&app, &opened).await["status"] == "refunded"
+    })
+    .await;
+    assert_eq!(order_status(&app, &order).await, "cancelled");
+    // The close found the trade paid, and did not close it.
+    assert_eq!(fake.calls(Op::Close), 0);
+    assert_eq!(fake.calls(Op::Refund), 3, "two failures, then the refund");
+    let refunds = fake.refunds();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    let (refund_no, refund) = refunds.iter().next().unwrap();
+    assert_eq!(refund.amount, 999_900);
+    assert_eq!(fake.refunds_made(refund_no), 1);
+    holds_for(
+        "the money went back once",
+        Duration::from_secs(1),
+        || async { fake.refunds_made(refund_no) == 1 && fake.calls(Op::Refund) == 3 },
+    )
+    .await;
+}
+
+async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    cancel(&app, &order).await;
+    eventually("the trade is closed at WeChat Pay", || async {
+        fake.trade(id(&opened)).unwrap().state
+            == domain_payment::providers::wechat_pay::TradeState::Closed
+    })
+    .await;
+    // Paid anyway (a close that came too late, as WeChat Pay may report):
+    // the notification arrives after the order was cancelled.
+    fake.refunds_process_for(2);
+    fake.force_paid(id(&opened));
+    let late = fake.transaction(id(&opened));
+    refused_not(&fake, &app, &fake.notification(&late)).await;
+    eventually("the payment is refunded", || async {
+        payment(&app, &opened).await["status"] == "refunded"
+    })
+    .await;
+    assert_eq!(fake.calls(Op::Refund), 3, "PROCESSING twice, then SUCCESS");
+    let refunds = fake.refunds();
+    let (refund_no, _) = refunds.iter().next().unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refund_no, &format!("r{}", id(&opened).replace('-', "")));
+    assert_eq!(fake.refunds_made(refund_no), 1);
+}
+
+/// Asserts shop refused `notification` with a `FAIL` of `status`.
+async fn refused(
+    fake: &FakeWechatPay,
+    app: &TestApp,
+    notification: &SignedNotification,
+    status: u16,
+    what: &str,
+) {
+    let (answer, body) = fake
+        .deliver(&app.url("/api/v1/payments/notify/wechat_pay"), notification)
+        .await;
+    assert_eq!(answer, status, "{what}: {body}");
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(body["code"], "FAIL", "{what}: {body}");
+}
+
+async fn forged_stale_and_mismatched_notifications_change_nothing(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    let before = payment(&app, &opened).await;
+    // Paid at WeChat Pay (its own notification lost), so that only what shop
+    // checks stands between these forgeries and the order.
+    fake.pay(id(&opened), false).await;
+    let genuine = fake.transaction(id(&opened));
+
+    let mut cases: Vec<(&str, SignedNotification, u16)> = Vec::new();
+    for (what, edit) in [
+        (
+            "a tampered amount",
+            (|t| {
+                if let Some(amount) = t.amount.as_mut() {
+                    amount.total += 1;
+                }
+            }) as fn(&mut domain_payment::providers::wechat_pay::Transaction),
+        ),
+        ("another merchant", |t| t.mchid = "1900000002".into()),
+        ("another app", |t| t.appid = "wx0000000000000000".into()),
+    ] {
+        let mut transaction = genuine.clone();
+        edit(&mut transaction);
+        cases.push((what, fake.notification(&transaction), 400));
+    }
+    let stale = fake.sign_notification(
+        &fake.seal(&genuine, "transaction"),
+        chrono::Utc::now().timestamp() - 300,
+    );
+    cases.push(("a stale timestamp", stale, 401));
+    let mut unknown_key = fake.notification(&genuine);
+    unknown_key.headers.serial = "PUB_KEY_ID_0119000000012025013100000000000099".into();
+    cases.push(("an unknown key id", unknown_key, 401));
+    let mut probe = fake.notification(&genuine);
+    probe.headers.signature = format!("WECHATPAY/SIGNTEST/{}", probe.headers.signature);
+    cases.push(("the SIGNTEST probe", probe, 401));
+    let mut altered = fake.notification(&genuine);
+    altered.body = altered
+        .body
+        .replace("TRANSACTION.SUCCESS", "TRANSACTION.SUCCESS ");
+    cases.push(("a body altered after signing", altered, 401));
+    let mut bad_tag = fake.seal(&genuine, "transaction");
+    let mut sealed = STANDARD.decode(&bad_tag.ciphertext).unwrap();
+    *sealed.last_mut().unwrap() ^= 1;
+    bad_tag.ciphertext = STANDARD.encode(sealed);
+    cases.push((
+        "a bad GCM tag",
+        fake.sign_notification(&bad_tag, chrono::Utc::now().timestamp()),
+        400,
+    ));
+    let mut other_aad = fake.seal(&genuine, "transaction");
+    other_aad.associated_data = "refund".into();
+    cases.push((
+        "other associated data",
+        fake.sign_notification(&other_aad, chrono::Utc::now().timestamp()),
+        400,
+    ));
+    let mut unknown_trade = genuine.clone();
+    unknown_trade.out_trade_no = uuid::Uuid::now_v7().simple().to_string();
+    cases.push(("an unknown trade", fake.notification(&unknown_trade), 404));
+
+    for (what, notification, status) in &cases {
+        refused(&fake, &app, notification, *status, what).await;
+    }
+    // Unsigned.
+    let unsigned = app
+        .client
+        .post(app.url("/api/v1/payments/notify/wechat_pay"))
+        .header("Content-Type", "application/json")
+        .body(fake.notification(&genuine).body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(payment(&app, &opened).await, before, "nothing changed");
+    assert_eq!(order_status(&app, &order).await, "pending_payment");
+    // The genuine one is still taken.
+    refused_not(&fake, &app, &fake.notification(&genuine)).await;
+    eventually("the order is paid", || async {
+        order_status(&app, &order).await == "paid"
+    })
+    .await;
+}
+
+/// Asserts shop accepted `notification` (204, no body).
+async fn refused_not(fake: &FakeWechatPay, app: &TestApp, notification: &SignedNotification) {
+    let (status, body) = fake
+        .deliver(&app.url("/api/v1/payments/notify/wechat_pay"), notification)
+        .await;
+    assert_eq!(status, 204, "{body}");
+}
+
+async fn a_replayed_notification_applies_once(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    fake.pay(id(&opened), false).await;
+    let notification = fake.notification(&fake.transaction(id(&opened)));
+    refused_not(&fake, &app, &notification).await;
+    eventually("the order is paid", || async {
+        order_status(&app, &order).await == "paid"
+    })
+    .await;
+    let paid = payment(&app, &opened).await;
+    // WeChat Pay sends it again (as it does until it reads a 204): accepted, nothing moves.
+    refused_not(&fake, &app, &notification).await;
+    refused_not(&fake, &app, &notification).await;
+    assert_eq!(payment(&app, &opened).await, paid);
+    let events = shop_tests::count(
+        &app.database_url,
+        "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.succeeded'",
+    );
+    assert_eq!(events, 1, "one success published");
+}
+
+async fn an_unsigned_answer_is_never_believed(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let (order, opened) = open_payment(&app).await;
+    // A forger answers the close's query "no such trade", unsigned: were it
+    // believed, the trade would count as closed and stay payable at WeChat Pay.
+    fake.forge_not_found_next(Op::Query, 1);
+    cancel(&app, &order).await;
+    eventually("the trade is closed at WeChat Pay", || async {
+        fake.trade(id(&opened)).unwrap().state
+            == domain_payment::providers::wechat_pay::TradeState::Closed
+    })
+    .await;
+    assert!(
+        fake.calls(Op::Query) >= 2,
+        "asked again after the forged answer"
+    );
+    assert_eq!(fake.calls(Op::Close), 1);
+
+    // An unsigned success is forged too: a lost notification is learned only
+    // from a signed answer.
+    let (fake, app) = spawn(backend, RECONCILE_NOW).await;
+    let (order, opened) = open_payment(&app).await;
+    fake.answer_unsigned_next(Op::Query, 2);
+    fake.pay(id(&opened), false).await;
+    eventually("the order is paid by asking WeChat Pay", || async {
+        order_status(&app, &order).await == "paid"
+    })
+    .await;
+    assert!(
+        fake.calls(Op::Query) >= 3,
+        "the two unsigned answers were not believed"
+    );
+}
+
+/// Without WeChat Pay configured, its notify route takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notify_route_refuses_everything_when_wechat_pay_is_not_configured() {
+    let fake = FakeWechatPay::start().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (order, opened) = {
+        let order = place_order(&app, "CNY").await;
+        let opened = initiate(&app, &order, None).await;
+        assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+        (order, opened.json)
+    };
+    // A notification genuinely signed with the fixture keys, for a sandbox payment.
+    let mut transaction = domain_payment::providers::wechat_pay::Transaction {
+        appid: shop_tests::fakes::wechat_pay::APP_ID.into(),
+        mchid: shop_tests::fakes::wechat_pay::MCH_ID.into(),
+        out_trade_no: id(&opened).replace('-', ""),
+        transaction_id: Some("4200000000202500000000000001".into()),
+        trade_type: Some("NATIVE".into()),
+        trade_state: domain_payment::providers::wechat_pay::TradeState::Success,
+        trade_state_desc: None,
+        success_time: None,
+        amount: None,
+    };
+    transaction.amount = Some(domain_payment::providers::wechat_pay::TransactionAmount {
+        total: 999_900,
+        payer_total: None,
+        currency: Some("CNY".into()),
+        payer_currency: None,
+    });
+    refused(
+        &fake,
+        &app,
+        &fake.notification(&transaction),
+        404,
+        "not configured",
+    )
+    .await;
+    assert_eq!(order_status(&app, &order).await, "pending_payment");
+}
+
+async fn an_order_in_another_currency_is_refused(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let order = place_order(&app, "USD").await;
+    let refused = initiate(&app, &order, None).await;
+    refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "currency_not_accepted");
+    assert_eq!(fake.calls(Op::Create), 0);
+    assert_eq!(order_status(&app, &order).await, "pending_payment");
+}
