@@ -487,5 +487,145 @@ macro_rules! on_both {
 on_both!(
     events_committed_before_a_crash_are_handled_once_after_restart,
     a_crash_mid_burst_loses_no_stock,
-    a_payment_committed_before_a_crash_pays_its_order_once
+    a_payment_committed_before_a_crash_pays_its_order_once,
+    an_alipay_notification_committed_before_a_crash_pays_its_order_once,
+    a_wechat_pay_notification_committed_before_a_crash_pays_its_order_once
 );
+
+/// A provider's genuine notification was applied (its answer sent), then
+/// the process died (SIGKILL) before the order context reacted: after a
+/// restart the order is paid, once, and nothing was delivered twice.
+async fn a_provider_notification_committed_before_a_crash_pays_its_order_once(
+    backend: Backend,
+    method: &str,
+    settings: Vec<(String, String)>,
+    pay: impl AsyncFnOnce(&str, &str) -> (u16, String),
+) {
+    let database = TestDatabase::create(backend);
+    let url = database.url();
+    let mut first_settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let all_settings = first_settings.clone();
+    // No event delivery here: the order cannot react before the kill.
+    first_settings.push(("SHOP__WORKER__ENABLED", "false"));
+    let first = ShopProcess::start(SHOP, &url, &first_settings);
+    let client = Client::new(&first);
+    let (_, product) = client
+        .post(
+            "/api/v1/products",
+            json!({"name": "Paid", "price": 2500, "currency": "CNY", "stock": 10}),
+            ADMIN_TOKEN,
+        )
+        .await;
+    let product = product["productId"]
+        .as_str()
+        .expect("product id")
+        .to_owned();
+    let crash = mint("crash");
+    let (_, order) = client
+        .post(
+            "/api/v1/orders",
+            json!({"userId": "crash", "items": [{"productId": product, "quantity": 4}]}),
+            &crash,
+        )
+        .await;
+    let order_id = order["orderId"].as_str().expect("order id").to_owned();
+    let (status, payment) = client
+        .post(
+            "/api/v1/payments",
+            json!({"orderId": order_id, "paymentMethod": method}),
+            &crash,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    let payment_id = payment["paymentId"]
+        .as_str()
+        .expect("payment id")
+        .to_owned();
+    let payment_url = payment["paymentUrl"]
+        .as_str()
+        .expect("payment url")
+        .to_owned();
+    let (answer, body) = pay(&payment_id, &payment_url).await;
+    assert!(
+        (200..300).contains(&answer),
+        "the provider's notification was accepted: {answer} {body}"
+    );
+    let paid = client
+        .get(&format!("/api/v1/payments/{payment_id}"), &crash)
+        .await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    assert_eq!(
+        client
+            .get(&format!("/api/v1/orders/{order_id}"), &crash)
+            .await["status"],
+        "pending_payment",
+        "the order has not reacted yet"
+    );
+
+    first.kill();
+
+    let second = ShopProcess::start(SHOP, &url, &all_settings);
+    let client = Client::new(&second);
+    let path = format!("/api/v1/orders/{order_id}");
+    eventually("the order is paid", || async {
+        client.get(&path, &crash).await["status"] == "paid"
+    })
+    .await;
+    eventually("every delivery is handled", || async {
+        count(&url, UNHANDLED) == 0
+    })
+    .await;
+    for (event, times) in [("payment.succeeded", 1), ("order.paid", 1)] {
+        assert_eq!(
+            count(
+                &url,
+                &format!("SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = '{event}'")
+            ),
+            times,
+            "{event} once"
+        );
+    }
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE attempts <> 1"
+        ),
+        0,
+        "each delivery handled at its first attempt"
+    );
+}
+
+async fn an_alipay_notification_committed_before_a_crash_pays_its_order_once(backend: Backend) {
+    let alipay = shop_tests::fakes::alipay::FakeAlipay::start().await;
+    let settings = alipay.settings(None);
+    a_provider_notification_committed_before_a_crash_pays_its_order_once(
+        backend,
+        "alipay",
+        settings,
+        async |_, payment_url| {
+            let (_, reply) = alipay.pay(payment_url, true).await;
+            reply.expect("the fake notified shop")
+        },
+    )
+    .await;
+}
+
+async fn a_wechat_pay_notification_committed_before_a_crash_pays_its_order_once(backend: Backend) {
+    let wechat_pay = shop_tests::fakes::wechat_pay::FakeWechatPay::start().await;
+    let settings = wechat_pay.settings();
+    a_provider_notification_committed_before_a_crash_pays_its_order_once(
+        backend,
+        "wechat_pay",
+        settings,
+        async |payment_id, _| {
+            wechat_pay
+                .pay(payment_id, true)
+                .await
+                .expect("the fake notified shop")
+        },
+    )
+    .await;
+}
