@@ -221,7 +221,9 @@ impl PaymentService {
                 client_ip,
                 expires_at: order.expires_at,
             })
-            .await?;
+            .await;
+        count_provider_call(gateway.name(), "create", call_outcome(&opened));
+        let opened = opened?;
         let now = clock::now();
         let payment = Payment {
             id,
@@ -500,16 +502,9 @@ impl PaymentService {
             Ok(Settled::Close(Closed::AlreadyPaid { .. })) => "already_paid",
             Ok(Settled::Refund(RefundState::Refunded)) => "refunded",
             Ok(Settled::Refund(RefundState::Processing)) => "processing",
-            Err(PortError::Unavailable(_)) => "unavailable",
-            Err(PortError::Unexpected(_)) => "error",
+            Err(_) => call_outcome(&answer),
         };
-        metrics::counter!(
-            "shop_payment_provider_calls_total",
-            "gateway" => gateway.name(),
-            "operation" => operation,
-            "outcome" => outcome
-        )
-        .increment(1);
+        count_provider_call(gateway.name(), operation, outcome);
         match answer {
             // A success learned by asking is applied as its notification would be.
             Ok(Settled::Query(TradeState::Paid {
@@ -557,6 +552,28 @@ impl PaymentService {
         self.db
             .write_alone(move |conn| Ok(repository::prune_notifications(conn, before)?))
             .await
+    }
+}
+
+/// Counts a call to a provider (`shop_payment_provider_calls_total`): the
+/// gateway, the operation (`create`, `query`, `close`, `refund`) and how it ended.
+fn count_provider_call(gateway: &'static str, operation: &'static str, outcome: &'static str) {
+    metrics::counter!(
+        "shop_payment_provider_calls_total",
+        "gateway" => gateway,
+        "operation" => operation,
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
+/// How a provider call ended, when its answer says no more: `ok`, or the
+/// kind of failure (`unavailable`: retried; `error`: the answer was wrong).
+fn call_outcome<T>(answer: &Result<T, PortError>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(PortError::Unavailable(_)) => "unavailable",
+        Err(PortError::Unexpected(_)) => "error",
     }
 }
 
