@@ -217,12 +217,33 @@ pub async fn wechat_pay_notify(
     }
 }
 
+/// The headers every notification is signed with.
+const SIGNATURE_HEADERS: [&str; 4] = [
+    "Wechatpay-Timestamp",
+    "Wechatpay-Nonce",
+    "Wechatpay-Signature",
+    "Wechatpay-Serial",
+];
+
 async fn receive(
     req: &HttpRequest,
     gateway: Option<&WechatPayGateway>,
     payments: &PaymentService,
     body: &[u8],
 ) -> Result<(), Refused> {
+    // Unsigned is unsigned, whether or not WeChat Pay is configured here.
+    if let Some(missing) = SIGNATURE_HEADERS.into_iter().find(|name| {
+        req.headers()
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(str::is_empty)
+    }) {
+        return Err(refused(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            format!("the {missing} header is missing"),
+        ));
+    }
     let gateway = gateway.ok_or_else(|| {
         refused(
             StatusCode::NOT_FOUND,

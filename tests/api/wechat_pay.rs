@@ -491,6 +491,17 @@ async fn the_notify_route_refuses_everything_when_wechat_pay_is_not_configured()
         "not configured",
     )
     .await;
+    // Unsigned is refused as unsigned first, configured or not.
+    let unsigned = app
+        .client
+        .post(app.url("/api/v1/payments/notify/wechat_pay"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    assert!(unsigned.text().await.unwrap().contains("header is missing"));
     assert_eq!(order_status(&app, &order).await, "pending_payment");
 }
 
