@@ -161,14 +161,19 @@ pub async fn seed(http: &reqwest::Client, base: &str, n: usize, stock: i64) -> R
 
 /// `/metrics`, each metric's series summed over their labels.
 pub async fn metrics(http: &reqwest::Client, base: &str) -> Option<BTreeMap<String, f64>> {
-    let text = http
+    let response = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN)
         .send()
         .await
-        .ok()?
-        .text()
-        .await
         .ok()?;
+    // A refusal is the driver's mistake, not a missing figure: say so.
+    assert!(
+        response.status().is_success(),
+        "GET /metrics answered {}: the driver must be allowed to read it",
+        response.status()
+    );
+    let text = response.text().await.ok()?;
     let mut sums = BTreeMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
