@@ -16,26 +16,7 @@ const ASK_AT_ONCE: &[(&str, &str)] = &[
     ("SHOP__PAYMENT__QUERY_INTERVAL_SECS", "1"),
 ];
 
-/// A test on both backends: `$name(backend)`.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(shop_tests::Backend::Sqlite).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
-                async fn postgres() {
-                    super::$name(shop_tests::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both!(
+shop_tests::on_each_backend!(
     a_purchase_through_alipay_page_pay,
     the_wap_and_qr_channels_pay_too,
     a_lost_notification_is_paid_through_reconciliation,

@@ -388,103 +388,24 @@ async fn a_crash_mid_burst_loses_no_stock(backend: Backend) {
     );
 }
 
-/// The payment commits, then the process dies before the order reacts to
-/// `PaymentSucceeded`. After a restart the order becomes paid, exactly once.
+/// The payment commits (a signed notification to the sandbox's route), then
+/// the process dies before the order reacts to `PaymentSucceeded`. After a
+/// restart the order becomes paid, exactly once.
 async fn a_payment_committed_before_a_crash_pays_its_order_once(backend: Backend) {
-    let database = TestDatabase::create(backend);
-    let url = database.url();
-    let first = ShopProcess::start(SHOP, &url, &[("SHOP__WORKER__ENABLED", "false")]);
-    let client = Client::new(&first);
-    let (_, product) = client
-        .post(
-            "/api/v1/products",
-            json!({"name": "Paid", "price": 2500, "currency": "CNY", "stock": 10}),
-            ADMIN_TOKEN,
-        )
-        .await;
-    let product = product["productId"]
-        .as_str()
-        .expect("product id")
-        .to_owned();
-    let crash = mint("crash");
-    let (_, order) = client
-        .post(
-            "/api/v1/orders",
-            json!({"userId": "crash", "items": [{"productId": product, "quantity": 4}]}),
-            &crash,
-        )
-        .await;
-    let order_id = order["orderId"].as_str().expect("order id").to_owned();
-    let (status, payment) = client
-        .post(
-            "/api/v1/payments",
-            json!({"orderId": order_id, "paymentMethod": "alipay"}),
-            &crash,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let notification = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": 10_000, "currency": "CNY"});
-    assert_eq!(client.notify(notification).await, StatusCode::OK);
-    assert_eq!(
-        client
-            .get(&format!("/api/v1/orders/{order_id}"), &crash)
-            .await["status"],
-        "pending_payment",
-        "the order has not reacted yet"
-    );
-
-    first.kill();
-
-    let second = ShopProcess::start(SHOP, &url, &[]);
-    let client = Client::new(&second);
-    let path = format!("/api/v1/orders/{order_id}");
-    eventually("the order is paid", || async {
-        client.get(&path, &crash).await["status"] == "paid"
-    })
+    a_provider_notification_committed_before_a_crash_pays_its_order_once(
+        backend,
+        "alipay",
+        Vec::new(),
+        async |client, payment_id, _| {
+            let notification = json!({"paymentId": payment_id, "paymentStatus": "success", "amount": 10_000, "currency": "CNY"});
+            let status = client.notify(notification).await;
+            (status.as_u16(), String::new())
+        },
+    )
     .await;
-    eventually("every delivery is handled", || async {
-        count(&url, UNHANDLED) == 0
-    })
-    .await;
-    assert_eq!(
-        count(
-            &url,
-            "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'order.paid'"
-        ),
-        1,
-        "paid once"
-    );
-    assert_eq!(
-        count(
-            &url,
-            "SELECT COUNT(*) AS n FROM event_deliveries WHERE attempts <> 1"
-        ),
-        0
-    );
-    assert_eq!(client.stock(&product).await, 6, "the four units stay sold");
-    assert_eq!(
-        count(
-            &url,
-            &format!(
-                "SELECT COUNT(*) AS n FROM stock_reservations WHERE id = '{order_id}' AND status = 'sold'"
-            )
-        ),
-        1
-    );
 }
 
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
-            async fn $name() { super::$name(super::Backend::Postgres).await }
-        )* }
-    };
-}
-
-on_both!(
+shop_tests::on_each_backend!(
     events_committed_before_a_crash_are_handled_once_after_restart,
     a_crash_mid_burst_loses_no_stock,
     a_payment_committed_before_a_crash_pays_its_order_once,
@@ -492,14 +413,15 @@ on_both!(
     a_wechat_pay_notification_committed_before_a_crash_pays_its_order_once
 );
 
-/// A provider's genuine notification was applied (its answer sent), then
-/// the process died (SIGKILL) before the order context reacted: after a
-/// restart the order is paid, once, and nothing was delivered twice.
+/// A payment's genuine notification (the sandbox's signed one, or a real
+/// provider's) was applied and answered, then the process died (SIGKILL)
+/// before the order context reacted: after a restart the order is paid,
+/// once, its stock stays sold, and nothing was delivered twice.
 async fn a_provider_notification_committed_before_a_crash_pays_its_order_once(
     backend: Backend,
     method: &str,
     settings: Vec<(String, String)>,
-    pay: impl AsyncFnOnce(&str, &str) -> (u16, String),
+    pay: impl AsyncFnOnce(&Client, &str, &str) -> (u16, String),
 ) {
     let database = TestDatabase::create(backend);
     let url = database.url();
@@ -548,7 +470,7 @@ async fn a_provider_notification_committed_before_a_crash_pays_its_order_once(
         .as_str()
         .expect("payment url")
         .to_owned();
-    let (answer, body) = pay(&payment_id, &payment_url).await;
+    let (answer, body) = pay(&client, &payment_id, &payment_url).await;
     assert!(
         (200..300).contains(&answer),
         "the provider's notification was accepted: {answer} {body}"
@@ -596,6 +518,16 @@ async fn a_provider_notification_committed_before_a_crash_pays_its_order_once(
         0,
         "each delivery handled at its first attempt"
     );
+    assert_eq!(client.stock(&product).await, 6, "the four units stay sold");
+    assert_eq!(
+        count(
+            &url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM stock_reservations WHERE id = '{order_id}' AND status = 'sold'"
+            )
+        ),
+        1
+    );
 }
 
 async fn an_alipay_notification_committed_before_a_crash_pays_its_order_once(backend: Backend) {
@@ -605,7 +537,7 @@ async fn an_alipay_notification_committed_before_a_crash_pays_its_order_once(bac
         backend,
         "alipay",
         settings,
-        async |_, payment_url| {
+        async |_, _, payment_url| {
             let (_, reply) = alipay.pay(payment_url, true).await;
             reply.expect("the fake notified shop")
         },
@@ -620,7 +552,7 @@ async fn a_wechat_pay_notification_committed_before_a_crash_pays_its_order_once(
         backend,
         "wechat_pay",
         settings,
-        async |payment_id, _| {
+        async |_, payment_id, _| {
             wechat_pay
                 .pay(payment_id, true)
                 .await

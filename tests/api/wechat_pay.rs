@@ -11,26 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use shop_tests::fakes::wechat_pay::{FakeWechatPay, Op, SignedNotification};
 use shop_tests::{Backend, StatusCode, TestApp, Value, eventually, holds_for, json};
 
-/// Runs each test body on SQLite and on PostgreSQL.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(shop_tests::Backend::Sqlite).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
-                async fn postgres() {
-                    super::$name(shop_tests::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both!(
+shop_tests::on_each_backend!(
     a_purchase_by_qr_code_through_wechat_pay,
     the_wap_channel_opens_an_h5_payment,
     a_lost_notification_is_paid_through_reconciliation,

@@ -550,6 +550,29 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Runs each `async fn name(backend: Backend)` on SQLite and on PostgreSQL,
+/// as `name::sqlite` and `name::postgres` (for tests that start their own
+/// app, fake provider or process, where `on_every_backend!`'s ready-made
+/// `TestApp` does not fit).
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
 /// A `shop` process started by path, killed (SIGKILL) when dropped. Its
 /// log (JSON lines on stderr) is kept for the test to read.
 pub struct ShopProcess {
