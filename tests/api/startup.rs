@@ -131,7 +131,7 @@ fn a_bad_bind_address_is_refused_before_the_database_is_opened() {
     not(shop_postgres),
     ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
 )]
-fn a_missing_postgresql_database_is_one_clear_error() {
+fn a_missing_database_is_one_clear_error_postgres() {
     let admin_url = std::env::var("SHOP_TEST_POSTGRES_URL").expect("SHOP_TEST_POSTGRES_URL");
     let missing = shop_tests::with_database(
         &admin_url,
