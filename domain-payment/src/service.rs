@@ -75,6 +75,20 @@ impl std::fmt::Debug for PaymentService {
     }
 }
 
+/// Refuses a transaction id shop does not keep ([`crate::model::TRANSACTION_ID_PATTERN`]),
+/// naming the field, whichever route or provider reported it.
+fn check_transaction_id(id: &str) -> Result<(), PaymentError> {
+    if is_valid_transaction_id(id) {
+        return Ok(());
+    }
+    Err(PaymentError::Invalid(vec![FieldViolation::new(
+        "transactionId",
+        format!(
+            "must be 1 to {TRANSACTION_ID_MAX_LEN} visible ASCII characters (no space or control character)"
+        ),
+    )]))
+}
+
 /// What a customer asks for when opening a payment.
 #[derive(Debug, Clone)]
 pub struct Opening {
@@ -104,15 +118,8 @@ impl Notification {
         currency: Option<String>,
         transaction_id: Option<String>,
     ) -> Result<Self, PaymentError> {
-        if let Some(id) = &transaction_id
-            && !is_valid_transaction_id(id)
-        {
-            return Err(PaymentError::Invalid(vec![FieldViolation::new(
-                "transactionId",
-                format!(
-                    "must be 1 to {TRANSACTION_ID_MAX_LEN} visible ASCII characters (no space or control character)"
-                ),
-            )]));
+        if let Some(id) = &transaction_id {
+            check_transaction_id(id)?;
         }
         Ok(Self {
             outcome,
@@ -374,12 +381,7 @@ impl PaymentService {
         transaction_id: &str,
         amount: i64,
     ) -> Result<Notified, PaymentError> {
-        if !is_valid_transaction_id(transaction_id) {
-            return Err(PaymentError::Invalid(vec![FieldViolation::new(
-                "transactionId",
-                format!("must be 1 to {TRANSACTION_ID_MAX_LEN} visible ASCII characters"),
-            )]));
-        }
+        check_transaction_id(transaction_id)?;
         let payment = self.find(id.clone()).await?;
         if amount != payment.amount.minor() {
             return Err(PaymentError::AmountMismatch {

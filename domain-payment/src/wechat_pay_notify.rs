@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::PaymentError;
 use crate::model::PaymentStatus;
 use crate::providers::OutTradeNo;
-use crate::providers::wechat_pay::{NotificationError, SignatureHeaders};
+use crate::providers::wechat_pay::{self, NotificationError, SignatureHeaders};
 use crate::providers::wechat_pay_gateway::{NAME, WechatPayGateway};
 use crate::service::PaymentService;
 
@@ -219,10 +219,10 @@ pub async fn wechat_pay_notify(
 
 /// The headers every notification is signed with.
 const SIGNATURE_HEADERS: [&str; 4] = [
-    "Wechatpay-Timestamp",
-    "Wechatpay-Nonce",
-    "Wechatpay-Signature",
-    "Wechatpay-Serial",
+    wechat_pay::HEADER_TIMESTAMP,
+    wechat_pay::HEADER_NONCE,
+    wechat_pay::HEADER_SIGNATURE,
+    wechat_pay::HEADER_SERIAL,
 ];
 
 async fn receive(
