@@ -70,6 +70,11 @@ pub async fn body_deadline(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let payload = req.take_payload();
+    // A request without a body (most GETs) has nothing to wait for: no timer.
+    if matches!(payload, Payload::None) {
+        req.set_payload(payload);
+        return next.call(req).await;
+    }
     let limited = Deadline {
         body: payload,
         timer: Box::pin(tokio::time::sleep(timeout)),
