@@ -38,12 +38,16 @@ use crate::workers::Workers;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+#[cfg(feature = "mysql")]
+const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/mysql");
 
 /// The SQL migrations of every backend, embedded in the binary.
 pub fn migrations() -> Migrations {
     Migrations {
         sqlite: SQLITE_MIGRATIONS,
         postgres: POSTGRES_MIGRATIONS,
+        #[cfg(feature = "mysql")]
+        mysql: MYSQL_MIGRATIONS,
     }
 }
 

@@ -39,10 +39,10 @@ impl Workers {
         let payments = modules.payments.clone();
         let settling = modules.payments.clone();
         let settle_every = Duration::from_millis(settings.worker.poll_ms);
-        // PostgreSQL lets several dispatchers work side by side (each claims
-        // its own rows with SKIP LOCKED); SQLite has one writer, so one is enough.
+        // PostgreSQL and MySQL let several dispatchers work side by side (each
+        // claims its own rows with SKIP LOCKED); SQLite has one writer, so one is enough.
         let lanes = match modules.db.backend() {
-            Backend::Postgres => 4,
+            Backend::Postgres | Backend::Mysql => 4,
             Backend::Sqlite => 1,
         };
         let token = stop.clone();

@@ -233,11 +233,7 @@ pub fn lock_due_for_expiry(
         .order(orders::id.asc())
         .select(orders::id)
         .limit(limit);
-    let ids: Vec<String> = match conn {
-        AnyConnection::Postgres(pg) => due.for_update().skip_locked().load(pg)?,
-        // SQLite has one writer: the write transaction is the lock.
-        AnyConnection::Sqlite(sqlite) => due.load(sqlite)?,
-    };
+    let ids: Vec<String> = shared_kernel::load_skip_locked!(conn, due)?;
     Ok(ids.into_iter().map(OrderId::from).collect())
 }
 

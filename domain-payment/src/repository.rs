@@ -166,16 +166,16 @@ pub fn record_notification(
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     let digest = hex::encode(signed.digest);
-    let inserted =
-        shared_kernel::per_backend!(conn, |c| diesel::insert_into(payment_notifications::table)
-            .values((
-                payment_notifications::digest.eq(&digest),
-                payment_notifications::payment_id.eq(payment.as_str()),
-                payment_notifications::signed_at.eq(signed.timestamp),
-                payment_notifications::received_at.eq(now),
-            ))
-            .on_conflict_do_nothing()
-            .execute(c))?;
+    let inserted = shared_kernel::insert_ignoring_duplicates!(
+        conn,
+        payment_notifications::table,
+        (
+            payment_notifications::digest.eq(&digest),
+            payment_notifications::payment_id.eq(payment.as_str()),
+            payment_notifications::signed_at.eq(signed.timestamp),
+            payment_notifications::received_at.eq(now),
+        )
+    )?;
     Ok(inserted == 1)
 }
 

@@ -75,16 +75,17 @@ pub fn reserve(
     hold_until: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<Vec<ReservedLine>, ReserveFailure> {
-    let inserted = shared_kernel::per_backend!(conn, |c| diesel::insert_into(reservations::table)
-        .values((
+    let inserted = shared_kernel::insert_ignoring_duplicates!(
+        conn,
+        reservations::table,
+        (
             reservations::id.eq(id),
             reservations::status.eq(ReservationStatus::Held.as_str()),
             reservations::hold_until.eq(hold_until),
             reservations::created_at.eq(now),
             reservations::updated_at.eq(now),
-        ))
-        .on_conflict_do_nothing()
-        .execute(c))?;
+        )
+    )?;
     if inserted == 0 {
         // Reserved (or released) before under this id: answer as the first time.
         return match status_of(conn, id)? {
@@ -101,18 +102,22 @@ pub fn reserve(
 
     let mut reserved = Vec::with_capacity(sorted.len());
     for (i, line) in sorted.iter().enumerate() {
-        let taken: Option<(i64, String)> = shared_kernel::per_backend!(conn, |c| diesel::update(
+        let taken: Option<(i64, String)> = shared_kernel::update_returning!(
+            conn,
+            diesel::update(
+                products::table
+                    .filter(products::id.eq(&line.product_id))
+                    .filter(products::stock.ge(line.quantity)),
+            )
+            .set((
+                products::stock.eq(products::stock - line.quantity),
+                products::updated_at.eq(now),
+            )),
+            (products::price_minor, products::currency),
             products::table
                 .filter(products::id.eq(&line.product_id))
-                .filter(products::stock.ge(line.quantity)),
-        )
-        .set((
-            products::stock.eq(products::stock - line.quantity),
-            products::updated_at.eq(now),
-        ))
-        .returning((products::price_minor, products::currency))
-        .get_result(c)
-        .optional())?;
+                .select((products::price_minor, products::currency))
+        )?;
         let Some((price, currency)) = taken else {
             // The lines before this one were taken; this one and the rest say why not.
             return Err(ReserveFailure::Refused(explain_refusal(
@@ -262,10 +267,7 @@ pub fn release_all(
             })
             .collect();
         if !unknown.is_empty() {
-            shared_kernel::per_backend!(conn, |c| diesel::insert_into(reservations::table)
-                .values(&unknown)
-                .on_conflict_do_nothing()
-                .execute(c))?;
+            shared_kernel::insert_ignoring_duplicates!(conn, reservations::table, &unknown)?;
         }
     }
     if released.is_empty() {

@@ -38,3 +38,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     stock_reservations,
     stock_reservation_lines
 );
+
+// MySQL only (migration product_cache_notify there): ids of changed products,
+// appended by triggers, polled by every instance's cache invalidator.
+diesel::table! {
+    product_changes (id) {
+        id -> BigInt,
+        product_id -> Text,
+        changed_at -> Timestamp,
+    }
+}

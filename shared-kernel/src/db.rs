@@ -1,9 +1,11 @@
 //! The database seam. One binary serves every backend; `DATABASE_URL`'s
 //! scheme chooses it. Repositories write ordinary diesel queries against
-//! [`AnyConnection`]; the few things that differ per backend (connecting,
-//! SQLite's pragmas and immediate transactions, migration locking) are
-//! matched on the variant here and nowhere else. Adding MySQL means adding
-//! a variant and its arms in this file, and a migrations folder.
+//! [`AnyConnection`]; the few things that differ per backend are matched on
+//! the variant here and nowhere else: this file and the macros it exports
+//! (`per_backend!`, `insert_rows!`, `insert_ignoring_duplicates!`,
+//! `update_returning!`, `load_skip_locked!`), plus the transaction control
+//! in [`crate::group_commit`]. MySQL and MariaDB are behind the cargo
+//! feature `mysql` (they link the system's client library).
 //!
 //! diesel is synchronous: [`Db::run`] moves every read, including taking a
 //! connection from the pool, onto the blocking thread pool, and
@@ -13,14 +15,17 @@
 //!
 //! What differs per backend, at a glance:
 //!
-//! | | SQLite | PostgreSQL |
-//! |---|---|---|
-//! | connecting | a file; `busy_timeout`, WAL, `synchronous=NORMAL`, foreign keys on every connection | libpq URL; writers set `lock_timeout` |
-//! | writers (group commit) | one (the engine has one writer) | `SHOP__DATABASE__WRITERS` (default 2) |
-//! | write transaction | `BEGIN IMMEDIATE` (takes the lock up front) | `BEGIN` (read committed) |
-//! | claiming outbox rows | the writer's lock is the claim | `FOR UPDATE SKIP LOCKED` |
-//! | lost races retried | "database is locked" | deadlock, serialization failure, lock timeout |
-//! | migration lock | the write lock | `pg_advisory_lock` |
+//! | | SQLite | PostgreSQL | MySQL / MariaDB |
+//! |---|---|---|---|
+//! | connecting | a file; `busy_timeout`, WAL, `synchronous=NORMAL`, foreign keys on every connection | libpq URL | `mysql://` URL; every connection: `READ COMMITTED`, strict `sql_mode`, UTC, utf8mb4 |
+//! | writers (group commit) | one (the engine has one writer) | `SHOP__DATABASE__WRITERS` (default 2); `lock_timeout` 500 ms | as PostgreSQL; `innodb_lock_wait_timeout` 1 s |
+//! | write transaction | `BEGIN IMMEDIATE` (takes the lock up front) | `BEGIN` (read committed) | `BEGIN` (read committed) |
+//! | claiming rows (outbox, expiry) | the writer's lock is the claim | `FOR UPDATE SKIP LOCKED` | `FOR UPDATE SKIP LOCKED` (MySQL 8, MariaDB 10.6) |
+//! | insert unless present | `ON CONFLICT DO NOTHING` | `ON CONFLICT DO NOTHING` | `INSERT IGNORE` (`ON DUPLICATE KEY` counts a duplicate as a row) |
+//! | changed row's values | `UPDATE ... RETURNING` | `UPDATE ... RETURNING` | `UPDATE`, then `SELECT` in the same transaction |
+//! | lost races retried | "database is locked" | deadlock, serialization failure, lock timeout | deadlock (1213), lock wait timeout (1205) |
+//! | migration lock | the write lock | `pg_advisory_lock` | `GET_LOCK` |
+//! | product cache hears changes by | `PRAGMA data_version` | `LISTEN`/`NOTIFY` | polling `product_changes`, written by a trigger |
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,32 +38,159 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
+#[cfg(feature = "mysql")]
+use diesel::mysql::MysqlConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 use crate::group_commit::{Counting, GroupCommit, Locks};
 use crate::problem::Problem;
 
 /// A connection to whichever backend `DATABASE_URL` names.
+#[cfg(not(feature = "mysql"))]
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
     Sqlite(SqliteConnection),
     Postgres(PgConnection),
 }
 
+/// A connection to whichever backend `DATABASE_URL` names.
+// (Two definitions: the derive cannot see a `cfg` on one variant.)
+#[cfg(feature = "mysql")]
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+    Mysql(MysqlConnection),
+}
+
 /// Runs the same diesel query on whichever concrete connection `conn` holds,
 /// for the few statements the multi-backend connection cannot express
-/// (multi-row inserts, `RETURNING`, `ON CONFLICT`). The query is written once;
-/// each backend compiles it in its own dialect.
+/// (multi-row inserts). The query is written once; each backend compiles it
+/// in its own dialect.
 ///
 /// ```ignore
 /// per_backend!(conn, |c| diesel::insert_into(t::table).values(rows).execute(c))
 /// ```
+#[cfg(not(feature = "mysql"))]
 #[macro_export]
 macro_rules! per_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
             $crate::db::AnyConnection::Sqlite($c) => $body,
             $crate::db::AnyConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Runs the same diesel query on whichever concrete connection `conn` holds.
+#[cfg(feature = "mysql")]
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite($c) => $body,
+            $crate::db::AnyConnection::Postgres($c) => $body,
+            $crate::db::AnyConnection::Mysql($c) => $body,
+        }
+    };
+}
+
+/// The backends that lock rows (`FOR UPDATE SKIP LOCKED`) and those that do
+/// not need to (SQLite: its one writer's lock is the claim), for a query that
+/// claims rows other instances may be claiming too. Evaluates to `$query.load(c)`.
+#[cfg(not(feature = "mysql"))]
+#[macro_export]
+macro_rules! load_skip_locked {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Postgres(c) => $query.for_update().skip_locked().load(c),
+            $crate::db::AnyConnection::Sqlite(c) => $query.load(c),
+        }
+    };
+}
+
+/// See the other definition.
+#[cfg(feature = "mysql")]
+#[macro_export]
+macro_rules! load_skip_locked {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Postgres(c) => $query.for_update().skip_locked().load(c),
+            $crate::db::AnyConnection::Mysql(c) => $query.for_update().skip_locked().load(c),
+            $crate::db::AnyConnection::Sqlite(c) => $query.load(c),
+        }
+    };
+}
+
+/// `INSERT INTO $table VALUES $values` unless a row with the same key is
+/// there; evaluates to the number of rows inserted (`QueryResult<usize>`).
+/// MySQL's `ON DUPLICATE KEY UPDATE` counts a duplicate as a row touched, so
+/// there it is `INSERT IGNORE` (which also turns other errors of the
+/// statement into warnings: use it only for values already validated).
+#[cfg(not(feature = "mysql"))]
+#[macro_export]
+macro_rules! insert_ignoring_duplicates {
+    ($conn:expr, $table:expr, $values:expr) => {
+        $crate::per_backend!($conn, |c| diesel::insert_into($table)
+            .values($values)
+            .on_conflict_do_nothing()
+            .execute(c))
+    };
+}
+
+/// See the other definition.
+#[cfg(feature = "mysql")]
+#[macro_export]
+macro_rules! insert_ignoring_duplicates {
+    ($conn:expr, $table:expr, $values:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite(c) => diesel::insert_into($table)
+                .values($values)
+                .on_conflict_do_nothing()
+                .execute(c),
+            $crate::db::AnyConnection::Postgres(c) => diesel::insert_into($table)
+                .values($values)
+                .on_conflict_do_nothing()
+                .execute(c),
+            $crate::db::AnyConnection::Mysql(c) => diesel::insert_or_ignore_into($table)
+                .values($values)
+                .execute(c),
+        }
+    };
+}
+
+/// Runs `$update` and answers the changed row's `$returning` columns
+/// (`QueryResult<Option<_>>`: `None` when no row matched): `RETURNING` where
+/// the backend has it; on MySQL the update, then `$select` (which must read
+/// the same columns of the same row) in the same transaction, where the
+/// update's row lock keeps them as the update left them.
+#[cfg(not(feature = "mysql"))]
+#[macro_export]
+macro_rules! update_returning {
+    ($conn:expr, $update:expr, $returning:expr, $select:expr) => {
+        $crate::per_backend!($conn, |c| diesel::OptionalExtension::optional(
+            $update.returning($returning).get_result(c)
+        ))
+    };
+}
+
+/// See the other definition.
+#[cfg(feature = "mysql")]
+#[macro_export]
+macro_rules! update_returning {
+    ($conn:expr, $update:expr, $returning:expr, $select:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite(c) => {
+                diesel::OptionalExtension::optional($update.returning($returning).get_result(c))
+            }
+            $crate::db::AnyConnection::Postgres(c) => {
+                diesel::OptionalExtension::optional($update.returning($returning).get_result(c))
+            }
+            $crate::db::AnyConnection::Mysql(c) => match $update.execute(c) {
+                Ok(0) => Ok(None),
+                Ok(_) => diesel::OptionalExtension::optional($select.first(c)),
+                Err(error) => Err(error),
+            },
         }
     };
 }
@@ -89,6 +221,8 @@ macro_rules! insert_rows {
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// MySQL 8 or MariaDB 10.6+ (builds with the `mysql` feature).
+    Mysql,
 }
 
 /// A parsed `DATABASE_URL`.
@@ -98,10 +232,14 @@ pub enum DatabaseUrl {
     Sqlite(PathBuf),
     /// `postgres://...` or `postgresql://...`, handed to libpq as is.
     Postgres(String),
+    /// `mysql://user:password@host:port/database`, handed to the MySQL client library as is.
+    Mysql(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("DATABASE_URL must start with sqlite://, postgres:// or postgresql:// (got {0:?})")]
+#[error(
+    "DATABASE_URL must start with sqlite://, postgres://, postgresql:// or mysql:// (got {0:?})"
+)]
 pub struct UnsupportedDatabaseUrl(pub String);
 
 impl DatabaseUrl {
@@ -113,6 +251,8 @@ impl DatabaseUrl {
             Ok(Self::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(url.to_owned()))
+        } else if url.starts_with("mysql://") {
+            Ok(Self::Mysql(url.to_owned()))
         } else {
             Err(UnsupportedDatabaseUrl(redact(url)))
         }
@@ -122,6 +262,7 @@ impl DatabaseUrl {
         match self {
             Self::Sqlite(_) => Backend::Sqlite,
             Self::Postgres(_) => Backend::Postgres,
+            Self::Mysql(_) => Backend::Mysql,
         }
     }
 
@@ -129,7 +270,7 @@ impl DatabaseUrl {
     pub fn redacted(&self) -> String {
         match self {
             Self::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Self::Postgres(url) => redact(url),
+            Self::Postgres(url) | Self::Mysql(url) => redact(url),
         }
     }
 }
@@ -172,6 +313,24 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 /// rolled back and tried again: it also breaks a deadlock between two
 /// batches sooner than the server's own detector (`deadlock_timeout`, 1 s).
 const POSTGRES_WRITER_LOCK_TIMEOUT: &str = "500ms";
+
+/// The same for a MySQL writer, in whole seconds (InnoDB's unit; its least).
+#[cfg(feature = "mysql")]
+const MYSQL_WRITER_LOCK_WAIT_TIMEOUT_SECS: u32 = 1;
+
+/// What every MySQL connection is set to, so that the same queries mean the
+/// same as on PostgreSQL: read committed (InnoDB's default, repeatable read,
+/// would read one snapshot per transaction and take gap locks that deadlock
+/// concurrent inserts), strict modes (a value that does not fit is an error,
+/// never truncated or zeroed). diesel itself sets UTC and utf8mb4.
+#[cfg(feature = "mysql")]
+const MYSQL_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
+     SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY';";
+
+/// What a build without the `mysql` feature says when given a `mysql://` URL.
+pub const MYSQL_NOT_BUILT: &str = "this build of shop does not speak MySQL: build it with \
+`cargo build --release --features mysql` after installing the MariaDB client library \
+(Debian/Ubuntu: apt-get install libmariadb-dev; see the README's MySQL section)";
 
 /// Opens connections of the right variant and prepares each one.
 #[derive(Debug, Clone)]
@@ -227,6 +386,18 @@ impl ConnectionManager {
                 let conn = PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
                 Ok(AnyConnection::Postgres(conn))
             }
+            #[cfg(feature = "mysql")]
+            DatabaseUrl::Mysql(url) => {
+                let mut conn =
+                    MysqlConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+                conn.batch_execute(MYSQL_SESSION)
+                    .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Mysql(conn))
+            }
+            #[cfg(not(feature = "mysql"))]
+            DatabaseUrl::Mysql(_) => Err(r2d2::Error::ConnectionError(
+                diesel::ConnectionError::InvalidConnectionUrl(MYSQL_NOT_BUILT.into()),
+            )),
         }
     }
 
@@ -235,10 +406,15 @@ impl ConnectionManager {
         let mut conn = self
             .open()
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        if let AnyConnection::Postgres(pg) = &mut conn {
-            pg.batch_execute(&format!(
+        match &mut conn {
+            AnyConnection::Postgres(pg) => pg.batch_execute(&format!(
                 "SET lock_timeout = '{POSTGRES_WRITER_LOCK_TIMEOUT}'"
-            ))?;
+            ))?,
+            #[cfg(feature = "mysql")]
+            AnyConnection::Mysql(my) => my.batch_execute(&format!(
+                "SET SESSION innodb_lock_wait_timeout = {MYSQL_WRITER_LOCK_WAIT_TIMEOUT_SECS}"
+            ))?,
+            AnyConnection::Sqlite(_) => {}
         }
         Ok(conn)
     }
@@ -356,7 +532,7 @@ impl Db {
             .build(manager.clone())?;
         let writers = match url.backend() {
             Backend::Sqlite => 1,
-            Backend::Postgres => options.writers.max(1),
+            Backend::Postgres | Backend::Mysql => options.writers.max(1),
         };
         let writers = GroupCommit::start(
             writers,
@@ -486,10 +662,18 @@ fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
 pub struct Migrations {
     pub sqlite: EmbeddedMigrations,
     pub postgres: EmbeddedMigrations,
+    #[cfg(feature = "mysql")]
+    pub mysql: EmbeddedMigrations,
 }
 
 /// A fixed key for PostgreSQL's advisory lock, so that instances starting together migrate one at a time.
 const MIGRATION_LOCK_KEY: i64 = 0x5_4f50_4d49_4752;
+
+/// The named lock MySQL instances take to migrate one at a time, and how long one waits for it.
+#[cfg(feature = "mysql")]
+const MYSQL_MIGRATION_LOCK: &str = "shop.migrations";
+#[cfg(feature = "mysql")]
+const MYSQL_MIGRATION_LOCK_WAIT_SECS: u32 = 600;
 
 /// Applies every pending migration; returns the versions applied.
 pub fn run_migrations(
@@ -511,6 +695,33 @@ pub fn run_migrations(
                 .map(|versions| versions.iter().map(ToString::to_string).collect())
                 .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"));
             diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(inner)?;
+            outcome?
+        }
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(inner) => {
+            #[derive(diesel::QueryableByName)]
+            struct Locked {
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+                locked: Option<i32>,
+            }
+            let locked: Locked = diesel::sql_query(format!(
+                "SELECT GET_LOCK('{MYSQL_MIGRATION_LOCK}', {MYSQL_MIGRATION_LOCK_WAIT_SECS}) AS locked"
+            ))
+            .get_result(inner)?;
+            if locked.locked != Some(1) {
+                anyhow::bail!(
+                    "another instance held the migration lock ({MYSQL_MIGRATION_LOCK}) \
+                     for {MYSQL_MIGRATION_LOCK_WAIT_SECS} s"
+                );
+            }
+            // DDL commits implicitly on MySQL, so a migration that fails half-way
+            // leaves the statements before the failing one applied (and says which failed).
+            let outcome = inner
+                .run_pending_migrations(migrations.mysql)
+                .map(|versions| versions.iter().map(ToString::to_string).collect())
+                .map_err(|e| anyhow::anyhow!("MySQL migration failed: {e}"));
+            diesel::sql_query(format!("DO RELEASE_LOCK('{MYSQL_MIGRATION_LOCK}')"))
                 .execute(inner)?;
             outcome?
         }

@@ -33,6 +33,8 @@ use diesel::connection::{
 use diesel::pg::PgConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
+#[cfg(feature = "mysql")]
+use diesel::mysql::MysqlConnection;
 
 use crate::db::{AnyConnection, DbError};
 
@@ -42,8 +44,10 @@ const MAX_TRIES: u32 = 12;
 /// Whether a failed statement lost a race that running it again may win:
 /// a serialization failure, a deadlock, a lock wait that timed out, or
 /// SQLite's lock held by another process for longer than the busy timeout.
-/// (diesel reports only some SQLSTATEs as kinds; the others are recognised
-/// by PostgreSQL's and SQLite's messages.)
+/// (diesel reports only some of them as kinds, MySQL's deadlock 1213 among
+/// them; the others are recognised by each engine's message. A MySQL
+/// deadlock rolls the whole transaction back, not only the statement: the
+/// batch's savepoints are gone, and every unit of it runs again.)
 pub fn is_retryable(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
@@ -53,6 +57,9 @@ pub fn is_retryable(error: &DieselError) -> bool {
                 || message.contains("lock timeout")
                 || message.contains("database is locked")
                 || message.contains("could not serialize")
+                // MySQL and MariaDB: 1205, and 1020 (MariaDB's snapshot isolation).
+                || message.contains("Lock wait timeout exceeded")
+                || message.contains("Record has changed since last read")
         }
         _ => false,
     }
@@ -672,6 +679,10 @@ fn begin(conn: &mut AnyConnection) -> Result<(), DieselError> {
         AnyConnection::Postgres(c) => {
             <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)
         }
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(c) => {
+            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::begin_transaction(c)
+        }
     }
 }
 
@@ -682,6 +693,10 @@ fn savepoint(conn: &mut AnyConnection) -> Result<(), DieselError> {
         }
         AnyConnection::Postgres(c) => {
             <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)
+        }
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(c) => {
+            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::begin_transaction(c)
         }
     }
 }
@@ -702,6 +717,10 @@ fn commit(conn: &mut AnyConnection) -> Result<(), DieselError> {
         AnyConnection::Postgres(c) => {
             <AnsiTransactionManager as TransactionManager<PgConnection>>::commit_transaction(c)
         }
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(c) => {
+            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::commit_transaction(c)
+        }
     }
 }
 
@@ -712,6 +731,12 @@ fn rollback(conn: &mut AnyConnection) -> Result<(), DieselError> {
         >>::rollback_transaction(c),
         AnyConnection::Postgres(c) => {
             <AnsiTransactionManager as TransactionManager<PgConnection>>::rollback_transaction(c)
+        }
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(c) => {
+            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::rollback_transaction(
+                c,
+            )
         }
     }
 }

@@ -441,11 +441,7 @@ fn claim(
         ))
         .select((d::event_id, d::subscriber, d::attempts))
         .limit(limit);
-    match conn {
-        AnyConnection::Postgres(pg) => due.for_update().skip_locked().load(pg),
-        // SQLite has one writer at a time: the immediate transaction is the lock.
-        AnyConnection::Sqlite(sqlite) => due.load(sqlite),
-    }
+    crate::load_skip_locked!(conn, due)
 }
 
 fn deliver_batch(

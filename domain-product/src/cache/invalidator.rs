@@ -10,6 +10,10 @@
 //!   reads `PRAGMA data_version` every 20 ms, which changes whenever another
 //!   connection committed; then everything is invalidated. Under a pure read
 //!   load it never changes.
+//! - MySQL (no notifications): triggers append each changed product's id to
+//!   `product_changes` in the writer's transaction; a dedicated connection
+//!   reads the rows it has not seen every 20 ms ([`ChangeLog`]) and
+//!   invalidates their ids.
 //!
 //! Until it is connected, and whenever it loses its connection (changes may
 //! have gone unheard), the cache is dropped and caches nothing; it starts
@@ -28,6 +32,11 @@ use shared_kernel::db::DatabaseUrl;
 
 use super::{Inner, ProductCache};
 
+#[cfg(feature = "mysql")]
+mod change_log;
+#[cfg(feature = "mysql")]
+use change_log::ChangeLog;
+
 /// The channel the `products` trigger notifies.
 pub const CHANNEL: &str = "shop_products";
 
@@ -38,6 +47,12 @@ const PG_POLL: Duration = Duration::from_millis(10);
 const PG_CHECK: Duration = Duration::from_secs(2);
 /// How often the SQLite poller reads `data_version`.
 const SQLITE_POLL: Duration = Duration::from_millis(20);
+/// How often the MySQL poller reads `product_changes`.
+#[cfg(feature = "mysql")]
+const MYSQL_POLL: Duration = Duration::from_millis(20);
+/// How often the MySQL poller deletes old `product_changes` rows.
+#[cfg(feature = "mysql")]
+const MYSQL_PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The pause between reconnection attempts.
 const RECONNECT: Duration = Duration::from_millis(500);
 
@@ -112,6 +127,12 @@ impl Listener {
                 DatabaseUrl::Sqlite(path) => SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(|e| e.to_string())
                     .map(|conn| self.poll_data_version(conn)),
+                #[cfg(feature = "mysql")]
+                DatabaseUrl::Mysql(url) => diesel::mysql::MysqlConnection::establish(url)
+                    .map_err(|e| e.to_string())
+                    .map(|conn| self.poll_change_log(conn)),
+                #[cfg(not(feature = "mysql"))]
+                DatabaseUrl::Mysql(_) => Err(shared_kernel::db::MYSQL_NOT_BUILT.to_owned()),
             };
             if let Some(cache) = self.cache.upgrade() {
                 cache_of(cache).set_live(false);
@@ -213,6 +234,39 @@ impl Listener {
                 }
                 Ok(_) => {}
                 Err(error) => return End::Lost(error),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Listener {
+    fn poll_change_log(&self, mut conn: diesel::mysql::MysqlConnection) -> End {
+        let mut log = match ChangeLog::open(&mut conn) {
+            Ok(log) => log,
+            Err(error) => return End::Lost(error),
+        };
+        let Some(cache) = self.cache() else {
+            return End::Stopped;
+        };
+        // Every change committed from here on has an id the log will read.
+        cache.set_live(true);
+        drop(cache);
+        let mut pruned = Instant::now();
+        loop {
+            let Some(cache) = self.pause(MYSQL_POLL) else {
+                return End::Stopped;
+            };
+            match log.read(&mut conn) {
+                Ok(ids) if !ids.is_empty() => cache.invalidate(ids.iter().map(String::as_str)),
+                Ok(_) => {}
+                Err(error) => return End::Lost(error),
+            }
+            if pruned.elapsed() >= MYSQL_PRUNE_EVERY {
+                if let Err(error) = change_log::prune(&mut conn) {
+                    return End::Lost(error);
+                }
+                pruned = Instant::now();
             }
         }
     }

@@ -1,0 +1,2 @@
+DROP TABLE event_deliveries;
+DROP TABLE outbox_events;

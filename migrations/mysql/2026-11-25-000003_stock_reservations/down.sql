@@ -1,0 +1,2 @@
+DROP TABLE stock_reservation_lines;
+DROP TABLE stock_reservations;

@@ -1,0 +1,3 @@
+DROP TABLE order_idempotency_keys;
+DROP TABLE order_lines;
+DROP TABLE orders;
