@@ -33,13 +33,13 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use diesel::connection::SimpleConnection;
+#[cfg(feature = "mysql")]
+use diesel::mysql::MysqlConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
-#[cfg(feature = "mysql")]
-use diesel::mysql::MysqlConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 use crate::group_commit::{Counting, GroupCommit, Locks};
@@ -766,6 +766,26 @@ mod tests {
         for secret in ["p@ss", "w0rd", "k3y"] {
             assert!(!shown.contains(secret), "{shown}");
         }
+    }
+
+    #[test]
+    fn mysql_urls_are_recognised_and_redacted() {
+        let url = DatabaseUrl::parse("mysql://shop:hunter2@db:3306/shop").unwrap();
+        assert_eq!(url.backend(), Backend::Mysql);
+        assert_eq!(url.redacted(), "mysql://shop:***@db:3306/shop");
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    #[test]
+    fn a_build_without_mysql_says_how_to_get_one() {
+        let url = DatabaseUrl::parse("mysql://shop:hunter2@127.0.0.1:1/shop").unwrap();
+        let error = Db::connect(&url, &PoolOptions::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("--features mysql"), "{error}");
+        assert!(error.contains("libmariadb-dev"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -30,11 +30,11 @@ use diesel::Connection as _;
 use diesel::connection::{
     AnsiTransactionManager, Instrumentation, InstrumentationEvent, TransactionManager,
 };
+#[cfg(feature = "mysql")]
+use diesel::mysql::MysqlConnection;
 use diesel::pg::PgConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
-#[cfg(feature = "mysql")]
-use diesel::mysql::MysqlConnection;
 
 use crate::db::{AnyConnection, DbError};
 
@@ -734,9 +734,7 @@ fn rollback(conn: &mut AnyConnection) -> Result<(), DieselError> {
         }
         #[cfg(feature = "mysql")]
         AnyConnection::Mysql(c) => {
-            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::rollback_transaction(
-                c,
-            )
+            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::rollback_transaction(c)
         }
     }
 }

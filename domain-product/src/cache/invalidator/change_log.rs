@@ -148,7 +148,8 @@ mod tests {
         log.take(rows(&[3]), long_ago);
         assert_eq!(log.gaps.len(), 2);
         let now = Instant::now();
-        log.gaps.retain(|_, since| now.duration_since(*since) < GAP_PATIENCE);
+        log.gaps
+            .retain(|_, since| now.duration_since(*since) < GAP_PATIENCE);
         assert!(log.gaps.is_empty() || long_ago == now);
     }
 
