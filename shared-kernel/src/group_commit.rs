@@ -568,6 +568,11 @@ fn run_guarded(
                 tracing::warn!(%error, "cannot roll back a savepoint");
                 broken = true;
             }
+        }
+        if matches!(outcome, Ran::Retry) && lost_race_ends_transaction(conn) {
+            // The units before this one were rolled back with it: none may be
+            // committed, so they all run again (the broken path below).
+            broken = true;
         } else if matches!(outcome, Ran::Wrote)
             && shared
             && let Err(error) = release_savepoint(conn)
@@ -663,6 +668,20 @@ fn retry_or_abort(mut unit: Box<dyn Unit>, again: &mut Vec<Box<dyn Unit>>) {
     } else {
         unavailable_metric().increment(1);
         unit.abort(DbError::Unavailable("the transaction failed".into()));
+    }
+}
+
+/// Whether losing a race (see [`is_retryable`]) ended the whole transaction,
+/// not only the statement. InnoDB rolls back a deadlock's whole transaction
+/// (and, with `innodb_rollback_on_timeout`, a lock wait's): the savepoints
+/// are gone, diesel tolerates the failed `ROLLBACK TO SAVEPOINT` after such
+/// an error, and the statements after it would run outside any transaction.
+/// PostgreSQL and SQLite undo only the statement; the savepoint stands.
+fn lost_race_ends_transaction(conn: &AnyConnection) -> bool {
+    match conn {
+        AnyConnection::Sqlite(_) | AnyConnection::Postgres(_) => false,
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(_) => true,
     }
 }
 
