@@ -1,4 +1,4 @@
-//! The command line: `shop [serve [--demo]] | migrate | openapi | token --user ID`.
+//! The command line: `shop [serve [--demo]] | migrate | openapi | token --user ID | unsubscribe NAME`.
 
 use std::path::PathBuf;
 
@@ -42,6 +42,14 @@ pub enum Command {
         /// How long the token is valid: seconds, or a number with s, m, h or d (at most 366d).
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: std::time::Duration,
+    },
+    /// Retire an event subscriber no version of shop runs any more: no
+    /// delivery is written for it from now on, and its pending deliveries are
+    /// dropped (a process that still runs it records it again when it starts).
+    Unsubscribe {
+        /// The subscriber's name, as in the `subscriber` label of the outbox metrics.
+        #[arg(value_name = "NAME")]
+        subscriber: String,
     },
 }
 

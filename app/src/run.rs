@@ -28,6 +28,17 @@ pub fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Unsubscribe { subscriber } => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            telemetry::init(settings.log.format);
+            actix_web::rt::System::new().block_on(async move {
+                let db = startup::open_database(&settings).await?;
+                let dropped =
+                    shared_kernel::outbox::unsubscribe(&mut *db.get_blocking()?, &subscriber)?;
+                println!("{subscriber}: unsubscribed; {dropped} pending deliveries dropped");
+                Ok(())
+            })
+        }
         Command::Token { user, ttl } => {
             let settings = Settings::load(cli.config.as_deref())?;
             println!("{}", mint(&settings, &user, ttl)?);

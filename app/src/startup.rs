@@ -209,6 +209,11 @@ impl Modules {
                 Arc::new(PaymentOutcomes::new(outbox.clone())),
             )
         });
+        // Before anything is published: every process publishing from now on
+        // writes deliveries for this process's subscribers.
+        dispatcher
+            .register(&mut *db.get_blocking()?)
+            .map_err(|e| anyhow::anyhow!("cannot record the event subscriptions: {e}"))?;
         let inventory = ProductInventory::new(db.clone());
         let catalog = ProductCatalog::new(db.clone());
         let orders = OrderService::new(

@@ -3,11 +3,17 @@
 //! - A use case publishes events with [`Outbox::publish`] *inside* its write
 //!   transaction: the state change and the events it causes commit together,
 //!   or not at all. Publishing writes the event once and one delivery row per
-//!   subscriber of its type.
+//!   subscription to its type in `event_subscriptions`.
+//! - Routing is the consumers' to decide: each process records the
+//!   subscribers it runs, and the event types they take, when it starts
+//!   ([`Dispatcher::register`]); a subscriber that only another process (or
+//!   a newer version, in a rolling deploy) runs gets its deliveries all the
+//!   same, and each process claims only the deliveries of its own
+//!   subscribers. [`unsubscribe`] retires a subscriber for good.
 //! - The [`Dispatcher`] delivers pending deliveries in batches, each batch one
-//!   write unit: it claims the rows (on PostgreSQL with `FOR UPDATE SKIP
-//!   LOCKED`, so that several instances share the work and never take the
-//!   same row), hands each subscriber its events of the batch at once
+//!   write unit: it claims its subscribers' rows (with `FOR UPDATE SKIP
+//!   LOCKED` where the backend has several writers, so that several instances
+//!   share the work and never take the same row), hands each subscriber its events of the batch at once
 //!   ([`EventHandler::handle_batch`]) on the same connection, and marks them
 //!   handled in one statement. The handler's writes and the "handled" marks
 //!   commit together, so an event is applied once per subscriber even when
@@ -18,7 +24,7 @@
 //!   ([`Outbox::wake`]), and polls as a fallback (events of other instances).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -52,8 +58,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    event_subscriptions (event_type, subscriber) {
+        event_type -> Text,
+        subscriber -> Text,
+        registered_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(event_deliveries -> outbox_events (event_id));
-diesel::allow_tables_to_appear_in_same_query!(outbox_events, event_deliveries);
+diesel::allow_tables_to_appear_in_same_query!(outbox_events, event_deliveries, event_subscriptions);
 
 /// A subscriber's reaction to events. It runs inside the delivery's
 /// transaction, on the connection it is given: whatever it writes commits
@@ -110,26 +124,24 @@ impl EventBusBuilder {
         options: DispatchOptions,
         more: impl FnOnce(Self, &Outbox) -> Self,
     ) -> (Outbox, Dispatcher) {
-        let routes: Arc<OnceLock<HashMap<&'static str, Vec<&'static str>>>> =
-            Arc::new(OnceLock::new());
         let wake = Arc::new(Notify::new());
-        let outbox = Outbox {
-            routes: routes.clone(),
-            wake: wake.clone(),
-        };
+        let outbox = Outbox { wake: wake.clone() };
         let bus = more(self, &outbox);
-        let mut table: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
+        let mut routes = Vec::new();
         let mut handlers = HashMap::new();
         for subscription in bus.subscriptions {
             for event_type in &subscription.event_types {
-                table.entry(event_type).or_default().push(subscription.name);
+                routes.push((*event_type, subscription.name));
             }
             handlers.insert(subscription.name, subscription.handler);
         }
-        let _ = routes.set(table);
+        let mut names: Vec<&'static str> = handlers.keys().copied().collect();
+        names.sort_unstable();
         let dispatcher = Dispatcher {
             db,
             handlers: Arc::new(handlers),
+            names: names.into(),
+            routes: routes.into(),
             wake,
             options,
         };
@@ -140,21 +152,17 @@ impl EventBusBuilder {
 /// Publishes events inside the caller's transaction.
 #[derive(Clone)]
 pub struct Outbox {
-    /// Event type -> subscribers; fixed once the bus is built.
-    routes: Arc<OnceLock<HashMap<&'static str, Vec<&'static str>>>>,
     wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("routes", &self.routes)
-            .finish_non_exhaustive()
+        f.debug_struct("Outbox").finish_non_exhaustive()
     }
 }
 
 impl Outbox {
-    /// Records `event` for every subscriber of its type. Call it inside the
+    /// Records `event` for every subscription to its type. Call it inside the
     /// write transaction of the state change that causes the event.
     pub fn publish<E: IntegrationEvent>(
         &self,
@@ -166,7 +174,8 @@ impl Outbox {
     }
 
     /// Records several events of one type in two statements (their rows, and
-    /// every subscriber's delivery rows), inside the caller's transaction.
+    /// a delivery row per event and subscription, copied from
+    /// `event_subscriptions` by the database), inside the caller's transaction.
     pub fn publish_all<E: IntegrationEvent>(
         &self,
         conn: &mut AnyConnection,
@@ -198,28 +207,28 @@ impl Outbox {
             })
             .collect();
         crate::insert_rows!(conn, outbox_events::table, values)?;
-        let subscribers = self
-            .routes
-            .get()
-            .and_then(|routes| routes.get(E::TYPE))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let deliveries: Vec<_> = rows
-            .iter()
-            .flat_map(|(id, _, occurred_at)| {
-                subscribers.iter().map(move |subscriber| {
-                    (
-                        event_deliveries::event_id.eq(id.as_str()),
-                        event_deliveries::subscriber.eq(*subscriber),
-                        event_deliveries::attempts.eq(0),
-                        event_deliveries::next_attempt_at.eq(*occurred_at),
-                    )
-                })
-            })
-            .collect();
-        if !deliveries.is_empty() {
-            crate::insert_rows!(conn, event_deliveries::table, deliveries)?;
-        }
+        let ids: Vec<&str> = rows.iter().map(|(id, ..)| id.as_str()).collect();
+        let deliveries = outbox_events::table
+            .inner_join(
+                event_subscriptions::table
+                    .on(event_subscriptions::event_type.eq(outbox_events::event_type)),
+            )
+            .filter(outbox_events::id.eq_any(ids))
+            .select((
+                outbox_events::id,
+                event_subscriptions::subscriber,
+                0.into_sql::<diesel::sql_types::Integer>(),
+                outbox_events::occurred_at,
+            ));
+        diesel::insert_into(event_deliveries::table)
+            .values(deliveries)
+            .into_columns((
+                event_deliveries::event_id,
+                event_deliveries::subscriber,
+                event_deliveries::attempts,
+                event_deliveries::next_attempt_at,
+            ))
+            .execute(conn)?;
         tracing::debug!(
             events = rows.len(),
             event_type = E::TYPE,
@@ -280,6 +289,10 @@ pub enum Dispatched {
 pub struct Dispatcher {
     db: Db,
     handlers: Arc<HashMap<&'static str, Arc<dyn EventHandler>>>,
+    /// The subscribers this process runs, by name: the deliveries it claims.
+    names: Arc<[&'static str]>,
+    /// (event type, subscriber) of each subscription, recorded by [`Dispatcher::register`].
+    routes: Arc<[(&'static str, &'static str)]>,
     wake: Arc<Notify>,
     options: DispatchOptions,
 }
@@ -288,6 +301,29 @@ impl Dispatcher {
     /// How many subscribers it delivers to.
     pub fn subscribers(&self) -> usize {
         self.handlers.len()
+    }
+
+    /// Records this process's subscriptions in `event_subscriptions` (those
+    /// already there are left as they are), so that every process publishing
+    /// from now on writes their deliveries. Call it once at start, before
+    /// anything is published; returns how many were new.
+    pub fn register(&self, conn: &mut AnyConnection) -> QueryResult<usize> {
+        let now = clock::now();
+        let rows: Vec<_> = self
+            .routes
+            .iter()
+            .map(|(event_type, subscriber)| {
+                (
+                    event_subscriptions::event_type.eq(*event_type),
+                    event_subscriptions::subscriber.eq(*subscriber),
+                    event_subscriptions::registered_at.eq(now),
+                )
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        crate::insert_ignoring_duplicates!(conn, event_subscriptions::table, &rows)
     }
 
     /// Delivers events until `stop` is cancelled. The delivery in progress
@@ -348,18 +384,19 @@ impl Dispatcher {
     pub async fn dispatch_batch(&self) -> Result<Vec<Dispatched>, DbError> {
         // A read first: when nothing is due (most wake-ups once the work is
         // done), no write transaction is opened at all.
+        let names = self.names.clone();
         let due = self
             .db
-            .run(|conn| any_due(conn, clock::now()).map_err(DbError::from))
+            .run(move |conn| any_due(conn, &names, clock::now()).map_err(DbError::from))
             .await?;
         if !due {
             return Ok(Vec::new());
         }
-        let handlers = self.handlers.clone();
+        let (handlers, names) = (self.handlers.clone(), self.names.clone());
         let (max_backoff, limit) = (self.options.max_backoff, self.options.batch_size);
         let batch = self
             .db
-            .write_alone(move |conn| deliver_batch(conn, &handlers, max_backoff, limit))
+            .write_alone(move |conn| deliver_batch(conn, &handlers, &names, max_backoff, limit))
             .await?;
         // Counted once committed.
         for dispatched in &batch {
@@ -412,11 +449,16 @@ impl EventRow {
     }
 }
 
-/// Whether any delivery is due now (a read: it locks nothing).
-fn any_due(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<bool> {
+/// Whether any delivery of these subscribers is due now (a read: it locks nothing).
+fn any_due(
+    conn: &mut AnyConnection,
+    subscribers: &[&'static str],
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     use event_deliveries::dsl as d;
     let first: Option<String> = d::event_deliveries
         .filter(d::handled_at.is_null())
+        .filter(d::subscriber.eq_any(subscribers))
         .filter(d::next_attempt_at.le(now))
         .select(d::event_id)
         .first(conn)
@@ -424,15 +466,17 @@ fn any_due(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<bool> {
     Ok(first.is_some())
 }
 
-/// Takes the oldest due delivery, locking it against other instances.
+/// Takes the oldest due deliveries of these subscribers, locking them against other instances.
 fn claim(
     conn: &mut AnyConnection,
+    subscribers: &[&'static str],
     now: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<Vec<DueDelivery>> {
     use event_deliveries::dsl as d;
     let due = d::event_deliveries
         .filter(d::handled_at.is_null())
+        .filter(d::subscriber.eq_any(subscribers))
         .filter(d::next_attempt_at.le(now))
         .order((
             d::next_attempt_at.asc(),
@@ -447,11 +491,12 @@ fn claim(
 fn deliver_batch(
     conn: &mut AnyConnection,
     handlers: &HashMap<&'static str, Arc<dyn EventHandler>>,
+    subscribers: &[&'static str],
     max_backoff: Duration,
     limit: i64,
 ) -> Result<Vec<Dispatched>, DbError> {
     let now = clock::now();
-    let due = claim(conn, now, limit)?;
+    let due = claim(conn, subscribers, now, limit)?;
     if due.is_empty() {
         return Ok(Vec::new());
     }
@@ -672,6 +717,24 @@ pub fn prune(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResult<usi
         outbox_events::table
             .filter(outbox_events::occurred_at.lt(before))
             .filter(not(exists(undelivered))),
+    )
+    .execute(conn)
+}
+
+/// Retires `subscriber` everywhere: its subscriptions, so that no delivery is
+/// written for it any more, and its deliveries not yet handled, which would
+/// otherwise wait for it (and keep their events) for ever. For a subscriber
+/// no version of shop runs any more; a process that still runs it records
+/// it again when it starts. Returns the pending deliveries dropped.
+pub fn unsubscribe(conn: &mut AnyConnection, subscriber: &str) -> QueryResult<usize> {
+    diesel::delete(
+        event_subscriptions::table.filter(event_subscriptions::subscriber.eq(subscriber)),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        event_deliveries::table
+            .filter(event_deliveries::subscriber.eq(subscriber))
+            .filter(event_deliveries::handled_at.is_null()),
     )
     .execute(conn)
 }

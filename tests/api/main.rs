@@ -16,5 +16,6 @@ mod payments;
 mod product_cache;
 mod products;
 mod startup;
+mod subscriptions;
 mod wechat_pay;
 mod write_path;

@@ -1,0 +1,147 @@
+//! Event routing is decided by the consumers: a process writes deliveries for
+//! every subscription recorded in the database (not only its own), claims only
+//! the deliveries of the subscribers it runs, and a retired subscriber gets
+//! nothing more.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use shared_kernel::db::{AnyConnection, DatabaseUrl, Db, DbError, PoolOptions, run_migrations};
+use shared_kernel::events::{EventEnvelope, IntegrationEvent};
+use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Outbox};
+use shop_tests::{Backend, TestDatabase, count};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Pinged {
+    n: u32,
+}
+
+impl IntegrationEvent for Pinged {
+    const TYPE: &'static str = "test.pinged";
+    const VERSION: u16 = 1;
+}
+
+/// Remembers the `n` of every event it handled.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<u64>>);
+
+impl EventHandler for Recorder {
+    fn handle(&self, _conn: &mut AnyConnection, event: &EventEnvelope) -> anyhow::Result<()> {
+        let n = event.payload["n"].as_u64().unwrap_or(u64::MAX);
+        self.0
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .push(n);
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn seen(&self) -> Vec<u64> {
+        let mut seen = self.0.lock().map(|v| v.clone()).unwrap_or_default();
+        seen.sort_unstable();
+        seen
+    }
+}
+
+/// A process's bus with one subscriber, `name`, to `test.pinged`.
+fn bus(db: &Db, name: &'static str) -> (Outbox, Dispatcher, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let (outbox, dispatcher) = EventBusBuilder::default()
+        .subscribe(name, &[Pinged::TYPE], recorder.clone())
+        .build_with(db.clone(), DispatchOptions::default(), |bus, _| bus);
+    (outbox, dispatcher, recorder)
+}
+
+async fn publish(db: &Db, outbox: &Outbox, n: u32) {
+    let outbox = outbox.clone();
+    db.write(move |conn| outbox.publish(conn, &Pinged { n }).map_err(DbError::from))
+        .await
+        .expect("published");
+}
+
+async fn deliveries_are_routed_by_the_subscribers_consumers_record(backend: Backend) {
+    let database = TestDatabase::create(backend);
+    let url = database.url();
+    let db = Db::connect(
+        &DatabaseUrl::parse(&url).expect("url"),
+        &PoolOptions::default(),
+    )
+    .expect("connect");
+    run_migrations(
+        &mut *db.get_blocking().expect("conn"),
+        shop::startup::migrations(),
+    )
+    .expect("migrate");
+    let pending = |subscriber: &str| {
+        count(
+            &url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM event_deliveries \
+                 WHERE subscriber = '{subscriber}' AND handled_at IS NULL"
+            ),
+        )
+    };
+
+    // Process A runs test.a; process B (another context, or a newer version) runs test.b.
+    let (outbox_a, dispatcher_a, seen_a) = bus(&db, "test.a");
+    let (_outbox_b, dispatcher_b, seen_b) = bus(&db, "test.b");
+    assert_eq!(
+        dispatcher_a
+            .register(&mut *db.get_blocking().expect("conn"))
+            .expect("register"),
+        1
+    );
+    publish(&db, &outbox_a, 1).await;
+    assert_eq!(pending("test.b"), 0, "no subscription to test.b yet");
+
+    // B records its subscription; A, which knows nothing of test.b, now writes its deliveries.
+    assert_eq!(
+        dispatcher_b
+            .register(&mut *db.get_blocking().expect("conn"))
+            .expect("register"),
+        1
+    );
+    assert_eq!(
+        dispatcher_b
+            .register(&mut *db.get_blocking().expect("conn"))
+            .expect("register"),
+        0,
+        "recording again changes nothing"
+    );
+    publish(&db, &outbox_a, 2).await;
+    assert_eq!(pending("test.a"), 2);
+    assert_eq!(pending("test.b"), 1);
+
+    // A delivers its own and leaves B's alone: not claimed, not failed.
+    assert_eq!(dispatcher_a.drain().await.expect("drain a"), 2);
+    assert_eq!(seen_a.seen(), [1, 2]);
+    assert_eq!(pending("test.b"), 1);
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) AS n FROM event_deliveries \
+             WHERE subscriber = 'test.b' AND (attempts > 0 OR last_error IS NOT NULL)"
+        ),
+        0,
+        "process A never attempted test.b's delivery"
+    );
+    assert_eq!(dispatcher_b.drain().await.expect("drain b"), 1);
+    assert_eq!(seen_b.seen(), [2]);
+
+    // Retired: its pending delivery is dropped and nothing more is written for it.
+    publish(&db, &outbox_a, 3).await;
+    assert_eq!(pending("test.b"), 1);
+    let dropped =
+        shared_kernel::outbox::unsubscribe(&mut *db.get_blocking().expect("conn"), "test.b")
+            .expect("unsubscribe");
+    assert_eq!(dropped, 1);
+    publish(&db, &outbox_a, 4).await;
+    assert_eq!(pending("test.b"), 0);
+    assert_eq!(dispatcher_a.drain().await.expect("drain a"), 2);
+    assert_eq!(seen_a.seen(), [1, 2, 3, 4]);
+    assert_eq!(dispatcher_b.drain().await.expect("drain b"), 0);
+    assert_eq!(seen_b.seen(), [2]);
+}
+
+shop_tests::on_each_backend!(deliveries_are_routed_by_the_subscribers_consumers_record);
