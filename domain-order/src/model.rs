@@ -314,7 +314,43 @@ pub struct Order {
     pub payment_id: Option<String>,
 }
 
+/// What a payment that succeeded does to an order that was no longer
+/// pending when it arrived (a pending order is simply paid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatePayment {
+    /// The order was paid by this very payment: a redelivery, nothing to do.
+    AlreadyApplied,
+    /// The order cannot take the money, which must go back.
+    Refused(PaymentRefusal),
+}
+
+/// Why an order refuses a payment that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentRefusal {
+    /// Cancelled (by its customer, or expired) before the money arrived.
+    OrderCancelled,
+    /// Another payment paid it first.
+    AlreadyPaid,
+}
+
+/// A pending order's payment is not late: it pays the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the order is pending payment: a success pays it")]
+pub struct StillPending;
+
 impl Order {
+    /// How this order, no longer pending, answers a success of `payment_id`.
+    pub fn late_payment(&self, payment_id: &str) -> Result<LatePayment, StillPending> {
+        match self.status {
+            OrderStatus::PendingPayment => Err(StillPending),
+            OrderStatus::Paid if self.payment_id.as_deref() == Some(payment_id) => {
+                Ok(LatePayment::AlreadyApplied)
+            }
+            OrderStatus::Paid => Ok(LatePayment::Refused(PaymentRefusal::AlreadyPaid)),
+            OrderStatus::Cancelled(_) => Ok(LatePayment::Refused(PaymentRefusal::OrderCancelled)),
+        }
+    }
+
     /// A new order pending payment: the requested lines, in the request's
     /// order, at the prices their stock was reserved at, and their total.
     pub fn place(
@@ -470,5 +506,48 @@ mod order_tests {
             unit_price: cny(i64::MAX),
         }];
         assert_eq!(total(&huge), Err(PricingError::Overflow));
+    }
+}
+
+#[cfg(test)]
+mod late_payment_tests {
+    use super::*;
+
+    fn order(status: OrderStatus, payment_id: Option<&str>) -> Order {
+        let now = chrono::DateTime::UNIX_EPOCH.naive_utc();
+        Order {
+            id: OrderId::from("o1".to_owned()),
+            user_id: "u".into(),
+            lines: Vec::new(),
+            amount: Money::new(1, Currency::CNY),
+            status,
+            created_at: now,
+            updated_at: now,
+            expires_at: now,
+            paid_at: None,
+            cancelled_at: None,
+            payment_id: payment_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_late_success_is_refused_unless_it_is_the_one_that_paid() {
+        use LatePayment::{AlreadyApplied, Refused};
+        let paid_by_p1 = order(OrderStatus::Paid, Some("p1"));
+        assert_eq!(paid_by_p1.late_payment("p1"), Ok(AlreadyApplied));
+        assert_eq!(
+            paid_by_p1.late_payment("p2"),
+            Ok(Refused(PaymentRefusal::AlreadyPaid))
+        );
+        for reason in [CancelReason::Expired, CancelReason::CancelledByUser] {
+            assert_eq!(
+                order(OrderStatus::Cancelled(reason), None).late_payment("p1"),
+                Ok(Refused(PaymentRefusal::OrderCancelled))
+            );
+        }
+        assert_eq!(
+            order(OrderStatus::PendingPayment, None).late_payment("p1"),
+            Err(StillPending)
+        );
     }
 }

@@ -5,16 +5,19 @@ use std::time::Duration;
 
 use shared_kernel::auth::Caller;
 use shared_kernel::clock;
-use shared_kernel::db::{Db, DbError};
-use shared_kernel::events::{CancellationReason, OrderCancelled, OrderLineData, OrderPlaced};
+use shared_kernel::db::{AnyConnection, Db, DbError};
+use shared_kernel::events::{
+    CancellationReason, OrderCancelled, OrderLineData, OrderPaid, OrderPaymentRefused, OrderPlaced,
+    PaymentSucceeded, RefusalReason,
+};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::pagination::PageRequest;
 use shared_kernel::ports::{Inventory, PortError, ReservationLine, ReserveError, ReservedLine};
 
 use crate::error::OrderError;
 use crate::model::{
-    CancelReason, Order, OrderEvent, OrderId, PlaceOrder, PricingError, RequestField, UserId,
-    Violation,
+    CancelReason, LatePayment, Order, OrderEvent, OrderId, PaymentRefusal, PlaceOrder,
+    PricingError, RequestField, UserId, Violation,
 };
 use crate::repository;
 
@@ -317,6 +320,76 @@ impl OrderService {
         }
         Ok(expired.len())
     }
+}
+
+/// What a payment's success did to its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentRecorded {
+    /// The order was pending: it is paid now, and `OrderPaid` published.
+    Paid,
+    /// The order was already paid by this payment: nothing changed.
+    AlreadyApplied,
+    /// The order could not take it: `OrderPaymentRefused` published, so that
+    /// the payment context gives the money back.
+    Refused(PaymentRefusal),
+}
+
+/// The use case behind the payment context's `payment.succeeded`, in the
+/// caller's transaction (the event delivery's): pays the order when it is
+/// pending (one conditional UPDATE: of a cancel, the expiry sweep and a
+/// payment racing, exactly one wins), else answers as
+/// [`Order::late_payment`] says. An error leaves the delivery to be tried again.
+pub fn record_payment_success(
+    conn: &mut AnyConnection,
+    outbox: &Outbox,
+    paid: &PaymentSucceeded,
+) -> anyhow::Result<PaymentRecorded> {
+    let id = OrderId::from(paid.order_id.clone());
+    if repository::apply(
+        conn,
+        &id,
+        OrderEvent::PaymentSucceeded,
+        clock::now(),
+        Some(&paid.payment_id),
+    )?
+    .is_some()
+    {
+        outbox.publish(
+            conn,
+            &OrderPaid {
+                order_id: paid.order_id.clone(),
+                payment_id: paid.payment_id.clone(),
+                amount: paid.amount,
+                currency: paid.currency.clone(),
+            },
+        )?;
+        tracing::info!(order_id = %id, payment_id = %paid.payment_id, "order paid");
+        metrics::counter!("shop_orders_paid_total").increment(1);
+        return Ok(PaymentRecorded::Paid);
+    }
+    let Some(order) = repository::find(conn, &id)? else {
+        anyhow::bail!(
+            "payment {} succeeded for an order that does not exist: {id}",
+            paid.payment_id
+        );
+    };
+    let refusal = match order.late_payment(&paid.payment_id)? {
+        LatePayment::AlreadyApplied => return Ok(PaymentRecorded::AlreadyApplied),
+        LatePayment::Refused(refusal) => refusal,
+    };
+    tracing::warn!(order_id = %id, payment_id = %paid.payment_id, ?refusal, "payment refused: it must be refunded");
+    outbox.publish(
+        conn,
+        &OrderPaymentRefused {
+            order_id: paid.order_id.clone(),
+            payment_id: paid.payment_id.clone(),
+            reason: match refusal {
+                PaymentRefusal::OrderCancelled => RefusalReason::OrderCancelled,
+                PaymentRefusal::AlreadyPaid => RefusalReason::AlreadyPaid,
+            },
+        },
+    )?;
+    Ok(PaymentRecorded::Refused(refusal))
 }
 
 /// The most orders one expiry sweep cancels in one write unit.

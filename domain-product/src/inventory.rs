@@ -5,14 +5,52 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared_kernel::clock;
-use shared_kernel::db::{Db, DbError};
+use shared_kernel::db::{AnyConnection, Db, DbError};
 use shared_kernel::ports::{
     Inventory, PortError, ProductSnapshot, ReservationLine, ReserveError, ReservedLine,
 };
 
-use crate::model::ProductId;
+use crate::model::{ProductId, ReservationStatus};
 use crate::repository;
 use crate::reservation_repository::{self as reservations, ReserveFailure};
+
+// The reservation lifecycle's use cases behind the order context's events,
+// each in the caller's transaction (the event delivery's). An order's
+// reservation id is its order id.
+
+/// Placed orders keep their stock: their reservations, held until now, are
+/// confirmed (no longer released as abandoned). Returns how many were confirmed.
+pub fn confirm_reservations(conn: &mut AnyConnection, orders: &[&str]) -> Result<usize, DbError> {
+    Ok(reservations::confirm_all(conn, orders, clock::now())?)
+}
+
+/// A paid order's stock is sold. Returns the reservation's status after
+/// (`Sold`; anything else means the stock was not reserved, and is logged).
+pub fn sell_reservation(
+    conn: &mut AnyConnection,
+    order: &str,
+) -> Result<Option<ReservationStatus>, DbError> {
+    let status = reservations::sell(conn, order, clock::now())?;
+    match status {
+        Some(ReservationStatus::Sold) => tracing::info!(order_id = %order, "reserved stock sold"),
+        other => tracing::error!(
+            order_id = %order,
+            reservation = ?other,
+            "a paid order's stock was not reserved; check the stock of its products"
+        ),
+    }
+    Ok(status)
+}
+
+/// Cancelled orders give their stock back (one UPDATE per product, in
+/// product order). Returns how many reservations were released.
+pub fn release_reservations(conn: &mut AnyConnection, orders: &[&str]) -> Result<usize, DbError> {
+    let released = reservations::release_all(conn, orders, clock::now())?;
+    if released > 0 {
+        tracing::info!(orders = orders.len(), released, "reserved stock released");
+    }
+    Ok(released)
+}
 
 /// The most abandoned reservations one write unit releases.
 const ABANDONED_BATCH: i64 = 500;

@@ -209,11 +209,6 @@ fn transition(
     Ok(moved == 1)
 }
 
-/// The order exists: the reservation is no longer at risk of being swept as abandoned.
-pub fn confirm(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
-    transition(conn, id, ReservationStatus::Confirmed, now)
-}
-
 /// The order was paid: the units are sold for good.
 pub fn sell(
     conn: &mut AnyConnection,

@@ -563,11 +563,12 @@ fn run_guarded(
             (_, true) => Ran::Retry,
             (Err(()), false) => Ran::Failed,
         };
-        if !matches!(outcome, Ran::Wrote) && shared {
-            if let Err(error) = rollback_savepoint(conn) {
-                tracing::warn!(%error, "cannot roll back a savepoint");
-                broken = true;
-            }
+        if !matches!(outcome, Ran::Wrote)
+            && shared
+            && let Err(error) = rollback_savepoint(conn)
+        {
+            tracing::warn!(%error, "cannot roll back a savepoint");
+            broken = true;
         }
         if matches!(outcome, Ran::Retry) && lost_race_ends_transaction(conn) {
             // The units before this one were rolled back with it: none may be

@@ -69,7 +69,7 @@ async fn deliveries_are_routed_by_the_subscribers_consumers_record(backend: Back
     )
     .expect("connect");
     run_migrations(
-        &mut *db.get_blocking().expect("conn"),
+        &mut db.get_blocking().expect("conn"),
         shop::startup::migrations(),
     )
     .expect("migrate");
@@ -88,7 +88,7 @@ async fn deliveries_are_routed_by_the_subscribers_consumers_record(backend: Back
     let (_outbox_b, dispatcher_b, seen_b) = bus(&db, "test.b");
     assert_eq!(
         dispatcher_a
-            .register(&mut *db.get_blocking().expect("conn"))
+            .register(&mut db.get_blocking().expect("conn"))
             .expect("register"),
         1
     );
@@ -98,13 +98,13 @@ async fn deliveries_are_routed_by_the_subscribers_consumers_record(backend: Back
     // B records its subscription; A, which knows nothing of test.b, now writes its deliveries.
     assert_eq!(
         dispatcher_b
-            .register(&mut *db.get_blocking().expect("conn"))
+            .register(&mut db.get_blocking().expect("conn"))
             .expect("register"),
         1
     );
     assert_eq!(
         dispatcher_b
-            .register(&mut *db.get_blocking().expect("conn"))
+            .register(&mut db.get_blocking().expect("conn"))
             .expect("register"),
         0,
         "recording again changes nothing"
@@ -133,7 +133,7 @@ async fn deliveries_are_routed_by_the_subscribers_consumers_record(backend: Back
     publish(&db, &outbox_a, 3).await;
     assert_eq!(pending("test.b"), 1);
     let dropped =
-        shared_kernel::outbox::unsubscribe(&mut *db.get_blocking().expect("conn"), "test.b")
+        shared_kernel::outbox::unsubscribe(&mut db.get_blocking().expect("conn"), "test.b")
             .expect("unsubscribe");
     assert_eq!(dropped, 1);
     publish(&db, &outbox_a, 4).await;
