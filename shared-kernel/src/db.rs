@@ -680,23 +680,15 @@ pub fn run_migrations(
     conn: &mut AnyConnection,
     migrations: Migrations,
 ) -> anyhow::Result<Vec<String>> {
-    let applied = match conn {
-        AnyConnection::Sqlite(inner) => inner
-            .run_pending_migrations(migrations.sqlite)
-            .map_err(|e| anyhow::anyhow!("SQLite migration failed: {e}"))?
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+    match conn {
+        // The write lock of the migrations' own transactions keeps instances apart.
+        AnyConnection::Sqlite(inner) => migrate(inner, migrations.sqlite, "SQLite"),
         AnyConnection::Postgres(inner) => {
             diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                 .execute(inner)?;
-            let outcome = inner
-                .run_pending_migrations(migrations.postgres)
-                .map(|versions| versions.iter().map(ToString::to_string).collect())
-                .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"));
-            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-                .execute(inner)?;
-            outcome?
+            let outcome = migrate(inner, migrations.postgres, "PostgreSQL");
+            inner.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+            outcome
         }
         #[cfg(feature = "mysql")]
         AnyConnection::Mysql(inner) => {
@@ -717,16 +709,28 @@ pub fn run_migrations(
             }
             // DDL commits implicitly on MySQL, so a migration that fails half-way
             // leaves the statements before the failing one applied (and says which failed).
-            let outcome = inner
-                .run_pending_migrations(migrations.mysql)
-                .map(|versions| versions.iter().map(ToString::to_string).collect())
-                .map_err(|e| anyhow::anyhow!("MySQL migration failed: {e}"));
-            diesel::sql_query(format!("DO RELEASE_LOCK('{MYSQL_MIGRATION_LOCK}')"))
-                .execute(inner)?;
-            outcome?
+            let outcome = migrate(inner, migrations.mysql, "MySQL");
+            inner.batch_execute(&format!("DO RELEASE_LOCK('{MYSQL_MIGRATION_LOCK}')"))?;
+            outcome
         }
-    };
-    Ok(applied)
+    }
+}
+
+/// Applies `migrations`' pending ones on one backend's connection; returns their versions.
+fn migrate<C>(
+    conn: &mut C,
+    migrations: EmbeddedMigrations,
+    backend: &str,
+) -> anyhow::Result<Vec<String>>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    Ok(conn
+        .run_pending_migrations(migrations)
+        .map_err(|e| anyhow::anyhow!("{backend} migration failed: {e}"))?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
 }
 
 #[cfg(test)]
