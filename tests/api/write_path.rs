@@ -135,19 +135,7 @@ async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Back
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_sqlite() {
-    a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_postgres() {
-    a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(a_unit_that_fails_inside_a_shared_commit_rolls_back_alone);
 
 /// A small deterministic generator, so that a failure can be replayed.
 struct Dice(u64);
@@ -314,19 +302,7 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mixed_load_never_answers_5xx_and_loses_no_stock_sqlite() {
-    mixed_load_never_answers_5xx_and_loses_no_stock(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn mixed_load_never_answers_5xx_and_loses_no_stock_postgres() {
-    mixed_load_never_answers_5xx_and_loses_no_stock(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(worker_threads = 4; mixed_load_never_answers_5xx_and_loses_no_stock);
 
 /// 300 orders placed at once, all due within the same second: each is
 /// cancelled as expired within a few seconds of its `expiresAt` (the sweep
@@ -386,6 +362,10 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backe
         Backend::Postgres => {
             "SELECT COUNT(*) AS n FROM orders WHERE cancelled_at - expires_at > interval '2 seconds'"
         }
+        #[cfg(feature = "mysql")]
+        Backend::Mysql => {
+            "SELECT COUNT(*) AS n FROM orders WHERE TIMESTAMPDIFF(MICROSECOND, expires_at, cancelled_at) > 2000000"
+        }
     };
     assert_eq!(
         count(
@@ -401,19 +381,7 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backe
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_sqlite() {
-    hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_postgres() {
-    hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(worker_threads = 4; hundreds_of_orders_due_at_once_all_expire_within_seconds);
 
 /// A product id no product can have (a NUL byte, which PostgreSQL text
 /// cannot hold, or an overlong one) is an unknown product, 404, on every
@@ -433,16 +401,4 @@ async fn impossible_product_ids_are_unknown_products(backend: Backend) {
     assert_eq!(app.stock(&real).await, 5, "nothing was reserved");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn impossible_product_ids_are_unknown_products_sqlite() {
-    impossible_product_ids_are_unknown_products(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn impossible_product_ids_are_unknown_products_postgres() {
-    impossible_product_ids_are_unknown_products(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(impossible_product_ids_are_unknown_products);
