@@ -801,7 +801,10 @@ impl Drop for ShopProcess {
     }
 }
 
-/// Runs a `SELECT COUNT(*) AS n ...` on a database directly.
+/// Runs a `SELECT COUNT(*) AS n ...` (or any query of one integer `n`) on a
+/// database directly. The query is written in the dialect PostgreSQL and
+/// SQLite share; on MySQL, whose `CAST` has no `BIGINT` (and whose `SUM`
+/// answers a DECIMAL that needs one), `AS BIGINT)` is read as `AS SIGNED)`.
 pub fn count(database_url: &str, sql: &str) -> i64 {
     use diesel::QueryableByName;
     #[derive(QueryableByName)]
@@ -819,6 +822,10 @@ pub fn count(database_url: &str, sql: &str) -> i64 {
     )
     .expect("connect");
     let mut conn = db.get_blocking().expect("connection");
+    let sql = match db.backend() {
+        shared_kernel::db::Backend::Mysql => sql.replace(" AS BIGINT)", " AS SIGNED)"),
+        shared_kernel::db::Backend::Sqlite | shared_kernel::db::Backend::Postgres => sql.to_owned(),
+    };
     let row: Count = diesel::sql_query(sql)
         .get_result(&mut *conn)
         .expect("count query");
