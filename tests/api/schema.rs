@@ -242,6 +242,7 @@ impl Facts {
     fn trigger(&mut self, table: &str, name: &str) {
         self.0.insert(format!("{table}: TRIGGER {name}"));
     }
+    #[cfg(feature = "mysql")]
     fn other(&mut self, fact: String) {
         self.0.insert(fact);
     }
