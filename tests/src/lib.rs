@@ -745,7 +745,9 @@ impl ShopProcess {
             if log.contains(shared_kernel::db::MYSQL_NOT_BUILT) {
                 panic!(
                     "{binary} was built without the mysql feature: build the tests with \
-                     `--features mysql` (cargo test -p shop-tests --features mysql)\n{log}"
+                     `--features mysql` (cargo test -p shop-tests --features mysql), and do not \
+                     run a build without it in the same target directory at the same time \
+                     (cargo puts both binaries at this one path)\n{log}"
                 );
             }
             panic!("{binary} stopped before it listened; its log:\n{log}");
