@@ -402,3 +402,84 @@ async fn impossible_product_ids_are_unknown_products(backend: Backend) {
 }
 
 shop_tests::on_each_backend!(impossible_product_ids_are_unknown_products);
+
+/// What the seam promises of every MySQL connection (the table at the top of
+/// shared-kernel/src/db.rs), read back from the server on a pooled
+/// connection and on a writer's: read committed, strict modes, UTC, utf8mb4;
+/// a writer gives up on a row lock after 1 s; and strict means a value that
+/// does not fit is refused, never truncated. (MariaDB's names: `tx_isolation`.)
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_mysql),
+    ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests"
+)]
+async fn connections_are_set_as_the_seam_says_mariadb() {
+    use diesel::sql_types::Text;
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Session {
+        #[diesel(sql_type = Text)]
+        isolation: String,
+        #[diesel(sql_type = Text)]
+        sql_mode: String,
+        #[diesel(sql_type = Text)]
+        time_zone: String,
+        #[diesel(sql_type = Text)]
+        charset: String,
+        #[diesel(sql_type = Text)]
+        lock_wait: String,
+    }
+    const READ: &str = "SELECT CAST(@@SESSION.tx_isolation AS CHAR) AS isolation, \
+        CAST(@@SESSION.sql_mode AS CHAR) AS sql_mode, CAST(@@SESSION.time_zone AS CHAR) AS time_zone, \
+        CAST(@@SESSION.character_set_connection AS CHAR) AS charset, \
+        CAST(@@SESSION.innodb_lock_wait_timeout AS CHAR) AS lock_wait";
+    let app = TestApp::spawn_with(Backend::Mysql, &[("SHOP__WORKER__ENABLED", "false")]).await;
+    let db = app.modules.db.clone();
+    let pooled: Session = db
+        .run(|conn| {
+            diesel::RunQueryDsl::get_result(diesel::sql_query(READ), conn).map_err(DbError::from)
+        })
+        .await
+        .unwrap();
+    let writer: Session = db
+        .write(|conn| {
+            diesel::RunQueryDsl::get_result(diesel::sql_query(READ), conn).map_err(DbError::from)
+        })
+        .await
+        .unwrap();
+    for (which, session) in [("pooled", &pooled), ("writer", &writer)] {
+        assert_eq!(session.isolation, "READ-COMMITTED", "{which}: {session:?}");
+        for mode in ["STRICT_ALL_TABLES", "NO_ZERO_DATE", "ONLY_FULL_GROUP_BY"] {
+            assert!(
+                session.sql_mode.split(',').any(|m| m == mode),
+                "{which} lacks {mode}: {session:?}"
+            );
+        }
+        assert_eq!(session.time_zone, "+00:00", "{which}: {session:?}");
+        assert_eq!(session.charset, "utf8mb4", "{which}: {session:?}");
+    }
+    assert_eq!(writer.lock_wait, "1", "{writer:?}");
+    let refused = db
+        .write(|conn| {
+            diesel::RunQueryDsl::execute(
+                diesel::sql_query(
+                    "INSERT INTO products (id, name, description, price_minor, currency, stock, created_at, updated_at) \
+                     VALUES ('strict', 'n', '', '12abc', 'CNY', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                ),
+                conn,
+            )
+            .map_err(DbError::from)
+        })
+        .await;
+    assert!(
+        refused.is_err(),
+        "'12abc' was stored as a price: {refused:?}"
+    );
+    assert_eq!(
+        count(
+            &app.database_url,
+            "SELECT COUNT(*) AS n FROM products WHERE id = 'strict'"
+        ),
+        0
+    );
+}
