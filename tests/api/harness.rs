@@ -18,19 +18,56 @@ fn listed(only_ignored: bool) -> Vec<String> {
         .collect()
 }
 
-/// A PostgreSQL test: `on_every_backend!`'s `postgres::name`, or a hand-written `name_postgres`.
-fn is_postgres(test: &str) -> bool {
+/// A test of `backend` (`postgres`, `mariadb`): `on_every_backend!`'s
+/// `backend::name`, `on_each_backend!`'s `name::backend`, or a hand-written `name_backend`.
+fn is_of(backend: &str, test: &str) -> bool {
     test.split("::")
-        .any(|segment| segment == "postgres" || segment.ends_with("_postgres"))
+        .any(|segment| segment == backend || segment.ends_with(&format!("_{backend}")))
+}
+
+fn is_postgres(test: &str) -> bool {
+    is_of("postgres", test)
+}
+
+fn is_mariadb(test: &str) -> bool {
+    is_of("mariadb", test)
+}
+
+/// The MariaDB test of the same name as the PostgreSQL `test`.
+fn mariadb_twin(test: &str) -> String {
+    test.split("::")
+        .map(|segment| match segment.strip_suffix("postgres") {
+            Some(stem) if stem.is_empty() || stem.ends_with('_') => format!("{stem}mariadb"),
+            _ => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+/// Whether `url_variable` names a server, or `require_variable` is `1`.
+fn configured(url_variable: &str, require_variable: &str) -> bool {
+    std::env::var(url_variable).is_ok_and(|url| !url.is_empty())
+        || std::env::var(require_variable).is_ok_and(|v| v == "1")
+}
+
+/// Checks that each of `tests` is ignored exactly when its server is not `configured`.
+fn ignored_exactly_unless(configured: bool, tests: &[&String], ignored: &[String], hint: &str) {
+    for test in tests {
+        assert_eq!(
+            ignored.contains(test),
+            !configured,
+            "{test}: ignored exactly when no server is configured (configured: {configured}); {hint}"
+        );
+    }
 }
 
 /// Without `SHOP_TEST_POSTGRES_URL`, every PostgreSQL test is ignored (the
 /// summary counts it as ignored, not as passed); with it (or with
-/// `SHOP_TEST_REQUIRE_POSTGRES=1`), none is. No other test is ignored.
+/// `SHOP_TEST_REQUIRE_POSTGRES=1`), none is. The same holds of the MariaDB
+/// tests (built with the `mysql` feature) and `SHOP_TEST_MYSQL_URL`. No other
+/// test is ignored.
 #[test]
 fn postgresql_tests_are_ignored_exactly_when_no_server_is_configured() {
-    let configured = std::env::var("SHOP_TEST_POSTGRES_URL").is_ok_and(|url| !url.is_empty())
-        || std::env::var("SHOP_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
     let all = listed(false);
     let ignored = listed(true);
     let postgres: Vec<&String> = all.iter().filter(|t| is_postgres(t)).collect();
@@ -38,18 +75,42 @@ fn postgresql_tests_are_ignored_exactly_when_no_server_is_configured() {
         postgres.len() >= 30,
         "the PostgreSQL tests are named as expected: {postgres:?}"
     );
-    for test in &postgres {
-        assert_eq!(
-            ignored.contains(test),
-            !configured,
-            "{test}: a PostgreSQL test is ignored exactly when no server is configured \
-             (SHOP_TEST_POSTGRES_URL set: {configured}); mark hand-written ones with \
-             #[cfg_attr(not(shop_postgres), ignore = ...)]"
+    ignored_exactly_unless(
+        configured("SHOP_TEST_POSTGRES_URL", "SHOP_TEST_REQUIRE_POSTGRES"),
+        &postgres,
+        &ignored,
+        "mark hand-written ones with #[cfg_attr(not(shop_postgres), ignore = ...)]",
+    );
+    let mariadb: Vec<&String> = all.iter().filter(|t| is_mariadb(t)).collect();
+    if cfg!(feature = "mysql") {
+        // Every PostgreSQL test has its MariaDB twin (same name, `mariadb` for `postgres`).
+        let missing: Vec<String> = postgres
+            .iter()
+            .map(|test| mariadb_twin(test))
+            .filter(|twin| !mariadb.contains(&twin))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "PostgreSQL tests without a MariaDB twin: {missing:?}"
+        );
+    } else {
+        assert!(
+            mariadb.is_empty(),
+            "MariaDB tests exist only with the mysql feature: {mariadb:?}"
         );
     }
-    let others: Vec<&String> = ignored.iter().filter(|t| !is_postgres(t)).collect();
+    ignored_exactly_unless(
+        configured("SHOP_TEST_MYSQL_URL", "SHOP_TEST_REQUIRE_MYSQL"),
+        &mariadb,
+        &ignored,
+        "mark hand-written ones with #[cfg_attr(not(shop_mysql), ignore = ...)]",
+    );
+    let others: Vec<&String> = ignored
+        .iter()
+        .filter(|t| !is_postgres(t) && !is_mariadb(t))
+        .collect();
     assert!(
         others.is_empty(),
-        "only PostgreSQL tests are ignored: {others:?}"
+        "only PostgreSQL and MariaDB tests are ignored: {others:?}"
     );
 }

@@ -471,19 +471,7 @@ async fn the_checkout_page_needs_its_token(app: TestApp) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_that_are_refused_sqlite() {
-    tokens_that_are_refused(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn tokens_that_are_refused_postgres() {
-    tokens_that_are_refused(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(tokens_that_are_refused);
 
 on_every_backend!(
     every_customer_route_needs_a_token,
@@ -540,19 +528,7 @@ async fn repeated_failures_are_rate_limited(backend: Backend) {
     assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_failures_are_rate_limited_sqlite() {
-    repeated_failures_are_rate_limited(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn repeated_failures_are_rate_limited_postgres() {
-    repeated_failures_are_rate_limited(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(repeated_failures_are_rate_limited);
 
 /// A JWKS the test serves, and can change while the app runs.
 struct KeyServer {
@@ -745,16 +721,4 @@ async fn keys_from_a_jwks_rotate_without_restart(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_from_a_jwks_rotate_without_restart_sqlite() {
-    keys_from_a_jwks_rotate_without_restart(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn keys_from_a_jwks_rotate_without_restart_postgres() {
-    keys_from_a_jwks_rotate_without_restart(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(keys_from_a_jwks_rotate_without_restart);

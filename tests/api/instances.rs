@@ -187,19 +187,7 @@ async fn two_instances_share_the_work_without_doing_it_twice(backend: Backend) {
     assert_eq!(expired(&one) + expired(&two), expired_orders, "none twice");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite() {
-    two_instances_share_the_work_without_doing_it_twice(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn postgres() {
-    two_instances_share_the_work_without_doing_it_twice(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(two_instances_share_the_work_without_doing_it_twice);
 
 /// The outbox keeps what is pending and forgets what every subscriber handled.
 async fn the_outbox_prunes_delivered_events_only(backend: Backend) {
@@ -247,16 +235,4 @@ async fn the_outbox_prunes_delivered_events_only(backend: Backend) {
     assert_eq!(count(&url, "SELECT COUNT(*) AS n FROM event_deliveries"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prune_sqlite() {
-    the_outbox_prunes_delivered_events_only(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn prune_postgres() {
-    the_outbox_prunes_delivered_events_only(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(the_outbox_prunes_delivered_events_only);

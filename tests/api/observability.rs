@@ -387,19 +387,7 @@ async fn json_logs_carry_request_ids_and_no_secrets(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_sqlite() {
-    json_logs_carry_request_ids_and_no_secrets(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn json_logs_postgres() {
-    json_logs_carry_request_ids_and_no_secrets(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(json_logs_carry_request_ids_and_no_secrets);
 
 /// A request whose body is still arriving when SIGTERM comes completes, and
 /// its product is stored; then shop exits cleanly. The request is provably
@@ -470,16 +458,4 @@ async fn sigterm_finishes_requests_in_flight(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_sqlite() {
-    sigterm_finishes_requests_in_flight(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn graceful_shutdown_postgres() {
-    sigterm_finishes_requests_in_flight(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(sigterm_finishes_requests_in_flight);

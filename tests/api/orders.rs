@@ -572,19 +572,7 @@ mod expiry {
         cancel.assert_problem(StatusCode::CONFLICT, "order_not_cancellable");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        unpaid_orders_expire_and_release_their_stock(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(shop_postgres),
-        ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-    )]
-    async fn postgres() {
-        unpaid_orders_expire_and_release_their_stock(Backend::Postgres).await;
-    }
+    shop_tests::on_each_backend!(unpaid_orders_expire_and_release_their_stock);
 }
 
 /// Found by schemathesis: an admin sets the stock to the maximum while an

@@ -862,19 +862,7 @@ mod expiry_after_failure {
             .assert_problem(StatusCode::CONFLICT, "order_cancelled");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        a_failed_payment_then_expiry_releases_the_stock(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(shop_postgres),
-        ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-    )]
-    async fn postgres() {
-        a_failed_payment_then_expiry_releases_the_stock(Backend::Postgres).await;
-    }
+    shop_tests::on_each_backend!(a_failed_payment_then_expiry_releases_the_stock);
 }
 
 mod sandbox_off {
@@ -891,19 +879,7 @@ mod sandbox_off {
             .assert_problem(StatusCode::NOT_FOUND, "not_found");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        without_the_sandbox_no_gateway_is_configured(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(shop_postgres),
-        ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-    )]
-    async fn postgres() {
-        without_the_sandbox_no_gateway_is_configured(Backend::Postgres).await;
-    }
+    shop_tests::on_each_backend!(without_the_sandbox_no_gateway_is_configured);
 }
 
 /// Issue 13: a cancelled order's payments stop taking money. They close at
@@ -1011,7 +987,7 @@ const ASK_AT_ONCE: &[(&str, &str)] = &[
     ("SHOP__PAYMENT__QUERY_INTERVAL_SECS", "1"),
 ];
 
-/// A test on both backends with settings of its own.
+/// A test on every backend with settings of its own.
 macro_rules! on_both_with {
     ($settings:expr, $($name:ident),* $(,)?) => {
         $(
@@ -1024,6 +1000,12 @@ macro_rules! on_both_with {
                 #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
                 async fn postgres() {
                     super::$name(shop_tests::TestApp::spawn_with(shop_tests::Backend::Postgres, $settings).await).await;
+                }
+                #[cfg(feature = "mysql")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(shop_mysql), ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests")]
+                async fn mariadb() {
+                    super::$name(shop_tests::TestApp::spawn_with(shop_tests::Backend::Mysql, $settings).await).await;
                 }
             }
         )*

@@ -156,16 +156,4 @@ fn sql(database_url: &str, statement: &str) -> usize {
     diesel::sql_query(statement).execute(&mut *conn).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite() {
-    writes_reach_every_instance_cache_within_100_ms(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn postgres() {
-    writes_reach_every_instance_cache_within_100_ms(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(writes_reach_every_instance_cache_within_100_ms);

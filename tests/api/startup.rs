@@ -126,15 +126,10 @@ fn a_bad_bind_address_is_refused_before_the_database_is_opened() {
     assert!(!output.contains("database ready"), "{output}");
 }
 
-#[test]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-fn a_missing_database_is_one_clear_error_postgres() {
-    let admin_url = std::env::var("SHOP_TEST_POSTGRES_URL").expect("SHOP_TEST_POSTGRES_URL");
+/// `shop serve` on a database the server does not have: one short error that says so.
+fn a_missing_database_is_one_clear_error(admin_url: &str, says: &str) {
     let missing = shop_tests::with_database(
-        &admin_url,
+        admin_url,
         &format!("shop_missing_{}", uuid::Uuid::now_v7().simple()),
     );
     let (exited, output) = run(
@@ -143,12 +138,53 @@ fn a_missing_database_is_one_clear_error_postgres() {
         Duration::from_secs(30),
     );
     assert!(exited, "shop stopped: {output}");
-    assert!(output.contains("does not exist"), "{output}");
+    assert!(output.contains(says), "{output}");
     let lines = output.lines().filter(|l| !l.trim().is_empty()).count();
     assert!(
         lines <= 3,
         "{lines} lines for one missing database:\n{output}"
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(shop_postgres),
+    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+)]
+fn a_missing_database_is_one_clear_error_postgres() {
+    let admin_url = std::env::var("SHOP_TEST_POSTGRES_URL").expect("SHOP_TEST_POSTGRES_URL");
+    a_missing_database_is_one_clear_error(&admin_url, "does not exist");
+}
+
+#[test]
+#[cfg(feature = "mysql")]
+#[cfg_attr(
+    not(shop_mysql),
+    ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests"
+)]
+fn a_missing_database_is_one_clear_error_mariadb() {
+    a_missing_database_is_one_clear_error(&shop_tests::mysql_admin_url(), "Unknown database");
+}
+
+/// A build without the `mysql` feature, given a `mysql://` URL, says how to
+/// get one that speaks it (and stops at once, touching nothing).
+#[test]
+#[cfg(not(feature = "mysql"))]
+fn a_build_without_mysql_says_how_to_get_one() {
+    let (exited, output) = run(
+        &["serve"],
+        &[(
+            "DATABASE_URL",
+            "mysql://shop:secret-password@127.0.0.1:1/shop",
+        )],
+        Duration::from_secs(30),
+    );
+    assert!(exited, "shop stopped: {output}");
+    assert!(
+        output.contains(shared_kernel::db::MYSQL_NOT_BUILT),
+        "{output}"
+    );
+    assert!(!output.contains("secret-password"), "{output}");
 }
 
 fn event_delivery_is_announced_once(backend: Backend, lanes: u64) {
@@ -188,4 +224,14 @@ fn event_delivery_is_announced_once_sqlite() {
 )]
 fn event_delivery_is_announced_once_postgres() {
     event_delivery_is_announced_once(Backend::Postgres, 4);
+}
+
+#[test]
+#[cfg(feature = "mysql")]
+#[cfg_attr(
+    not(shop_mysql),
+    ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests"
+)]
+fn event_delivery_is_announced_once_mariadb() {
+    event_delivery_is_announced_once(Backend::Mysql, 4);
 }

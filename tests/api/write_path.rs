@@ -135,19 +135,7 @@ async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Back
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_sqlite() {
-    a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone_postgres() {
-    a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(a_unit_that_fails_inside_a_shared_commit_rolls_back_alone);
 
 /// A small deterministic generator, so that a failure can be replayed.
 struct Dice(u64);
@@ -314,19 +302,7 @@ async fn mixed_load_never_answers_5xx_and_loses_no_stock(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mixed_load_never_answers_5xx_and_loses_no_stock_sqlite() {
-    mixed_load_never_answers_5xx_and_loses_no_stock(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn mixed_load_never_answers_5xx_and_loses_no_stock_postgres() {
-    mixed_load_never_answers_5xx_and_loses_no_stock(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(worker_threads = 4; mixed_load_never_answers_5xx_and_loses_no_stock);
 
 /// 300 orders placed at once, all due within the same second: each is
 /// cancelled as expired within a few seconds of its `expiresAt` (the sweep
@@ -386,6 +362,10 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backe
         Backend::Postgres => {
             "SELECT COUNT(*) AS n FROM orders WHERE cancelled_at - expires_at > interval '2 seconds'"
         }
+        #[cfg(feature = "mysql")]
+        Backend::Mysql => {
+            "SELECT COUNT(*) AS n FROM orders WHERE TIMESTAMPDIFF(MICROSECOND, expires_at, cancelled_at) > 2000000"
+        }
     };
     assert_eq!(
         count(
@@ -401,19 +381,7 @@ async fn hundreds_of_orders_due_at_once_all_expire_within_seconds(backend: Backe
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_sqlite() {
-    hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
-)]
-async fn hundreds_of_orders_due_at_once_all_expire_within_seconds_postgres() {
-    hundreds_of_orders_due_at_once_all_expire_within_seconds(Backend::Postgres).await;
-}
+shop_tests::on_each_backend!(worker_threads = 4; hundreds_of_orders_due_at_once_all_expire_within_seconds);
 
 /// A product id no product can have (a NUL byte, which PostgreSQL text
 /// cannot hold, or an overlong one) is an unknown product, 404, on every
@@ -433,16 +401,85 @@ async fn impossible_product_ids_are_unknown_products(backend: Backend) {
     assert_eq!(app.stock(&real).await, 5, "nothing was reserved");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn impossible_product_ids_are_unknown_products_sqlite() {
-    impossible_product_ids_are_unknown_products(Backend::Sqlite).await;
-}
+shop_tests::on_each_backend!(impossible_product_ids_are_unknown_products);
 
+/// What the seam promises of every MySQL connection (the table at the top of
+/// shared-kernel/src/db.rs), read back from the server on a pooled
+/// connection and on a writer's: read committed, strict modes, UTC, utf8mb4;
+/// a writer gives up on a row lock after 1 s; and strict means a value that
+/// does not fit is refused, never truncated. (MariaDB's names: `tx_isolation`.)
+#[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
-    not(shop_postgres),
-    ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests"
+    not(shop_mysql),
+    ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests"
 )]
-async fn impossible_product_ids_are_unknown_products_postgres() {
-    impossible_product_ids_are_unknown_products(Backend::Postgres).await;
+async fn connections_are_set_as_the_seam_says_mariadb() {
+    use diesel::sql_types::Text;
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Session {
+        #[diesel(sql_type = Text)]
+        isolation: String,
+        #[diesel(sql_type = Text)]
+        sql_mode: String,
+        #[diesel(sql_type = Text)]
+        time_zone: String,
+        #[diesel(sql_type = Text)]
+        charset: String,
+        #[diesel(sql_type = Text)]
+        lock_wait: String,
+    }
+    const READ: &str = "SELECT CAST(@@SESSION.tx_isolation AS CHAR) AS isolation, \
+        CAST(@@SESSION.sql_mode AS CHAR) AS sql_mode, CAST(@@SESSION.time_zone AS CHAR) AS time_zone, \
+        CAST(@@SESSION.character_set_connection AS CHAR) AS charset, \
+        CAST(@@SESSION.innodb_lock_wait_timeout AS CHAR) AS lock_wait";
+    let app = TestApp::spawn_with(Backend::Mysql, &[("SHOP__WORKER__ENABLED", "false")]).await;
+    let db = app.modules.db.clone();
+    let pooled: Session = db
+        .run(|conn| {
+            diesel::RunQueryDsl::get_result(diesel::sql_query(READ), conn).map_err(DbError::from)
+        })
+        .await
+        .unwrap();
+    let writer: Session = db
+        .write(|conn| {
+            diesel::RunQueryDsl::get_result(diesel::sql_query(READ), conn).map_err(DbError::from)
+        })
+        .await
+        .unwrap();
+    for (which, session) in [("pooled", &pooled), ("writer", &writer)] {
+        assert_eq!(session.isolation, "READ-COMMITTED", "{which}: {session:?}");
+        for mode in ["STRICT_ALL_TABLES", "NO_ZERO_DATE", "ONLY_FULL_GROUP_BY"] {
+            assert!(
+                session.sql_mode.split(',').any(|m| m == mode),
+                "{which} lacks {mode}: {session:?}"
+            );
+        }
+        assert_eq!(session.time_zone, "+00:00", "{which}: {session:?}");
+        assert_eq!(session.charset, "utf8mb4", "{which}: {session:?}");
+    }
+    assert_eq!(writer.lock_wait, "1", "{writer:?}");
+    let refused = db
+        .write(|conn| {
+            diesel::RunQueryDsl::execute(
+                diesel::sql_query(
+                    "INSERT INTO products (id, name, description, price_minor, currency, stock, created_at, updated_at) \
+                     VALUES ('strict', 'n', '', '12abc', 'CNY', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                ),
+                conn,
+            )
+            .map_err(DbError::from)
+        })
+        .await;
+    assert!(
+        refused.is_err(),
+        "'12abc' was stored as a price: {refused:?}"
+    );
+    assert_eq!(
+        count(
+            &app.database_url,
+            "SELECT COUNT(*) AS n FROM products WHERE id = 'strict'"
+        ),
+        0
+    );
 }

@@ -9,9 +9,19 @@
 //! `SHOP_TEST_REQUIRE_POSTGRES=1` compiles them to run anyway, so that a
 //! missing server fails them (CI sets both). A PostgreSQL test that runs
 //! without a server (`--include-ignored`) fails: it never passes untested.
+//!
+//! MariaDB (or MySQL) tests exist only when the crate is built with its
+//! `mysql` feature, and then follow the same rules with
+//! `SHOP_TEST_MYSQL_URL` (e.g. `mysql://root@127.0.0.1:3306/test`; each test
+//! creates and drops its own `shop_test_<uuid>` database on that server) and
+//! `SHOP_TEST_REQUIRE_MYSQL=1` (`cfg(shop_mysql)`). The `shop` binary the
+//! process tests start (`shop-e2e`, built by this crate) is built with the
+//! same features, so with `--features mysql` it speaks MySQL too.
 
 use std::path::PathBuf;
 
+#[cfg(feature = "mysql")]
+use diesel::mysql::MysqlConnection;
 use diesel::{Connection, RunQueryDsl, pg::PgConnection};
 use secrecy::SecretString;
 use shop::config::Settings;
@@ -26,12 +36,47 @@ pub use serde_json::{Value, json};
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// MariaDB or MySQL (the tests are named `mariadb`: CI runs MariaDB).
+    #[cfg(feature = "mysql")]
+    Mysql,
 }
 
 /// A database that exists for one test only.
 pub enum TestDatabase {
-    Sqlite { dir: PathBuf },
-    Postgres { admin_url: String, name: String },
+    Sqlite {
+        dir: PathBuf,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    #[cfg(feature = "mysql")]
+    Mysql {
+        admin_url: String,
+        name: String,
+    },
+}
+
+/// The server URL a MariaDB test runs on; without it the test fails (the
+/// MariaDB tests are ignored then, so only a test run on purpose gets here).
+#[cfg(feature = "mysql")]
+pub fn mysql_admin_url() -> String {
+    match std::env::var("SHOP_TEST_MYSQL_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "this is a MariaDB test and SHOP_TEST_MYSQL_URL is not set: \
+             set it to a server's URL (mysql://root@127.0.0.1:3306/test) to run the MariaDB tests"
+        ),
+    }
+}
+
+/// An administrative connection to the MariaDB server of `SHOP_TEST_MYSQL_URL`.
+#[cfg(feature = "mysql")]
+fn mysql_admin(admin_url: &str) -> Result<MysqlConnection, diesel::ConnectionError> {
+    let mut conn = MysqlConnection::establish(admin_url)?;
+    // DROP DATABASE waits for the metadata locks of open transactions: never for long.
+    let _ = diesel::sql_query("SET SESSION lock_wait_timeout = 10").execute(&mut conn);
+    Ok(conn)
 }
 
 impl TestDatabase {
@@ -71,6 +116,19 @@ impl TestDatabase {
                     .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
                 Self::Postgres { admin_url, name }
             }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                let admin_url = mysql_admin_url();
+                let name = format!("shop_test_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = mysql_admin(&admin_url)
+                    .unwrap_or_else(|e| panic!("cannot reach MariaDB at SHOP_TEST_MYSQL_URL: {e}"));
+                diesel::sql_query(format!(
+                    "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                ))
+                .execute(&mut conn)
+                .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
+                Self::Mysql { admin_url, name }
+            }
         }
     }
 
@@ -78,6 +136,8 @@ impl TestDatabase {
         match self {
             Self::Sqlite { dir } => format!("sqlite://{}", dir.join("shop.db").display()),
             Self::Postgres { admin_url, name } => with_database(admin_url, name),
+            #[cfg(feature = "mysql")]
+            Self::Mysql { admin_url, name } => with_database(admin_url, name),
         }
     }
 }
@@ -110,6 +170,31 @@ impl Drop for TestDatabase {
                     let _ =
                         diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                             .execute(&mut conn);
+                }
+            }
+            // MySQL has no DROP DATABASE ... WITH (FORCE): the connections
+            // still on it (an app's pool, a process killed mid-transaction)
+            // are killed first, so that the drop never waits on their locks.
+            #[cfg(feature = "mysql")]
+            Self::Mysql { admin_url, name } => {
+                #[derive(diesel::QueryableByName)]
+                struct Session {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    id: i64,
+                }
+                if let Ok(mut conn) = mysql_admin(admin_url) {
+                    let sessions: Vec<Session> = diesel::sql_query(format!(
+                        "SELECT CAST(id AS SIGNED) AS id FROM information_schema.PROCESSLIST \
+                         WHERE db = '{name}' AND id <> CONNECTION_ID()"
+                    ))
+                    .load(&mut conn)
+                    .unwrap_or_default();
+                    for session in sessions {
+                        let _ =
+                            diesel::sql_query(format!("KILL {}", session.id)).execute(&mut conn);
+                    }
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(&mut conn);
                 }
             }
         }
@@ -522,11 +607,14 @@ impl Response {
     }
 }
 
-/// Declares a test body once and runs it on every backend: `mod sqlite` and
+/// Declares a test body once and runs it on every backend: `mod sqlite`,
 /// `mod postgres` (ignored unless `SHOP_TEST_POSTGRES_URL` was set at build
-/// time; see the crate's documentation). A PostgreSQL test written by hand
-/// carries the same attribute:
-/// `#[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]`.
+/// time; see the crate's documentation) and, with the crate's `mysql`
+/// feature, `mod mariadb` (ignored unless `SHOP_TEST_MYSQL_URL` was set). A
+/// PostgreSQL test written by hand carries the same attribute:
+/// `#[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]`,
+/// a MariaDB one `#[cfg(feature = "mysql")]` and
+/// `#[cfg_attr(not(shop_mysql), ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests")]`.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -547,29 +635,49 @@ macro_rules! on_every_backend {
                 }
             )*
         }
+        #[cfg(feature = "mysql")]
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(shop_mysql), ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests")]
+                async fn $name() {
+                    super::$name($crate::TestApp::spawn($crate::Backend::Mysql).await).await;
+                }
+            )*
+        }
     };
 }
 
-/// Runs each `async fn name(backend: Backend)` on SQLite and on PostgreSQL,
-/// as `name::sqlite` and `name::postgres` (for tests that start their own
-/// app, fake provider or process, where `on_every_backend!`'s ready-made
-/// `TestApp` does not fit).
+/// Runs each `async fn name(backend: Backend)` on every backend, as
+/// `name::sqlite`, `name::postgres` and (with the `mysql` feature)
+/// `name::mariadb` (for tests that start their own app, fake provider or
+/// process, where `on_every_backend!`'s ready-made `TestApp` does not fit).
+/// `on_each_backend!(worker_threads = 4; name)` gives the runtime more threads.
 #[macro_export]
 macro_rules! on_each_backend {
-    ($($name:ident),* $(,)?) => {
+    (worker_threads = $threads:tt; $($name:ident),* $(,)?) => {
         $(
             mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
                 async fn sqlite() {
                     super::$name($crate::Backend::Sqlite).await;
                 }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
                 #[cfg_attr(not(shop_postgres), ignore = "set SHOP_TEST_POSTGRES_URL to run the PostgreSQL tests")]
                 async fn postgres() {
                     super::$name($crate::Backend::Postgres).await;
                 }
+                #[cfg(feature = "mysql")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+                #[cfg_attr(not(shop_mysql), ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests")]
+                async fn mariadb() {
+                    super::$name($crate::Backend::Mysql).await;
+                }
             }
         )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_each_backend!(worker_threads = 2; $($name),*);
     };
 }
 
@@ -629,7 +737,21 @@ impl ShopProcess {
                 }
             }
         });
-        let port = port.expect("shop logs the port it listens on");
+        let Some(port) = port else {
+            // It exited (or closed its log) before listening: say why.
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = log.lock().map(|log| log.join("\n")).unwrap_or_default();
+            if log.contains(shared_kernel::db::MYSQL_NOT_BUILT) {
+                panic!(
+                    "{binary} was built without the mysql feature: build the tests with \
+                     `--features mysql` (cargo test -p shop-tests --features mysql), and do not \
+                     run a build without it in the same target directory at the same time \
+                     (cargo puts both binaries at this one path)\n{log}"
+                );
+            }
+            panic!("{binary} stopped before it listened; its log:\n{log}");
+        };
         Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
@@ -681,7 +803,10 @@ impl Drop for ShopProcess {
     }
 }
 
-/// Runs a `SELECT COUNT(*) AS n ...` on a database directly.
+/// Runs a `SELECT COUNT(*) AS n ...` (or any query of one integer `n`) on a
+/// database directly. The query is written in the dialect PostgreSQL and
+/// SQLite share; on MySQL, whose `CAST` has no `BIGINT` (and whose `SUM`
+/// answers a DECIMAL that needs one), `AS BIGINT)` is read as `AS SIGNED)`.
 pub fn count(database_url: &str, sql: &str) -> i64 {
     use diesel::QueryableByName;
     #[derive(QueryableByName)]
@@ -699,6 +824,10 @@ pub fn count(database_url: &str, sql: &str) -> i64 {
     )
     .expect("connect");
     let mut conn = db.get_blocking().expect("connection");
+    let sql = match db.backend() {
+        shared_kernel::db::Backend::Mysql => sql.replace(" AS BIGINT)", " AS SIGNED)"),
+        shared_kernel::db::Backend::Sqlite | shared_kernel::db::Backend::Postgres => sql.to_owned(),
+    };
     let row: Count = diesel::sql_query(sql)
         .get_result(&mut *conn)
         .expect("count query");
