@@ -137,6 +137,238 @@ async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Back
 
 shop_tests::on_each_backend!(a_unit_that_fails_inside_a_shared_commit_rolls_back_alone);
 
+/// On MySQL a deadlock rolls back the writer's whole transaction, its
+/// savepoints with it (PostgreSQL and SQLite undo only the statement). Three
+/// units share a batch behind a gate: the first refuses (so the batch runs
+/// again, a savepoint per unit), the second adds 1 to a product's stock, the
+/// third deadlocks with another session, which InnoDB lets win (it has
+/// written more). The second unit's addition was rolled back with the
+/// deadlock: it must run again, never be answered as committed without it.
+#[cfg(feature = "mysql")]
+async fn a_deadlock_inside_a_shared_batch_runs_the_batch_again() {
+    let backend = Backend::Mysql;
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+
+    let settings = [
+        ("SHOP__DATABASE__WRITERS", "1"),
+        ("SHOP__WORKER__ENABLED", "false"),
+    ];
+    let app = TestApp::spawn_with(backend, &settings).await;
+    let db = app.modules.db.clone();
+    let url = app.database_url.clone();
+    db.write(|conn| {
+        for id in ["dl-a", "dl-x", "dl-q"] {
+            diesel::RunQueryDsl::execute(diesel::sql_query(insert_product_sql(id)), &mut *conn)?;
+        }
+        Ok::<_, DbError>(())
+    })
+    .await
+    .unwrap();
+    let deadlocks_before = innodb_deadlocks(&url);
+
+    // The other session: heavy (500 rows written), holding dl-q.
+    let (holds, other_holds) = mpsc::channel::<()>();
+    let (go, other_go) = mpsc::channel::<()>();
+    let other = std::thread::spawn({
+        let url = url.clone();
+        move || -> Result<(), String> {
+            let mut conn =
+                diesel::mysql::MysqlConnection::establish(&url).map_err(|e| e.to_string())?;
+            conn.batch_execute(
+                "SET SESSION innodb_lock_wait_timeout = 30;
+                 CREATE TABLE IF NOT EXISTS deadlock_weight (n INTEGER NOT NULL);
+                 BEGIN;
+                 INSERT INTO deadlock_weight (n)
+                     WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 500)
+                     SELECT n FROM s;
+                 UPDATE products SET stock = stock + 0 WHERE id = 'dl-q';",
+            )
+            .map_err(|e| e.to_string())?;
+            holds.send(()).map_err(|e| e.to_string())?;
+            other_go
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|e| e.to_string())?;
+            // Waits for the writer's lock on dl-x while the writer waits for dl-q.
+            conn.batch_execute("UPDATE products SET stock = stock + 0 WHERE id = 'dl-x'; COMMIT;")
+                .map_err(|e| e.to_string())
+        }
+    });
+    let held =
+        tokio::task::spawn_blocking(move || other_holds.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+    if held.is_err() {
+        panic!("the other session could not take dl-q: {:?}", other.join());
+    }
+
+    // The gate holds the only writer while the three units queue, in order.
+    let (release, gate) = mpsc::channel::<()>();
+    let (entered, gate_entered) = mpsc::channel::<()>();
+    let gate_unit = tokio::spawn({
+        let db = db.clone();
+        let mut gate = Some(gate);
+        async move {
+            db.write(move |_conn| {
+                let _ = entered.send(());
+                if let Some(gate) = gate.take() {
+                    let _ = gate.recv_timeout(Duration::from_secs(30));
+                }
+                Ok::<_, DbError>(())
+            })
+            .await
+        }
+    });
+    tokio::task::spawn_blocking(move || gate_entered.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the gate unit holds the writer");
+    let add = |id: &'static str| {
+        move |conn: &mut shared_kernel::db::AnyConnection| {
+            diesel::RunQueryDsl::execute(
+                diesel::sql_query(format!(
+                    "UPDATE products SET stock = stock + 1 WHERE id = '{id}'"
+                )),
+                conn,
+            )
+            .map(drop)
+            .map_err(anyhow::Error::from)
+        }
+    };
+    let queued = |n: usize| {
+        let db = db.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while db.write_queue_len() < n {
+                assert!(Instant::now() < deadline, "{n} units never queued");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    // The writer waits for dl-q (held by the other session): close the cycle
+    // at once (the writer gives up waiting after 1 s), from a connection of
+    // its own that watches for the wait.
+    let watcher = {
+        let url = url.clone();
+        std::thread::spawn(move || -> Result<(), String> {
+            #[derive(diesel::QueryableByName)]
+            struct Waiting {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut conn =
+                diesel::mysql::MysqlConnection::establish(&url).map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let waiting: Waiting = diesel::RunQueryDsl::get_result(
+                    diesel::sql_query(
+                        "SELECT COUNT(*) AS n FROM information_schema.innodb_trx \
+                         WHERE trx_state = 'LOCK WAIT'",
+                    ),
+                    &mut conn,
+                )
+                .map_err(|e| e.to_string())?;
+                if waiting.n > 0 {
+                    return go.send(()).map_err(|e| e.to_string());
+                }
+                if Instant::now() > deadline {
+                    return Err("the writer never waited for dl-q".into());
+                }
+                // InnoDB refreshes what INNODB_TRX shows only when it was
+                // last read more than 100 ms ago: reading more often sees nothing new.
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+    let refusing = tokio::spawn({
+        let db = db.clone();
+        async move {
+            db.write(|_conn| -> Result<(), anyhow::Error> { anyhow::bail!("refused") })
+                .await
+        }
+    });
+    queued(1).await;
+    let adding = tokio::spawn({
+        let db = db.clone();
+        let add_a = add("dl-a");
+        async move { db.write(move |conn| add_a(conn)).await }
+    });
+    queued(2).await;
+    let deadlocking = tokio::spawn({
+        let db = db.clone();
+        let (add_x, add_q) = (add("dl-x"), add("dl-q"));
+        async move {
+            db.write(move |conn| {
+                add_x(conn)?;
+                add_q(conn)
+            })
+            .await
+        }
+    });
+    queued(3).await;
+    release.send(()).unwrap();
+    gate_unit.await.unwrap().unwrap();
+
+    let watched = tokio::task::spawn_blocking(move || watcher.join())
+        .await
+        .unwrap()
+        .expect("the watcher's thread");
+    assert_eq!(watched, Ok(()));
+    let other = tokio::task::spawn_blocking(move || other.join())
+        .await
+        .unwrap()
+        .expect("the other session's thread");
+    assert_eq!(
+        other,
+        Ok(()),
+        "InnoDB chose the writer, the lighter transaction, as the victim"
+    );
+    assert!(
+        innodb_deadlocks(&url) > deadlocks_before,
+        "a deadlock happened where the test says"
+    );
+
+    assert!(refusing.await.unwrap().is_err());
+    adding.await.unwrap().expect("the adding unit is answered");
+    deadlocking
+        .await
+        .unwrap()
+        .expect("the deadlocked unit runs again and succeeds");
+    for id in ["dl-a", "dl-x", "dl-q"] {
+        assert_eq!(
+            count(
+                &url,
+                &format!("SELECT stock AS n FROM products WHERE id = '{id}'")
+            ),
+            2,
+            "{id}: answered as written, so its +1 must be there, once"
+        );
+    }
+}
+
+/// MariaDB's count of deadlocks since the server started.
+#[cfg(feature = "mysql")]
+fn innodb_deadlocks(url: &str) -> i64 {
+    count(
+        url,
+        "SELECT CAST(VARIABLE_VALUE AS SIGNED) AS n FROM information_schema.GLOBAL_STATUS \
+         WHERE VARIABLE_NAME = 'INNODB_DEADLOCKS'",
+    )
+}
+
+/// MySQL only: PostgreSQL and SQLite keep the savepoint when a statement loses a race.
+#[cfg(feature = "mysql")]
+mod mariadb {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(shop_mysql),
+        ignore = "set SHOP_TEST_MYSQL_URL to run the MariaDB tests"
+    )]
+    async fn a_deadlock_inside_a_shared_batch_runs_the_batch_again() {
+        super::a_deadlock_inside_a_shared_batch_runs_the_batch_again().await;
+    }
+}
+
 /// A small deterministic generator, so that a failure can be replayed.
 struct Dice(u64);
 
