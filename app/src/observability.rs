@@ -65,6 +65,15 @@ fn describe() {
         Unit::Seconds,
         "HTTP request latency by route template and method"
     );
+    describe_counter!(
+        "shop_port_calls_total",
+        "Calls of a port over HTTP (split mode), by port (inventory, order_lookup) and outcome (ok, refused, error, timeout, short_circuited)"
+    );
+    describe_histogram!(
+        "shop_port_call_duration_seconds",
+        Unit::Seconds,
+        "Latency of a port call over HTTP, its retries included, by port"
+    );
     describe_counter!("shop_orders_created_total", "Orders placed");
     describe_counter!("shop_orders_paid_total", "Orders paid");
     describe_counter!(
@@ -141,7 +150,7 @@ fn describe() {
     }
     metrics::counter!("shop_payment_notifications_duplicate_total").increment(0);
     metrics::gauge!("shop_db_pool_waiting").increment(0.0);
-    for kind in ["customer_token", "admin_token"] {
+    for kind in ["customer_token", "admin_token", "service_token"] {
         metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(0);
     }
     metrics::counter!("shop_auth_addresses_limited_total").increment(0);
