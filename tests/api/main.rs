@@ -15,6 +15,7 @@ mod orders;
 mod payments;
 mod product_cache;
 mod products;
+mod remote_ports;
 mod startup;
 mod subscriptions;
 mod wechat_pay;
