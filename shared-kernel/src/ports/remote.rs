@@ -817,6 +817,174 @@ mod tests {
         );
     }
 
+    /// A loopback HTTP server that answers the requests it gets with
+    /// `answers`, in turn (then 500), one connection each, and keeps each
+    /// request's head (lower-cased).
+    async fn serve(answers: Vec<(u16, String)>) -> (Url, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let kept = heads.clone();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    request.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if n == 0 || request.len() >= end + 4 + length {
+                            break text[..end].to_owned();
+                        }
+                    } else if n == 0 {
+                        break text;
+                    }
+                };
+                kept.lock().unwrap().push(head);
+                let (status, body) = answers.next().unwrap_or((500, String::new()));
+                let content_type = if status >= 400 {
+                    "application/problem+json"
+                } else {
+                    "application/json"
+                };
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        (url, heads)
+    }
+
+    fn settings(base_url: Url) -> RemoteSettings {
+        RemoteSettings {
+            base_url,
+            token: SecretString::from("service-token"),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    const PRODUCTS: &str =
+        r#"{"products":[{"productId":"p1","name":"one","price":500,"currency":"CNY","stock":3}]}"#;
+
+    #[tokio::test]
+    async fn transient_answers_are_retried_with_the_same_ids() {
+        let (url, heads) = serve(vec![
+            (503, String::new()),
+            (502, String::new()),
+            (200, PRODUCTS.to_owned()),
+        ])
+        .await;
+        let inventory = RemoteInventory::new(settings(url)).unwrap();
+        let request_id = "0190a6b2-7c1d-7e00-8a3b-1c2d3e4f5a6b";
+        let found = crate::request_id::scope(request_id.into(), async {
+            inventory.products(&["p1".to_owned()]).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].price,
+            Money::new(500, Currency::parse("CNY").unwrap())
+        );
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 3, "two retries: {heads:?}");
+        let mut spans = Vec::new();
+        for head in &heads {
+            assert!(
+                head.starts_with("post /internal/v1/inventory/products "),
+                "{head}"
+            );
+            assert!(
+                head.contains("authorization: bearer service-token"),
+                "{head}"
+            );
+            assert!(
+                head.contains(&format!("x-request-id: {request_id}")),
+                "{head}"
+            );
+            let traceparent = head
+                .lines()
+                .find_map(|l| l.strip_prefix("traceparent: "))
+                .unwrap();
+            let parts: Vec<&str> = traceparent.split('-').collect();
+            assert_eq!(parts[0], "00");
+            assert_eq!(parts[1], "0190a6b27c1d7e008a3b1c2d3e4f5a6b");
+            assert_eq!(parts[2].len(), 16);
+            assert_eq!(parts[3], "01");
+            spans.push(parts[2].to_owned());
+        }
+        spans.dedup();
+        assert_eq!(spans.len(), 3, "each attempt is a span of its own");
+    }
+
+    #[tokio::test]
+    async fn at_most_three_attempts_then_unavailable() {
+        let (url, heads) = serve(vec![(504, String::new()); 5]).await;
+        let inventory = RemoteInventory::new(settings(url)).unwrap();
+        let error = inventory.release("r-1").await.unwrap_err();
+        assert!(matches!(error, PortError::Unavailable(_)), "{error:?}");
+        assert_eq!(heads.lock().unwrap().len(), MAX_ATTEMPTS as usize);
+    }
+
+    #[tokio::test]
+    async fn refusals_and_client_errors_are_not_retried() {
+        let refusal = r#"{"type":"https://shop.example/problems/insufficient_stock","title":"Insufficient stock","status":409,"code":"insufficient_stock","shortages":[{"productId":"p1","requested":4,"available":3}]}"#;
+        let (url, heads) = serve(vec![(409, refusal.to_owned()), (401, String::new())]).await;
+        let inventory = RemoteInventory::new(settings(url)).unwrap();
+        let lines = [ReservationLine {
+            product_id: "p1".into(),
+            quantity: 4,
+        }];
+        match inventory.reserve("r-1", &lines, Utc::now()).await {
+            Err(ReserveError::InsufficientStock(shortages)) => assert_eq!(
+                shortages,
+                vec![Shortage {
+                    product_id: "p1".into(),
+                    requested: 4,
+                    available: 3
+                }]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(heads.lock().unwrap().len(), 1);
+        assert!(
+            heads.lock().unwrap()[0].starts_with("put /internal/v1/inventory/reservations/r-1 ")
+        );
+        // A wrong token is a failure of the port, not a refusal, and not retried.
+        assert!(matches!(
+            inventory.reserve("r-2", &lines, Utc::now()).await,
+            Err(ReserveError::Port(PortError::Unavailable(_)))
+        ));
+        assert_eq!(heads.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_order_is_none_but_an_unserved_route_is_a_failure() {
+        let not_found = r#"{"type":"https://shop.example/problems/order_not_found","title":"Not found","status":404,"code":"order_not_found"}"#;
+        let unserved = r#"{"type":"https://shop.example/problems/not_found","title":"Not found","status":404,"code":"not_found"}"#;
+        let (url, _) = serve(vec![
+            (404, not_found.to_owned()),
+            (404, unserved.to_owned()),
+        ])
+        .await;
+        let orders = RemoteOrderLookup::new(settings(url)).unwrap();
+        assert_eq!(orders.order("o-1").await.unwrap(), None);
+        assert!(matches!(
+            orders.order("o-1").await,
+            Err(PortError::Unavailable(_))
+        ));
+    }
+
     #[test]
     fn urls_keep_the_base_path_and_escape_ids() {
         let remote = Remote::new(
