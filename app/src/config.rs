@@ -532,6 +532,49 @@ mod tests {
     }
 
     #[test]
+    fn port_urls_need_the_service_token_and_an_http_url() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(s.ports.product().unwrap().is_none() && s.ports.order().unwrap().is_none());
+        assert!(s.ports.token().is_none(), "no internal API by default");
+        let error = Settings::load_from(
+            None,
+            env(&[("SHOP__PORTS__PRODUCT_URL", "http://product:8080")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("SHOP__PORTS__PRODUCT_URL") && error.contains("SHOP__PORTS__TOKEN"),
+            "{error}"
+        );
+        for bad in ["product:8080", "ftp://product", "http://"] {
+            let error = Settings::load_from(
+                None,
+                env(&[("SHOP__PORTS__ORDER_URL", bad), ("SHOP__PORTS__TOKEN", "t")]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("SHOP__PORTS__ORDER_URL"), "{bad}: {error}");
+        }
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SHOP__PORTS__ORDER_URL", "https://order.internal/shop"),
+                ("SHOP__PORTS__TOKEN", "t"),
+                ("SHOP__PORTS__TIMEOUT_MS", "750"),
+                ("SHOP__PORTS__PRODUCT_URL", ""),
+            ]),
+        )
+        .unwrap();
+        let order = s.ports.order().unwrap().unwrap();
+        assert_eq!(order.base_url.as_str(), "https://order.internal/shop");
+        assert_eq!(order.timeout, std::time::Duration::from_millis(750));
+        assert!(
+            s.ports.product().unwrap().is_none(),
+            "an empty URL is unset"
+        );
+    }
+
+    #[test]
     fn defaults_need_no_setup() {
         let s = Settings::load_from(None, env(&[])).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:8080");
