@@ -115,6 +115,80 @@ where
         .configure(configure_health)
 }
 
+/// The internal API's document (`openapi-internal.yaml`): the ports other
+/// processes call (`/internal/v1`), never listed in the public document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shop internal API",
+        description = "What one shop process serves another when the contexts run in separate \
+            processes: the product context's `Inventory` port and the order context's \
+            `OrderLookup` port, called by shop's own HTTP adapters \
+            (`SHOP__PORTS__PRODUCT_URL`, `SHOP__PORTS__ORDER_URL`).\n\n\
+            Served only when `SHOP__PORTS__TOKEN` is set (otherwise every path here answers 404), \
+            and only to callers presenting that token (`Authorization: Bearer <token>`). \
+            Keep these paths off the public network: a reverse proxy in front of shop should \
+            not route `/internal/`. `X-Request-Id` is honoured and echoed as on the public routes; \
+            callers also send a W3C `traceparent`. Every error is an RFC 9457 \
+            `application/problem+json` body with a stable `code`.",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    tags(
+        (name = "inventory", description = "The product context's stock: lookups, reservations, releases"),
+        (name = "orders", description = "The order context's orders, as the payment context needs them"),
+    ),
+    components(schemas(Problem), responses(MalformedJson, Unavailable)),
+    modifiers(&ServiceAuth),
+)]
+struct InternalDoc;
+
+struct ServiceAuth;
+
+impl Modify for ServiceAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let service = Http::builder()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "The service token (SHOP__PORTS__TOKEN), the same in every process",
+            ))
+            .build();
+        components.add_security_scheme("serviceToken", SecurityScheme::Http(service));
+    }
+}
+
+/// Mounts the internal routes (`/internal/v1`) on `app`. Only a process
+/// given `SHOP__PORTS__TOKEN` serves them.
+pub fn mount_internal<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
+where
+    T: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+{
+    app.service(
+        scope::scope(shared_kernel::ports::internal::PREFIX)
+            .configure(domain_product::internal_http::configure)
+            .configure(domain_order::internal_http::configure),
+    )
+}
+
+/// The internal API's document.
+pub fn internal_openapi() -> utoipa::openapi::OpenApi {
+    let app = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(InternalDoc::openapi());
+    let (_, doc) = mount_internal(app).split_for_parts();
+    doc
+}
+
+/// The internal document as `shop openapi --internal` prints it and `openapi-internal.yaml` holds it.
+pub fn internal_openapi_yaml() -> anyhow::Result<String> {
+    Ok(serde_norway::to_string(&internal_openapi())?)
+}
+
 /// The OpenAPI document, the same whatever the configuration.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, doc) = mount(actix_web::App::new().into_utoipa_app()).split_for_parts();

@@ -32,7 +32,12 @@ pub enum Command {
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Print the OpenAPI document (YAML); the same whatever the configuration.
-    Openapi,
+    Openapi {
+        /// Print the internal API's document instead (`/internal/v1`, the
+        /// ports other shop processes call; `openapi-internal.yaml`).
+        #[arg(long)]
+        internal: bool,
+    },
     /// Print a customer token (an HS256 JWT under SHOP__AUTH__JWT_SECRET) for trying
     /// shop out or for scripts; real customers get theirs from the identity provider.
     Token {

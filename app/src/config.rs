@@ -6,6 +6,7 @@ use std::path::Path;
 use secrecy::SecretString;
 use serde::Deserialize;
 use shared_kernel::auth::token::JwksLocation;
+use shared_kernel::ports::remote::RemoteSettings;
 
 /// Everything shop can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +18,69 @@ pub struct Settings {
     pub payment: PaymentSettings,
     pub worker: WorkerSettings,
     pub log: LogSettings,
+    pub ports: PortsSettings,
+}
+
+/// The ports over HTTP (split mode): where the contexts this process does not
+/// run are served, and the token of the internal API (`SHOP__PORTS__*`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PortsSettings {
+    /// The process that runs the product context (`SHOP__PORTS__PRODUCT_URL`):
+    /// when set, orders reserve stock there, over HTTP.
+    pub product_url: Option<String>,
+    /// The process that runs the order context (`SHOP__PORTS__ORDER_URL`):
+    /// when set, payments read orders there, over HTTP.
+    pub order_url: Option<String>,
+    /// The service token of the internal API (`SHOP__PORTS__TOKEN`): this
+    /// process serves `/internal/v1` only when it is set, and presents it on
+    /// its own calls. The same in every process.
+    pub token: Option<SecretString>,
+    /// The budget of one port call, its retries included, in milliseconds
+    /// (`SHOP__PORTS__TIMEOUT_MS`).
+    pub timeout_ms: u64,
+}
+
+impl PortsSettings {
+    /// The service token, when one is set (an empty value counts as unset).
+    pub fn token(&self) -> Option<SecretString> {
+        self.token
+            .clone()
+            .filter(|s| !secrecy::ExposeSecret::expose_secret(s).is_empty())
+    }
+
+    /// How to call the process that runs the product context, when it runs elsewhere.
+    pub fn product(&self) -> anyhow::Result<Option<RemoteSettings>> {
+        self.remote(&self.product_url, "SHOP__PORTS__PRODUCT_URL")
+    }
+
+    /// How to call the process that runs the order context, when it runs elsewhere.
+    pub fn order(&self) -> anyhow::Result<Option<RemoteSettings>> {
+        self.remote(&self.order_url, "SHOP__PORTS__ORDER_URL")
+    }
+
+    fn remote(
+        &self,
+        url: &Option<String>,
+        variable: &str,
+    ) -> anyhow::Result<Option<RemoteSettings>> {
+        let Some(raw) = present(url) else {
+            return Ok(None);
+        };
+        let base_url = url::Url::parse(raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                anyhow::anyhow!("{variable} must be an http:// or https:// URL; it is {raw:?}")
+            })?;
+        let token = self.token().ok_or_else(|| {
+            anyhow::anyhow!("{variable} is set, so SHOP__PORTS__TOKEN must be set too (the same in every process)")
+        })?;
+        Ok(Some(RemoteSettings {
+            base_url,
+            token,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,6 +376,9 @@ event_retention_hours = 168
 
 [log]
 format = "pretty"
+
+[ports]
+timeout_ms = 2000
 "#;
 
 /// A numeric setting's accepted range: every numeric setting has one, and
@@ -399,6 +466,7 @@ pub const BOUNDS: &[Bound] = &[
     bound("worker.abandoned_reservation_grace_secs", 0, 604_800, |s| {
         s.worker.abandoned_reservation_grace_secs
     }),
+    bound("ports.timeout_ms", 50, 60_000, |s| s.ports.timeout_ms),
     // Ten years.
     bound("worker.event_retention_hours", 1, 87_600, |s| {
         s.worker.event_retention_hours
@@ -445,6 +513,8 @@ impl Settings {
             alipay.protocol = Some(std::sync::Arc::new(alipay.load()?));
         }
         settings.auth.jwks()?;
+        settings.ports.product()?;
+        settings.ports.order()?;
         Ok(settings)
     }
 }
@@ -459,6 +529,49 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn port_urls_need_the_service_token_and_an_http_url() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(s.ports.product().unwrap().is_none() && s.ports.order().unwrap().is_none());
+        assert!(s.ports.token().is_none(), "no internal API by default");
+        let error = Settings::load_from(
+            None,
+            env(&[("SHOP__PORTS__PRODUCT_URL", "http://product:8080")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("SHOP__PORTS__PRODUCT_URL") && error.contains("SHOP__PORTS__TOKEN"),
+            "{error}"
+        );
+        for bad in ["product:8080", "ftp://product", "http://"] {
+            let error = Settings::load_from(
+                None,
+                env(&[("SHOP__PORTS__ORDER_URL", bad), ("SHOP__PORTS__TOKEN", "t")]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("SHOP__PORTS__ORDER_URL"), "{bad}: {error}");
+        }
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SHOP__PORTS__ORDER_URL", "https://order.internal/shop"),
+                ("SHOP__PORTS__TOKEN", "t"),
+                ("SHOP__PORTS__TIMEOUT_MS", "750"),
+                ("SHOP__PORTS__PRODUCT_URL", ""),
+            ]),
+        )
+        .unwrap();
+        let order = s.ports.order().unwrap().unwrap();
+        assert_eq!(order.base_url.as_str(), "https://order.internal/shop");
+        assert_eq!(order.timeout, std::time::Duration::from_millis(750));
+        assert!(
+            s.ports.product().unwrap().is_none(),
+            "an empty URL is unset"
+        );
     }
 
     #[test]

@@ -65,6 +65,15 @@ fn describe() {
         Unit::Seconds,
         "HTTP request latency by route template and method"
     );
+    describe_counter!(
+        "shop_port_calls_total",
+        "Calls of a port over HTTP (split mode), by port (inventory, order_lookup) and outcome (ok, refused, error, timeout, short_circuited)"
+    );
+    describe_histogram!(
+        "shop_port_call_duration_seconds",
+        Unit::Seconds,
+        "Latency of a port call over HTTP, its retries included, by port"
+    );
     describe_counter!("shop_orders_created_total", "Orders placed");
     describe_counter!("shop_orders_paid_total", "Orders paid");
     describe_counter!(
@@ -141,7 +150,7 @@ fn describe() {
     }
     metrics::counter!("shop_payment_notifications_duplicate_total").increment(0);
     metrics::gauge!("shop_db_pool_waiting").increment(0.0);
-    for kind in ["customer_token", "admin_token"] {
+    for kind in ["customer_token", "admin_token", "service_token"] {
         metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(0);
     }
     metrics::counter!("shop_auth_addresses_limited_total").increment(0);
@@ -196,6 +205,27 @@ fn status_of<B>(outcome: &Result<ServiceResponse<B>, Error>) -> StatusCode {
     }
 }
 
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`),
+/// when the request carries a well-formed one (other shop processes send it on
+/// port calls): it joins the log lines of one request across processes.
+fn trace_id(request: &ServiceRequest) -> Option<&str> {
+    let value = request.headers().get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    (parts.next().is_none()
+        && hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(span, 16)
+        && hex(flags, 2))
+    .then_some(trace)
+}
+
 /// The request span of every log line a request causes: route template, method, status and request id.
 pub struct RequestSpan;
 
@@ -206,14 +236,19 @@ impl RootSpanBuilder for RequestSpan {
             || (String::new(), "unmatched".to_owned()),
             |i| (i.id, i.route),
         );
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
             request_id = %id,
+            trace_id = tracing::field::Empty,
             method = %request.method(),
             route = %route,
             path = %request.path(),
             status = tracing::field::Empty,
-        )
+        );
+        if let Some(trace) = trace_id(request) {
+            span.record("trace_id", trace);
+        }
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
@@ -258,4 +293,38 @@ pub async fn render(_admin: Admin, db: web::Data<Db>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn only_a_well_formed_traceparent_gives_a_trace_id() {
+        let trace = "0190a6b27c1d7e008a3b1c2d3e4f5a6b";
+        let with = |value: &str| {
+            let request = TestRequest::default()
+                .insert_header(("traceparent", value))
+                .to_srv_request();
+            trace_id(&request).map(str::to_owned)
+        };
+        assert_eq!(
+            with(&format!("00-{trace}-00f067aa0ba902b7-01")).as_deref(),
+            Some(trace)
+        );
+        for bad in [
+            format!("00-{trace}-00f067aa0ba902b7"),
+            format!("00-{trace}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{trace}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
+            format!("00-{trace}-00f067aa0ba902-01"),
+            "not a traceparent".to_owned(),
+        ] {
+            assert_eq!(with(&bad), None, "{bad}");
+        }
+        assert_eq!(trace_id(&TestRequest::default().to_srv_request()), None);
+    }
 }

@@ -16,8 +16,12 @@ use crate::{api, telemetry};
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
-        Command::Openapi => {
-            print!("{}", api::openapi_yaml()?);
+        Command::Openapi { internal } => {
+            if internal {
+                print!("{}", api::internal_openapi_yaml()?);
+            } else {
+                print!("{}", api::openapi_yaml()?);
+            }
             Ok(())
         }
         Command::Migrate => {

@@ -25,7 +25,9 @@ use shared_kernel::auth::token::TokenSettings;
 use shared_kernel::auth::{AdminToken, Authenticator, FailureLimiter, TokenVerifier};
 use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
 use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
-use shared_kernel::ports::PaymentGateway;
+use shared_kernel::ports::internal::ServiceToken;
+use shared_kernel::ports::remote::{RemoteInventory, RemoteOrderLookup};
+use shared_kernel::ports::{Inventory, OrderLookup, PaymentGateway};
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
@@ -170,6 +172,16 @@ pub struct Modules {
     /// Checks every credential (customer tokens, the admin token), shared by all workers.
     pub auth: web::Data<Authenticator>,
     pub tokens: Arc<TokenVerifier>,
+    /// The internal API (`/internal/v1`), served only with `SHOP__PORTS__TOKEN` set.
+    pub internal: Option<Internal>,
+}
+
+/// What the internal API serves: this process's own ports, behind the service token.
+#[derive(Clone)]
+pub struct Internal {
+    pub token: web::Data<ServiceToken>,
+    pub inventory: web::Data<dyn Inventory>,
+    pub orders: web::Data<dyn OrderLookup>,
 }
 
 impl Modules {
@@ -216,15 +228,37 @@ impl Modules {
             .map_err(|e| anyhow::anyhow!("cannot record the event subscriptions: {e}"))?;
         let inventory = ProductInventory::new(db.clone());
         let catalog = ProductCatalog::new(db.clone());
+        // This process's own product context, as the port serves it (also to
+        // other processes, over the internal API).
+        let local_inventory: Arc<dyn Inventory> = Arc::new(InvalidatingInventory::new(
+            inventory.clone(),
+            catalog.cache().clone(),
+        ));
+        // The order context reserves stock here, or in the process that runs
+        // the product context (SHOP__PORTS__PRODUCT_URL).
+        let order_inventory: Arc<dyn Inventory> = match settings.ports.product()? {
+            Some(remote) => {
+                tracing::info!(url = %remote.base_url, "the product context runs elsewhere: stock is reserved over HTTP");
+                Arc::new(RemoteInventory::new(remote)?)
+            }
+            None => local_inventory.clone(),
+        };
         let orders = OrderService::new(
             db.clone(),
             outbox.clone(),
-            Arc::new(InvalidatingInventory::new(
-                inventory.clone(),
-                catalog.cache().clone(),
-            )),
+            order_inventory,
             Duration::from_secs(settings.order.payment_timeout_secs),
         );
+        let local_orders: Arc<dyn OrderLookup> = Arc::new(OrderDirectory::new(db.clone()));
+        // The payment context reads orders here, or in the process that runs
+        // the order context (SHOP__PORTS__ORDER_URL).
+        let payment_orders: Arc<dyn OrderLookup> = match settings.ports.order()? {
+            Some(remote) => {
+                tracing::info!(url = %remote.base_url, "the order context runs elsewhere: orders are read over HTTP");
+                Arc::new(RemoteOrderLookup::new(remote)?)
+            }
+            None => local_orders.clone(),
+        };
         let links = CheckoutLinks::new(&secrets.webhook_secret);
         // The sandbox's own record of its trades, which its page and its gateway share.
         let sandbox_trades = SandboxTrades::default();
@@ -268,7 +302,7 @@ impl Modules {
         let payments = PaymentService::new(
             db.clone(),
             outbox.clone(),
-            Arc::new(OrderDirectory::new(db.clone())),
+            payment_orders,
             gateways,
             ShopSignature::new(secrets.webhook_secret.clone()),
             Reconciliation {
@@ -276,7 +310,13 @@ impl Modules {
                 every: Duration::from_secs(settings.payment.query_interval_secs),
             },
         );
+        let internal = settings.ports.token().map(|token| Internal {
+            token: web::Data::new(ServiceToken::new(token)),
+            inventory: web::Data::from(local_inventory),
+            orders: web::Data::from(local_orders),
+        });
         Ok(Self {
+            internal,
             catalog,
             inventory,
             orders,
@@ -348,7 +388,15 @@ impl Application {
         let state = modules.clone();
         let server =
             actix_web::HttpServer::new(move || {
-                let (app, _) = api::mount(App::new().into_utoipa_app()).split_for_parts();
+                let mut app = api::mount(App::new().into_utoipa_app());
+                if let Some(internal) = &state.internal {
+                    app = api::mount_internal(
+                        app.app_data(internal.token.clone())
+                            .app_data(internal.inventory.clone())
+                            .app_data(internal.orders.clone()),
+                    );
+                }
+                let (app, _) = app.split_for_parts();
                 app.app_data(web::Data::new(state.db.clone()))
                     .app_data(web::Data::new(state.catalog.clone()))
                     .app_data(web::Data::new(state.orders.clone()))

@@ -57,6 +57,56 @@ fn the_committed_openapi_document_is_current() {
     );
 }
 
+/// `openapi-internal.yaml` is what the code generates for the internal API;
+/// regenerate it with `cargo run -- openapi --internal > openapi-internal.yaml`.
+/// No internal path, operation or security scheme leaks into the public document.
+#[test]
+fn the_committed_internal_document_is_current_and_apart_from_the_public_one() {
+    let output = shop().args(["openapi", "--internal"]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../openapi-internal.yaml"
+    ))
+    .unwrap();
+    assert!(
+        generated == committed,
+        "openapi-internal.yaml is stale: run `cargo run -- openapi --internal > openapi-internal.yaml` and commit it"
+    );
+    let internal: serde_json::Value = serde_norway::from_str(&generated).unwrap();
+    let paths: Vec<&String> = internal["paths"].as_object().unwrap().keys().collect();
+    assert!(paths.len() >= 3, "{paths:?}");
+    assert!(
+        paths.iter().all(|p| p.starts_with("/internal/v1/")),
+        "{paths:?}"
+    );
+    let public = shop().arg("openapi").output().unwrap();
+    let public = String::from_utf8(public.stdout).unwrap();
+    let public_doc: serde_json::Value = serde_norway::from_str(&public).unwrap();
+    for path in public_doc["paths"].as_object().unwrap().keys() {
+        assert!(
+            !path.starts_with("/internal"),
+            "{path} is in the public document"
+        );
+    }
+    for needle in [
+        "/internal",
+        "serviceToken",
+        "SHOP__PORTS__TOKEN",
+        "internalReserve",
+    ] {
+        assert!(
+            !public.contains(needle),
+            "the public document mentions {needle}"
+        );
+    }
+}
+
 /// A process killed on drop, so a failing test leaves nothing running.
 struct Server(Child);
 

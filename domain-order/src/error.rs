@@ -128,7 +128,11 @@ impl OrderError {
             )
             .with_detail("This Idempotency-Key was already used with a different request body."),
             OrderError::Port(PortError::Unavailable(detail)) => {
-                Problem::from(DbError::Unavailable(detail))
+                // The database, or another context's process (split mode) is out of reach.
+                tracing::warn!(%detail, "a port is unavailable");
+                Problem::unavailable(
+                    "A service this request needs is unavailable; try again shortly.",
+                )
             }
             OrderError::Port(PortError::Unexpected(error)) => Problem::internal(&error),
             OrderError::Db(error) => error.into(),

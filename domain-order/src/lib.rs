@@ -12,6 +12,7 @@
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod internal_http;
 pub mod lookup;
 pub mod model;
 mod repository;

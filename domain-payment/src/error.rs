@@ -179,7 +179,11 @@ impl From<PaymentError> for Problem {
                 ),
             ),
             PaymentError::Port(PortError::Unavailable(detail)) => {
-                Problem::from(DbError::Unavailable(detail))
+                // The database, or another context's process (split mode) is out of reach.
+                tracing::warn!(%detail, "a port is unavailable");
+                Problem::unavailable(
+                    "A service this request needs is unavailable; try again shortly.",
+                )
             }
             PaymentError::Port(PortError::Unexpected(error)) => Problem::internal(&error),
             PaymentError::Db(error) => error.into(),

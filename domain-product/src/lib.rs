@@ -12,6 +12,7 @@ pub mod cache;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod internal_http;
 pub mod inventory;
 pub mod model;
 mod repository;

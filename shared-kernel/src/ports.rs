@@ -2,6 +2,9 @@
 //! trait, used as `Arc<dyn Port>`, so that an in-process implementation can
 //! later be replaced by an HTTP client without touching the caller.
 
+pub mod internal;
+pub mod remote;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
