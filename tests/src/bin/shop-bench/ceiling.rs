@@ -11,7 +11,7 @@
 //! The statements live in ONE place, [`RESERVE`], [`PLACE`] and [`DELIVER`]:
 //! the SQLite loop binds them, the pgbench script is generated from them.
 //! Update them here when the write path changes. Parameters are written
-//! `:name` (pgbench's syntax); `IN (:list)` is a list (SQLite: `IN (?, ?, ...)`,
+//! `:name` (pgbench's syntax); `IN (:list)` is a list (SQLite and MySQL: `IN (?, ?, ...)`,
 //! PostgreSQL: `= ANY (CAST(:list AS TEXT[]))`, as diesel's `eq_any` does).
 
 use std::path::{Path, PathBuf};
@@ -20,9 +20,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
+use diesel::backend::Backend;
+#[cfg(feature = "mysql")]
+use diesel::mysql::MysqlConnection;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp, Untyped};
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel::query_dsl::LoadQuery;
+use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text, Timestamp, Untyped};
+use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl, connection::SimpleConnection};
 use serde_json::{Value, json};
 
@@ -120,8 +126,14 @@ impl Query for Stmt<'_> {
     type SqlType = Untyped;
 }
 
-impl QueryFragment<Sqlite> for Stmt<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+impl<DB> QueryFragment<DB> for Stmt<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt> + HasSqlType<Timestamp>,
+    String: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let mut args = self.args.iter();
         for (i, part) in self.sql.split('?').enumerate() {
             if i > 0 {
@@ -143,15 +155,17 @@ impl QueryFragment<Sqlite> for Stmt<'_> {
 }
 
 impl RunQueryDsl<SqliteConnection> for Stmt<'_> {}
+#[cfg(feature = "mysql")]
+impl RunQueryDsl<MysqlConnection> for Stmt<'_> {}
 
-/// A statement of the lists rendered for SQLite: `?` for each `:name`, in order.
+/// A statement of the lists rendered with positional parameters (SQLite, MySQL): `?` for each `:name`, in order.
 struct Rendered {
     sql: String,
     names: Vec<String>,
 }
 
 /// `:name` → `?`; `IN (:list)` → `IN (?, ?, ...)` with `list_len` placeholders.
-fn render_sqlite(sql: &str, list_len: usize) -> Rendered {
+fn render_positional(sql: &str, list_len: usize) -> Rendered {
     let mut out = String::with_capacity(sql.len());
     let mut names = Vec::new();
     let mut chars = sql.char_indices().peekable();
@@ -266,6 +280,135 @@ impl XorShift {
     }
 }
 
+impl Vars {
+    fn text(&self, name: &str) -> QueryResult<&str> {
+        match self.get(name)? {
+            Arg::Text(s) => Ok(s),
+            _ => Err(diesel::result::Error::QueryBuilderError(
+                format!(":{name} is not text").into(),
+            )),
+        }
+    }
+}
+
+/// The values of one order before its reservation: product `pid`, user
+/// `bench-{user}`, UUIDv7 order and event ids as shop makes them, now.
+fn order_vars(pid: u64, user: u64, seq: u64) -> Vars {
+    let now = chrono::Utc::now().naive_utc();
+    let mut vars = Vars::default();
+    vars.set("oid", Arg::Text(uuid::Uuid::now_v7().to_string()));
+    vars.set("eid", Arg::Text(uuid::Uuid::now_v7().to_string()));
+    vars.set("pid", Arg::Text(pid.to_string()));
+    vars.set("uid", Arg::Text(format!("bench-{user}")));
+    vars.set("qty", Arg::Int(1));
+    vars.set("now", Arg::Time(now));
+    vars.set("hold", Arg::Time(now + chrono::Duration::minutes(16)));
+    vars.set("expires", Arg::Time(now + chrono::Duration::minutes(15)));
+    vars.set("sub", Arg::Text(SUBSCRIBER.to_owned()));
+    vars.set("rid", Arg::Text(format!("bench-{seq}")));
+    vars
+}
+
+/// After the reservation: its price, and the order's amount and event (as
+/// shop writes it: shared-kernel's OrderPlaced).
+fn priced(vars: &mut Vars, taken: Taken) -> QueryResult<()> {
+    let Arg::Time(now) = vars.get("now")? else {
+        return Err(diesel::result::Error::QueryBuilderError(
+            ":now is not a time".into(),
+        ));
+    };
+    let payload = json!({"orderId": vars.text("oid")?, "userId": vars.text("uid")?,
+        "lines": [{"productId": vars.text("pid")?, "quantity": 1, "unitPrice": taken.price}],
+        "amount": taken.price, "currency": taken.currency,
+        "expiresAt": (*now + chrono::Duration::minutes(15)).and_utc()});
+    vars.set("payload", Arg::Text(payload.to_string()));
+    vars.set("price", Arg::Int(taken.price));
+    vars.set("amount", Arg::Int(taken.price));
+    vars.set("currency", Arg::Text(taken.currency));
+    Ok(())
+}
+
+/// A statement that answers rows: the one that yields the reserved price
+/// (`UPDATE ... RETURNING`, or MySQL's `SELECT` after its `UPDATE`).
+fn answers_rows(sql: &str) -> bool {
+    sql.starts_with("SELECT") || sql.contains(" RETURNING ")
+}
+
+/// The reservation unit's statements, then the order unit's, on any
+/// connection (the caller owns the transaction). Every statement that
+/// writes must write exactly one row, as it does in shop.
+fn reserve_and_place<C>(
+    conn: &mut C,
+    reserve: &[Rendered],
+    place: &[Rendered],
+    vars: &mut Vars,
+) -> QueryResult<()>
+where
+    C: Connection,
+    for<'a> Stmt<'a>: RunQueryDsl<C> + ExecuteDsl<C> + LoadQuery<'a, C, Taken>,
+{
+    let one = |n: usize, sql: &str| {
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(diesel::result::Error::QueryBuilderError(
+                format!("{n} rows written, not one: {sql}").into(),
+            ))
+        }
+    };
+    for r in reserve {
+        if answers_rows(&r.sql) {
+            let taken: Vec<Taken> = stmt(r, vars, &[])?.load(conn)?;
+            let taken = taken
+                .into_iter()
+                .next()
+                .ok_or(diesel::result::Error::NotFound)?;
+            priced(vars, taken)?;
+        } else {
+            one(stmt(r, vars, &[])?.execute(conn)?, &r.sql)?;
+        }
+    }
+    for r in place {
+        one(stmt(r, vars, &[])?.execute(conn)?, &r.sql)?;
+    }
+    Ok(())
+}
+
+/// One delivery batch on any connection (the caller owns the transaction):
+/// claim with `claim` (the backend's form of [`DELIVER`]'s first), read the
+/// events, confirm their reservations, mark them handled; how many it handled.
+fn deliver<C>(conn: &mut C, claim: &str) -> QueryResult<usize>
+where
+    C: Connection,
+    for<'a> Stmt<'a>:
+        RunQueryDsl<C> + ExecuteDsl<C> + LoadQuery<'a, C, Due> + LoadQuery<'a, C, EventRow>,
+{
+    let mut vars = Vars::default();
+    vars.set("now", Arg::Time(chrono::Utc::now().naive_utc()));
+    vars.set("sub", Arg::Text(SUBSCRIBER.to_owned()));
+    let claim = render_positional(claim, 0);
+    let due: Vec<Due> = stmt(&claim, &vars, &[])?.load(conn)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let n = due.len();
+    let eids: Vec<Arg> = due.into_iter().map(|d| Arg::Text(d.event_id)).collect();
+    let lists = [("eids", eids)];
+    let events: Vec<EventRow> =
+        stmt(&render_positional(DELIVER[1], n), &vars, &lists)?.load(conn)?;
+    let rids: Vec<Arg> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.payload).ok())
+        .filter_map(|p| p["orderId"].as_str().map(|s| Arg::Text(s.to_owned())))
+        .collect();
+    let rids_len = rids.len();
+    let [(_, eids)] = lists;
+    let lists = [("eids", eids), ("rids", rids)];
+    stmt(&render_positional(DELIVER[2], rids_len), &vars, &lists)?.execute(conn)?;
+    stmt(&render_positional(DELIVER[3], n), &vars, &lists)?.execute(conn)?;
+    Ok(n)
+}
+
 struct SqliteCeiling {
     conn: SqliteConnection,
     reserve: Vec<Rendered>,
@@ -285,8 +428,8 @@ impl SqliteCeiling {
         )?;
         Ok(Self {
             conn,
-            reserve: RESERVE.iter().map(|s| render_sqlite(s, 0)).collect(),
-            place: PLACE.iter().map(|s| render_sqlite(s, 0)).collect(),
+            reserve: RESERVE.iter().map(|s| render_positional(s, 0)).collect(),
+            place: PLACE.iter().map(|s| render_positional(s, 0)).collect(),
             rng: XorShift(0x9e37_79b9_7f4a_7c15),
             orders: 0,
         })
@@ -303,82 +446,16 @@ impl SqliteCeiling {
     }
 
     /// The reservation unit, then the order unit, of one order.
-    fn order(&mut self, per_unit_savepoint: bool) -> QueryResult<()> {
-        let now = chrono::Utc::now().naive_utc();
-        let oid = uuid::Uuid::now_v7().to_string();
-        let eid = uuid::Uuid::now_v7().to_string();
-        let pid = (self.rng.next() % PRODUCTS as u64 + 1).to_string();
-        let uid = format!("bench-{}", self.orders % 32);
+    fn order(&mut self) -> QueryResult<()> {
+        let pid = self.rng.next() % PRODUCTS as u64 + 1;
+        let mut vars = order_vars(pid, self.orders % 32, self.orders + 1);
         self.orders += 1;
-        let mut vars = Vars::default();
-        vars.set("oid", Arg::Text(oid.clone()));
-        vars.set("eid", Arg::Text(eid));
-        vars.set("pid", Arg::Text(pid.clone()));
-        vars.set("uid", Arg::Text(uid.clone()));
-        vars.set("qty", Arg::Int(1));
-        vars.set("now", Arg::Time(now));
-        vars.set("hold", Arg::Time(now + chrono::Duration::minutes(16)));
-        vars.set("expires", Arg::Time(now + chrono::Duration::minutes(15)));
-        vars.set("sub", Arg::Text(SUBSCRIBER.to_owned()));
-        vars.set("rid", Arg::Text(format!("bench-{}", self.orders)));
-
-        if per_unit_savepoint {
-            self.conn.batch_execute("SAVEPOINT unit")?;
-        }
-        stmt(&self.reserve[0], &vars, &[])?.execute(&mut self.conn)?;
-        let taken: Vec<Taken> = stmt(&self.reserve[1], &vars, &[])?.load(&mut self.conn)?;
-        let taken = taken
-            .into_iter()
-            .next()
-            .ok_or(diesel::result::Error::NotFound)?;
-        vars.set("price", Arg::Int(taken.price));
-        vars.set("currency", Arg::Text(taken.currency.clone()));
-        stmt(&self.reserve[2], &vars, &[])?.execute(&mut self.conn)?;
-        if per_unit_savepoint {
-            self.conn.batch_execute("RELEASE unit; SAVEPOINT unit")?;
-        }
-        // the event as shop writes it (shared-kernel OrderPlaced)
-        let payload = json!({"orderId": oid, "userId": uid,
-            "lines": [{"productId": pid, "quantity": 1, "unitPrice": taken.price}],
-            "amount": taken.price, "currency": taken.currency,
-            "expiresAt": (now + chrono::Duration::minutes(15)).and_utc()});
-        vars.set("amount", Arg::Int(taken.price));
-        vars.set("payload", Arg::Text(payload.to_string()));
-        for r in &self.place {
-            stmt(r, &vars, &[])?.execute(&mut self.conn)?;
-        }
-        if per_unit_savepoint {
-            self.conn.batch_execute("RELEASE unit")?;
-        }
-        Ok(())
+        reserve_and_place(&mut self.conn, &self.reserve, &self.place, &mut vars)
     }
 
     /// One delivery batch: claim, read the events, confirm their reservations, mark them handled.
     fn deliver(&mut self) -> QueryResult<usize> {
-        let mut vars = Vars::default();
-        vars.set("now", Arg::Time(chrono::Utc::now().naive_utc()));
-        vars.set("sub", Arg::Text(SUBSCRIBER.to_owned()));
-        let claim = render_sqlite(DELIVER[0], 0);
-        let due: Vec<Due> = stmt(&claim, &vars, &[])?.load(&mut self.conn)?;
-        if due.is_empty() {
-            return Ok(0);
-        }
-        let n = due.len();
-        let eids: Vec<Arg> = due.into_iter().map(|d| Arg::Text(d.event_id)).collect();
-        let lists = [("eids", eids)];
-        let events: Vec<EventRow> =
-            stmt(&render_sqlite(DELIVER[1], n), &vars, &lists)?.load(&mut self.conn)?;
-        let rids: Vec<Arg> = events
-            .iter()
-            .filter_map(|e| serde_json::from_str::<Value>(&e.payload).ok())
-            .filter_map(|p| p["orderId"].as_str().map(|s| Arg::Text(s.to_owned())))
-            .collect();
-        let rids_len = rids.len();
-        let [(_, eids)] = lists;
-        let lists = [("eids", eids), ("rids", rids)];
-        stmt(&render_sqlite(DELIVER[2], rids_len), &vars, &lists)?.execute(&mut self.conn)?;
-        stmt(&render_sqlite(DELIVER[3], n), &vars, &lists)?.execute(&mut self.conn)?;
-        Ok(n)
+        deliver(&mut self.conn, DELIVER[0])
     }
 
     /// (a) a commit per order; a delivery batch its own commit every [`BATCH`] orders.
@@ -388,7 +465,7 @@ impl SqliteCeiling {
         while Instant::now() < deadline {
             for _ in 0..BATCH {
                 self.conn.batch_execute("BEGIN IMMEDIATE")?;
-                self.order(false)?;
+                self.order()?;
                 self.conn.batch_execute("COMMIT")?;
                 done += 1;
             }
@@ -407,7 +484,7 @@ impl SqliteCeiling {
             self.conn.batch_execute("BEGIN IMMEDIATE")?;
             self.deliver()?; // the previous batch's events, as the dispatcher would
             for _ in 0..BATCH {
-                self.order(false)?;
+                self.order()?;
                 done += 1;
             }
             self.conn.batch_execute("COMMIT")?;
@@ -686,7 +763,7 @@ mod tests {
 
     #[test]
     fn lists_render_per_backend() {
-        let r = render_sqlite(DELIVER[3], 3);
+        let r = render_positional(DELIVER[3], 3);
         assert!(r.sql.ends_with("event_id IN (?, ?, ?)"), "{}", r.sql);
         assert_eq!(r.names, ["now", "sub", "eids"]);
         assert!(render_pg(DELIVER[3]).ends_with("event_id = ANY (CAST(:eids AS TEXT[]))"));
