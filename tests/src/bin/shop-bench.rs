@@ -63,6 +63,8 @@ struct Options {
     warmup: f64,
     smoke: bool,
     postgres: Option<String>,
+    /// A MySQL/MariaDB server (`--mysql`); only a driver built with the feature `mysql` takes one.
+    mysql: Option<String>,
     db_prefix: String,
     out: PathBuf,
     peers: PathBuf,
@@ -91,6 +93,9 @@ fn options() -> Result<Options> {
         postgres: std::env::var("SHOP_BENCH_POSTGRES_URL")
             .ok()
             .filter(|u| !u.is_empty()),
+        mysql: std::env::var("SHOP_BENCH_MYSQL_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
         out: PathBuf::from("target/bench/results.json"),
         db_prefix: "shop_bench".to_owned(),
         peers: std::env::var_os("SHOP_BENCH_PEERS")
@@ -108,6 +113,7 @@ fn options() -> Result<Options> {
             "--warmup" => o.warmup = args.next().context("--warmup N")?.parse()?,
             "--smoke" => o.smoke = true,
             "--postgres" => o.postgres = Some(args.next().context("--postgres URL")?),
+            "--mysql" => o.mysql = Some(args.next().context("--mysql URL")?),
             "--out" => o.out = args.next().context("--out FILE")?.into(),
             "--db-prefix" => o.db_prefix = args.next().context("--db-prefix NAME")?,
             "--peers" => o.peers = args.next().context("--peers DIR")?.into(),
@@ -134,6 +140,15 @@ fn options() -> Result<Options> {
             other => bail!("unknown argument {other}; see the top of tests/src/bin/shop-bench.rs"),
         }
     }
+    if o.mysql.is_some() && !cfg!(feature = "mysql") {
+        bail!(
+            "--mysql (or SHOP_BENCH_MYSQL_URL) needs the driver built with the feature mysql: \
+             cargo run --release -p shop-tests --features mysql --bin shop-bench -- ..."
+        );
+    }
+    if o.mysql.as_ref().is_some_and(|u| !u.starts_with("mysql://")) {
+        bail!("--mysql takes a mysql:// URL");
+    }
     if o.smoke {
         o.seconds = o.seconds.min(1.0);
         o.warmup = 0.0;
@@ -151,8 +166,18 @@ fn options() -> Result<Options> {
 
 /// Where each backend's databases are.
 enum Backend {
-    Sqlite { dir: PathBuf },
-    Postgres { server: String },
+    Sqlite {
+        dir: PathBuf,
+    },
+    Postgres {
+        server: String,
+    },
+    /// A MySQL or MariaDB server; `label` says which (from its `VERSION()`).
+    #[cfg(feature = "mysql")]
+    Mysql {
+        server: String,
+        label: &'static str,
+    },
 }
 
 impl Backend {
@@ -160,6 +185,18 @@ impl Backend {
         match self {
             Self::Sqlite { .. } => "SQLite",
             Self::Postgres { .. } => "PostgreSQL",
+            #[cfg(feature = "mysql")]
+            Self::Mysql { label, .. } => label,
+        }
+    }
+
+    /// Drops the databases this run made on the backend's server.
+    fn drop_all(&self, names: &[String]) {
+        match self {
+            Self::Sqlite { .. } => {}
+            Self::Postgres { server } => drop_postgres(server, names),
+            #[cfg(feature = "mysql")]
+            Self::Mysql { server, .. } => mysql::drop(server, names),
         }
     }
 
@@ -178,6 +215,17 @@ impl Backend {
                     format!("{}_{part}", o.db_prefix)
                 };
                 let url = fresh_postgres(server, &name)?;
+                created.push(name);
+                Ok(url)
+            }
+            #[cfg(feature = "mysql")]
+            Self::Mysql { server, .. } => {
+                let name = if part == "shop" {
+                    o.db_prefix.clone()
+                } else {
+                    format!("{}_{part}", o.db_prefix)
+                };
+                let url = mysql::fresh(server, &name)?;
                 created.push(name);
                 Ok(url)
             }
@@ -220,12 +268,21 @@ async fn backend(
                 .await??
             }
         },
+        #[cfg(feature = "mysql")]
+        Backend::Mysql { .. } => {
+            let url = b.fresh(o, "ceiling", created)?;
+            let shop = s.shop.clone();
+            let duration = Duration::from_secs_f64(if o.smoke { 0.5 } else { seconds });
+            tokio::task::spawn_blocking(move || ceiling::mysql(&shop, &url, duration)).await??
+        }
     };
     r.insert("ceiling".into(), ceiling);
 
     eprintln!("{}: Flask peer", b.label());
     let peer = if !o.runs("peer") {
         skipped("--only")
+    } else if !matches!(b, Backend::Sqlite { .. } | Backend::Postgres { .. }) {
+        skipped("the Flask peer has no MySQL mode (compare with the engine ceiling)")
     } else if o.smoke {
         skipped("--smoke: the peer is not run")
     } else if o.no_peer {
@@ -240,7 +297,7 @@ async fn backend(
                 std::fs::create_dir_all(&dir)?;
                 format!("sqlite:///{}", dir.join("peer.db").display())
             }
-            Backend::Postgres { .. } => b.fresh(o, "peer", created)?,
+            _ => b.fresh(o, "peer", created)?,
         };
         match peer::Peer::start(&o.peers, &url) {
             Ok(p) => {
@@ -275,14 +332,67 @@ fn fresh_postgres(url: &str, name: &str) -> Result<String> {
     let mut conn = diesel::pg::PgConnection::establish(url)?;
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn)?;
     diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
+    Ok(with_database(url, name))
+}
+
+/// `url` (`scheme://user@host:port/db?query`, the path optional) naming the database `name` instead.
+fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
-    let host = base.rsplit_once('/').map_or(base, |(h, _)| h);
-    Ok(match query {
+    let authority = base.find("://").map_or(0, |s| s + 3);
+    let host = base[authority..]
+        .find('/')
+        .map_or(base, |slash| &base[..authority + slash]);
+    match query {
         Some(q) => format!("{host}/{name}?{q}"),
         None => format!("{host}/{name}"),
-    })
+    }
+}
+
+/// The MySQL/MariaDB server's databases, through diesel's MysqlConnection.
+#[cfg(feature = "mysql")]
+mod mysql {
+    use anyhow::Result;
+    use diesel::mysql::MysqlConnection;
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+
+    /// "MariaDB" or "MySQL", as the server at `url` says.
+    pub fn label(url: &str) -> Result<&'static str> {
+        #[derive(QueryableByName)]
+        struct V {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            v: String,
+        }
+        let mut conn = MysqlConnection::establish(url)?;
+        let v: V = diesel::sql_query("SELECT VERSION() AS v").get_result(&mut conn)?;
+        Ok(if v.v.contains("MariaDB") {
+            "MariaDB"
+        } else {
+            "MySQL"
+        })
+    }
+
+    /// A fresh database `name` on the server `url` names (utf8mb4, compared byte for byte,
+    /// as shop's migrations make its tables); its URL.
+    pub fn fresh(url: &str, name: &str) -> Result<String> {
+        let mut conn = MysqlConnection::establish(url)?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn)?;
+        diesel::sql_query(format!(
+            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ))
+        .execute(&mut conn)?;
+        Ok(super::with_database(url, name))
+    }
+
+    pub fn drop(url: &str, names: &[String]) {
+        if let Ok(mut conn) = MysqlConnection::establish(url) {
+            for name in names {
+                let _ =
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn);
+            }
+        }
+    }
 }
 
 fn drop_postgres(url: &str, names: &[String]) {
@@ -399,6 +509,24 @@ fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
             cpu(&c["batched_64"])
         );
         (a, b)
+    } else if c.get("client_cores").is_some() {
+        let a = rate(c);
+        println!(
+            "  {:<46} {:>9}/s  orders; {} statements an order, {} client threads, latency avg {} ms, p99 {} ms, cpu {} (clients {}){}",
+            "engine ceiling: the same statements, diesel",
+            thousands(a.unwrap_or(0.0)),
+            c["statements_per_order"],
+            c["clients"],
+            fmt_opt(f(&c["latency_average_ms"]), 2),
+            fmt_opt(f(&c["p99_ms"]), 2),
+            fmt_opt(f(&c["busy_cores"]), 2),
+            fmt_opt(f(&c["client_cores"]), 2),
+            match c["retried"].as_u64() {
+                Some(n) if n > 0 => format!(", {n} retried"),
+                _ => String::new(),
+            }
+        );
+        (a, None)
     } else {
         let a = rate(c);
         println!(
@@ -638,22 +766,29 @@ fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
     goals
 }
 
-/// Builds the release `shop` (a no-op when it is up to date) and returns its path.
-fn release_shop() -> Result<PathBuf> {
+/// Builds the release `shop` (a no-op when it is up to date) and returns its
+/// path; with the feature `mysql` when the run includes a MySQL server (then
+/// every backend of the run is measured on that one binary).
+fn release_shop(mysql: bool) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "shop",
-            "--bin",
-            "shop",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release -p shop failed");
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "shop",
+        "--bin",
+        "shop",
+    ]);
+    if mysql {
+        build.args(["--features", "mysql"]);
+    }
+    if !build.status()?.success() {
+        bail!(
+            "cargo build --release -p shop{} failed",
+            if mysql { " --features mysql" } else { "" }
+        );
     }
     let target =
         std::env::var("CARGO_TARGET_DIR").map_or_else(|_| PathBuf::from("target"), PathBuf::from);
@@ -676,7 +811,7 @@ async fn main() -> Result<()> {
     let mut o = options()?;
     let shop = match &o.shop {
         Some(p) => p.clone(),
-        None => release_shop()?,
+        None => release_shop(o.mysql.is_some())?,
     };
     o.shop = Some(shop.clone());
     let dir = std::env::temp_dir().join(format!("shop-bench-{}", std::process::id()));
@@ -698,16 +833,26 @@ async fn main() -> Result<()> {
                "started_at": chrono::Utc::now().to_rfc3339(),
                "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)}),
     );
-    let mut created = Vec::new();
     let mut backends = vec![Backend::Sqlite { dir: dir.clone() }];
     if let Some(url) = &o.postgres {
         backends.push(Backend::Postgres {
             server: url.clone(),
         });
     }
+    #[cfg(feature = "mysql")]
+    if let Some(url) = &o.mysql {
+        backends.push(Backend::Mysql {
+            server: url.clone(),
+            label: mysql::label(url).context("--mysql: the server")?,
+        });
+    }
     let mut outcome = Ok(());
     for b in &backends {
-        match backend(&o, &s, b, &mut created).await {
+        let mut created = Vec::new();
+        let result = backend(&o, &s, b, &mut created).await;
+        // The databases it made go as soon as its part is over (no server uses them then).
+        b.drop_all(&created);
+        match result {
             Ok(r) => {
                 let goals = print_backend(b.label(), &r, &o);
                 let mut r = r;
@@ -725,9 +870,6 @@ async fn main() -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    if let Some(url) = &o.postgres {
-        drop_postgres(url, &created);
-    }
     outcome?;
     if let Some(parent) = o.out.parent() {
         std::fs::create_dir_all(parent)?;

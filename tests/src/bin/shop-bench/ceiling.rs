@@ -52,6 +52,21 @@ pub const RESERVE: [&str; 3] = [
      VALUES (:oid, :pid, :qty, :price, :currency)",
 ];
 
+/// The reservation unit as the seam runs it on MySQL and MariaDB, which
+/// have neither `ON CONFLICT` nor `UPDATE ... RETURNING`
+/// (`insert_ignoring_duplicates!` and `update_returning!` in
+/// shared-kernel/src/db.rs): `INSERT IGNORE`, and the `UPDATE` then a
+/// `SELECT` of the row it changed, in the same transaction.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub const RESERVE_MYSQL: [&str; 4] = [
+    "INSERT IGNORE INTO stock_reservations (id, status, hold_until, created_at, updated_at) \
+     VALUES (:oid, 'held', :hold, :now, :now)",
+    "UPDATE products SET stock = stock - :qty, updated_at = :now \
+     WHERE id = :pid AND stock >= :qty",
+    "SELECT price_minor AS price, currency FROM products WHERE id = :pid",
+    RESERVE[2],
+];
+
 /// The order unit (order context): the order, its line, its event and the event's delivery row.
 pub const PLACE: [&str; 4] = [
     "INSERT INTO orders (id, user_id, status, amount_minor, currency, created_at, updated_at, expires_at) \
@@ -75,11 +90,18 @@ pub const DELIVER: [&str; 4] = [
     "UPDATE event_deliveries SET handled_at = :now, attempts = attempts + 1 \
      WHERE subscriber = :sub AND event_id IN (:eids)",
 ];
+/// (MySQL 8 and MariaDB 10.6 take it too.)
 pub const PG_CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
 /// Statements per order the lists above run: 7, plus 4 per delivery batch.
 pub fn statements_per_order() -> f64 {
     (RESERVE.len() + PLACE.len()) as f64 + DELIVER.len() as f64 / BATCH as f64
+}
+
+/// The same on MySQL: 8 (the reserved price is a statement of its own), plus 4 per batch.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub fn statements_per_order_mysql() -> f64 {
+    (RESERVE_MYSQL.len() + PLACE.len()) as f64 + DELIVER.len() as f64 / BATCH as f64
 }
 
 /// Creates the schema (with the binary under test: `shop migrate`) and the products.
@@ -757,6 +779,226 @@ pub fn postgres(shop: &Path, pgbench: &Path, url: &str, dir: &Path, seconds: u64
     }))
 }
 
+// ---------------------------------------------------------- MySQL/MariaDB --
+//
+// The MySQL ceiling is a Rust loop, not mariadb-slap (which this machine
+// has): mariadb-slap sends text queries (shop's diesel prepares every
+// statement and runs it as a binary-protocol statement), cannot carry the
+// reserved price from one statement into the next one (only through user
+// variables, `SELECT ... INTO @price`, a statement shop does not run), has
+// no fixed duration (a number of queries), and counts queries, not
+// transactions. Here: [`CLIENTS`] threads, each on its own connection with
+// shop's session settings, as pgbench runs on PostgreSQL: an order (both
+// units in one transaction) or, one time in 65 at random, a delivery batch
+// (weights 64 to 1, as the pgbench scripts), for the run's duration.
+
+/// Client threads of the MySQL ceiling: the load generator's 32 clients.
+#[cfg(feature = "mysql")]
+pub const CLIENTS: usize = 32;
+
+/// Every shop connection's session settings on MySQL (shared-kernel/src/db.rs,
+/// `MYSQL_SESSION`), and its writers' lock wait (`MYSQL_WRITER_LOCK_WAIT_TIMEOUT_SECS`).
+#[cfg(feature = "mysql")]
+const MYSQL_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+     SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY'; \
+     SET SESSION innodb_lock_wait_timeout = 1;";
+
+/// What one client thread did.
+#[cfg(feature = "mysql")]
+struct ClientRun {
+    orders: u64,
+    batches: u64,
+    delivered: u64,
+    /// Transactions that lost a race (deadlock, lock wait timeout) and ran again, as shop retries them.
+    retried: u64,
+    latencies: crate::load::Sample,
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_connect(url: &str) -> Result<MysqlConnection> {
+    let mut conn = MysqlConnection::establish(url)
+        .with_context(|| format!("cannot connect to {}", redact(url)))?;
+    conn.batch_execute(MYSQL_SESSION)?;
+    Ok(conn)
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+#[cfg(feature = "mysql")]
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let colon = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..colon], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One client: orders and delivery batches until `deadline`.
+#[cfg(feature = "mysql")]
+fn mysql_client(url: &str, client: usize, deadline: Instant) -> Result<ClientRun> {
+    use shared_kernel::group_commit::is_retryable;
+    let mut conn = mysql_connect(url)?;
+    let reserve: Vec<Rendered> = RESERVE_MYSQL
+        .iter()
+        .map(|s| render_positional(s, 0))
+        .collect();
+    let place: Vec<Rendered> = PLACE.iter().map(|s| render_positional(s, 0)).collect();
+    let claim = format!("{}{PG_CLAIM_LOCK}", DELIVER[0]);
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ ((client as u64 + 1) << 32));
+    let mut run = ClientRun {
+        orders: 0,
+        batches: 0,
+        delivered: 0,
+        retried: 0,
+        latencies: crate::load::Sample::default(),
+    };
+    let mut seq = 0u64;
+    while Instant::now() < deadline {
+        let delivery = rng.next() % (BATCH as u64 + 1) == 0;
+        let pid = rng.next() % PRODUCTS as u64 + 1;
+        let started = Instant::now();
+        let outcome = loop {
+            let attempt = if delivery {
+                conn.transaction(|c| deliver(c, &claim))
+            } else {
+                seq += 1;
+                let mut vars = order_vars(pid, client as u64, seq);
+                conn.transaction(|c| reserve_and_place(c, &reserve, &place, &mut vars))
+                    .map(|()| 0)
+            };
+            match attempt {
+                Err(e) if is_retryable(&e) => run.retried += 1,
+                other => break other,
+            }
+        };
+        let handled = outcome.with_context(|| {
+            format!(
+                "MySQL ceiling, client {client}: {}",
+                if delivery {
+                    "a delivery batch"
+                } else {
+                    "an order"
+                }
+            )
+        })?;
+        if delivery {
+            run.batches += 1;
+            run.delivered += handled as u64;
+        } else {
+            run.orders += 1;
+            run.latencies.record(200, started.elapsed());
+        }
+    }
+    Ok(run)
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_count(conn: &mut MysqlConnection, sql: &str) -> Result<i64> {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> = diesel::sql_query(sql).load(conn)?;
+    Ok(rows.first().map_or(0, |r| r.n))
+}
+
+/// The MySQL/MariaDB ceiling on a fresh database `url`: [`CLIENTS`] threads for `duration`.
+#[cfg(feature = "mysql")]
+pub fn mysql(shop: &Path, url: &str, duration: Duration) -> Result<Value> {
+    migrate(shop, url)?;
+    let mut conn = mysql_connect(url)?;
+    for first in (1..=PRODUCTS).step_by(1000) {
+        let rows: Vec<String> = (first..first + 1000)
+            .map(|n| {
+                format!(
+                    "('{n}', 'Product {n}', 'benchmark', {}, 'CNY', 1000000000, \
+                     '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                    100 + n % 9000
+                )
+            })
+            .collect();
+        conn.batch_execute(&format!("{SEED} VALUES {}", rows.join(", ")))?;
+    }
+    conn.batch_execute("ANALYZE TABLE products")?;
+    let cpu = crate::load::CpuMeter::start();
+    let started = Instant::now();
+    let deadline = started + duration;
+    // Every thread is started before any is joined: they run at once.
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let url = url.to_owned();
+            std::thread::spawn(move || mysql_client(&url, client, deadline))
+        })
+        .collect();
+    let mut runs = Vec::with_capacity(CLIENTS);
+    for t in threads {
+        runs.push(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a MySQL ceiling client panicked"))??,
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (busy_cores, client_cores) = (cpu.busy_cores(), cpu.own_cores());
+    let mut latencies = crate::load::Sample::default();
+    let (mut orders, mut batches, mut delivered, mut retried) = (0, 0, 0, 0);
+    for r in runs {
+        orders += r.orders;
+        batches += r.batches;
+        delivered += r.delivered;
+        retried += r.retried;
+        for l in r.latencies.latencies {
+            latencies.record(200, l);
+        }
+    }
+    // every order wrote its rows, and the stock it took is gone
+    let in_db = mysql_count(&mut conn, "SELECT COUNT(*) AS n FROM orders")?;
+    let lines = mysql_count(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM stock_reservation_lines",
+    )?;
+    let taken = mysql_count(
+        &mut conn,
+        &format!("SELECT CAST({PRODUCTS} * 1000000000 - SUM(stock) AS SIGNED) AS n FROM products"),
+    )?;
+    let handled = mysql_count(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NOT NULL",
+    )?;
+    let confirmed = mysql_count(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM stock_reservations WHERE status = 'confirmed'",
+    )?;
+    let total = orders as i64;
+    if in_db != total || lines != total || taken != total || handled != delivered as i64 {
+        bail!(
+            "MySQL ceiling: {total} orders and {delivered} deliveries run, but the database holds \
+             {in_db} orders, {lines} reservation lines, {taken} units taken, {handled} deliveries handled"
+        );
+    }
+    Ok(json!({
+        "client": format!("{CLIENTS} threads, one diesel MysqlConnection each (prepared statements, shop's session settings)"),
+        "clients": CLIENTS,
+        "seconds": round(seconds),
+        "statements_per_order": round(statements_per_order_mysql()),
+        "orders": orders,
+        "per_second": round(orders as f64 / seconds),
+        "latency_average_ms": (!latencies.latencies.is_empty()).then(|| round(
+            latencies.latencies.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0
+                / latencies.latencies.len() as f64)),
+        "p50_ms": round(latencies.percentile(0.50)),
+        "p99_ms": round(latencies.percentile(0.99)),
+        "delivery_batches": batches,
+        "deliveries_handled": handled,
+        "reservations_confirmed": confirmed,
+        "retried": retried,
+        "busy_cores": busy_cores.map(round),
+        "client_cores": client_cores.map(round),
+        "statements": {"reserve": RESERVE_MYSQL, "place": PLACE, "deliver": DELIVER, "claim_lock": PG_CLAIM_LOCK},
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,5 +1009,25 @@ mod tests {
         assert!(r.sql.ends_with("event_id IN (?, ?, ?)"), "{}", r.sql);
         assert_eq!(r.names, ["now", "sub", "eids"]);
         assert!(render_pg(DELIVER[3]).ends_with("event_id = ANY (CAST(:eids AS TEXT[]))"));
+    }
+
+    #[test]
+    fn mysql_reservation_is_the_same_unit_in_its_dialect() {
+        // the same insert without ON CONFLICT, the same update without RETURNING
+        let insert = RESERVE[0].replace(" ON CONFLICT (id) DO NOTHING", "");
+        assert_eq!(
+            RESERVE_MYSQL[0],
+            insert.replace("INSERT INTO", "INSERT IGNORE INTO")
+        );
+        let (update, returning) = RESERVE[1].split_once(" RETURNING ").unwrap_or_default();
+        assert_eq!(RESERVE_MYSQL[1], update);
+        assert!(
+            RESERVE_MYSQL[2]
+                .starts_with(&format!("SELECT {returning} FROM products WHERE id = :pid"))
+        );
+        assert!(answers_rows(RESERVE[1]) && answers_rows(RESERVE_MYSQL[2]));
+        assert!(!answers_rows(RESERVE_MYSQL[1]));
+        assert_eq!(RESERVE_MYSQL[3], RESERVE[2]);
+        assert!((statements_per_order_mysql() - statements_per_order() - 1.0).abs() < 1e-9);
     }
 }
