@@ -881,3 +881,25 @@ async fn main() -> Result<()> {
     println!("\nresults: {}", o.out.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn a_server_url_names_each_fresh_database() {
+        let pg = "postgres://postgres@127.0.0.1:5432/postgres";
+        assert_eq!(
+            with_database(pg, "shop_bench"),
+            "postgres://postgres@127.0.0.1:5432/shop_bench"
+        );
+        assert_eq!(
+            with_database("mysql://root@127.0.0.1:3306", "shop_bench_ceiling"),
+            "mysql://root@127.0.0.1:3306/shop_bench_ceiling"
+        );
+        assert_eq!(
+            with_database("mysql://root:pw@db:3306/mysql?ssl_mode=disabled", "b"),
+            "mysql://root:pw@db:3306/b?ssl_mode=disabled"
+        );
+    }
+}

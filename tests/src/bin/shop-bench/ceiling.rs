@@ -855,7 +855,7 @@ fn mysql_client(url: &str, client: usize, deadline: Instant) -> Result<ClientRun
     };
     let mut seq = 0u64;
     while Instant::now() < deadline {
-        let delivery = rng.next() % (BATCH as u64 + 1) == 0;
+        let delivery = rng.next().is_multiple_of(BATCH as u64 + 1);
         let pid = rng.next() % PRODUCTS as u64 + 1;
         let started = Instant::now();
         let outcome = loop {
