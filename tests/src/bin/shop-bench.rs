@@ -1,29 +1,36 @@
-//! shop's load driver. One run prints, per backend (SQLite, and PostgreSQL
-//! with `--postgres`), a side-by-side table of figures measured back to back
-//! on this machine, each with its ratios:
+//! shop's load driver. One run prints, per backend (SQLite, PostgreSQL with
+//! `--postgres`, MySQL/MariaDB with `--mysql`), a side-by-side table of
+//! figures measured back to back on this machine, each with its ratios:
 //!
 //! - the engine ceilings: the statements one createOrder runs, with no HTTP
 //!   (SQLite: one connection in one thread, (a) a commit per order and (b)
 //!   64 orders a commit, as the seam batches; PostgreSQL: pgbench running
-//!   them as a custom script, 32 clients, over 10,000 products); see
-//!   shop-bench/ceiling.rs, where the statements are kept;
+//!   them as a custom script, 32 clients, over 10,000 products; MySQL: the
+//!   same from 32 client threads over diesel, see ceiling.rs for why not
+//!   mariadb-slap); see shop-bench/ceiling.rs, where the statements are kept;
 //! - the original article's stack (Flask under gunicorn, started with
 //!   ../shared/peers/run_peer.sh, stopped with stop_peer.sh) on the same
 //!   database engine, loaded by the same generator with the same requests
-//!   (`GET /getProductInfo?productId=`, `POST /createOrder`);
+//!   (`GET /getProductInfo?productId=`, `POST /createOrder`); it has no
+//!   MySQL mode, so on MySQL shop is compared with the engine ceiling only;
 //! - shop on those original-spec aliases and on its REST routes, next to
 //!   `/health/live` (the framework's ceiling); statements and commits per
 //!   createOrder and per purchase from its `/metrics`; the purchase flow;
 //!   the flash sale; expiry of thousands of orders at once; start-up and memory.
 //!
 //! Usage (BENCHMARKS.md), one command:
-//!   cargo run --release -p shop-tests --bin shop-bench -- --postgres postgres://postgres@127.0.0.1:5432/postgres
+//!   cargo run --release -p shop-tests --features mysql --bin shop-bench -- \
+//!     --postgres postgres://postgres@127.0.0.1:5432/postgres --mysql mysql://root@127.0.0.1:3306/mysql
 //! Options: --shop PATH (default: target/release/shop, built first with `cargo build --release -p shop`),
 //!          --seconds N (per scenario, default 10), --warmup N (unrecorded load before each, default 1),
-//!          --smoke (a few seconds in all, for CI: no peer, no pgbench), --out FILE
+//!          --smoke (a few seconds in all, for CI: no peer, no pgbench; the SQLite and
+//!          MySQL ceilings for half a second), --out FILE
 //!          (default target/bench/results.json), --postgres URL (also run on PostgreSQL; or
-//!          SHOP_BENCH_POSTGRES_URL), --db-prefix NAME (the databases it creates there and drops
-//!          at the end: NAME, NAME_ceiling, NAME_peer, NAME_expiry; default shop_bench),
+//!          SHOP_BENCH_POSTGRES_URL), --mysql URL (also run on MySQL/MariaDB, a mysql:// URL of
+//!          any database on the server; or SHOP_BENCH_MYSQL_URL; the driver must be built with
+//!          the feature mysql, and it builds shop with it too), --db-prefix NAME (the databases
+//!          it creates on those servers and drops when that backend's part ends: NAME,
+//!          NAME_ceiling, NAME_peer, NAME_expiry; default shop_bench),
 //!          --peers DIR (run_peer.sh and stop_peer.sh; default ../shared/peers next to the
 //!          repository, or SHOP_BENCH_PEERS), --no-peer, --no-pgbench,
 //!          --expiry-orders N (default 3000), --only PARTS (some of ceiling,peer,shop,expiry:
@@ -512,8 +519,8 @@ fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
     } else if c.get("client_cores").is_some() {
         let a = rate(c);
         println!(
-            "  {:<46} {:>9}/s  orders; {} statements an order, {} client threads, latency avg {} ms, p99 {} ms, cpu {} (clients {}){}",
-            "engine ceiling: the same statements, diesel",
+            "  {:<46} {:>9}/s  orders; {} statements an order, a commit per order, {} client threads, latency avg {} ms, p99 {} ms, cpu {} (clients {}){}",
+            "engine ceiling: the same statements (diesel)",
             thousands(a.unwrap_or(0.0)),
             c["statements_per_order"],
             c["clients"],

@@ -6,10 +6,15 @@
 //!   commit with no savepoint between its units, as the seam batches when
 //!   no unit fails (it adds a savepoint per unit only after a failure);
 //! - PostgreSQL: pgbench running the same statements as a custom script,
-//!   32 clients, over 10,000 products.
+//!   32 clients, over 10,000 products;
+//! - MySQL/MariaDB: the same statements in MySQL's dialect
+//!   ([`RESERVE_MYSQL`]) from 32 client threads over diesel (as pgbench:
+//!   a commit per order, a delivery batch one time in 65), over 10,000
+//!   products (see the MySQL section below for why not mariadb-slap).
 //!
-//! The statements live in ONE place, [`RESERVE`], [`PLACE`] and [`DELIVER`]:
-//! the SQLite loop binds them, the pgbench script is generated from them.
+//! The statements live in ONE place, [`RESERVE`] (and [`RESERVE_MYSQL`]),
+//! [`PLACE`] and [`DELIVER`]: the SQLite and MySQL loops bind them, the
+//! pgbench script is generated from them.
 //! Update them here when the write path changes. Parameters are written
 //! `:name` (pgbench's syntax); `IN (:list)` is a list (SQLite and MySQL: `IN (?, ?, ...)`,
 //! PostgreSQL: `= ANY (CAST(:list AS TEXT[]))`, as diesel's `eq_any` does).
