@@ -34,7 +34,8 @@
 //!          --peers DIR (run_peer.sh and stop_peer.sh; default ../shared/peers next to the
 //!          repository, or SHOP_BENCH_PEERS), --no-peer, --no-pgbench,
 //!          --expiry-orders N (default 3000), --only PARTS (some of ceiling,peer,shop,expiry:
-//!          for development; the table then shows n/a for the rest).
+//!          for development; the table then shows n/a for the rest), --backends LIST (some of
+//!          sqlite,postgres,mysql: for development; default every one configured).
 //! The shops it starts check customer tokens under a fixed `SHOP__AUTH__JWT_SECRET`
 //! (server.rs), and every customer request carries its user's token, minted once
 //! up front; the Flask peer takes none.
@@ -80,9 +81,17 @@ struct Options {
     expiry_orders: usize,
     /// The parts to run (ceiling, peer, shop, expiry); all by default.
     only: Option<Vec<String>>,
+    /// The backends to run (sqlite, postgres, mysql); all those configured by default.
+    backends: Option<Vec<String>>,
 }
 
 impl Options {
+    fn runs_backend(&self, backend: &str) -> bool {
+        self.backends
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|b| b == backend))
+    }
+
     fn runs(&self, part: &str) -> bool {
         self.only
             .as_ref()
@@ -111,6 +120,7 @@ fn options() -> Result<Options> {
         no_pgbench: false,
         expiry_orders: 3000,
         only: None,
+        backends: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -141,6 +151,21 @@ fn options() -> Result<Options> {
                 }
                 o.only = Some(parts);
             }
+            "--backends" => {
+                let list: Vec<String> = args
+                    .next()
+                    .context("--backends LIST")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(b) = list
+                    .iter()
+                    .find(|b| !["sqlite", "postgres", "mysql"].contains(&b.as_str()))
+                {
+                    bail!("--backends takes sqlite, postgres, mysql (comma-separated), not {b}");
+                }
+                o.backends = Some(list);
+            }
             "--expiry-orders" => {
                 o.expiry_orders = args.next().context("--expiry-orders N")?.parse()?;
             }
@@ -155,6 +180,14 @@ fn options() -> Result<Options> {
     }
     if o.mysql.as_ref().is_some_and(|u| !u.starts_with("mysql://")) {
         bail!("--mysql takes a mysql:// URL");
+    }
+    if let Some(list) = &o.backends {
+        if list.iter().any(|b| b == "postgres") && o.postgres.is_none() {
+            bail!("--backends postgres needs --postgres URL");
+        }
+        if list.iter().any(|b| b == "mysql") && o.mysql.is_none() {
+            bail!("--backends mysql needs --mysql URL");
+        }
     }
     if o.smoke {
         o.seconds = o.seconds.min(1.0);
@@ -840,14 +873,17 @@ async fn main() -> Result<()> {
                "started_at": chrono::Utc::now().to_rfc3339(),
                "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)}),
     );
-    let mut backends = vec![Backend::Sqlite { dir: dir.clone() }];
-    if let Some(url) = &o.postgres {
+    let mut backends = Vec::new();
+    if o.runs_backend("sqlite") {
+        backends.push(Backend::Sqlite { dir: dir.clone() });
+    }
+    if let Some(url) = o.postgres.as_ref().filter(|_| o.runs_backend("postgres")) {
         backends.push(Backend::Postgres {
             server: url.clone(),
         });
     }
     #[cfg(feature = "mysql")]
-    if let Some(url) = &o.mysql {
+    if let Some(url) = o.mysql.as_ref().filter(|_| o.runs_backend("mysql")) {
         backends.push(Backend::Mysql {
             server: url.clone(),
             label: mysql::label(url).context("--mysql: the server")?,

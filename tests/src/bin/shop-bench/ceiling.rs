@@ -839,11 +839,21 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// One client: orders and delivery batches until `deadline`.
+/// One client: connects, waits at `start` until every client has (so that
+/// no connection's set-up is timed), then runs orders and delivery batches
+/// for `duration`.
 #[cfg(feature = "mysql")]
-fn mysql_client(url: &str, client: usize, deadline: Instant) -> Result<ClientRun> {
+fn mysql_client(
+    url: &str,
+    client: usize,
+    start: &std::sync::Barrier,
+    duration: Duration,
+) -> Result<ClientRun> {
     use shared_kernel::group_commit::is_retryable;
-    let mut conn = mysql_connect(url)?;
+    let conn = mysql_connect(url);
+    start.wait();
+    let mut conn = conn?;
+    let deadline = Instant::now() + duration;
     let reserve: Vec<Rendered> = RESERVE_MYSQL
         .iter()
         .map(|s| render_positional(s, 0))
@@ -927,16 +937,18 @@ pub fn mysql(shop: &Path, url: &str, duration: Duration) -> Result<Value> {
         conn.batch_execute(&format!("{SEED} VALUES {}", rows.join(", ")))?;
     }
     conn.batch_execute("ANALYZE TABLE products")?;
-    let cpu = crate::load::CpuMeter::start();
-    let started = Instant::now();
-    let deadline = started + duration;
-    // Every thread is started before any is joined: they run at once.
+    // Every thread is started before any is joined, and they all start the
+    // clock together, once every one of them is connected.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS + 1));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let url = url.to_owned();
-            std::thread::spawn(move || mysql_client(&url, client, deadline))
+            let (url, start) = (url.to_owned(), start.clone());
+            std::thread::spawn(move || mysql_client(&url, client, &start, duration))
         })
         .collect();
+    start.wait();
+    let cpu = crate::load::CpuMeter::start();
+    let started = Instant::now();
     let mut runs = Vec::with_capacity(CLIENTS);
     for t in threads {
         runs.push(
