@@ -849,6 +849,12 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let mut o = options()?;
+    // Which server --mysql names, asked before anything is built or run (a wrong URL fails first).
+    #[cfg(feature = "mysql")]
+    let mysql_label = match o.mysql.as_ref().filter(|_| o.runs_backend("mysql")) {
+        Some(url) => Some(mysql::label(url).context("--mysql: the server")?),
+        None => None,
+    };
     let shop = match &o.shop {
         Some(p) => p.clone(),
         None => release_shop(o.mysql.is_some())?,
@@ -883,10 +889,10 @@ async fn main() -> Result<()> {
         });
     }
     #[cfg(feature = "mysql")]
-    if let Some(url) = o.mysql.as_ref().filter(|_| o.runs_backend("mysql")) {
+    if let (Some(url), Some(label)) = (&o.mysql, mysql_label) {
         backends.push(Backend::Mysql {
             server: url.clone(),
-            label: mysql::label(url).context("--mysql: the server")?,
+            label,
         });
     }
     let mut outcome = Ok(());
