@@ -41,8 +41,22 @@ use crate::load::round;
 
 /// Products the ceilings spread their orders over (ids "1" to "10000"), like the order scenario.
 pub const PRODUCTS: i64 = 10_000;
-/// The subscriber that confirms reservations (one delivery row per order).
+/// The subscriber that confirms reservations (one delivery row per order):
+/// the only subscription of `order.placed` ([`SUBSCRIPTION`]).
 pub const SUBSCRIBER: &str = "product.stock-reservations";
+/// The subscription row publishing copies deliveries from (shop records its
+/// subscriptions in `event_subscriptions` when it starts; the ceilings' databases
+/// are only migrated, so they get this row, the one an order's event joins).
+pub const SUBSCRIPTION: &str = "INSERT INTO event_subscriptions (event_type, subscriber, registered_at) \
+     VALUES ('order.placed', 'product.stock-reservations', '2026-01-01 00:00:00')";
+/// The subscribers a shop process runs, whose deliveries its dispatcher claims
+/// (the `NAME`s of the domain crates' event handlers).
+pub const SUBSCRIBERS: [&str; 4] = [
+    "product.stock-reservations",
+    "order.payment-outcomes",
+    "payment.refunds",
+    "payment.trade-closing",
+];
 /// Orders a delivery claim takes at most, and orders per shared commit in (b).
 pub const BATCH: usize = 64;
 
@@ -80,18 +94,22 @@ pub const PLACE: [&str; 4] = [
      VALUES (:oid, 1, :pid, :qty, :price)",
     "INSERT INTO outbox_events (id, event_type, version, payload, occurred_at, request_id) \
      VALUES (:eid, 'order.placed', 1, :payload, :now, :rid)",
+    // a delivery per subscription of the event's type, copied by the database
+    // (shop: `IN (?)` / `= ANY($1)` over the batch's event ids; here the one id)
     "INSERT INTO event_deliveries (event_id, subscriber, attempts, next_attempt_at) \
-     VALUES (:eid, :sub, 0, :now)",
+     SELECT outbox_events.id, event_subscriptions.subscriber, 0, outbox_events.occurred_at \
+     FROM outbox_events INNER JOIN event_subscriptions \
+     ON event_subscriptions.event_type = outbox_events.event_type WHERE outbox_events.id = :eid",
 ];
 
 /// Event delivery, amortised: one batch of up to [`BATCH`] due deliveries.
 /// The claim takes `FOR UPDATE SKIP LOCKED` on PostgreSQL ([`PG_CLAIM_LOCK`]).
 pub const DELIVER: [&str; 4] = [
     "SELECT event_id, subscriber, attempts FROM event_deliveries \
-     WHERE handled_at IS NULL AND next_attempt_at <= :now \
+     WHERE handled_at IS NULL AND subscriber IN (:subs) AND next_attempt_at <= :now \
      ORDER BY next_attempt_at, event_id, subscriber LIMIT 64",
     "SELECT id, event_type, version, payload, occurred_at, request_id FROM outbox_events WHERE id IN (:eids)",
-    "UPDATE stock_reservations SET status = 'confirmed' WHERE id IN (:rids) AND status = 'held'",
+    "UPDATE stock_reservations SET status = 'confirmed', updated_at = :now WHERE id IN (:rids) AND status = 'held'",
     "UPDATE event_deliveries SET handled_at = :now, attempts = attempts + 1 \
      WHERE subscriber = :sub AND event_id IN (:eids)",
 ];
@@ -413,8 +431,15 @@ where
     let mut vars = Vars::default();
     vars.set("now", Arg::Time(chrono::Utc::now().naive_utc()));
     vars.set("sub", Arg::Text(SUBSCRIBER.to_owned()));
-    let claim = render_positional(claim, 0);
-    let due: Vec<Due> = stmt(&claim, &vars, &[])?.load(conn)?;
+    let subs = [(
+        "subs",
+        SUBSCRIBERS
+            .iter()
+            .map(|s| Arg::Text((*s).to_owned()))
+            .collect(),
+    )];
+    let claim = render_positional(claim, SUBSCRIBERS.len());
+    let due: Vec<Due> = stmt(&claim, &vars, &subs)?.load(conn)?;
     if due.is_empty() {
         return Ok(0);
     }
@@ -467,7 +492,7 @@ impl SqliteCeiling {
             "BEGIN IMMEDIATE; \
              WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {PRODUCTS}) \
              {SEED} SELECT CAST(n AS TEXT), 'Product ' || n, 'benchmark', 100 + n % 9000, 'CNY', 1000000000, \
-             '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM g; COMMIT;"
+             '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM g; {SUBSCRIPTION}; COMMIT;"
         ))?;
         Ok(())
     }
@@ -668,7 +693,7 @@ pub fn postgres(shop: &Path, pgbench: &Path, url: &str, dir: &Path, seconds: u64
     let mut conn = PgConnection::establish(url)?;
     conn.batch_execute(&format!(
         "{SEED} SELECT g::text, 'Product ' || g, 'benchmark', 100 + g % 9000, 'CNY', 1000000000, \
-         now(), now() FROM generate_series(1, {PRODUCTS}) g; ANALYZE;"
+         now(), now() FROM generate_series(1, {PRODUCTS}) g; {SUBSCRIPTION}; ANALYZE;"
     ))?;
     let (order, deliver) = pgbench_scripts();
     let order_file = dir.join("ceiling_order.sql");
@@ -700,6 +725,7 @@ pub fn postgres(shop: &Path, pgbench: &Path, url: &str, dir: &Path, seconds: u64
             "rid=bench",
         ])
         .args(["-D", &format!("sub={SUBSCRIBER}")])
+        .args(["-D", &format!("subs={{{}}}", SUBSCRIBERS.join(","))])
         .args(["-D", &format!("now={}", ts(now))])
         .args([
             "-D",
@@ -936,6 +962,7 @@ pub fn mysql(shop: &Path, url: &str, duration: Duration) -> Result<Value> {
             .collect();
         conn.batch_execute(&format!("{SEED} VALUES {}", rows.join(", ")))?;
     }
+    conn.batch_execute(SUBSCRIPTION)?;
     conn.batch_execute("ANALYZE TABLE products")?;
     // Every thread is started before any is joined, and they all start the
     // clock together, once every one of them is connected.
