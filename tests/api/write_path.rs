@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use shared_kernel::db::DbError;
+use shared_kernel::db::{AnyConnection, Db, DbError};
 use shop_tests::{Backend, StatusCode, TestApp, Value, count, eventually, json};
 
 fn insert_product_sql(id: &str) -> String {
@@ -15,6 +15,40 @@ fn insert_product_sql(id: &str) -> String {
         "INSERT INTO products (id, name, description, price_minor, currency, stock, created_at, updated_at) \
          VALUES ('{id}', 'unit {id}', '', 1, 'CNY', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
     )
+}
+
+/// Starts a write unit that does `work`, then holds the writer (the only
+/// one, in these tests) until the returned sender is sent to (30 s at most),
+/// so that the units queued meanwhile share the next commit. Returns once
+/// the unit holds the writer.
+async fn hold_the_writer(
+    db: &Db,
+    mut work: impl FnMut(&mut AnyConnection) -> Result<(), DbError> + Send + 'static,
+) -> (
+    mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(), DbError>>,
+) {
+    let (release, gate) = mpsc::channel::<()>();
+    let (entered, gate_entered) = mpsc::channel::<()>();
+    let gate_unit = tokio::spawn({
+        let db = db.clone();
+        let mut gate = Some(gate);
+        async move {
+            db.write(move |conn| {
+                let _ = entered.send(());
+                if let Some(gate) = gate.take() {
+                    let _ = gate.recv_timeout(Duration::from_secs(30));
+                }
+                work(conn)
+            })
+            .await
+        }
+    });
+    tokio::task::spawn_blocking(move || gate_entered.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the gate unit holds the writer");
+    (release, gate_unit)
 }
 
 /// Forty units queue behind a unit that holds the only writer, so that they
@@ -30,27 +64,12 @@ async fn a_unit_that_fails_inside_a_shared_commit_rolls_back_alone(backend: Back
     ];
     let app = TestApp::spawn_with(backend, &settings).await;
     let db = app.modules.db.clone();
-    let (release, gate) = mpsc::channel::<()>();
-    let (entered, gate_entered) = mpsc::channel::<()>();
-    let gate_unit = tokio::spawn({
-        let db = db.clone();
-        let mut gate = Some(gate);
-        async move {
-            db.write(move |conn| {
-                let _ = entered.send(());
-                if let Some(gate) = gate.take() {
-                    let _ = gate.recv_timeout(Duration::from_secs(30));
-                }
-                diesel::RunQueryDsl::execute(diesel::sql_query(insert_product_sql("gate")), conn)
-                    .map_err(DbError::from)
-            })
-            .await
-        }
-    });
-    tokio::task::spawn_blocking(move || gate_entered.recv_timeout(Duration::from_secs(10)))
-        .await
-        .unwrap()
-        .expect("the gate unit holds the writer");
+    let (release, gate_unit) = hold_the_writer(&db, |conn| {
+        diesel::RunQueryDsl::execute(diesel::sql_query(insert_product_sql("gate")), conn)
+            .map(drop)
+            .map_err(DbError::from)
+    })
+    .await;
     let before = db.write_stats();
 
     let units: Vec<_> = (0..40)
@@ -203,26 +222,7 @@ async fn a_deadlock_inside_a_shared_batch_runs_the_batch_again() {
     }
 
     // The gate holds the only writer while the three units queue, in order.
-    let (release, gate) = mpsc::channel::<()>();
-    let (entered, gate_entered) = mpsc::channel::<()>();
-    let gate_unit = tokio::spawn({
-        let db = db.clone();
-        let mut gate = Some(gate);
-        async move {
-            db.write(move |_conn| {
-                let _ = entered.send(());
-                if let Some(gate) = gate.take() {
-                    let _ = gate.recv_timeout(Duration::from_secs(30));
-                }
-                Ok::<_, DbError>(())
-            })
-            .await
-        }
-    });
-    tokio::task::spawn_blocking(move || gate_entered.recv_timeout(Duration::from_secs(10)))
-        .await
-        .unwrap()
-        .expect("the gate unit holds the writer");
+    let (release, gate_unit) = hold_the_writer(&db, |_conn| Ok(())).await;
     let add = |id: &'static str| {
         move |conn: &mut shared_kernel::db::AnyConnection| {
             diesel::RunQueryDsl::execute(
