@@ -75,21 +75,22 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let customer = Http::builder()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("JWT")
-            .description(Some(
-                "A customer's token from the identity provider (or `shop token --user ID`): \
-                 a JWT whose `sub` is the customer's user id",
-            ))
-            .build();
-        components.add_security_scheme("customerToken", SecurityScheme::Http(customer));
-        let admin = Http::builder()
-            .scheme(HttpAuthScheme::Bearer)
-            .description(Some("The admin token (SHOP__AUTH__ADMIN_TOKEN)"))
-            .build();
-        components.add_security_scheme("adminToken", SecurityScheme::Http(admin));
+        let customer = bearer(
+            "A customer's token from the identity provider (or `shop token --user ID`): \
+             a JWT whose `sub` is the customer's user id",
+        )
+        .bearer_format("JWT");
+        components.add_security_scheme("customerToken", SecurityScheme::Http(customer.build()));
+        let admin = bearer("The admin token (SHOP__AUTH__ADMIN_TOKEN)");
+        components.add_security_scheme("adminToken", SecurityScheme::Http(admin.build()));
     }
+}
+
+/// A bearer-token security scheme, described.
+fn bearer(description: &str) -> utoipa::openapi::security::HttpBuilder {
+    Http::builder()
+        .scheme(HttpAuthScheme::Bearer)
+        .description(Some(description))
 }
 
 /// Mounts every documented route on `app`, collecting the OpenAPI document as it goes.
@@ -147,13 +148,8 @@ struct ServiceAuth;
 impl Modify for ServiceAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let service = Http::builder()
-            .scheme(HttpAuthScheme::Bearer)
-            .description(Some(
-                "The service token (SHOP__PORTS__TOKEN), the same in every process",
-            ))
-            .build();
-        components.add_security_scheme("serviceToken", SecurityScheme::Http(service));
+        let service = bearer("The service token (SHOP__PORTS__TOKEN), the same in every process");
+        components.add_security_scheme("serviceToken", SecurityScheme::Http(service.build()));
     }
 }
 
