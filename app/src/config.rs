@@ -7,6 +7,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use shared_kernel::auth::token::JwksLocation;
 use shared_kernel::ports::remote::RemoteSettings;
+use shared_kernel::rabbitmq::RabbitSettings;
 
 /// Everything shop can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +20,83 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub log: LogSettings,
     pub ports: PortsSettings,
+    pub bus: BusSettings,
+}
+
+/// How events travel between the contexts (`SHOP__BUS__*`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BusSettings {
+    /// `SHOP__BUS__KIND`: `in_process` (the default: the outbox delivers to
+    /// the subscribers that share its database) or `rabbitmq`.
+    pub kind: BusKind,
+    /// `SHOP__BUS__RABBITMQ_URL`, such as `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub rabbitmq_url: Option<SecretString>,
+    /// `SHOP__BUS__EXCHANGE`: the topic exchange, and the prefix of the queues.
+    pub exchange: String,
+    /// `SHOP__BUS__MAX_ATTEMPTS`: attempts before a failing message is dead-lettered.
+    pub max_attempts: u64,
+    /// `SHOP__BUS__PREFETCH`: messages a consumer holds, and applies in one transaction.
+    pub prefetch: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum BusKind {
+    InProcess,
+    Rabbitmq,
+}
+
+impl TryFrom<String> for BusKind {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "in_process" => Ok(Self::InProcess),
+            "rabbitmq" => Ok(Self::Rabbitmq),
+            other => Err(format!(
+                "SHOP__BUS__KIND (bus.kind) must be `in_process` or `rabbitmq`; it is `{other}`"
+            )),
+        }
+    }
+}
+
+impl BusSettings {
+    /// How to reach RabbitMQ, when events travel through it.
+    pub fn rabbitmq(&self) -> anyhow::Result<Option<RabbitSettings>> {
+        if self.kind == BusKind::InProcess {
+            return Ok(None);
+        }
+        let url = self
+            .rabbitmq_url
+            .clone()
+            .filter(|u| !secrecy::ExposeSecret::expose_secret(u).is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("SHOP__BUS__KIND is rabbitmq, so SHOP__BUS__RABBITMQ_URL must be set (amqp://user:password@host:5672/%2f)")
+            })?;
+        let scheme = secrecy::ExposeSecret::expose_secret(&url)
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_owned());
+        if !matches!(scheme.as_deref(), Some("amqp" | "amqps")) {
+            anyhow::bail!("SHOP__BUS__RABBITMQ_URL must be an amqp:// or amqps:// URL");
+        }
+        let exchange = self.exchange.as_str();
+        if exchange.is_empty()
+            || exchange.len() > 200
+            || !exchange
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            anyhow::bail!(
+                "SHOP__BUS__EXCHANGE (bus.exchange) must be 1 to 200 letters, digits, dots, dashes or underscores; it is {exchange:?}"
+            );
+        }
+        Ok(Some(RabbitSettings {
+            url,
+            exchange: exchange.to_owned(),
+            max_attempts: u32::try_from(self.max_attempts).unwrap_or(u32::MAX),
+            prefetch: u16::try_from(self.prefetch).unwrap_or(u16::MAX),
+        }))
+    }
 }
 
 /// The ports over HTTP (split mode): where the contexts this process does not
@@ -379,6 +457,12 @@ format = "pretty"
 
 [ports]
 timeout_ms = 2000
+
+[bus]
+kind = "in_process"
+exchange = "shop.events"
+max_attempts = 8
+prefetch = 64
 "#;
 
 /// A numeric setting's accepted range: every numeric setting has one, and
@@ -467,6 +551,8 @@ pub const BOUNDS: &[Bound] = &[
         s.worker.abandoned_reservation_grace_secs
     }),
     bound("ports.timeout_ms", 50, 60_000, |s| s.ports.timeout_ms),
+    bound("bus.max_attempts", 1, 100, |s| s.bus.max_attempts),
+    bound("bus.prefetch", 1, 1_000, |s| s.bus.prefetch),
     // Ten years.
     bound("worker.event_retention_hours", 1, 87_600, |s| {
         s.worker.event_retention_hours
@@ -515,6 +601,7 @@ impl Settings {
         settings.auth.jwks()?;
         settings.ports.product()?;
         settings.ports.order()?;
+        settings.bus.rabbitmq()?;
         Ok(settings)
     }
 }

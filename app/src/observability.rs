@@ -106,6 +106,18 @@ fn describe() {
         "Time from an event's commit to its handling"
     );
     describe_gauge!("shop_outbox_pending", "Event deliveries not yet handled");
+    describe_counter!(
+        "shop_bus_published_total",
+        "Events the relay published to RabbitMQ, by event type and result (confirmed, failed)"
+    );
+    describe_counter!(
+        "shop_bus_consumed_total",
+        "Messages consumed from RabbitMQ, by context, event type and result (handled, failed: returned to the queue)"
+    );
+    describe_counter!(
+        "shop_bus_dead_letters_total",
+        "Messages sent to the dead-letter queue (kept failing, or not an event), by context and event type"
+    );
     describe_gauge!(
         "shop_outbox_failing",
         "Pending event deliveries that failed at least once"

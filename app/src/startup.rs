@@ -28,6 +28,7 @@ use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox
 use shared_kernel::ports::internal::ServiceToken;
 use shared_kernel::ports::remote::{RemoteInventory, RemoteOrderLookup};
 use shared_kernel::ports::{Inventory, OrderLookup, PaymentGateway};
+use shared_kernel::rabbitmq::RabbitMq;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
@@ -42,6 +43,16 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/s
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 #[cfg(feature = "mysql")]
 const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/mysql");
+
+/// Every subscriber of every context, and the event types it takes: the
+/// queues a message broker must hold before the first event is published
+/// (each process declares them all, whichever contexts it runs).
+pub const SUBSCRIPTIONS: &[shared_kernel::rabbitmq::Subscription] = &[
+    (StockReservations::NAME, StockReservations::EVENTS),
+    (PaymentOutcomes::NAME, PaymentOutcomes::EVENTS),
+    (Refunds::NAME, Refunds::EVENTS),
+    (TradeClosing::NAME, TradeClosing::EVENTS),
+];
 
 /// The SQL migrations of every backend, embedded in the binary.
 pub fn migrations() -> Migrations {
@@ -169,6 +180,8 @@ pub struct Modules {
     pub wechat_pay: Option<web::Data<WechatPayGateway>>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
+    /// The message broker, when events travel through RabbitMQ (`SHOP__BUS__KIND=rabbitmq`).
+    pub broker: Option<Arc<RabbitMq>>,
     /// Checks every credential (customer tokens, the admin token), shared by all workers.
     pub auth: web::Data<Authenticator>,
     pub tokens: Arc<TokenVerifier>,
@@ -196,6 +209,7 @@ impl Modules {
         secrets: &Secrets,
         tokens: Arc<TokenVerifier>,
         urls: &Urls,
+        broker: Option<Arc<RabbitMq>>,
     ) -> anyhow::Result<Self> {
         let dispatch = DispatchOptions {
             poll_interval: Duration::from_millis(settings.worker.poll_ms),
@@ -221,8 +235,14 @@ impl Modules {
                 Arc::new(PaymentOutcomes::new(outbox.clone())),
             )
         });
+        // With a broker, the outbox's relay publishes every event to it, and
+        // the subscribers take theirs from their context's queue.
+        let dispatcher = match &broker {
+            Some(broker) => dispatcher.with_relay(broker.clone()),
+            None => dispatcher,
+        };
         // Before anything is published: every process publishing from now on
-        // writes deliveries for this process's subscribers.
+        // writes deliveries for this process's subscribers (or its relay).
         dispatcher
             .register(&mut *db.get_blocking()?)
             .map_err(|e| anyhow::anyhow!("cannot record the event subscriptions: {e}"))?;
@@ -329,6 +349,7 @@ impl Modules {
             wechat_pay: wechat_pay.map(web::Data::from),
             outbox,
             dispatcher,
+            broker,
             db,
             auth: web::Data::new(Authenticator::new(
                 AdminToken::new(secrets.admin_token.clone()),
@@ -370,7 +391,20 @@ impl Application {
         let port = listener.local_addr()?.port();
         let urls = Urls::for_listener(&listener, settings)?;
         observability::metrics();
-        let modules = Modules::new(db, settings, secrets, tokens, &urls)?;
+        let broker = match settings.bus.rabbitmq()? {
+            Some(rabbitmq) => {
+                let exchange = rabbitmq.exchange.clone();
+                let broker = RabbitMq::connect(rabbitmq, SUBSCRIPTIONS)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot reach RabbitMQ (SHOP__BUS__RABBITMQ_URL): {e:#}")
+                    })?;
+                tracing::info!(%exchange, "events travel through RabbitMQ");
+                Some(broker)
+            }
+            None => None,
+        };
+        let modules = Modules::new(db, settings, secrets, tokens, &urls, broker)?;
         if settings.payment.sandbox {
             tracing::warn!(
                 checkout = %format!("{}/sandbox/checkout/", urls.public),

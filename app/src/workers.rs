@@ -29,6 +29,7 @@ impl Workers {
     pub fn start(modules: &Modules, settings: &Settings) -> Self {
         let stop = CancellationToken::new();
         let dispatcher = modules.dispatcher.clone();
+        let broker = modules.broker.clone();
         let orders = modules.orders.clone();
         let inventory = modules.inventory.clone();
         let sweep_every = Duration::from_millis(settings.order.expiry_sweep_ms);
@@ -60,6 +61,17 @@ impl Workers {
             let mut tasks: Vec<_> = (0..lanes)
                 .map(|_| tokio::spawn(dispatcher.clone().run(token.clone())))
                 .collect();
+            // With a broker, each context's subscribers consume their queue.
+            if let Some(broker) = &broker {
+                for (context, subscribers) in by_context(dispatcher.subscriber_names()) {
+                    tasks.push(broker.consume(
+                        context,
+                        subscribers,
+                        dispatcher.clone(),
+                        token.clone(),
+                    ));
+                }
+            }
             tasks.extend([
                 tokio::spawn(every(
                     "order expiry",
@@ -166,6 +178,19 @@ impl Workers {
         self.stop.cancel();
         let _ = self.supervisor.await;
     }
+}
+
+/// Subscribers by the context their name begins with (`product.stock-reservations`: `product`).
+fn by_context(subscribers: &[&'static str]) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut contexts: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for &subscriber in subscribers {
+        let context = shared_kernel::rabbitmq::context_of(subscriber);
+        match contexts.iter_mut().find(|(name, _)| *name == context) {
+            Some((_, members)) => members.push(subscriber),
+            None => contexts.push((context, vec![subscriber])),
+        }
+    }
+    contexts
 }
 
 /// Runs `job` every `interval` until `stop` is cancelled.

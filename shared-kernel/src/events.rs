@@ -222,9 +222,37 @@ impl IntegrationEvent for OrderPaymentRefused {
     const VERSION: u16 = 1;
 }
 
+/// Every integration event type: what a relay to a message broker takes.
+pub const ALL_TYPES: &[&str] = &[
+    OrderPlaced::TYPE,
+    OrderPaid::TYPE,
+    OrderCancelled::TYPE,
+    OrderPaymentRefused::TYPE,
+    PaymentSucceeded::TYPE,
+    PaymentFailed::TYPE,
+    PaymentRefunded::TYPE,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_type_is_listed_once() {
+        let source = include_str!("events.rs");
+        let declared = source
+            .matches(concat!("const TYPE", ": &'static str = \""))
+            .count();
+        assert_eq!(
+            declared,
+            ALL_TYPES.len(),
+            "an event type is missing from ALL_TYPES"
+        );
+        let mut types = ALL_TYPES.to_vec();
+        types.sort_unstable();
+        types.dedup();
+        assert_eq!(types.len(), ALL_TYPES.len());
+    }
 
     #[test]
     fn envelopes_round_trip_and_check_their_type() {

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod pagination;
 pub mod ports;
 pub mod problem;
+pub mod rabbitmq;
 pub mod request_id;
 
 pub use problem::{FieldViolation, Problem};

@@ -66,8 +66,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    event_inbox (event_id, subscriber) {
+        event_id -> Text,
+        subscriber -> Text,
+        handled_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(event_deliveries -> outbox_events (event_id));
-diesel::allow_tables_to_appear_in_same_query!(outbox_events, event_deliveries, event_subscriptions);
+diesel::allow_tables_to_appear_in_same_query!(
+    outbox_events,
+    event_deliveries,
+    event_subscriptions,
+    event_inbox
+);
+
+/// The subscriber that relays events to a message broker (`SHOP__BUS__KIND=rabbitmq`):
+/// it takes every event type, and its deliveries are "sent" once the broker confirmed them.
+pub const RELAY: &str = "bus.relay";
+
+/// Hands events to a message broker. The relay marks an event sent only when
+/// [`Publisher::publish`] said the broker has it (for RabbitMQ: a publisher
+/// confirm), so an event is published at least once; consumers recognise a
+/// second copy by its id ([`Dispatcher::handle_delivered`]).
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    /// Publishes `events` in order; one result per event, `Ok` once the broker has it.
+    async fn publish(&self, events: &[EventEnvelope]) -> Vec<anyhow::Result<()>>;
+}
 
 /// A subscriber's reaction to events. It runs inside the delivery's
 /// transaction, on the connection it is given: whatever it writes commits
@@ -144,6 +171,7 @@ impl EventBusBuilder {
             routes: routes.into(),
             wake,
             options,
+            relay: None,
         };
         (outbox, dispatcher)
     }
@@ -256,6 +284,9 @@ pub struct DispatchOptions {
     pub max_backoff: Duration,
     /// The most deliveries one transaction handles.
     pub batch_size: i64,
+    /// How long the relay holds events it is publishing before another
+    /// instance may take them (when it died in between).
+    pub relay_lease: Duration,
 }
 
 impl Default for DispatchOptions {
@@ -264,6 +295,7 @@ impl Default for DispatchOptions {
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             batch_size: 128,
+            relay_lease: Duration::from_secs(30),
         }
     }
 }
@@ -295,6 +327,8 @@ pub struct Dispatcher {
     routes: Arc<[(&'static str, &'static str)]>,
     wake: Arc<Notify>,
     options: DispatchOptions,
+    /// Where events go when a message broker carries them; `None` delivers them here.
+    relay: Option<Arc<dyn Publisher>>,
 }
 
 impl Dispatcher {
@@ -303,14 +337,56 @@ impl Dispatcher {
         self.handlers.len()
     }
 
+    /// The subscribers this process runs, by name.
+    pub fn subscriber_names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// The event types `subscriber` takes.
+    pub fn event_types_of(&self, subscriber: &str) -> Vec<&'static str> {
+        self.routes
+            .iter()
+            .filter(|(_, name)| *name == subscriber)
+            .map(|(event_type, _)| *event_type)
+            .collect()
+    }
+
+    /// Events travel through a message broker: every event published in this
+    /// database is handed to `publisher` (by the [`RELAY`] subscriber), and this
+    /// process's subscribers take their events from the broker
+    /// ([`Dispatcher::handle_delivered`]) instead of from the outbox.
+    #[must_use]
+    pub fn with_relay(mut self, publisher: Arc<dyn Publisher>) -> Self {
+        self.relay = Some(publisher);
+        self
+    }
+
     /// Records this process's subscriptions in `event_subscriptions` (those
     /// already there are left as they are), so that every process publishing
     /// from now on writes their deliveries. Call it once at start, before
     /// anything is published; returns how many were new.
+    ///
+    /// With a broker ([`Dispatcher::with_relay`]) it records the relay for
+    /// every event type instead, and removes this process's subscribers'
+    /// subscriptions (they take their events from the broker now; deliveries
+    /// written for them before are still delivered here, by
+    /// [`Dispatcher::drain`]).
     pub fn register(&self, conn: &mut AnyConnection) -> QueryResult<usize> {
         let now = clock::now();
-        let rows: Vec<_> = self
-            .routes
+        let routes: Vec<(&'static str, &'static str)> = if self.relay.is_some() {
+            diesel::delete(
+                event_subscriptions::table
+                    .filter(event_subscriptions::subscriber.eq_any(self.names.iter())),
+            )
+            .execute(conn)?;
+            crate::events::ALL_TYPES
+                .iter()
+                .map(|event_type| (*event_type, RELAY))
+                .collect()
+        } else {
+            self.routes.to_vec()
+        };
+        let rows: Vec<_> = routes
             .iter()
             .map(|(event_type, subscriber)| {
                 (
@@ -334,15 +410,15 @@ impl Dispatcher {
             "event dispatcher lane started"
         );
         while !stop.is_cancelled() {
-            match self.dispatch_batch().await {
-                Ok(batch) if batch.is_empty() => {
+            match self.work_once().await {
+                Ok(false) => {
                     tokio::select! {
                         () = self.wake.notified() => {}
                         () = tokio::time::sleep(self.options.poll_interval) => {}
                         () = stop.cancelled() => {}
                     }
                 }
-                Ok(_) => {}
+                Ok(true) => {}
                 Err(error) => {
                     tracing::warn!(%error, "event dispatch failed; retrying");
                     tokio::select! {
@@ -355,16 +431,124 @@ impl Dispatcher {
         tracing::info!("event dispatcher stopped");
     }
 
-    /// Delivers everything that is due now; returns how many deliveries were attempted.
+    /// One batch of deliveries here, then one of events to the broker (with
+    /// one); whether there was anything to do.
+    async fn work_once(&self) -> Result<bool, DbError> {
+        let delivered = self.dispatch_batch().await?.len();
+        let relayed = self.relay_batch().await?;
+        Ok(delivered + relayed > 0)
+    }
+
+    /// Delivers (or relays) everything that is due now; returns how many deliveries were attempted.
     pub async fn drain(&self) -> Result<usize, DbError> {
         let mut attempted = 0;
         loop {
-            let batch = self.dispatch_batch().await?;
-            if batch.is_empty() {
+            let delivered = self.dispatch_batch().await?.len();
+            let relayed = self.relay_batch().await?;
+            if delivered + relayed == 0 {
                 return Ok(attempted);
             }
-            attempted += batch.len();
+            attempted += delivered + relayed;
         }
+    }
+
+    /// Hands the relay's due events to the broker: it leases them first (so
+    /// that other instances leave them alone for a while), publishes them,
+    /// and marks sent those the broker confirmed; the others are tried again
+    /// after a backoff (or, should this process die, once the lease is over).
+    /// Returns how many events it tried to send.
+    pub async fn relay_batch(&self) -> Result<usize, DbError> {
+        let Some(publisher) = self.relay.clone() else {
+            return Ok(0);
+        };
+        let due = self
+            .db
+            .run(|conn| any_due(conn, &[RELAY], clock::now()).map_err(DbError::from))
+            .await?;
+        if !due {
+            return Ok(0);
+        }
+        let (lease, limit) = (self.options.relay_lease, self.options.batch_size);
+        let leased = self
+            .db
+            .write_alone(move |conn| lease_for_relay(conn, lease, limit))
+            .await?;
+        if leased.is_empty() {
+            return Ok(0);
+        }
+        let mut envelopes = Vec::with_capacity(leased.len());
+        let mut outcomes: Vec<(DueDelivery, String, Result<(), String>)> = Vec::new();
+        let mut sendable = Vec::with_capacity(leased.len());
+        for (delivery, row) in leased {
+            let event_type = row.event_type.clone();
+            match row.into_envelope() {
+                Ok(envelope) => {
+                    envelopes.push(envelope);
+                    sendable.push((delivery, event_type));
+                }
+                Err(e) => outcomes.push((
+                    delivery,
+                    event_type,
+                    Err(format!("the stored event does not parse: {e}")),
+                )),
+            }
+        }
+        let sent = publisher.publish(&envelopes).await;
+        for ((delivery, event_type), result) in sendable.into_iter().zip(sent) {
+            outcomes.push((delivery, event_type, result.map_err(|e| format!("{e:#}"))));
+        }
+        let tried = outcomes.len();
+        for (_, event_type, result) in &outcomes {
+            let result = if result.is_ok() {
+                "confirmed"
+            } else {
+                "failed"
+            };
+            metrics::counter!("shop_bus_published_total", "event_type" => event_type.clone(), "result" => result)
+                .increment(1);
+        }
+        // The broker's outages are everyone's: tried again soon, whatever the attempts.
+        let max_backoff = self.options.max_backoff.min(Duration::from_secs(5));
+        let marks: Vec<(String, i32, Option<String>)> = outcomes
+            .into_iter()
+            .map(|(delivery, event_type, result)| {
+                if let Err(error) = &result {
+                    tracing::warn!(event_id = %delivery.event_id, %event_type, %error, "could not publish an event to the broker; it is tried again");
+                }
+                (delivery.event_id, delivery.attempts, result.err())
+            })
+            .collect();
+        self.db
+            .write_alone(move |conn| mark_relayed(conn, &marks, max_backoff))
+            .await?;
+        Ok(tried)
+    }
+
+    /// Applies events a broker delivered to this process's `subscribers`
+    /// (those of one context's queue), in one transaction: each subscriber
+    /// handles the events of the types it takes and records them in the inbox
+    /// in the same savepoint, so an event it already handled (the broker
+    /// delivers again what was not acknowledged) is skipped. A subscriber's
+    /// events are handled all at once when that works, else one by one.
+    ///
+    /// Returns one result per event once committed: `Err` names the
+    /// subscriber that failed on it (its writes are undone, the other
+    /// subscribers' are kept). The outer `Err` is the database's: nothing
+    /// was committed.
+    pub async fn handle_delivered(
+        &self,
+        subscribers: &[&'static str],
+        envelopes: Vec<EventEnvelope>,
+    ) -> Result<Vec<Result<(), String>>, DbError> {
+        let handlers = self.handlers.clone();
+        let routes = self.routes.clone();
+        let mut subscribers = subscribers.to_vec();
+        subscribers.sort_unstable();
+        self.db
+            .write_alone(move |conn| {
+                handle_with_inbox(conn, &handlers, &routes, &subscribers, &envelopes)
+            })
+            .await
     }
 
     /// Deletes handled deliveries and delivered events older than `retention`; returns the events deleted.
@@ -584,6 +768,189 @@ fn deliver_share(
         .collect()
 }
 
+/// Claims the relay's due deliveries and holds them for `lease` (a write
+/// unit of its own, so that the lease is visible before anything is sent).
+fn lease_for_relay(
+    conn: &mut AnyConnection,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<(DueDelivery, EventRow)>, DbError> {
+    use event_deliveries::dsl as d;
+    let now = clock::now();
+    let due = claim(conn, &[RELAY], now, limit)?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
+    diesel::update(
+        d::event_deliveries
+            .filter(d::subscriber.eq(RELAY))
+            .filter(d::event_id.eq_any(&ids)),
+    )
+    .set(d::next_attempt_at.eq(now + chrono::Duration::from_std(lease).unwrap_or_default()))
+    .execute(conn)?;
+    let mut events: HashMap<String, EventRow> = outbox_events::table
+        .filter(outbox_events::id.eq_any(&ids))
+        .load::<EventRow>(conn)?
+        .into_iter()
+        .map(|row| (row.id.clone(), row))
+        .collect();
+    Ok(due
+        .into_iter()
+        .filter_map(|delivery| {
+            let row = events.remove(&delivery.event_id)?;
+            Some((delivery, row))
+        })
+        .collect())
+}
+
+/// Records what the broker said of the relayed events: `(event id, attempts
+/// before, error)`; the sent ones in one statement, each failed one with
+/// its backoff.
+fn mark_relayed(
+    conn: &mut AnyConnection,
+    marks: &[(String, i32, Option<String>)],
+    max_backoff: Duration,
+) -> Result<(), DbError> {
+    use event_deliveries::dsl as d;
+    let now = clock::now();
+    let sent: Vec<&str> = marks
+        .iter()
+        .filter(|(_, _, error)| error.is_none())
+        .map(|(id, ..)| id.as_str())
+        .collect();
+    if !sent.is_empty() {
+        diesel::update(
+            d::event_deliveries
+                .filter(d::subscriber.eq(RELAY))
+                .filter(d::event_id.eq_any(sent)),
+        )
+        .set((
+            d::handled_at.eq(Some(now)),
+            d::attempts.eq(d::attempts + 1),
+            d::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    }
+    for (id, attempts, error) in marks {
+        let Some(error) = error else { continue };
+        let attempts = attempts + 1;
+        let next =
+            now + chrono::Duration::from_std(backoff(attempts, max_backoff)).unwrap_or_default();
+        let message: String = error.chars().take(2000).collect();
+        diesel::update(d::event_deliveries.find((id.as_str(), RELAY)))
+            .set((
+                d::attempts.eq(attempts),
+                d::next_attempt_at.eq(next),
+                d::last_error.eq(Some(message)),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// See [`Dispatcher::handle_delivered`].
+fn handle_with_inbox(
+    conn: &mut AnyConnection,
+    handlers: &HashMap<&'static str, Arc<dyn EventHandler>>,
+    routes: &[(&'static str, &'static str)],
+    subscribers: &[&'static str],
+    envelopes: &[EventEnvelope],
+) -> Result<Vec<Result<(), String>>, DbError> {
+    use event_inbox::dsl as i;
+    let now = clock::now();
+    let mut results: Vec<Result<(), String>> = vec![Ok(()); envelopes.len()];
+    // A message the broker delivered twice in one batch is handled once.
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let firsts: Vec<usize> = (0..envelopes.len())
+        .filter(|&at| *first_of.entry(envelopes[at].id.as_str()).or_insert(at) == at)
+        .collect();
+    for &subscriber in subscribers {
+        let Some(handler) = handlers.get(subscriber) else {
+            continue;
+        };
+        let takes: Vec<usize> = firsts
+            .iter()
+            .copied()
+            .filter(|&at| routes.contains(&(envelopes[at].event_type.as_str(), subscriber)))
+            .collect();
+        if takes.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = takes.iter().map(|&at| envelopes[at].id.as_str()).collect();
+        let seen: Vec<String> = i::event_inbox
+            .filter(i::subscriber.eq(subscriber))
+            .filter(i::event_id.eq_any(&ids))
+            .select(i::event_id)
+            .load(conn)?;
+        let fresh: Vec<usize> = takes
+            .into_iter()
+            .filter(|&at| !seen.iter().any(|id| id == envelopes[at].id.as_str()))
+            .collect();
+        if fresh.is_empty() {
+            continue;
+        }
+        let batch: Vec<EventEnvelope> = fresh.iter().map(|&at| envelopes[at].clone()).collect();
+        let span = tracing::info_span!("events", subscriber = %subscriber, count = batch.len());
+        let handled = span.in_scope(|| {
+            conn.transaction::<_, anyhow::Error, _>(|conn| {
+                record_in_inbox(conn, subscriber, &batch, now)?;
+                handler.handle_batch(conn, &batch)
+            })
+        });
+        if handled.is_ok() {
+            continue;
+        }
+        for at in fresh {
+            let envelope = &envelopes[at];
+            let span = tracing::info_span!(
+                "event",
+                event_id = %envelope.id,
+                event_type = %envelope.event_type,
+                subscriber = %subscriber,
+                request_id = envelope.request_id.as_deref().unwrap_or(""),
+            );
+            let _entered = span.enter();
+            let handled = conn.transaction::<_, anyhow::Error, _>(|conn| {
+                record_in_inbox(conn, subscriber, std::slice::from_ref(envelope), now)?;
+                handler.handle(conn, envelope)
+            });
+            if let Err(error) = handled {
+                tracing::error!(error = format!("{error:#}"), "event handler failed");
+                results[at] = Err(format!("{subscriber}: {error:#}"));
+            }
+        }
+    }
+    for at in 0..envelopes.len() {
+        let first = first_of[envelopes[at].id.as_str()];
+        if first != at {
+            results[at] = results[first].clone();
+        }
+    }
+    Ok(results)
+}
+
+fn record_in_inbox(
+    conn: &mut AnyConnection,
+    subscriber: &str,
+    events: &[EventEnvelope],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    use event_inbox::dsl as i;
+    let rows: Vec<_> = events
+        .iter()
+        .map(|event| {
+            (
+                i::event_id.eq(event.id.as_str()),
+                i::subscriber.eq(subscriber),
+                i::handled_at.eq(now),
+            )
+        })
+        .collect();
+    crate::insert_rows!(conn, i::event_inbox, rows)?;
+    Ok(())
+}
+
 /// Marks a subscriber's deliveries handled, in one statement.
 fn mark_handled(
     conn: &mut AnyConnection,
@@ -696,7 +1063,7 @@ fn deliver(
 }
 
 /// 100 ms, 200 ms, 400 ms, ... up to `max`.
-fn backoff(attempts: i32, max: Duration) -> Duration {
+pub(crate) fn backoff(attempts: i32, max: Duration) -> Duration {
     let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
     Duration::from_millis(100)
         .saturating_mul(2u32.saturating_pow(exponent))
@@ -711,6 +1078,7 @@ pub fn prune(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResult<usi
     use diesel::dsl::{exists, not};
     diesel::delete(event_deliveries::table.filter(event_deliveries::handled_at.lt(before)))
         .execute(conn)?;
+    diesel::delete(event_inbox::table.filter(event_inbox::handled_at.lt(before))).execute(conn)?;
     let undelivered =
         event_deliveries::table.filter(event_deliveries::event_id.eq(outbox_events::id));
     diesel::delete(

@@ -45,6 +45,20 @@ fn mariadb_twin(test: &str) -> String {
 }
 
 /// Whether `url_variable` names a server, or `require_variable` is `1`.
+/// Tests that need the message broker too (RabbitMQ): those of the modules
+/// that run events over it.
+fn needs_broker(test: &str) -> bool {
+    BROKER_MODULES
+        .iter()
+        .any(|module| test.starts_with(&format!("{module}::")))
+}
+
+fn without_broker<'a>(tests: &[&'a String]) -> Vec<&'a String> {
+    tests.iter().copied().filter(|t| !needs_broker(t)).collect()
+}
+
+const BROKER_MODULES: &[&str] = &["rabbitmq"];
+
 fn configured(url_variable: &str, require_variable: &str) -> bool {
     std::env::var(url_variable).is_ok_and(|url| !url.is_empty())
         || std::env::var(require_variable).is_ok_and(|v| v == "1")
@@ -70,14 +84,34 @@ fn ignored_exactly_unless(configured: bool, tests: &[&String], ignored: &[String
 fn postgresql_tests_are_ignored_exactly_when_no_server_is_configured() {
     let all = listed(false);
     let ignored = listed(true);
+    let postgres_configured = configured("SHOP_TEST_POSTGRES_URL", "SHOP_TEST_REQUIRE_POSTGRES");
+    let mysql_configured = configured("SHOP_TEST_MYSQL_URL", "SHOP_TEST_REQUIRE_MYSQL");
+    let broker_configured = configured("SHOP_TEST_RABBITMQ_URL", "SHOP_TEST_REQUIRE_RABBITMQ");
+    // The broker's tests: ignored exactly unless the broker and their database are configured.
+    for test in all.iter().filter(|t| needs_broker(t)) {
+        let database = if is_postgres(test) {
+            postgres_configured
+        } else if is_mariadb(test) {
+            mysql_configured
+        } else {
+            true
+        };
+        ignored_exactly_unless(
+            broker_configured && database,
+            &[test],
+            &ignored,
+            "mark them with #[cfg_attr(not(all(shop_rabbitmq, ...)), ignore = ...)] (on_each_backend_with_broker!)",
+        );
+    }
+    let ignored: Vec<String> = ignored.into_iter().filter(|t| !needs_broker(t)).collect();
     let postgres: Vec<&String> = all.iter().filter(|t| is_postgres(t)).collect();
     assert!(
         postgres.len() >= 30,
         "the PostgreSQL tests are named as expected: {postgres:?}"
     );
     ignored_exactly_unless(
-        configured("SHOP_TEST_POSTGRES_URL", "SHOP_TEST_REQUIRE_POSTGRES"),
-        &postgres,
+        postgres_configured,
+        &without_broker(&postgres),
         &ignored,
         "mark hand-written ones with #[cfg_attr(not(shop_postgres), ignore = ...)]",
     );
@@ -100,8 +134,8 @@ fn postgresql_tests_are_ignored_exactly_when_no_server_is_configured() {
         );
     }
     ignored_exactly_unless(
-        configured("SHOP_TEST_MYSQL_URL", "SHOP_TEST_REQUIRE_MYSQL"),
-        &mariadb,
+        mysql_configured,
+        &without_broker(&mariadb),
         &ignored,
         "mark hand-written ones with #[cfg_attr(not(shop_mysql), ignore = ...)]",
     );
@@ -111,6 +145,6 @@ fn postgresql_tests_are_ignored_exactly_when_no_server_is_configured() {
         .collect();
     assert!(
         others.is_empty(),
-        "only PostgreSQL and MariaDB tests are ignored: {others:?}"
+        "only PostgreSQL, MariaDB and broker tests are ignored: {others:?}"
     );
 }

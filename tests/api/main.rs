@@ -15,6 +15,7 @@ mod orders;
 mod payments;
 mod product_cache;
 mod products;
+mod rabbitmq;
 mod remote_ports;
 mod schema;
 mod startup;

@@ -27,6 +27,7 @@ use secrecy::SecretString;
 use shop::config::Settings;
 use shop::startup::{self, Application, Modules, Secrets};
 
+pub mod broker;
 pub mod fakes;
 
 pub use reqwest::StatusCode;
@@ -678,6 +679,38 @@ macro_rules! on_each_backend {
     };
     ($($name:ident),* $(,)?) => {
         $crate::on_each_backend!(worker_threads = 2; $($name),*);
+    };
+}
+
+/// [`on_each_backend!`] for tests that also need the message broker
+/// (`SHOP_TEST_RABBITMQ_URL`): each is ignored unless the broker and its
+/// database are configured.
+#[macro_export]
+macro_rules! on_each_backend_with_broker {
+    (worker_threads = $threads:tt; $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+                #[cfg_attr(not(shop_rabbitmq), ignore = "set SHOP_TEST_RABBITMQ_URL to run the RabbitMQ tests")]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+                #[cfg_attr(not(all(shop_postgres, shop_rabbitmq)), ignore = "set SHOP_TEST_POSTGRES_URL and SHOP_TEST_RABBITMQ_URL to run the PostgreSQL tests with RabbitMQ")]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await;
+                }
+                #[cfg(feature = "mysql")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+                #[cfg_attr(not(all(shop_mysql, shop_rabbitmq)), ignore = "set SHOP_TEST_MYSQL_URL and SHOP_TEST_RABBITMQ_URL to run the MariaDB tests with RabbitMQ")]
+                async fn mariadb() {
+                    super::$name($crate::Backend::Mysql).await;
+                }
+            }
+        )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_each_backend_with_broker!(worker_threads = 2; $($name),*);
     };
 }
 

@@ -1,0 +1,456 @@
+//! Events over RabbitMQ (`SHOP__BUS__KIND=rabbitmq`), on this machine's
+//! broker: the outbox's relay publishes every committed event with publisher
+//! confirms and marks it sent only once confirmed; each context consumes its
+//! own queue, applies an event in a transaction that records it in the inbox
+//! (a redelivery changes nothing) and acknowledges after the commit; a message
+//! that keeps failing, or is no event at all, goes to the dead-letter queue.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shared_kernel::db::{AnyConnection, DatabaseUrl, Db, PoolOptions, run_migrations};
+use shared_kernel::events::{EventEnvelope, IntegrationEvent};
+use shared_kernel::outbox::{
+    DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Publisher,
+};
+use shared_kernel::rabbitmq::{RabbitMq, RabbitSettings};
+use shop_tests::broker::{self, Broker, TcpProxy};
+use shop_tests::{
+    Backend, DEADLINE, StatusCode, TestApp, TestDatabase, count, eventually, json, parse_metrics,
+    sum, wait_until,
+};
+use tokio_util::sync::CancellationToken;
+
+shop_tests::on_each_backend_with_broker!(
+    a_purchase_and_a_cancellation_travel_through_the_broker,
+    an_event_is_marked_sent_only_once_the_broker_confirmed_it,
+    a_redelivered_event_is_applied_once,
+    an_event_that_keeps_failing_is_dead_lettered_after_its_attempts,
+);
+
+/// An app whose events travel over the broker, on an exchange of its own.
+async fn app_on_broker(backend: Backend, exchange: &str, rabbitmq_url: &str) -> TestApp {
+    let mut settings = broker::settings(exchange);
+    settings.retain(|(key, _)| *key != "SHOP__BUS__RABBITMQ_URL");
+    settings.push(("SHOP__BUS__RABBITMQ_URL", rabbitmq_url.to_owned()));
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestApp::spawn_with(backend, &settings).await
+}
+
+async fn order_of(app: &TestApp, user: &str, product: &str, quantity: i64) -> (String, i64) {
+    let placed = app
+        .as_user(user)
+        .post_json(
+            "/api/v1/orders",
+            &json!({"items": [{"productId": product, "quantity": quantity}]}),
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    (
+        placed.json["orderId"].as_str().expect("id").to_owned(),
+        placed.json["amount"].as_i64().expect("amount"),
+    )
+}
+
+fn reservation_is(app: &TestApp, order: &str, status: &str) -> bool {
+    count(
+        &app.database_url,
+        &format!(
+            "SELECT COUNT(*) AS n FROM stock_reservations WHERE id = '{order}' AND status = '{status}'"
+        ),
+    ) == 1
+}
+
+async fn a_purchase_and_a_cancellation_travel_through_the_broker(backend: Backend) {
+    let exchange = broker::fresh_exchange();
+    let app = app_on_broker(backend, &exchange, &broker::url()).await;
+    let product = app.create_product("Phone", 999_900, 10).await["productId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // Paid: payment.succeeded reaches the order context, order.paid the product context.
+    let (paid, amount) = order_of(&app, "buyer", &product, 2).await;
+    let opened = app
+        .as_user("buyer")
+        .post_json(
+            "/api/v1/payments",
+            &json!({"orderId": paid, "paymentMethod": "alipay"}),
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let notified = app
+        .notify(
+            "/api/v1/payments/notify",
+            &json!({"paymentId": opened.json["paymentId"], "paymentStatus": "success", "amount": amount, "currency": "CNY", "transactionId": "tx-broker-1"}),
+        )
+        .await;
+    assert_eq!(notified.status, StatusCode::OK, "{}", notified.body);
+    eventually("the order is paid", || async {
+        app.as_user("buyer")
+            .get(&format!("/api/v1/orders/{paid}"))
+            .await
+            .json["status"]
+            == "paid"
+    })
+    .await;
+    eventually("the product context sold the reservation", || async {
+        reservation_is(&app, &paid, "sold")
+    })
+    .await;
+
+    // Cancelled: order.cancelled gives the stock back in the product context.
+    let (cancelled, _) = order_of(&app, "buyer", &product, 3).await;
+    assert_eq!(app.stock(&product).await, 5);
+    let buyer = app.as_user("buyer");
+    let cancel = buyer
+        .send(buyer.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/orders/{cancelled}/cancel"),
+        ))
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+    eventually("the cancelled order's stock is back", || async {
+        app.stock(&product).await == 8 && reservation_is(&app, &cancelled, "released")
+    })
+    .await;
+
+    // They went through the broker: the outbox wrote deliveries for the relay
+    // alone, and each subscriber recorded what it took in the inbox.
+    let url = &app.database_url;
+    assert_eq!(
+        count(
+            url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE subscriber <> 'bus.relay'"
+        ),
+        0,
+        "no delivery is written for a subscriber that consumes from the broker"
+    );
+    eventually("the relay sent every event", || async {
+        count(
+            url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL",
+        ) == 0
+    })
+    .await;
+    let inbox = |subscriber: &str| {
+        count(
+            url,
+            &format!("SELECT COUNT(*) AS n FROM event_inbox WHERE subscriber = '{subscriber}'"),
+        )
+    };
+    eventually("each subscriber recorded its events", || async {
+        // order.placed twice, order.paid, order.cancelled; payment.succeeded; order.cancelled
+        // (five events published: two order.placed, payment.succeeded, order.paid, order.cancelled).
+        inbox("product.stock-reservations") == 4
+            && inbox("order.payment-outcomes") == 1
+            && inbox("payment.trade-closing") == 1
+    })
+    .await;
+    let metrics = parse_metrics(&app.admin_get("/metrics").await.body);
+    assert!(
+        sum(&metrics, "shop_bus_published_total", "result=\"confirmed\"") >= 5.0,
+        "{metrics:?}"
+    );
+    Broker::connect().await.remove(&exchange).await;
+}
+
+async fn an_event_is_marked_sent_only_once_the_broker_confirmed_it(backend: Backend) {
+    let exchange = broker::fresh_exchange();
+    let proxy = TcpProxy::start(&broker::address()).await;
+    let app = app_on_broker(backend, &exchange, &broker::url_via(proxy.port())).await;
+    let product = app.create_product("Phone", 999_900, 10).await["productId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    eventually("the product's queue is consumed", || async {
+        count(
+            &app.database_url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL",
+        ) == 0
+    })
+    .await;
+
+    // The broker is gone: the order commits, its event waits in the outbox.
+    proxy.cut();
+    let (order, _) = order_of(&app, "buyer", &product, 1).await;
+    let relay_of = |condition: &str| {
+        count(
+            &app.database_url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM event_deliveries d JOIN outbox_events e ON e.id = d.event_id \
+                 WHERE d.subscriber = 'bus.relay' AND e.event_type = 'order.placed' AND {condition}"
+            ),
+        )
+    };
+    wait_until(
+        "the relay tried to publish the order's event and failed",
+        DEADLINE,
+        || async {
+            relay_of("d.handled_at IS NULL AND d.attempts > 1 AND d.last_error IS NOT NULL") == 1
+        },
+    )
+    .await;
+    assert_eq!(
+        relay_of("d.handled_at IS NOT NULL"),
+        0,
+        "not marked sent without a confirm"
+    );
+    assert!(
+        reservation_is(&app, &order, "held"),
+        "the product context has not heard of it"
+    );
+
+    // The broker is back: the relay publishes it, the product context applies it.
+    proxy.resume().await;
+    eventually(
+        "the relay sent the event once the broker confirmed it",
+        || async { relay_of("d.handled_at IS NOT NULL") == 1 },
+    )
+    .await;
+    eventually("the product context confirmed the reservation", || async {
+        reservation_is(&app, &order, "confirmed")
+    })
+    .await;
+    drop(app);
+    Broker::connect().await.remove(&exchange).await;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Pinged {
+    n: u32,
+}
+
+impl IntegrationEvent for Pinged {
+    const TYPE: &'static str = "test.pinged";
+    const VERSION: u16 = 1;
+}
+
+/// Remembers the `n` of every event it handled.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<u64>>);
+
+impl EventHandler for Recorder {
+    fn handle(&self, _conn: &mut AnyConnection, event: &EventEnvelope) -> anyhow::Result<()> {
+        let n = event.payload["n"].as_u64().unwrap_or(u64::MAX);
+        self.0
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .push(n);
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn seen(&self) -> Vec<u64> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Fails every time, counting the events it was handed one by one.
+#[derive(Default)]
+struct Failing(AtomicU32);
+
+impl EventHandler for Failing {
+    fn handle(&self, _conn: &mut AnyConnection, _event: &EventEnvelope) -> anyhow::Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        anyhow::bail!("this handler always fails")
+    }
+
+    fn handle_batch(
+        &self,
+        _conn: &mut AnyConnection,
+        _events: &[EventEnvelope],
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("this handler always fails")
+    }
+}
+
+/// A migrated database, a dispatcher with one subscriber `test.subscriber`
+/// taking `test.pinged`, a broker link on a fresh exchange, and that
+/// subscriber consuming its queue (`<exchange>.test`), declared before this returns.
+struct Consuming {
+    url: String,
+    exchange: String,
+    bus: Arc<RabbitMq>,
+    broker: Broker,
+    stop: CancellationToken,
+    consumer: tokio::task::JoinHandle<()>,
+    _database: TestDatabase,
+}
+
+impl Consuming {
+    async fn start(backend: Backend, handler: Arc<dyn EventHandler>, max_attempts: u32) -> Self {
+        let database = TestDatabase::create(backend);
+        let url = database.url();
+        let db = Db::connect(
+            &DatabaseUrl::parse(&url).expect("url"),
+            &PoolOptions::default(),
+        )
+        .expect("connect");
+        run_migrations(
+            &mut db.get_blocking().expect("conn"),
+            shop::startup::migrations(),
+        )
+        .expect("migrate");
+        let (_, dispatcher): (_, Dispatcher) = EventBusBuilder::default()
+            .subscribe("test.subscriber", &[Pinged::TYPE], handler)
+            .build_with(db, DispatchOptions::default(), |bus, _| bus);
+        let exchange = broker::fresh_exchange();
+        let bus = RabbitMq::connect(
+            RabbitSettings {
+                url: broker::url().into(),
+                exchange: exchange.clone(),
+                max_attempts,
+                prefetch: 16,
+            },
+            &[("test.subscriber", &[Pinged::TYPE])],
+        )
+        .await
+        .expect("the broker");
+        let stop = CancellationToken::new();
+        let consumer = bus.consume("test", vec!["test.subscriber"], dispatcher, stop.clone());
+        let broker = Broker::connect().await;
+        assert_eq!(
+            broker.ready(&format!("{exchange}.test")).await,
+            Some(0),
+            "the queue is declared before anything is published"
+        );
+        Self {
+            url,
+            exchange,
+            bus,
+            broker,
+            stop,
+            consumer,
+            _database: database,
+        }
+    }
+
+    async fn publish(&self, events: &[EventEnvelope]) {
+        for result in self.bus.publish(events).await {
+            result.expect("the broker confirmed the message");
+        }
+    }
+
+    fn inbox(&self) -> i64 {
+        count(&self.url, "SELECT COUNT(*) AS n FROM event_inbox")
+    }
+
+    /// Stops consuming (what it holds unacknowledged would go back to the
+    /// queue) and returns the messages left in the queue and in the dead letters.
+    async fn stop(self) -> (u32, u32) {
+        self.stop.cancel();
+        tokio::time::timeout(DEADLINE, self.consumer)
+            .await
+            .expect("the consumer stops")
+            .expect("the consumer did not panic");
+        let queue = self
+            .broker
+            .ready(&format!("{}.test", self.exchange))
+            .await
+            .expect("queue");
+        let dead = self
+            .broker
+            .ready(&format!("{}.dead-letter", self.exchange))
+            .await
+            .expect("dead-letter queue");
+        self.broker.remove(&self.exchange).await;
+        (queue, dead)
+    }
+}
+
+async fn a_redelivered_event_is_applied_once(backend: Backend) {
+    let recorder = Arc::new(Recorder::default());
+    let consuming = Consuming::start(backend, recorder.clone(), 3).await;
+    let event = EventEnvelope::new(&Pinged { n: 1 }, None).expect("event");
+    // Twice in one publication (one batch), then again later: as a relay
+    // that died between the broker's confirm and its mark would send it.
+    consuming.publish(&[event.clone(), event.clone()]).await;
+    eventually("the event is applied", || async {
+        recorder.seen() == [1] && consuming.inbox() == 1
+    })
+    .await;
+    consuming.publish(std::slice::from_ref(&event)).await;
+    let marker = EventEnvelope::new(&Pinged { n: 2 }, None).expect("event");
+    consuming.publish(&[marker]).await;
+    // One queue, one consumer: once the marker is applied, the copy before it was taken.
+    eventually("the later event is applied", || async {
+        recorder.seen().contains(&2)
+    })
+    .await;
+    assert_eq!(recorder.seen(), [1, 2], "the copies changed nothing");
+    assert_eq!(consuming.inbox(), 2);
+    let (left, dead) = consuming.stop().await;
+    assert_eq!((left, dead), (0, 0), "every copy was acknowledged");
+}
+
+async fn an_event_that_keeps_failing_is_dead_lettered_after_its_attempts(backend: Backend) {
+    let failing = Arc::new(Failing::default());
+    let consuming = Consuming::start(backend, failing.clone(), 3).await;
+    consuming
+        .publish(&[EventEnvelope::new(&Pinged { n: 7 }, None).expect("event")])
+        .await;
+    let dead_letters = format!("{}.dead-letter", consuming.exchange);
+    wait_until(
+        "the failing event reaches the dead letters",
+        DEADLINE,
+        || async { consuming.broker.ready(&dead_letters).await == Some(1) },
+    )
+    .await;
+    assert_eq!(
+        failing.0.load(Ordering::SeqCst),
+        3,
+        "three attempts, no more"
+    );
+    assert_eq!(consuming.inbox(), 0, "a failed attempt records nothing");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        failing.0.load(Ordering::SeqCst),
+        3,
+        "not tried again once dead-lettered"
+    );
+    let (left, dead) = consuming.stop().await;
+    assert_eq!((left, dead), (0, 1));
+}
+
+/// A message on the exchange that is not one of shop's events (no event id)
+/// is dead-lettered at once, and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_rabbitmq),
+    ignore = "set SHOP_TEST_RABBITMQ_URL to run the RabbitMQ tests"
+)]
+async fn a_message_that_is_not_an_event_is_dead_lettered_and_counted() {
+    let exchange = broker::fresh_exchange();
+    let app = app_on_broker(Backend::Sqlite, &exchange, &broker::url()).await;
+    let broker = Broker::connect().await;
+    let queue = format!("{exchange}.product");
+    broker
+        .publish(
+            &exchange,
+            "order.paid",
+            b"{\"orderId\": \"o-1\"}",
+            lapin::BasicProperties::default(),
+        )
+        .await;
+    let dead_letters = format!("{exchange}.dead-letter");
+    wait_until("the message reaches the dead letters", DEADLINE, || async {
+        broker.ready(&dead_letters).await == Some(1)
+    })
+    .await;
+    let metrics = parse_metrics(&app.admin_get("/metrics").await.body);
+    assert_eq!(
+        sum(
+            &metrics,
+            "shop_bus_dead_letters_total",
+            "event_type=\"order.paid\""
+        ),
+        1.0,
+        "{metrics:?}"
+    );
+    assert_eq!(broker.ready(&queue).await, Some(0));
+    broker.remove(&exchange).await;
+}

@@ -1,0 +1,213 @@
+//! The message broker of the tests: the RabbitMQ named by
+//! `SHOP_TEST_RABBITMQ_URL` (this machine's, `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! Each test takes an exchange of its own ([`fresh_exchange`]), so that tests
+//! (and CI runs) share the broker without meeting, and removes it after.
+
+use std::sync::{Arc, Mutex};
+
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::task::JoinHandle;
+
+/// The broker's URL.
+pub fn url() -> String {
+    std::env::var("SHOP_TEST_RABBITMQ_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// The broker's URL with its address replaced by `127.0.0.1:port` (a [`TcpProxy`]'s).
+pub fn url_via(port: u16) -> String {
+    let mut url = reqwest::Url::parse(&url()).expect("SHOP_TEST_RABBITMQ_URL is a URL");
+    url.set_host(Some("127.0.0.1")).expect("host");
+    url.set_port(Some(port)).expect("port");
+    url.to_string()
+}
+
+/// The broker's `host:port`.
+pub fn address() -> String {
+    let url = reqwest::Url::parse(&url()).expect("SHOP_TEST_RABBITMQ_URL is a URL");
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5672)
+    )
+}
+
+/// An exchange name no other test uses.
+pub fn fresh_exchange() -> String {
+    format!("shop-test.{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The settings that make an app or process carry its events over the broker, on `exchange`.
+pub fn settings(exchange: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SHOP__BUS__KIND", "rabbitmq".to_owned()),
+        ("SHOP__BUS__RABBITMQ_URL", url()),
+        ("SHOP__BUS__EXCHANGE", exchange.to_owned()),
+    ]
+}
+
+/// A connection of the test's own, to look at queues and to publish.
+pub struct Broker {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Broker {
+    pub async fn connect() -> Self {
+        let connection = Connection::connect(&url(), ConnectionProperties::default())
+            .await
+            .expect("the test broker (SHOP_TEST_RABBITMQ_URL) is reachable");
+        let channel = connection.create_channel().await.expect("channel");
+        Self {
+            connection,
+            channel,
+        }
+    }
+
+    /// Messages ready in `queue` (not those a consumer holds); `None` while
+    /// the queue does not exist. (Asking of a missing queue closes the channel
+    /// it was asked on, so each question takes a channel of its own.)
+    pub async fn ready(&self, queue: &str) -> Option<u32> {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .ok()?;
+        let _ = channel.close(200, "done".into()).await;
+        Some(declared.message_count())
+    }
+
+    /// Publishes raw bytes, as anything else on the broker could.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        self.channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("published");
+    }
+
+    /// Deletes the exchange's queues and exchanges.
+    pub async fn remove(&self, exchange: &str) {
+        for suffix in ["product", "order", "payment", "test", "dead-letter"] {
+            let _ = self
+                .channel
+                .queue_delete(
+                    format!("{exchange}.{suffix}").as_str().into(),
+                    QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        for name in [exchange.to_owned(), format!("{exchange}.dead-letter")] {
+            let _ = self
+                .channel
+                .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+}
+
+/// A TCP proxy on loopback to `target`, which a test cuts (closing every
+/// connection and refusing new ones) and resumes on the same port: the
+/// broker "goes away" for the process behind it only.
+pub struct TcpProxy {
+    port: u16,
+    target: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let proxy = Self {
+            port,
+            target: target.to_owned(),
+            tasks: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut tasks) = tasks.lock() {
+                    tasks.push(connection);
+                }
+            }
+        });
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(accept);
+        }
+    }
+
+    /// Closes every connection and stops listening.
+    pub fn cut(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
+        }
+    }
+
+    /// Listens again, on the same port.
+    pub async fn resume(&self) {
+        let address = format!("127.0.0.1:{}", self.port);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&address).await {
+                Ok(listener) => break listener,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("cannot listen on {address} again: {error}"),
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
