@@ -386,6 +386,49 @@ async fn three_processes_on_three_databases_place_and_pay_an_order(backend: Back
         .await
         .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
 
+    // The internal API serves only the ports of the contexts run here.
+    for (app, path, method) in [
+        (
+            &product,
+            "/internal/v1/orders/{order}",
+            reqwest::Method::GET,
+        ),
+        (
+            &order,
+            "/internal/v1/inventory/products",
+            reqwest::Method::POST,
+        ),
+        (
+            &payment,
+            "/internal/v1/orders/{order}",
+            reqwest::Method::GET,
+        ),
+        (
+            &payment,
+            "/internal/v1/inventory/products",
+            reqwest::Method::POST,
+        ),
+    ] {
+        let path = path.replace("{order}", &order_id);
+        app.send(
+            app.client
+                .request(method, app.url(&path))
+                .bearer_auth(TOKEN)
+                .json(&json!({"productIds": [product_id]})),
+        )
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not_found");
+    }
+    let looked_up = order
+        .send(
+            order
+                .client
+                .get(order.url(&format!("/internal/v1/orders/{order_id}")))
+                .bearer_auth(TOKEN),
+        )
+        .await;
+    assert_eq!(looked_up.status, StatusCode::OK, "{}", looked_up.body);
+
     // Each database holds only the bus's tables and its context's: none of
     // the three could have read another's.
     assert_holds_only(&product, "product", &["products", "stock_reservations"]);
