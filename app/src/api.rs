@@ -22,6 +22,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, UtoipaApp, scope};
 
+use crate::contexts::{Context, Contexts};
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -93,8 +95,10 @@ fn bearer(description: &str) -> utoipa::openapi::security::HttpBuilder {
         .description(Some(description))
 }
 
-/// Mounts every documented route on `app`, collecting the OpenAPI document as it goes.
-pub fn mount<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
+/// Mounts the documented routes of `contexts` (their REST routes and
+/// original-spec aliases), and the health and metrics routes every process
+/// serves, on `app`, collecting the OpenAPI document as it goes.
+pub fn mount<T>(app: UtoipaApp<T>, contexts: Contexts) -> UtoipaApp<T>
 where
     T: actix_web::dev::ServiceFactory<
             actix_web::dev::ServiceRequest,
@@ -103,16 +107,32 @@ where
             InitError = (),
         >,
 {
+    let when = |context, configure: fn(&mut ServiceConfig)| {
+        move |cfg: &mut ServiceConfig| {
+            if contexts.runs(context) {
+                configure(cfg);
+            }
+        }
+    };
     app.openapi(ApiDoc::openapi())
         .service(
             scope::scope("/api/v1")
-                .configure(domain_product::http::configure_api)
-                .configure(domain_order::http::configure_api)
-                .configure(domain_payment::http::configure_api),
+                .configure(when(Context::Product, domain_product::http::configure_api))
+                .configure(when(Context::Order, domain_order::http::configure_api))
+                .configure(when(Context::Payment, domain_payment::http::configure_api)),
         )
-        .configure(domain_product::http::configure_original_spec)
-        .configure(domain_order::http::configure_original_spec)
-        .configure(domain_payment::http::configure_original_spec)
+        .configure(when(
+            Context::Product,
+            domain_product::http::configure_original_spec,
+        ))
+        .configure(when(
+            Context::Order,
+            domain_order::http::configure_original_spec,
+        ))
+        .configure(when(
+            Context::Payment,
+            domain_payment::http::configure_original_spec,
+        ))
         .configure(configure_health)
 }
 
@@ -153,9 +173,10 @@ impl Modify for ServiceAuth {
     }
 }
 
-/// Mounts the internal routes (`/internal/v1`) on `app`. Only a process
-/// given `SHOP__PORTS__TOKEN` serves them.
-pub fn mount_internal<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
+/// Mounts the internal routes (`/internal/v1`) on `app`: the inventory's
+/// when the product context runs here, the order lookup when the order
+/// context does. Only a process given `SHOP__PORTS__TOKEN` serves them.
+pub fn mount_internal<T>(app: UtoipaApp<T>, inventory: bool, orders: bool) -> UtoipaApp<T>
 where
     T: actix_web::dev::ServiceFactory<
             actix_web::dev::ServiceRequest,
@@ -166,8 +187,16 @@ where
 {
     app.service(
         scope::scope(shared_kernel::ports::internal::PREFIX)
-            .configure(domain_product::internal_http::configure)
-            .configure(domain_order::internal_http::configure),
+            .configure(|cfg| {
+                if inventory {
+                    domain_product::internal_http::configure(cfg);
+                }
+            })
+            .configure(|cfg| {
+                if orders {
+                    domain_order::internal_http::configure(cfg);
+                }
+            }),
     )
 }
 
@@ -176,7 +205,7 @@ pub fn internal_openapi() -> utoipa::openapi::OpenApi {
     let app = actix_web::App::new()
         .into_utoipa_app()
         .openapi(InternalDoc::openapi());
-    let (_, doc) = mount_internal(app).split_for_parts();
+    let (_, doc) = mount_internal(app, true, true).split_for_parts();
     doc
 }
 
@@ -187,15 +216,52 @@ pub fn internal_openapi_yaml() -> anyhow::Result<String> {
 
 /// The OpenAPI document, the same whatever the configuration.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = mount(actix_web::App::new().into_utoipa_app()).split_for_parts();
+    openapi_for(Contexts::ALL)
+}
+
+/// The document of a process that runs `contexts`: their paths only.
+pub fn openapi_for(contexts: Contexts) -> utoipa::openapi::OpenApi {
+    let (_, doc) = mount(actix_web::App::new().into_utoipa_app(), contexts).split_for_parts();
     doc
 }
 
-/// The document as served and printed: the generated one, plus its links.
+/// The document as printed: the generated one, plus its links.
 pub fn document() -> serde_json::Value {
-    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    document_of(openapi())
+}
+
+/// A generated document as served: plus its links (those between its own
+/// operations), less the tags none of its operations carries.
+pub fn document_of(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi).unwrap_or_default();
     add_links(&mut doc);
+    drop_unused_tags(&mut doc);
     doc
+}
+
+/// Removes the document's tags that no operation carries (in a process
+/// that runs some contexts only, those of the others).
+fn drop_unused_tags(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    let used: std::collections::BTreeSet<String> = doc
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(Value::as_object)
+        .flat_map(|item| item.values())
+        .filter_map(|operation| operation.get("tags").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if let Some(tags) = doc.get_mut("tags").and_then(Value::as_array_mut) {
+        tags.retain(|tag| {
+            tag.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| used.contains(name))
+        });
+    }
 }
 
 /// OpenAPI links: how the answer of one operation feeds the next. They walk
@@ -299,7 +365,19 @@ fn add_links(doc: &mut serde_json::Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
+    let operations: std::collections::BTreeSet<String> = paths
+        .values()
+        .filter_map(Value::as_object)
+        .flat_map(|item| item.values())
+        .filter_map(|operation| operation.get("operationId").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
     for (source, status, name, link) in links {
+        // A link to an operation the document does not have (another process's) is left out.
+        let target = link.get("operationId").and_then(Value::as_str);
+        if !target.is_some_and(|target| operations.contains(target)) {
+            continue;
+        }
         let response = paths
             .values_mut()
             .filter_map(Value::as_object_mut)

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::contexts::Contexts;
+
 /// shop: an e-commerce backend for products, orders and payments.
 ///
 /// Configuration comes from built-in defaults, then the optional --config
@@ -28,9 +30,21 @@ pub enum Command {
         /// Seed a small demo catalog into an empty database and print how to explore it.
         #[arg(long)]
         demo: bool,
+        /// The contexts this process runs, comma-separated: product, order,
+        /// payment (default all; overrides SHOP__CONTEXTS). It serves, migrates
+        /// and works for those only; the order context without the product
+        /// context needs SHOP__PORTS__PRODUCT_URL, the payment context without
+        /// the order context SHOP__PORTS__ORDER_URL.
+        #[arg(long, value_name = "LIST")]
+        contexts: Option<Contexts>,
     },
     /// Apply pending database migrations, then exit.
-    Migrate,
+    Migrate {
+        /// Migrate the tables of these contexts only (and the event bus's),
+        /// comma-separated: product, order, payment (default all; overrides SHOP__CONTEXTS).
+        #[arg(long, value_name = "LIST")]
+        contexts: Option<Contexts>,
+    },
     /// Print the OpenAPI document (YAML); the same whatever the configuration.
     Openapi {
         /// Print the internal API's document instead (`/internal/v1`, the

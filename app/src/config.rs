@@ -9,9 +9,13 @@ use shared_kernel::auth::token::JwksLocation;
 use shared_kernel::ports::remote::RemoteSettings;
 use shared_kernel::rabbitmq::RabbitSettings;
 
+use crate::contexts::{Context, Contexts};
+
 /// Everything shop can be told.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    /// The contexts this process runs (`SHOP__CONTEXTS`, `--contexts`): by default all three.
+    pub contexts: Contexts,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
@@ -419,6 +423,8 @@ pub struct LogSettings {
 
 /// The built-in defaults, as a TOML document: the first layer.
 pub const DEFAULTS: &str = r#"
+contexts = "product,order,payment"
+
 [server]
 bind = "127.0.0.1:8080"
 max_body_bytes = 65536
@@ -604,6 +610,39 @@ impl Settings {
         settings.bus.rabbitmq()?;
         Ok(settings)
     }
+
+    /// Refuses contexts that cannot run as configured: the order context
+    /// reserves stock with the product context, here or at
+    /// `SHOP__PORTS__PRODUCT_URL`; the payment context reads orders in the
+    /// order context, here or at `SHOP__PORTS__ORDER_URL`. (When the context
+    /// runs here and its URL is set too, the URL wins: the port goes over
+    /// HTTP, as in a process that does not run it.)
+    pub fn check_contexts(&self) -> anyhow::Result<()> {
+        let contexts = self.contexts;
+        for (context, needs, url, variable) in [
+            (
+                Context::Order,
+                Context::Product,
+                &self.ports.product_url,
+                "SHOP__PORTS__PRODUCT_URL",
+            ),
+            (
+                Context::Payment,
+                Context::Order,
+                &self.ports.order_url,
+                "SHOP__PORTS__ORDER_URL",
+            ),
+        ] {
+            if contexts.runs(context) && !contexts.runs(needs) && present(url).is_none() {
+                anyhow::bail!(
+                    "the {context} context needs the {needs} context, which this process does not run \
+                     (contexts: {contexts}): run it here too (--contexts {contexts},{needs}) or set \
+                     {variable} to the process that runs it"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -659,6 +698,46 @@ mod tests {
             s.ports.product().unwrap().is_none(),
             "an empty URL is unset"
         );
+    }
+
+    #[test]
+    fn contexts_come_from_the_environment_and_are_checked() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(s.contexts.is_all());
+        s.check_contexts().unwrap();
+        let s = Settings::load_from(None, env(&[("SHOP__CONTEXTS", "product")])).unwrap();
+        assert_eq!(s.contexts.to_string(), "product");
+        s.check_contexts().unwrap();
+        for bad in ["", "products", "product,,order"] {
+            let error = Settings::load_from(None, env(&[("SHOP__CONTEXTS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("SHOP__CONTEXTS"), "{bad:?}: {error}");
+        }
+        let order = Settings::load_from(None, env(&[("SHOP__CONTEXTS", "order")])).unwrap();
+        let error = order.check_contexts().unwrap_err().to_string();
+        assert!(
+            error.contains("SHOP__PORTS__PRODUCT_URL") && error.contains("product context"),
+            "{error}"
+        );
+        let payment =
+            Settings::load_from(None, env(&[("SHOP__CONTEXTS", "payment,product")])).unwrap();
+        let error = payment.check_contexts().unwrap_err().to_string();
+        assert!(
+            error.contains("SHOP__PORTS__ORDER_URL") && error.contains("order context"),
+            "{error}"
+        );
+        Settings::load_from(
+            None,
+            env(&[
+                ("SHOP__CONTEXTS", "payment"),
+                ("SHOP__PORTS__ORDER_URL", "http://order:8080"),
+                ("SHOP__PORTS__TOKEN", "t"),
+            ]),
+        )
+        .unwrap()
+        .check_contexts()
+        .unwrap();
     }
 
     #[test]

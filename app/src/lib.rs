@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod contexts;
 pub mod limits;
 pub mod observability;
 pub mod run;

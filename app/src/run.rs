@@ -15,7 +15,10 @@ use crate::{api, telemetry};
 /// Parses the command line and runs the command (`serve` when none is given).
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+    match cli.command.unwrap_or(Command::Serve {
+        demo: false,
+        contexts: None,
+    }) {
         Command::Openapi { internal } => {
             if internal {
                 print!("{}", api::internal_openapi_yaml()?);
@@ -24,8 +27,11 @@ pub fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Migrate => {
-            let settings = Settings::load(cli.config.as_deref())?;
+        Command::Migrate { contexts } => {
+            let mut settings = Settings::load(cli.config.as_deref())?;
+            if let Some(contexts) = contexts {
+                settings.contexts = contexts;
+            }
             telemetry::init(settings.log.format);
             actix_web::rt::System::new().block_on(async move {
                 startup::open_database(&settings).await?;
@@ -48,8 +54,11 @@ pub fn main() -> anyhow::Result<()> {
             println!("{}", mint(&settings, &user, ttl)?);
             Ok(())
         }
-        Command::Serve { demo } => {
-            let settings = Settings::load(cli.config.as_deref())?;
+        Command::Serve { demo, contexts } => {
+            let mut settings = Settings::load(cli.config.as_deref())?;
+            if let Some(contexts) = contexts {
+                settings.contexts = contexts;
+            }
             telemetry::init(settings.log.format);
             actix_web::rt::System::new().block_on(serve(settings, demo))
         }
@@ -57,7 +66,8 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
-    // The address first: a bad or taken one is reported before the database is touched.
+    // Contexts that cannot run, then the address, are reported before the database is touched.
+    settings.check_contexts()?;
     let listener = startup::listen(&settings)?;
     let db = startup::open_database(&settings).await?;
     let (admin_token, admin_generated) =
@@ -72,8 +82,13 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     };
     let app = Application::build_on(listener, &settings, db, &secrets).await?;
     if demo {
-        let added = app.modules.catalog.seed_demo().await?;
-        tracing::info!(added, "demo catalog seeded");
+        match &app.modules.product {
+            Some(product) => {
+                let added = product.catalog.seed_demo().await?;
+                tracing::info!(added, "demo catalog seeded");
+            }
+            None => tracing::warn!("--demo seeds the catalog, which this process does not run"),
+        }
     }
     let base = app.urls().public.clone();
     tracing::info!(address = %settings.server.bind, port = app.port(), "listening");

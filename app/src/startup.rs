@@ -35,14 +35,10 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::api::{self, RouteTable};
 use crate::config::Settings;
+use crate::contexts::{Context, Contexts};
 use crate::limits;
 use crate::observability::{self, RequestSpan};
 use crate::workers::Workers;
-
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
-#[cfg(feature = "mysql")]
-const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/mysql");
 
 /// Every subscriber of every context, and the event types it takes: the
 /// queues a message broker must hold before the first event is published
@@ -54,17 +50,81 @@ pub const SUBSCRIPTIONS: &[shared_kernel::rabbitmq::Subscription] = &[
     (TradeClosing::NAME, TradeClosing::EVENTS),
 ];
 
-/// The SQL migrations of every backend, embedded in the binary.
-pub fn migrations() -> Migrations {
-    Migrations {
-        sqlite: SQLITE_MIGRATIONS,
-        postgres: POSTGRES_MIGRATIONS,
-        #[cfg(feature = "mysql")]
-        mysql: MYSQL_MIGRATIONS,
+/// The migrations of one backend: the event bus's tables (every process
+/// needs them), then each context's.
+struct Groups {
+    bus: &'static EmbeddedMigrations,
+    product: &'static EmbeddedMigrations,
+    order: &'static EmbeddedMigrations,
+    payment: &'static EmbeddedMigrations,
+}
+
+impl Groups {
+    /// The bus's migrations and those of `contexts`.
+    fn for_contexts(&self, contexts: Contexts) -> Vec<&'static EmbeddedMigrations> {
+        let mut sources = vec![self.bus];
+        sources.extend(contexts.iter().map(|context| match context {
+            Context::Product => self.product,
+            Context::Order => self.order,
+            Context::Payment => self.payment,
+        }));
+        sources
     }
 }
 
-/// Opens the database named by the settings and brings its schema up to date.
+static SQLITE_BUS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/bus");
+static SQLITE_PRODUCT: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/product");
+static SQLITE_ORDER: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/order");
+static SQLITE_PAYMENT: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/payment");
+const SQLITE: Groups = Groups {
+    bus: &SQLITE_BUS,
+    product: &SQLITE_PRODUCT,
+    order: &SQLITE_ORDER,
+    payment: &SQLITE_PAYMENT,
+};
+static POSTGRES_BUS: EmbeddedMigrations = embed_migrations!("../migrations/postgres/bus");
+static POSTGRES_PRODUCT: EmbeddedMigrations = embed_migrations!("../migrations/postgres/product");
+static POSTGRES_ORDER: EmbeddedMigrations = embed_migrations!("../migrations/postgres/order");
+static POSTGRES_PAYMENT: EmbeddedMigrations = embed_migrations!("../migrations/postgres/payment");
+const POSTGRES: Groups = Groups {
+    bus: &POSTGRES_BUS,
+    product: &POSTGRES_PRODUCT,
+    order: &POSTGRES_ORDER,
+    payment: &POSTGRES_PAYMENT,
+};
+#[cfg(feature = "mysql")]
+static MYSQL_BUS: EmbeddedMigrations = embed_migrations!("../migrations/mysql/bus");
+#[cfg(feature = "mysql")]
+static MYSQL_PRODUCT: EmbeddedMigrations = embed_migrations!("../migrations/mysql/product");
+#[cfg(feature = "mysql")]
+static MYSQL_ORDER: EmbeddedMigrations = embed_migrations!("../migrations/mysql/order");
+#[cfg(feature = "mysql")]
+static MYSQL_PAYMENT: EmbeddedMigrations = embed_migrations!("../migrations/mysql/payment");
+#[cfg(feature = "mysql")]
+const MYSQL: Groups = Groups {
+    bus: &MYSQL_BUS,
+    product: &MYSQL_PRODUCT,
+    order: &MYSQL_ORDER,
+    payment: &MYSQL_PAYMENT,
+};
+
+/// The SQL migrations of every backend and every context, embedded in the binary.
+pub fn migrations() -> Migrations {
+    migrations_for(Contexts::ALL)
+}
+
+/// The SQL migrations of the event bus and of `contexts`, for every backend.
+pub fn migrations_for(contexts: Contexts) -> Migrations {
+    Migrations {
+        sqlite: SQLITE.for_contexts(contexts),
+        postgres: POSTGRES.for_contexts(contexts),
+        #[cfg(feature = "mysql")]
+        mysql: MYSQL.for_contexts(contexts),
+    }
+}
+
+/// Opens the database named by the settings and brings the schema of the
+/// settings' contexts up to date.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     let url = DatabaseUrl::parse(&settings.database.url)?;
     let options = PoolOptions {
@@ -73,13 +133,14 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
         max_batch: settings.database.max_batch,
         ..PoolOptions::default()
     };
+    let contexts = settings.contexts;
     let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
         let db = Db::connect(&url, &options)?;
-        let applied = db::run_migrations(&mut *db.get_blocking()?, migrations())?;
+        let applied = db::run_migrations(&mut *db.get_blocking()?, migrations_for(contexts))?;
         if !applied.is_empty() {
             tracing::info!(?applied, "migrations applied");
         }
-        tracing::info!(database = %url.redacted(), "database ready");
+        tracing::info!(database = %url.redacted(), %contexts, "database ready");
         Ok(db)
     })
     .await??;
@@ -165,19 +226,16 @@ impl Urls {
     }
 }
 
-/// Every module of the app, built once and shared by the server's workers.
+/// Every module of the app, built once and shared by the server's workers:
+/// what every process has, and each context it runs (`None` for one it does
+/// not run: its routes, subscribers and workers are then absent).
 #[derive(Clone)]
 pub struct Modules {
     pub db: Db,
-    pub catalog: ProductCatalog,
-    pub inventory: ProductInventory,
-    pub orders: OrderService,
-    pub payments: PaymentService,
-    pub sandbox: Option<SandboxCheckout>,
-    /// Alipay, when configured (its notify route verifies with it).
-    pub alipay: Option<AlipayGateway>,
-    /// WeChat Pay, when configured (its notify route verifies with it).
-    pub wechat_pay: Option<web::Data<WechatPayGateway>>,
+    pub contexts: Contexts,
+    pub product: Option<ProductModule>,
+    pub order: Option<OrderModule>,
+    pub payment: Option<PaymentModule>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
     /// The message broker, when events travel through RabbitMQ (`SHOP__BUS__KIND=rabbitmq`).
@@ -189,20 +247,47 @@ pub struct Modules {
     pub internal: Option<Internal>,
 }
 
-/// What the internal API serves: this process's own ports, behind the service token.
+/// The product context: the catalog and its stock.
+#[derive(Clone)]
+pub struct ProductModule {
+    pub catalog: ProductCatalog,
+    pub inventory: ProductInventory,
+}
+
+/// The order context.
+#[derive(Clone)]
+pub struct OrderModule {
+    pub orders: OrderService,
+}
+
+/// The payment context and its gateways.
+#[derive(Clone)]
+pub struct PaymentModule {
+    pub payments: PaymentService,
+    pub sandbox: Option<SandboxCheckout>,
+    /// Alipay, when configured (its notify route verifies with it).
+    pub alipay: Option<AlipayGateway>,
+    /// WeChat Pay, when configured (its notify route verifies with it).
+    pub wechat_pay: Option<web::Data<WechatPayGateway>>,
+}
+
+/// What the internal API serves: this process's own ports, behind the
+/// service token (each only when its context runs here).
 #[derive(Clone)]
 pub struct Internal {
     pub token: web::Data<ServiceToken>,
-    pub inventory: web::Data<dyn Inventory>,
-    pub orders: web::Data<dyn OrderLookup>,
+    pub inventory: Option<web::Data<dyn Inventory>>,
+    pub orders: Option<web::Data<dyn OrderLookup>>,
 }
 
 impl Modules {
-    /// Wires the contexts: the order context reserves stock through the
-    /// product context's `Inventory`, the payment context reads orders
-    /// through the order context's `OrderLookup`, and every subscriber is
-    /// registered on the event bus. Fails when a configured provider cannot
-    /// be used (such as a notify URL it cannot call).
+    /// Wires the contexts this process runs: the order context reserves
+    /// stock through the product context's `Inventory`, the payment context
+    /// reads orders through the order context's `OrderLookup` (each here, or
+    /// over HTTP at `SHOP__PORTS__PRODUCT_URL` / `SHOP__PORTS__ORDER_URL`),
+    /// and each context's subscribers are registered on the event bus. Fails
+    /// when a context cannot run as configured, or a configured provider
+    /// cannot be used (such as a notify URL it cannot call).
     pub fn new(
         db: Db,
         settings: &Settings,
@@ -211,29 +296,40 @@ impl Modules {
         urls: &Urls,
         broker: Option<Arc<RabbitMq>>,
     ) -> anyhow::Result<Self> {
+        settings.check_contexts()?;
+        let contexts = settings.contexts;
         let dispatch = DispatchOptions {
             poll_interval: Duration::from_millis(settings.worker.poll_ms),
             ..Default::default()
         };
-        let bus = EventBusBuilder::default()
-            .subscribe(
+        let mut bus = EventBusBuilder::default();
+        if contexts.runs(Context::Product) {
+            bus = bus.subscribe(
                 StockReservations::NAME,
                 StockReservations::EVENTS,
                 Arc::new(StockReservations),
-            )
-            .subscribe(Refunds::NAME, Refunds::EVENTS, Arc::new(Refunds))
-            .subscribe(
-                TradeClosing::NAME,
-                TradeClosing::EVENTS,
-                Arc::new(TradeClosing),
             );
+        }
+        if contexts.runs(Context::Payment) {
+            bus = bus
+                .subscribe(Refunds::NAME, Refunds::EVENTS, Arc::new(Refunds))
+                .subscribe(
+                    TradeClosing::NAME,
+                    TradeClosing::EVENTS,
+                    Arc::new(TradeClosing),
+                );
+        }
         // The order context's subscriber publishes events of its own, so it needs the outbox the bus builds.
         let (outbox, dispatcher) = bus.build_with(db.clone(), dispatch, |bus, outbox| {
-            bus.subscribe(
-                PaymentOutcomes::NAME,
-                PaymentOutcomes::EVENTS,
-                Arc::new(PaymentOutcomes::new(outbox.clone())),
-            )
+            if contexts.runs(Context::Order) {
+                bus.subscribe(
+                    PaymentOutcomes::NAME,
+                    PaymentOutcomes::EVENTS,
+                    Arc::new(PaymentOutcomes::new(outbox.clone())),
+                )
+            } else {
+                bus
+            }
         });
         // With a broker, the outbox's relay publishes every event to it, and
         // the subscribers take theirs from their context's queue.
@@ -246,39 +342,103 @@ impl Modules {
         dispatcher
             .register(&mut *db.get_blocking()?)
             .map_err(|e| anyhow::anyhow!("cannot record the event subscriptions: {e}"))?;
-        let inventory = ProductInventory::new(db.clone());
-        let catalog = ProductCatalog::new(db.clone());
+        let product = contexts.runs(Context::Product).then(|| ProductModule {
+            catalog: ProductCatalog::new(db.clone()),
+            inventory: ProductInventory::new(db.clone()),
+        });
         // This process's own product context, as the port serves it (also to
         // other processes, over the internal API).
-        let local_inventory: Arc<dyn Inventory> = Arc::new(InvalidatingInventory::new(
-            inventory.clone(),
-            catalog.cache().clone(),
-        ));
-        // The order context reserves stock here, or in the process that runs
-        // the product context (SHOP__PORTS__PRODUCT_URL).
-        let order_inventory: Arc<dyn Inventory> = match settings.ports.product()? {
-            Some(remote) => {
-                tracing::info!(url = %remote.base_url, "the product context runs elsewhere: stock is reserved over HTTP");
-                Arc::new(RemoteInventory::new(remote)?)
+        let local_inventory: Option<Arc<dyn Inventory>> = product.as_ref().map(|product| {
+            Arc::new(InvalidatingInventory::new(
+                product.inventory.clone(),
+                product.catalog.cache().clone(),
+            )) as Arc<dyn Inventory>
+        });
+        let order = match contexts.runs(Context::Order) {
+            false => None,
+            true => {
+                // The order context reserves stock here, or in the process
+                // that runs the product context (SHOP__PORTS__PRODUCT_URL,
+                // which wins when both are there).
+                let inventory: Arc<dyn Inventory> = match (
+                    settings.ports.product()?,
+                    &local_inventory,
+                ) {
+                    (Some(remote), _) => {
+                        tracing::info!(url = %remote.base_url, "the product context runs elsewhere: stock is reserved over HTTP");
+                        Arc::new(RemoteInventory::new(remote)?)
+                    }
+                    (None, Some(local)) => local.clone(),
+                    (None, None) => anyhow::bail!("the order context needs the product context"),
+                };
+                Some(OrderModule {
+                    orders: OrderService::new(
+                        db.clone(),
+                        outbox.clone(),
+                        inventory,
+                        Duration::from_secs(settings.order.payment_timeout_secs),
+                    ),
+                })
             }
-            None => local_inventory.clone(),
         };
-        let orders = OrderService::new(
-            db.clone(),
-            outbox.clone(),
-            order_inventory,
-            Duration::from_secs(settings.order.payment_timeout_secs),
-        );
-        let local_orders: Arc<dyn OrderLookup> = Arc::new(OrderDirectory::new(db.clone()));
-        // The payment context reads orders here, or in the process that runs
-        // the order context (SHOP__PORTS__ORDER_URL).
-        let payment_orders: Arc<dyn OrderLookup> = match settings.ports.order()? {
-            Some(remote) => {
-                tracing::info!(url = %remote.base_url, "the order context runs elsewhere: orders are read over HTTP");
-                Arc::new(RemoteOrderLookup::new(remote)?)
+        let local_orders: Option<Arc<dyn OrderLookup>> = order
+            .as_ref()
+            .map(|_| Arc::new(OrderDirectory::new(db.clone())) as Arc<dyn OrderLookup>);
+        let payment = match contexts.runs(Context::Payment) {
+            false => None,
+            true => {
+                // The payment context reads orders here, or in the process that
+                // runs the order context (SHOP__PORTS__ORDER_URL, which wins
+                // when both are there).
+                let orders: Arc<dyn OrderLookup> = match (settings.ports.order()?, &local_orders) {
+                    (Some(remote), _) => {
+                        tracing::info!(url = %remote.base_url, "the order context runs elsewhere: orders are read over HTTP");
+                        Arc::new(RemoteOrderLookup::new(remote)?)
+                    }
+                    (None, Some(local)) => local.clone(),
+                    (None, None) => anyhow::bail!("the payment context needs the order context"),
+                };
+                Some(PaymentModule::new(
+                    settings, secrets, urls, &db, &outbox, orders,
+                )?)
             }
-            None => local_orders.clone(),
         };
+        let internal = settings.ports.token().map(|token| Internal {
+            token: web::Data::new(ServiceToken::new(token)),
+            inventory: local_inventory.map(web::Data::from),
+            orders: local_orders.map(web::Data::from),
+        });
+        Ok(Self {
+            internal,
+            contexts,
+            product,
+            order,
+            payment,
+            outbox,
+            dispatcher,
+            broker,
+            db,
+            auth: web::Data::new(Authenticator::new(
+                AdminToken::new(secrets.admin_token.clone()),
+                tokens.clone(),
+                FailureLimiter::per_minute(settings.auth.failures_per_minute),
+            )),
+            tokens,
+        })
+    }
+}
+
+impl PaymentModule {
+    /// The payment context with its gateways: the real providers configured,
+    /// then the sandbox (when on) for every method left.
+    fn new(
+        settings: &Settings,
+        secrets: &Secrets,
+        urls: &Urls,
+        db: &Db,
+        outbox: &Outbox,
+        orders: Arc<dyn OrderLookup>,
+    ) -> anyhow::Result<Self> {
         let links = CheckoutLinks::new(&secrets.webhook_secret);
         // The sandbox's own record of its trades, which its page and its gateway share.
         let sandbox_trades = SandboxTrades::default();
@@ -322,7 +482,7 @@ impl Modules {
         let payments = PaymentService::new(
             db.clone(),
             outbox.clone(),
-            payment_orders,
+            orders,
             gateways,
             ShopSignature::new(secrets.webhook_secret.clone()),
             Reconciliation {
@@ -330,16 +490,7 @@ impl Modules {
                 every: Duration::from_secs(settings.payment.query_interval_secs),
             },
         );
-        let internal = settings.ports.token().map(|token| Internal {
-            token: web::Data::new(ServiceToken::new(token)),
-            inventory: web::Data::from(local_inventory),
-            orders: web::Data::from(local_orders),
-        });
         Ok(Self {
-            internal,
-            catalog,
-            inventory,
-            orders,
             payments,
             alipay,
             sandbox: settings
@@ -347,16 +498,6 @@ impl Modules {
                 .sandbox
                 .then(|| SandboxCheckout::new(&urls.internal, links, sandbox_trades)),
             wechat_pay: wechat_pay.map(web::Data::from),
-            outbox,
-            dispatcher,
-            broker,
-            db,
-            auth: web::Data::new(Authenticator::new(
-                AdminToken::new(secrets.admin_token.clone()),
-                tokens.clone(),
-                FailureLimiter::per_minute(settings.auth.failures_per_minute),
-            )),
-            tokens,
         })
     }
 }
@@ -367,7 +508,7 @@ pub struct Application {
     urls: Urls,
     server: Server,
     workers: Option<Workers>,
-    product_cache: Invalidator,
+    product_cache: Option<Invalidator>,
     /// Fetches the identity provider's keys again, now and then.
     key_refresh: Option<tokio::task::JoinHandle<()>>,
     pub modules: Modules,
@@ -405,15 +546,21 @@ impl Application {
             None => None,
         };
         let modules = Modules::new(db, settings, secrets, tokens, &urls, broker)?;
-        if settings.payment.sandbox {
+        if modules.payment.is_some() && settings.payment.sandbox {
             tracing::warn!(
                 checkout = %format!("{}/sandbox/checkout/", urls.public),
                 "the sandbox payment gateway is on: anyone can pay for free. Set SHOP__PAYMENT__SANDBOX=false in production"
             );
         }
-        tracing::info!(gateways = ?modules.payments.gateways(), "payment methods and the gateways that serve them");
-        let routes = web::Data::new(RouteTable::from_openapi(&api::openapi()));
-        let document = web::Bytes::from(serde_json::to_vec(&api::document())?);
+        if let Some(payment) = &modules.payment {
+            tracing::info!(gateways = ?payment.payments.gateways(), "payment methods and the gateways that serve them");
+        }
+        tracing::info!(contexts = %modules.contexts, "contexts run by this process");
+        let contexts = modules.contexts;
+        // The routes of the contexts this process runs: any other path is an unknown one (404).
+        let served = api::openapi_for(contexts);
+        let routes = web::Data::new(RouteTable::from_openapi(&served));
+        let document = web::Bytes::from(serde_json::to_vec(&api::document_of(served))?);
         let max_body = settings.server.max_body_bytes;
         let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -422,32 +569,45 @@ impl Application {
         let state = modules.clone();
         let server =
             actix_web::HttpServer::new(move || {
-                let mut app = api::mount(App::new().into_utoipa_app());
+                let mut app = api::mount(App::new().into_utoipa_app(), contexts);
                 if let Some(internal) = &state.internal {
+                    let mut internal_app = app.app_data(internal.token.clone());
+                    if let Some(inventory) = &internal.inventory {
+                        internal_app = internal_app.app_data(inventory.clone());
+                    }
+                    if let Some(orders) = &internal.orders {
+                        internal_app = internal_app.app_data(orders.clone());
+                    }
                     app = api::mount_internal(
-                        app.app_data(internal.token.clone())
-                            .app_data(internal.inventory.clone())
-                            .app_data(internal.orders.clone()),
+                        internal_app,
+                        internal.inventory.is_some(),
+                        internal.orders.is_some(),
                     );
                 }
                 let (app, _) = app.split_for_parts();
                 app.app_data(web::Data::new(state.db.clone()))
-                    .app_data(web::Data::new(state.catalog.clone()))
-                    .app_data(web::Data::new(state.orders.clone()))
-                    .app_data(web::Data::new(state.payments.clone()))
                     .app_data(state.auth.clone())
                     .app_data(web::PayloadConfig::new(max_body))
                     .app_data(routes.clone())
                     .configure(|cfg| {
-                        if let Some(wechat_pay) = &state.wechat_pay {
-                            cfg.app_data(wechat_pay.clone());
+                        if let Some(product) = &state.product {
+                            cfg.app_data(web::Data::new(product.catalog.clone()));
                         }
-                        if let Some(sandbox) = &state.sandbox {
-                            cfg.app_data(web::Data::new(sandbox.clone()));
-                            domain_payment::sandbox::configure_checkout(cfg);
+                        if let Some(order) = &state.order {
+                            cfg.app_data(web::Data::new(order.orders.clone()));
                         }
-                        if let Some(alipay) = &state.alipay {
-                            cfg.app_data(web::Data::new(alipay.clone()));
+                        if let Some(payment) = &state.payment {
+                            cfg.app_data(web::Data::new(payment.payments.clone()));
+                            if let Some(wechat_pay) = &payment.wechat_pay {
+                                cfg.app_data(wechat_pay.clone());
+                            }
+                            if let Some(sandbox) = &payment.sandbox {
+                                cfg.app_data(web::Data::new(sandbox.clone()));
+                                domain_payment::sandbox::configure_checkout(cfg);
+                            }
+                            if let Some(alipay) = &payment.alipay {
+                                cfg.app_data(web::Data::new(alipay.clone()));
+                            }
                         }
                     })
                     .service(web::redirect("/swagger-ui", "/swagger-ui/"))
@@ -498,11 +658,15 @@ impl Application {
             .worker
             .enabled
             .then(|| Workers::start(&modules, settings));
-        // Every instance runs one: it keeps the product cache right whoever writes.
-        let product_cache = Invalidator::start(
-            modules.catalog.cache(),
-            &DatabaseUrl::parse(&settings.database.url)?,
-        )?;
+        // Every instance of the product context runs one: it keeps the
+        // product cache right whoever writes.
+        let product_cache = match &modules.product {
+            Some(product) => Some(Invalidator::start(
+                product.catalog.cache(),
+                &DatabaseUrl::parse(&settings.database.url)?,
+            )?),
+            None => None,
+        };
         let key_refresh = modules.tokens.uses_jwks().then(|| {
             let tokens = modules.tokens.clone();
             let every = Duration::from_secs(settings.auth.jwks_refresh_secs);
@@ -539,7 +703,9 @@ impl Application {
         if let Some(workers) = self.workers {
             workers.stop().await;
         }
-        self.product_cache.stop().await;
+        if let Some(product_cache) = self.product_cache {
+            product_cache.stop().await;
+        }
         if let Some(refresh) = self.key_refresh {
             refresh.abort();
         }

@@ -30,15 +30,21 @@ impl Workers {
         let stop = CancellationToken::new();
         let dispatcher = modules.dispatcher.clone();
         let broker = modules.broker.clone();
-        let orders = modules.orders.clone();
-        let inventory = modules.inventory.clone();
+        // Each context's work runs only in a process that runs the context.
+        let orders = modules.order.as_ref().map(|order| order.orders.clone());
+        let inventory = modules
+            .product
+            .as_ref()
+            .map(|product| product.inventory.clone());
         let sweep_every = Duration::from_millis(settings.order.expiry_sweep_ms);
         let grace = Duration::from_secs(settings.worker.abandoned_reservation_grace_secs);
         let retention =
             Duration::from_secs(settings.worker.event_retention_hours.saturating_mul(3600));
         let pruner = modules.dispatcher.clone();
-        let payments = modules.payments.clone();
-        let settling = modules.payments.clone();
+        let payments = modules
+            .payment
+            .as_ref()
+            .map(|payment| payment.payments.clone());
         let settle_every = Duration::from_millis(settings.worker.poll_ms);
         // PostgreSQL and MySQL let several dispatchers work side by side (each
         // claims its own rows with SKIP LOCKED); SQLite has one writer, so one is enough.
@@ -72,8 +78,8 @@ impl Workers {
                     ));
                 }
             }
-            tasks.extend([
-                tokio::spawn(every(
+            if let Some(orders) = orders {
+                tasks.push(tokio::spawn(every(
                     "order expiry",
                     sweep_every,
                     token.clone(),
@@ -90,8 +96,10 @@ impl Workers {
                             }
                         }
                     },
-                )),
-                tokio::spawn(every(
+                )));
+            }
+            if let Some(inventory) = inventory {
+                tasks.push(tokio::spawn(every(
                     "abandoned reservations",
                     Duration::from_secs(60),
                     token.clone(),
@@ -105,29 +113,32 @@ impl Workers {
                                 .map_err(|e| e.to_string())
                         }
                     },
-                )),
-                tokio::spawn(every(
-                    "outbox retention",
-                    Duration::from_secs(3600),
-                    token.clone(),
-                    move || {
-                        let pruner = pruner.clone();
-                        async move {
-                            match pruner.prune(retention).await {
-                                Ok(0) => Ok(()),
-                                Ok(n) => {
-                                    tracing::info!(
-                                        events = n,
-                                        "pruned delivered events from the outbox"
-                                    );
-                                    Ok(())
-                                }
-                                Err(e) => Err(e.to_string()),
+                )));
+            }
+            tasks.push(tokio::spawn(every(
+                "outbox retention",
+                Duration::from_secs(3600),
+                token.clone(),
+                move || {
+                    let pruner = pruner.clone();
+                    async move {
+                        match pruner.prune(retention).await {
+                            Ok(0) => Ok(()),
+                            Ok(n) => {
+                                tracing::info!(
+                                    events = n,
+                                    "pruned delivered events from the outbox"
+                                );
+                                Ok(())
                             }
+                            Err(e) => Err(e.to_string()),
                         }
-                    },
-                )),
-                tokio::spawn(every(
+                    }
+                },
+            )));
+            if let Some(payments) = payments {
+                let settling = payments.clone();
+                tasks.push(tokio::spawn(every(
                     "provider work",
                     settle_every,
                     token.clone(),
@@ -149,8 +160,8 @@ impl Workers {
                             }
                         }
                     },
-                )),
-                tokio::spawn(every(
+                )));
+                tasks.push(tokio::spawn(every(
                     "notification retention",
                     Duration::from_secs(60),
                     token.clone(),
@@ -164,8 +175,8 @@ impl Workers {
                                 .map_err(|e| e.to_string())
                         }
                     },
-                )),
-            ]);
+                )));
+            }
             for task in tasks {
                 let _ = task.await;
             }

@@ -219,15 +219,17 @@ fn serve_demo_seeds_the_catalog_once_and_serves_it() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The migrations folder's versions (`2026-11-25-000001_products` is
-/// `20261125000001`) and the tables and indexes its `up.sql` files create.
-fn sqlite_migrations() -> (Vec<String>, Vec<String>) {
+/// The versions of the migrations of `groups` (`bus`, `product`, ...) in
+/// version order (`sqlite/product/2026-11-25-000001_products` is
+/// `20261125000001`), and the tables and indexes their `up.sql` files create.
+fn sqlite_migrations(groups: &[&str]) -> (Vec<String>, Vec<String>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite");
-    let mut folders: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
+    let mut folders: Vec<_> = groups
+        .iter()
+        .flat_map(|group| std::fs::read_dir(format!("{dir}/{group}")).unwrap())
         .map(|entry| entry.unwrap().path())
         .collect();
-    folders.sort();
+    folders.sort_by_key(|folder| folder.file_name().unwrap().to_owned());
     let mut versions = Vec::new();
     let mut objects = Vec::new();
     for folder in folders {
@@ -275,7 +277,7 @@ fn migrate_applies_the_schema_and_exits() {
             .find(|line| line["message"] == "migrations applied")
             .map(|line| line["applied"].as_str().unwrap().to_owned())
     };
-    let (versions, objects) = sqlite_migrations();
+    let (versions, objects) = sqlite_migrations(&["bus", "product", "order", "payment"]);
     assert!(versions.len() >= 5, "{versions:?}");
     assert!(objects.len() >= 17, "{objects:?}");
     assert_eq!(
@@ -305,6 +307,78 @@ fn migrate_applies_the_schema_and_exits() {
     assert!(pending.is_empty(), "{pending:?}");
     drop(db);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn migrate_with_contexts_applies_only_their_tables_and_the_bus() {
+    let dir = std::env::temp_dir().join(format!("shop-migrate-product-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("sqlite://{}", dir.join("shop.db").display());
+    let output = shop()
+        .args(["migrate", "--contexts", "product"])
+        .env("DATABASE_URL", &url)
+        // The flag wins over the variable.
+        .env("SHOP__CONTEXTS", "order")
+        .env("SHOP__LOG__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let applied = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "migrations applied")
+        .map(|line| line["applied"].as_str().unwrap().to_owned());
+    let (versions, objects) = sqlite_migrations(&["bus", "product"]);
+    assert_eq!(applied, Some(format!("{versions:?}")));
+    let (_, others) = sqlite_migrations(&["order", "payment"]);
+    assert!(!others.is_empty());
+    let mut bytes = std::fs::read(dir.join("shop.db")).unwrap();
+    bytes.extend(std::fs::read(dir.join("shop.db-wal")).unwrap_or_default());
+    let text = String::from_utf8_lossy(&bytes);
+    for object in &objects {
+        assert!(
+            text.contains(&format!("{object} ")),
+            "the database has no `{object}`"
+        );
+    }
+    for object in &others {
+        assert!(
+            !text.contains(&format!("{object} ")),
+            "a product-only database has `{object}`"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unknown_contexts_are_a_clear_error() {
+    for (args, variable, named) in [
+        (
+            &["migrate", "--contexts", "product,shipping"][..],
+            None,
+            "--contexts",
+        ),
+        (&["serve", "--contexts", ""][..], None, "--contexts"),
+        (&["migrate"][..], Some("products"), "SHOP__CONTEXTS"),
+    ] {
+        let mut command = shop();
+        command
+            .args(args)
+            .env("DATABASE_URL", "sqlite:///nonexistent/dir/shop.db");
+        if let Some(value) = variable {
+            command.env("SHOP__CONTEXTS", value);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("product, order and payment") || stderr.contains("no context"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -658,12 +658,34 @@ fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The migrations of each backend, embedded in the binary.
+/// The migrations to run on each backend, embedded in the binary: one
+/// source per group of tables (the event bus's, then each context's that
+/// this process runs). Their versions are one sequence across the groups,
+/// applied in version order, so that a database first migrated with every
+/// group in one folder has nothing left to apply.
 pub struct Migrations {
-    pub sqlite: EmbeddedMigrations,
-    pub postgres: EmbeddedMigrations,
+    pub sqlite: Vec<&'static EmbeddedMigrations>,
+    pub postgres: Vec<&'static EmbeddedMigrations>,
     #[cfg(feature = "mysql")]
-    pub mysql: EmbeddedMigrations,
+    pub mysql: Vec<&'static EmbeddedMigrations>,
+}
+
+/// Several embedded sources as one: diesel applies the pending ones of all
+/// of them in version order.
+struct Sources(Vec<&'static EmbeddedMigrations>);
+
+impl<DB: diesel::backend::Backend> diesel::migration::MigrationSource<DB> for Sources {
+    fn migrations(
+        &self,
+    ) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>> {
+        let mut all = Vec::new();
+        for source in &self.0 {
+            all.extend(diesel::migration::MigrationSource::<DB>::migrations(
+                *source,
+            )?);
+        }
+        Ok(all)
+    }
 }
 
 /// A fixed key for PostgreSQL's advisory lock, so that instances starting together migrate one at a time.
@@ -675,7 +697,8 @@ const MYSQL_MIGRATION_LOCK: &str = "shop.migrations";
 #[cfg(feature = "mysql")]
 const MYSQL_MIGRATION_LOCK_WAIT_SECS: u32 = 600;
 
-/// Applies every pending migration; returns the versions applied.
+/// Applies every pending migration of `migrations`, under a lock that keeps
+/// instances starting together apart; returns the versions applied.
 pub fn run_migrations(
     conn: &mut AnyConnection,
     migrations: Migrations,
@@ -719,14 +742,14 @@ pub fn run_migrations(
 /// Applies `migrations`' pending ones on one backend's connection; returns their versions.
 fn migrate<C>(
     conn: &mut C,
-    migrations: EmbeddedMigrations,
+    migrations: Vec<&'static EmbeddedMigrations>,
     backend: &str,
 ) -> anyhow::Result<Vec<String>>
 where
     C: MigrationHarness<C::Backend> + Connection,
 {
     Ok(conn
-        .run_pending_migrations(migrations)
+        .run_pending_migrations(Sources(migrations))
         .map_err(|e| anyhow::anyhow!("{backend} migration failed: {e}"))?
         .iter()
         .map(ToString::to_string)

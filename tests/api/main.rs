@@ -2,6 +2,7 @@
 
 mod alipay;
 mod architecture;
+mod contexts;
 mod contract;
 mod crash;
 mod fuzz;

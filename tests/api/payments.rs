@@ -689,7 +689,17 @@ async fn notification_records_are_pruned_once_they_cannot_be_replayed(app: TestA
         .unwrap();
     }
     assert_eq!(count(&url, rows), 2);
-    assert_eq!(app.modules.payments.prune_notifications().await.unwrap(), 1);
+    assert_eq!(
+        app.modules
+            .payment
+            .as_ref()
+            .expect("payment context")
+            .payments
+            .prune_notifications()
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(count(&url, rows), 1, "the fresh record stays");
 }
 

@@ -42,7 +42,14 @@ async fn cache_holds(app: &TestApp, product: &str, stock: i64) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         assert_eq!(app.stock(product).await, stock);
-        let cached = app.modules.catalog.cache().peek(product);
+        let cached = app
+            .modules
+            .product
+            .as_ref()
+            .expect("product context")
+            .catalog
+            .cache()
+            .peek(product);
         if cached.as_ref().map(|p| p.product().stock.units()) == Some(stock) {
             return;
         }
@@ -60,7 +67,20 @@ async fn writes_reach_every_instance_cache_within_100_ms(backend: Backend) {
     let a = TestApp::spawn_on(&database, backend, &[]).await;
     let b = TestApp::spawn_on(&database, backend, &[]).await;
     eventually("both caches hear of changes", || async {
-        a.modules.catalog.cache().is_live() && b.modules.catalog.cache().is_live()
+        a.modules
+            .product
+            .as_ref()
+            .expect("product context")
+            .catalog
+            .cache()
+            .is_live()
+            && b.modules
+                .product
+                .as_ref()
+                .expect("product context")
+                .catalog
+                .cache()
+                .is_live()
     })
     .await;
     let product = a.create_product("Cached", 100, 10).await["productId"]
@@ -126,7 +146,16 @@ async fn writes_reach_every_instance_cache_within_100_ms(backend: Backend) {
         cache_holds(&b, &product, 3).await;
         sql(&database.url(), "NOTIFY shop_products");
         let sent = Instant::now();
-        while b.modules.catalog.cache().peek(&product).is_some() {
+        while b
+            .modules
+            .product
+            .as_ref()
+            .expect("product context")
+            .catalog
+            .cache()
+            .peek(&product)
+            .is_some()
+        {
             assert!(
                 sent.elapsed() < DEADLINE,
                 "NOTIFY shop_products empties the cache"
