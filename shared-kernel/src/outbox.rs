@@ -285,7 +285,9 @@ pub struct DispatchOptions {
     /// The most deliveries one transaction handles.
     pub batch_size: i64,
     /// How long the relay holds events it is publishing before another
-    /// instance may take them (when it died in between).
+    /// instance (or this one, restarted) may take them, should it die in
+    /// between. Short: a second publication costs only a duplicate, which
+    /// consumers recognise, while a long lease delays events after a crash.
     pub relay_lease: Duration,
 }
 
@@ -295,7 +297,7 @@ impl Default for DispatchOptions {
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             batch_size: 128,
-            relay_lease: Duration::from_secs(30),
+            relay_lease: Duration::from_secs(5),
         }
     }
 }

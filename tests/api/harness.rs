@@ -57,7 +57,7 @@ fn without_broker<'a>(tests: &[&'a String]) -> Vec<&'a String> {
     tests.iter().copied().filter(|t| !needs_broker(t)).collect()
 }
 
-const BROKER_MODULES: &[&str] = &["rabbitmq"];
+const BROKER_MODULES: &[&str] = &["rabbitmq", "split"];
 
 fn configured(url_variable: &str, require_variable: &str) -> bool {
     std::env::var(url_variable).is_ok_and(|url| !url.is_empty())

@@ -19,6 +19,7 @@ mod products;
 mod rabbitmq;
 mod remote_ports;
 mod schema;
+mod split;
 mod startup;
 mod subscriptions;
 mod wechat_pay;

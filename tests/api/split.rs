@@ -1,0 +1,667 @@
+//! Split mode: the same binary as three services — `--contexts product`,
+//! `--contexts order`, `--contexts payment` — each on a database of its own,
+//! calling each other's ports over HTTP and telling each other what happened
+//! over RabbitMQ. The whole purchase, expiry, a refund and a flash sale work
+//! across them; each can be killed (SIGKILL) in the middle of a burst and
+//! restarted: nothing is lost, nothing is applied twice, the stock is exact.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use shop_tests::broker::{self, Broker};
+use shop_tests::{
+    ADMIN_TOKEN, Backend, DEADLINE, ShopProcess, StatusCode, TestDatabase, Value, count,
+    eventually, json, mint, signer,
+};
+
+const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
+const TOKEN: &str = "split-service-token-0123456789";
+
+shop_tests::on_each_backend_with_broker!(
+    a_purchase_an_expiry_and_a_refund_cross_three_services,
+    a_flash_sale_across_services_never_oversells,
+    killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice,
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Product,
+    Order,
+    Payment,
+}
+
+use Service::{Order, Payment, Product};
+
+impl Service {
+    fn context(self) -> &'static str {
+        match self {
+            Product => "product",
+            Order => "order",
+            Payment => "payment",
+        }
+    }
+
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+/// Three `shop` processes, one per context, each on its own database.
+struct Split {
+    exchange: String,
+    databases: Vec<TestDatabase>,
+    ports: [u16; 3],
+    processes: [Option<ShopProcess>; 3],
+    extra: Vec<(String, String)>,
+}
+
+impl Split {
+    /// Starts product, then order (reserving at product), then payment (reading orders at order).
+    fn start(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let mut split = Self {
+            exchange: broker::fresh_exchange(),
+            databases: (0..3).map(|_| TestDatabase::create(backend)).collect(),
+            ports: [0; 3],
+            processes: [None, None, None],
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        for service in [Product, Order, Payment] {
+            split.launch(service);
+        }
+        split
+    }
+
+    fn launch(&mut self, service: Service) {
+        let mut settings: Vec<(String, String)> = vec![
+            ("SHOP__CONTEXTS".into(), service.context().into()),
+            ("SHOP__PORTS__TOKEN".into(), TOKEN.into()),
+            ("SHOP__WORKER__POLL_MS".into(), "100".into()),
+            ("SHOP__DATABASE__POOL_SIZE".into(), "8".into()),
+        ];
+        settings.extend(
+            broker::settings(&self.exchange)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v)),
+        );
+        match service {
+            Product => {}
+            Order => settings.push(("SHOP__PORTS__PRODUCT_URL".into(), self.address(Product))),
+            Payment => settings.push(("SHOP__PORTS__ORDER_URL".into(), self.address(Order))),
+        }
+        // A restarted service comes back where the others call it.
+        if self.ports[service.at()] != 0 {
+            settings.push((
+                "SHOP__SERVER__BIND".into(),
+                format!("127.0.0.1:{}", self.ports[service.at()]),
+            ));
+        }
+        settings.extend(self.extra.iter().cloned());
+        let settings: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let process = ShopProcess::start(SHOP, &self.database(service), &settings);
+        self.ports[service.at()] = process
+            .address
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("port");
+        self.processes[service.at()] = Some(process);
+    }
+
+    fn address(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.ports[service.at()])
+    }
+
+    fn database(&self, service: Service) -> String {
+        self.databases[service.at()].url()
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self, service: Service) {
+        if let Some(process) = self.processes[service.at()].take() {
+            process.kill();
+        }
+    }
+
+    /// Stops every process and removes the exchange's queues.
+    async fn finish(mut self) {
+        for service in [Payment, Order, Product] {
+            self.kill(service);
+        }
+        Broker::connect().await.remove(&self.exchange).await;
+    }
+
+    async fn create_product(&self, stock: i64) -> String {
+        let response = client()
+            .post(format!("{}/api/v1/products", self.address(Product)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"name": "Split", "price": 100, "currency": "CNY", "stock": stock}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        body["productId"].as_str().expect("id").to_owned()
+    }
+
+    async fn stock(&self, product: &str) -> i64 {
+        let body: Value = client()
+            .get(format!(
+                "{}/api/v1/products/{product}",
+                self.address(Product)
+            ))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        body["stock"].as_i64().expect("stock")
+    }
+
+    async fn order_status(&self, user: &str, order: &str) -> String {
+        let body: Value = client()
+            .get(format!("{}/api/v1/orders/{order}", self.address(Order)))
+            .bearer_auth(mint(user))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        body["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn payment_status(&self, user: &str, payment: &str) -> String {
+        let body: Value = client()
+            .get(format!(
+                "{}/api/v1/payments/{payment}",
+                self.address(Payment)
+            ))
+            .bearer_auth(mint(user))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        body["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn count(&self, service: Service, sql: &str) -> i64 {
+        count(&self.database(service), sql)
+    }
+
+    /// What is still on its way: each service's unsent events and each
+    /// queue's ready messages (all zeros once everything settled).
+    async fn in_flight(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for service in [Product, Order, Payment] {
+            counts.push(self.count(
+                service,
+                "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL",
+            ));
+        }
+        let broker = Broker::connect().await;
+        for queue in ["product", "order", "payment", "dead-letter"] {
+            let ready = broker.ready(&format!("{}.{queue}", self.exchange)).await;
+            counts.push(ready.map_or(-1, i64::from));
+        }
+        counts
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Sends until a service answers other than "unavailable": a connection
+/// refused or reset (the service is down or restarting), a 503 (the service it
+/// calls is), or no answer within the client's timeout, are tried again until
+/// `deadline`.
+async fn answered(
+    deadline: Instant,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> (StatusCode, Value) {
+    loop {
+        if let Ok(response) = request().send().await {
+            let status = response.status();
+            if let Ok(body) = response.json::<Value>().await
+                && status != StatusCode::SERVICE_UNAVAILABLE
+            {
+                return (status, body);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no service answered before the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn notification(payment: &Value, amount: i64, transaction: &str) -> (Vec<u8>, String) {
+    let body = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": amount, "currency": "CNY", "transactionId": transaction});
+    let raw = serde_json::to_vec(&body).expect("json");
+    let signature = signer().sign(chrono::Utc::now().timestamp(), &raw);
+    (raw, signature)
+}
+
+/// What one customer's purchase came to.
+#[derive(Debug)]
+enum Purchase {
+    Paid {
+        user: String,
+        order: String,
+        quantity: i64,
+    },
+    OutOfStock,
+}
+
+/// A customer buys `quantity`: places the order (with an idempotency key, so
+/// that a retry after a lost answer is the same order), opens a payment, and
+/// the gateway reports it paid. Each step is retried while a service is down.
+async fn purchase(
+    addresses: [String; 3],
+    product: String,
+    user: String,
+    quantity: i64,
+    deadline: Instant,
+) -> Purchase {
+    let http = client();
+    let token = mint(&user);
+    let (status, order) = answered(deadline, || {
+        http.post(format!("{}/api/v1/orders", addresses[Order.at()]))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", format!("key-{user}"))
+            .json(&json!({"items": [{"productId": product, "quantity": quantity}]}))
+    })
+    .await;
+    if status == StatusCode::CONFLICT && order["code"] == "insufficient_stock" {
+        return Purchase::OutOfStock;
+    }
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let order_id = order["orderId"].as_str().expect("id").to_owned();
+    let amount = order["amount"].as_i64().expect("amount");
+    let (status, payment) = answered(deadline, || {
+        http.post(format!("{}/api/v1/payments", addresses[Payment.at()]))
+            .bearer_auth(&token)
+            .json(&json!({"orderId": order_id, "paymentMethod": "alipay"}))
+    })
+    .await;
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::OK,
+        "{status} {payment}"
+    );
+    let (status, notified) = answered(deadline, || {
+        let (raw, signature) = notification(&payment, amount, &format!("tx-{user}"));
+        http.post(format!(
+            "{}/api/v1/payments/notify",
+            addresses[Payment.at()]
+        ))
+        .header("Shop-Signature", signature)
+        .header("content-type", "application/json")
+        .body(raw)
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{notified}");
+    assert_eq!(notified["paymentStatus"], "succeeded", "{notified}");
+    Purchase::Paid {
+        user,
+        order: order_id,
+        quantity,
+    }
+}
+
+fn addresses(split: &Split) -> [String; 3] {
+    [
+        split.address(Product),
+        split.address(Order),
+        split.address(Payment),
+    ]
+}
+
+async fn a_purchase_an_expiry_and_a_refund_cross_three_services(backend: Backend) {
+    // Unpaid orders expire after 8 s: long enough for the purchase, short enough to watch one expire.
+    let split = Split::start(
+        backend,
+        &[
+            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "8"),
+            ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
+        ],
+    );
+    let product = split.create_product(10).await;
+    let deadline = Instant::now() + DEADLINE;
+
+    // The purchase: the order reserves at product over HTTP, the payment
+    // reads the order over HTTP, and the events go over the broker.
+    let Purchase::Paid { user, order, .. } = purchase(
+        addresses(&split),
+        product.clone(),
+        "alice".into(),
+        2,
+        deadline,
+    )
+    .await
+    else {
+        panic!("in stock");
+    };
+    eventually("the order service hears the payment succeeded", || async {
+        split.order_status(&user, &order).await == "paid"
+    })
+    .await;
+    eventually("the product service hears the order was paid", || async {
+        split.count(
+            Product,
+            &format!("SELECT COUNT(*) AS n FROM stock_reservations WHERE id = '{order}' AND status = 'sold'"),
+        ) == 1
+    })
+    .await;
+    assert_eq!(split.stock(&product).await, 8);
+
+    // Expiry: an order nobody pays is cancelled by the order service, and the
+    // product service gives its stock back.
+    let http = client();
+    let (status, unpaid) = answered(deadline, || {
+        http.post(format!("{}/api/v1/orders", split.address(Order)))
+            .bearer_auth(mint("bob"))
+            .json(&json!({"items": [{"productId": product, "quantity": 3}]}))
+    })
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{unpaid}");
+    let unpaid = unpaid["orderId"].as_str().expect("id").to_owned();
+    assert_eq!(split.stock(&product).await, 5);
+    // Also a payment for it, which the payment service closes when it hears of the expiry.
+    let (status, payment) = answered(deadline, || {
+        http.post(format!("{}/api/v1/payments", split.address(Payment)))
+            .bearer_auth(mint("bob"))
+            .json(&json!({"orderId": unpaid, "paymentMethod": "wechat_pay"}))
+    })
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    let payment_id = payment["paymentId"].as_str().expect("id").to_owned();
+    wait_long(
+        "the unpaid order expires and its stock comes back",
+        || async {
+            split.order_status("bob", &unpaid).await == "cancelled"
+                && split.stock(&product).await == 8
+        },
+    )
+    .await;
+    wait_long(
+        "the payment service closes the expired order's payment",
+        || async { split.payment_status("bob", &payment_id).await == "closed" },
+    )
+    .await;
+
+    // A refund: the gateway reports money taken for an order the customer
+    // cancelled meanwhile; the payment service gives it back.
+    let (status, cancelled) = answered(deadline, || {
+        http.post(format!("{}/api/v1/orders", split.address(Order)))
+            .bearer_auth(mint("carol"))
+            .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+    })
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{cancelled}");
+    let amount = cancelled["amount"].as_i64().expect("amount");
+    let cancelled = cancelled["orderId"].as_str().expect("id").to_owned();
+    let (_, payment) = answered(deadline, || {
+        http.post(format!("{}/api/v1/payments", split.address(Payment)))
+            .bearer_auth(mint("carol"))
+            .json(&json!({"orderId": cancelled, "paymentMethod": "alipay"}))
+    })
+    .await;
+    let (status, _) = answered(deadline, || {
+        http.post(format!(
+            "{}/api/v1/orders/{cancelled}/cancel",
+            split.address(Order)
+        ))
+        .bearer_auth(mint("carol"))
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, late) = answered(deadline, || {
+        let (raw, signature) = notification(&payment, amount, "tx-late");
+        http.post(format!("{}/api/v1/payments/notify", split.address(Payment)))
+            .header("Shop-Signature", signature)
+            .header("content-type", "application/json")
+            .body(raw)
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{late}");
+    let refunded = payment["paymentId"].as_str().expect("id").to_owned();
+    eventually("the money of the cancelled order goes back", || async {
+        split.payment_status("carol", &refunded).await == "refunded"
+    })
+    .await;
+    eventually("the cancelled order's stock is back", || async {
+        split.stock(&product).await == 8
+    })
+    .await;
+    // Each service's database holds its own context's tables, none of another's.
+    assert_eq!(split.count(Order, "SELECT COUNT(*) AS n FROM orders"), 3);
+    assert_eq!(
+        split.count(Payment, "SELECT COUNT(*) AS n FROM payments"),
+        3
+    );
+    assert_eq!(
+        split.count(Product, "SELECT COUNT(*) AS n FROM stock_reservations"),
+        3
+    );
+    split.finish().await;
+}
+
+/// Waits up to twice [`DEADLINE`] (an expiry takes its timeout first).
+async fn wait_long<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    shop_tests::wait_until(what, DEADLINE * 2, check).await;
+}
+
+async fn a_flash_sale_across_services_never_oversells(backend: Backend) {
+    const STOCK: i64 = 10;
+    const BUYERS: usize = 40;
+    let split = Split::start(backend, &[]);
+    let product = split.create_product(STOCK).await;
+    let deadline = Instant::now() + DEADLINE * 2;
+    // Every buyer's request is under way before any answer is awaited.
+    let buyers: Vec<_> = (0..BUYERS)
+        .map(|i| {
+            tokio::spawn(purchase(
+                addresses(&split),
+                product.clone(),
+                format!("fan-{i}"),
+                1,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut paid = Vec::new();
+    for buyer in buyers {
+        if let Purchase::Paid { user, order, .. } = buyer.await.expect("buyer") {
+            paid.push((user, order));
+        }
+    }
+    assert_eq!(paid.len() as i64, STOCK, "exactly the stock is sold");
+    assert_eq!(split.stock(&product).await, 0);
+    for (user, order) in &paid {
+        eventually("every sold order is paid", || async {
+            split.order_status(user, order).await == "paid"
+        })
+        .await;
+    }
+    eventually("the product service sold exactly the stock", || async {
+        split.count(
+            Product,
+            "SELECT COUNT(*) AS n FROM stock_reservations WHERE status = 'sold'",
+        ) == STOCK
+    })
+    .await;
+    split.finish().await;
+}
+
+async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(backend: Backend) {
+    const STOCK: i64 = 1_000;
+    const BURST: usize = 24;
+    /// Purchases to see completed before the kill: the burst is under way.
+    const DONE_FIRST: usize = 4;
+    // A reservation whose order never committed (the order service died
+    // between the two) goes back as soon as its hold is over.
+    let split_settings = [("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0")];
+    let mut split = Split::start(backend, &split_settings);
+    let product = split.create_product(STOCK).await;
+    let mut paid: Vec<(String, String, i64)> = Vec::new();
+    for (round, victim) in [Product, Order, Payment].into_iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let done = Arc::new(AtomicUsize::new(0));
+        let burst: Vec<_> = (0..BURST)
+            .map(|i| {
+                let done = done.clone();
+                let purchase = purchase(
+                    addresses(&split),
+                    product.clone(),
+                    format!("round-{round}-{i}"),
+                    1 + i as i64 % 3,
+                    deadline,
+                );
+                tokio::spawn(async move {
+                    let outcome = purchase.await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                    outcome
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        while done.load(Ordering::SeqCst) < DONE_FIRST {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the burst never got under way"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let done_at_kill = done.load(Ordering::SeqCst);
+        split.kill(victim);
+        if victim == Product {
+            // The order service answers for the port it cannot reach: a 503 problem, at once or within its budget.
+            let asked = Instant::now();
+            let response = client()
+                .post(format!("{}/api/v1/orders", split.address(Order)))
+                .bearer_auth(mint("while-product-is-down"))
+                .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+                .send()
+                .await
+                .expect("the order service answers");
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(
+                asked.elapsed() < Duration::from_secs(5),
+                "within the port's budget"
+            );
+        }
+        assert!(
+            done_at_kill < BURST,
+            "{victim:?} was killed in the middle of the burst ({done_at_kill} of {BURST} done)"
+        );
+        split.launch(victim);
+        for purchase in burst {
+            match purchase.await.expect("purchase") {
+                Purchase::Paid {
+                    user,
+                    order,
+                    quantity,
+                } => paid.push((user, order, quantity)),
+                Purchase::OutOfStock => panic!("the stock is ample"),
+            }
+        }
+    }
+
+    // Everything settles: every paid order is paid, its stock sold, once.
+    for (user, order, _) in &paid {
+        eventually("every order is paid", || async {
+            split.order_status(user, order).await == "paid"
+        })
+        .await;
+    }
+    let orders = paid.len() as i64;
+    let sold: i64 = paid.iter().map(|(_, _, quantity)| quantity).sum();
+    eventually(
+        "the product service sold every paid order's stock",
+        || async {
+            split.count(
+                Product,
+                "SELECT COUNT(*) AS n FROM stock_reservations WHERE status = 'sold'",
+            ) == orders
+        },
+    )
+    .await;
+    let settled = Instant::now() + DEADLINE;
+    loop {
+        let in_flight = split.in_flight().await;
+        if in_flight.iter().all(|n| *n == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < settled,
+            "still on its way (unsent in product, order, payment; ready in their queues, dead letters): {in_flight:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        split.count(
+            Order,
+            "SELECT COUNT(*) AS n FROM orders WHERE status = 'paid'"
+        ),
+        orders
+    );
+    assert_eq!(
+        split.count(
+            Payment,
+            "SELECT COUNT(*) AS n FROM payments WHERE status = 'succeeded'"
+        ),
+        orders,
+        "one payment succeeded per order, none refused as a second"
+    );
+    assert_eq!(
+        split.count(
+            Payment,
+            "SELECT COUNT(*) AS n FROM payments WHERE status IN ('refund_required', 'refunded')"
+        ),
+        0
+    );
+    // The stock is exact: what is sold is what was paid for, and every unit
+    // is on the shelf, sold, or still held by a reservation whose order never
+    // committed (the service died between the two; it goes back when its hold ends).
+    let sold_units = split.count(
+        Product,
+        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS n FROM stock_reservation_lines l \
+         JOIN stock_reservations r ON r.id = l.reservation_id WHERE r.status = 'sold'",
+    );
+    assert_eq!(sold_units, sold);
+    let held_units = split.count(
+        Product,
+        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS n FROM stock_reservation_lines l \
+         JOIN stock_reservations r ON r.id = l.reservation_id WHERE r.status IN ('held', 'confirmed')",
+    );
+    assert_eq!(split.stock(&product).await + sold_units + held_units, STOCK);
+    // Nothing applied twice: each subscriber took each event once.
+    assert_eq!(
+        split.count(
+            Product,
+            "SELECT COUNT(*) AS n FROM event_inbox i WHERE i.subscriber = 'product.stock-reservations'"
+        ),
+        // order.placed and order.paid of every order
+        2 * orders,
+    );
+    split.finish().await;
+}
