@@ -5,11 +5,10 @@
 //! (a redelivery changes nothing) and acknowledges after the commit; a message
 //! that keeps failing, or is no event at all, goes to the dead-letter queue.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use shared_kernel::db::{AnyConnection, DatabaseUrl, Db, PoolOptions, run_migrations};
 use shared_kernel::events::{EventEnvelope, IntegrationEvent};
 use shared_kernel::outbox::{
@@ -17,6 +16,7 @@ use shared_kernel::outbox::{
 };
 use shared_kernel::rabbitmq::{RabbitMq, RabbitSettings};
 use shop_tests::broker::{self, Broker, TcpProxy};
+use shop_tests::events::{Pinged, Recorder};
 use shop_tests::{
     Backend, DEADLINE, StatusCode, TestApp, TestDatabase, count, eventually, json, parse_metrics,
     sum, wait_until,
@@ -216,37 +216,6 @@ async fn an_event_is_marked_sent_only_once_the_broker_confirmed_it(backend: Back
     .await;
     drop(app);
     Broker::connect().await.remove(&exchange).await;
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Pinged {
-    n: u32,
-}
-
-impl IntegrationEvent for Pinged {
-    const TYPE: &'static str = "test.pinged";
-    const VERSION: u16 = 1;
-}
-
-/// Remembers the `n` of every event it handled.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<u64>>);
-
-impl EventHandler for Recorder {
-    fn handle(&self, _conn: &mut AnyConnection, event: &EventEnvelope) -> anyhow::Result<()> {
-        let n = event.payload["n"].as_u64().unwrap_or(u64::MAX);
-        self.0
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .push(n);
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn seen(&self) -> Vec<u64> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
-    }
 }
 
 /// Fails every time, counting the events it was handed one by one.

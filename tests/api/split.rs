@@ -150,48 +150,35 @@ impl Split {
         body["productId"].as_str().expect("id").to_owned()
     }
 
+    /// A GET of `path` at `service`, as `user` (or anonymously), read as JSON.
+    async fn get(&self, service: Service, path: &str, user: Option<&str>) -> Value {
+        let mut request = client().get(format!("{}{path}", self.address(service)));
+        if let Some(user) = user {
+            request = request.bearer_auth(mint(user));
+        }
+        let response = request.send().await.expect("request");
+        response.json().await.expect("json")
+    }
+
     async fn stock(&self, product: &str) -> i64 {
-        let body: Value = client()
-            .get(format!(
-                "{}/api/v1/products/{product}",
-                self.address(Product)
-            ))
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json");
-        body["stock"].as_i64().expect("stock")
+        let product = self
+            .get(Product, &format!("/api/v1/products/{product}"), None)
+            .await;
+        product["stock"].as_i64().expect("stock")
     }
 
     async fn order_status(&self, user: &str, order: &str) -> String {
-        let body: Value = client()
-            .get(format!("{}/api/v1/orders/{order}", self.address(Order)))
-            .bearer_auth(mint(user))
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json");
-        body["status"].as_str().unwrap_or_default().to_owned()
+        let order = self
+            .get(Order, &format!("/api/v1/orders/{order}"), Some(user))
+            .await;
+        order["status"].as_str().unwrap_or_default().to_owned()
     }
 
     async fn payment_status(&self, user: &str, payment: &str) -> String {
-        let body: Value = client()
-            .get(format!(
-                "{}/api/v1/payments/{payment}",
-                self.address(Payment)
-            ))
-            .bearer_auth(mint(user))
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json");
-        body["status"].as_str().unwrap_or_default().to_owned()
+        let payment = self
+            .get(Payment, &format!("/api/v1/payments/{payment}"), Some(user))
+            .await;
+        payment["status"].as_str().unwrap_or_default().to_owned()
     }
 
     fn count(&self, service: Service, sql: &str) -> i64 {

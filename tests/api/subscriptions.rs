@@ -3,46 +3,13 @@
 //! the deliveries of the subscribers it runs, and a retired subscriber gets
 //! nothing more.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use shared_kernel::db::{AnyConnection, DatabaseUrl, Db, DbError, PoolOptions, run_migrations};
-use shared_kernel::events::{EventEnvelope, IntegrationEvent};
-use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Outbox};
+use shared_kernel::db::{DatabaseUrl, Db, DbError, PoolOptions, run_migrations};
+use shared_kernel::events::IntegrationEvent;
+use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
+use shop_tests::events::{Pinged, Recorder};
 use shop_tests::{Backend, TestDatabase, count};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Pinged {
-    n: u32,
-}
-
-impl IntegrationEvent for Pinged {
-    const TYPE: &'static str = "test.pinged";
-    const VERSION: u16 = 1;
-}
-
-/// Remembers the `n` of every event it handled.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<u64>>);
-
-impl EventHandler for Recorder {
-    fn handle(&self, _conn: &mut AnyConnection, event: &EventEnvelope) -> anyhow::Result<()> {
-        let n = event.payload["n"].as_u64().unwrap_or(u64::MAX);
-        self.0
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .push(n);
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn seen(&self) -> Vec<u64> {
-        let mut seen = self.0.lock().map(|v| v.clone()).unwrap_or_default();
-        seen.sort_unstable();
-        seen
-    }
-}
 
 /// A process's bus with one subscriber, `name`, to `test.pinged`.
 fn bus(db: &Db, name: &'static str) -> (Outbox, Dispatcher, Arc<Recorder>) {

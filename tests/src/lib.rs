@@ -28,6 +28,7 @@ use shop::config::Settings;
 use shop::startup::{self, Application, Modules, Secrets};
 
 pub mod broker;
+pub mod events;
 pub mod fakes;
 
 pub use reqwest::StatusCode;
