@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use shared_kernel::db::{AnyConnection, DatabaseUrl, Db, PoolOptions, run_migrations};
+use shared_kernel::db::AnyConnection;
 use shared_kernel::events::{EventEnvelope, IntegrationEvent};
 use shared_kernel::outbox::{
     DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Publisher,
@@ -254,16 +254,7 @@ impl Consuming {
     async fn start(backend: Backend, handler: Arc<dyn EventHandler>, max_attempts: u32) -> Self {
         let database = TestDatabase::create(backend);
         let url = database.url();
-        let db = Db::connect(
-            &DatabaseUrl::parse(&url).expect("url"),
-            &PoolOptions::default(),
-        )
-        .expect("connect");
-        run_migrations(
-            &mut db.get_blocking().expect("conn"),
-            shop::startup::migrations(),
-        )
-        .expect("migrate");
+        let db = database.open_migrated();
         let (_, dispatcher): (_, Dispatcher) = EventBusBuilder::default()
             .subscribe("test.subscriber", &[Pinged::TYPE], handler)
             .build_with(db, DispatchOptions::default(), |bus, _| bus);

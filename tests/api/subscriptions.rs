@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use shared_kernel::db::{DatabaseUrl, Db, DbError, PoolOptions, run_migrations};
+use shared_kernel::db::{Db, DbError};
 use shared_kernel::events::IntegrationEvent;
 use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
 use shop_tests::events::{Pinged, Recorder};
@@ -30,16 +30,7 @@ async fn publish(db: &Db, outbox: &Outbox, n: u32) {
 async fn deliveries_are_routed_by_the_subscribers_consumers_record(backend: Backend) {
     let database = TestDatabase::create(backend);
     let url = database.url();
-    let db = Db::connect(
-        &DatabaseUrl::parse(&url).expect("url"),
-        &PoolOptions::default(),
-    )
-    .expect("connect");
-    run_migrations(
-        &mut db.get_blocking().expect("conn"),
-        shop::startup::migrations(),
-    )
-    .expect("migrate");
+    let db = database.open_migrated();
     let pending = |subscriber: &str| {
         count(
             &url,

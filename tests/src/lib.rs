@@ -142,6 +142,20 @@ impl TestDatabase {
             Self::Mysql { admin_url, name } => with_database(admin_url, name),
         }
     }
+
+    /// A pool on this database, with every migration applied (for tests of
+    /// the event bus and the like, below the app).
+    pub fn open_migrated(&self) -> shared_kernel::db::Db {
+        let url = shared_kernel::db::DatabaseUrl::parse(&self.url()).expect("url");
+        let db = shared_kernel::db::Db::connect(&url, &shared_kernel::db::PoolOptions::default())
+            .expect("connect");
+        shared_kernel::db::run_migrations(
+            &mut db.get_blocking().expect("conn"),
+            startup::migrations(),
+        )
+        .expect("migrate");
+        db
+    }
 }
 
 /// The same server URL naming another database.
