@@ -16,7 +16,11 @@
 //! - shop on those original-spec aliases and on its REST routes, next to
 //!   `/health/live` (the framework's ceiling); statements and commits per
 //!   createOrder and per purchase from its `/metrics`; the purchase flow;
-//!   the flash sale; expiry of thousands of orders at once; start-up and memory.
+//!   the flash sale; expiry of thousands of orders at once; start-up and memory;
+//! - on PostgreSQL, the purchase flow in split mode (three shop processes,
+//!   `--contexts product|order|payment`, each on its own database, ports over
+//!   HTTP, events over RabbitMQ) beside the monolith's, with the HTTP calls
+//!   between processes and the broker messages a purchase costs.
 //!
 //! Usage (BENCHMARKS.md), one command:
 //!   cargo run --release -p shop-tests --features mysql --bin shop-bench -- \
@@ -30,10 +34,12 @@
 //!          any database on the server; or SHOP_BENCH_MYSQL_URL; the driver must be built with
 //!          the feature mysql, and it builds shop with it too), --db-prefix NAME (the databases
 //!          it creates on those servers and drops when that backend's part ends: NAME,
-//!          NAME_ceiling, NAME_peer, NAME_expiry; default shop_bench),
+//!          NAME_ceiling, NAME_peer, NAME_expiry, NAME_split_{product,order,payment}; default shop_bench),
 //!          --peers DIR (run_peer.sh and stop_peer.sh; default ../shared/peers next to the
 //!          repository, or SHOP_BENCH_PEERS), --no-peer, --no-pgbench,
-//!          --expiry-orders N (default 3000), --only PARTS (some of ceiling,peer,shop,expiry:
+//!          --expiry-orders N (default 3000), --rabbitmq URL (split mode's broker; or
+//!          SHOP_BENCH_RABBITMQ_URL; default amqp://guest:guest@127.0.0.1:5672/%2f), --no-split,
+//!          --only PARTS (some of ceiling,peer,shop,split,expiry:
 //!          for development; the table then shows n/a for the rest), --backends LIST (some of
 //!          sqlite,postgres,mysql: for development; default every one configured).
 //! The shops it starts check customer tokens under a fixed `SHOP__AUTH__JWT_SECRET`
