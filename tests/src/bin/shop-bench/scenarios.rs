@@ -665,7 +665,11 @@ pub async fn split(s: &Settings, urls: [&str; 3], rabbitmq: &str) -> Result<Valu
     // the broker is reachable before any process starts (a wrong URL fails first)
     let broker = shop_tests::broker::Broker::connect_to(rabbitmq)
         .await
-        .map_err(|e| anyhow::anyhow!("the broker at {rabbitmq} (--rabbitmq): {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the broker of split mode at {rabbitmq} (--rabbitmq URL, or --no-split): {e}"
+            )
+        })?;
     let result = split_run(s, urls, rabbitmq, &exchange).await;
     // the processes are gone (split_run dropped them): their queues go too
     broker.remove(&exchange).await;
