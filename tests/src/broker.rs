@@ -60,14 +60,19 @@ pub struct Broker {
 
 impl Broker {
     pub async fn connect() -> Self {
-        let connection = Connection::connect(&url(), ConnectionProperties::default())
+        Self::connect_to(&url())
             .await
-            .expect("the test broker (SHOP_TEST_RABBITMQ_URL) is reachable");
-        let channel = connection.create_channel().await.expect("channel");
-        Self {
+            .expect("the test broker (SHOP_TEST_RABBITMQ_URL) is reachable")
+    }
+
+    /// A connection to the broker at `url` (the load driver's, which has its own setting).
+    pub async fn connect_to(url: &str) -> lapin::Result<Self> {
+        let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        Ok(Self {
             connection,
             channel,
-        }
+        })
     }
 
     /// Messages ready in `queue` (not those a consumer holds); `None` while

@@ -16,7 +16,11 @@
 //! - shop on those original-spec aliases and on its REST routes, next to
 //!   `/health/live` (the framework's ceiling); statements and commits per
 //!   createOrder and per purchase from its `/metrics`; the purchase flow;
-//!   the flash sale; expiry of thousands of orders at once; start-up and memory.
+//!   the flash sale; expiry of thousands of orders at once; start-up and memory;
+//! - on PostgreSQL, the purchase flow in split mode (three shop processes,
+//!   `--contexts product|order|payment`, each on its own database, ports over
+//!   HTTP, events over RabbitMQ) beside the monolith's, with the HTTP calls
+//!   between processes and the broker messages a purchase costs.
 //!
 //! Usage (BENCHMARKS.md), one command:
 //!   cargo run --release -p shop-tests --features mysql --bin shop-bench -- \
@@ -30,10 +34,12 @@
 //!          any database on the server; or SHOP_BENCH_MYSQL_URL; the driver must be built with
 //!          the feature mysql, and it builds shop with it too), --db-prefix NAME (the databases
 //!          it creates on those servers and drops when that backend's part ends: NAME,
-//!          NAME_ceiling, NAME_peer, NAME_expiry; default shop_bench),
+//!          NAME_ceiling, NAME_peer, NAME_expiry, NAME_split_{product,order,payment}; default shop_bench),
 //!          --peers DIR (run_peer.sh and stop_peer.sh; default ../shared/peers next to the
 //!          repository, or SHOP_BENCH_PEERS), --no-peer, --no-pgbench,
-//!          --expiry-orders N (default 3000), --only PARTS (some of ceiling,peer,shop,expiry:
+//!          --expiry-orders N (default 3000), --rabbitmq URL (split mode's broker; or
+//!          SHOP_BENCH_RABBITMQ_URL; default amqp://guest:guest@127.0.0.1:5672/%2f), --no-split,
+//!          --only PARTS (some of ceiling,peer,shop,split,expiry:
 //!          for development; the table then shows n/a for the rest), --backends LIST (some of
 //!          sqlite,postgres,mysql: for development; default every one configured).
 //! The shops it starts check customer tokens under a fixed `SHOP__AUTH__JWT_SECRET`
@@ -83,6 +89,9 @@ struct Options {
     only: Option<Vec<String>>,
     /// The backends to run (sqlite, postgres, mysql); all those configured by default.
     backends: Option<Vec<String>>,
+    /// The RabbitMQ of the split-mode part (`--rabbitmq`).
+    rabbitmq: String,
+    no_split: bool,
 }
 
 impl Options {
@@ -121,6 +130,11 @@ fn options() -> Result<Options> {
         expiry_orders: 3000,
         only: None,
         backends: None,
+        rabbitmq: std::env::var("SHOP_BENCH_RABBITMQ_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()),
+        no_split: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -136,6 +150,8 @@ fn options() -> Result<Options> {
             "--peers" => o.peers = args.next().context("--peers DIR")?.into(),
             "--no-peer" => o.no_peer = true,
             "--no-pgbench" => o.no_pgbench = true,
+            "--no-split" => o.no_split = true,
+            "--rabbitmq" => o.rabbitmq = args.next().context("--rabbitmq URL")?,
             "--only" => {
                 let parts: Vec<String> = args
                     .next()
@@ -145,9 +161,11 @@ fn options() -> Result<Options> {
                     .collect();
                 if let Some(p) = parts
                     .iter()
-                    .find(|p| !["ceiling", "peer", "shop", "expiry"].contains(&p.as_str()))
+                    .find(|p| !["ceiling", "peer", "shop", "split", "expiry"].contains(&p.as_str()))
                 {
-                    bail!("--only takes ceiling, peer, shop, expiry (comma-separated), not {p}");
+                    bail!(
+                        "--only takes ceiling, peer, shop, split, expiry (comma-separated), not {p}"
+                    );
                 }
                 o.only = Some(parts);
             }
@@ -354,6 +372,21 @@ async fn backend(
         eprintln!("{}: shop", b.label());
         let url = b.fresh(o, "shop", created)?;
         r.insert("shop".into(), scenarios::shop(s, &url).await?);
+    }
+    if o.runs("split") {
+        let split = match b {
+            _ if o.no_split => skipped("--no-split"),
+            Backend::Postgres { .. } => {
+                eprintln!("{}: shop in split mode", b.label());
+                let mut urls = Vec::new();
+                for context in ["product", "order", "payment"] {
+                    urls.push(b.fresh(o, &format!("split_{context}"), created)?);
+                }
+                scenarios::split(s, [&urls[0], &urls[1], &urls[2]], &o.rabbitmq).await?
+            }
+            _ => skipped("split mode is measured on PostgreSQL"),
+        };
+        r.insert("split".into(), split);
     }
     if o.runs("expiry") {
         eprintln!("{}: expiry", b.label());
@@ -702,6 +735,7 @@ fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
             fmt_opt(f(&s["peak_rss_mib"]), 1)
         );
     }
+    print_split(&r["split"], s);
     if !e.is_null() {
         println!(
             "  {:<46} {} orders placed in {:.1} s, timeout {} s, sweep {} ms: cancelled after expiresAt p50 {} ms, p99 {} ms, max {} ms; {} of {} cancelled within {} s; stock {}",
@@ -804,6 +838,79 @@ fn print_backend(label: &str, r: &Value, o: &Options) -> Vec<(String, String)> {
         println!("    {goal:<44} {verdict}");
     }
     goals
+}
+
+/// The split-mode part's lines: its purchase flow beside the monolith's (`s`,
+/// the same run's shop part), and what the split costs per purchase.
+fn print_split(v: &Value, s: &Value) {
+    if v.is_null() {
+        return;
+    }
+    if let Some(why) = v["skipped"].as_str() {
+        println!("  {:<46} skipped: {why}", "shop split mode");
+        return;
+    }
+    let rate = |v: &Value| f(&v["per_second"]);
+    row(
+        "split purchase: order→pay→notify→seen paid",
+        &v["purchase"],
+        &[fmt_ratio(
+            "split/monolith",
+            ratio(rate(&v["purchase"]), rate(&s["purchase"])),
+        )],
+    );
+    let (n, m) = (&v["notify_to_paid"], &s["notify_to_paid"]);
+    println!(
+        "  {:<46} {:>11}  p50 {:>7.2}  p99 {:>7.2} ms  (monolith p50 {}, p99 {} ms)",
+        "split purchase: notify → seen paid",
+        "",
+        f(&n["p50_ms"]).unwrap_or(0.0),
+        f(&n["p99_ms"]).unwrap_or(0.0),
+        fmt_opt(f(&m["p50_ms"]), 2),
+        fmt_opt(f(&m["p99_ms"]), 2)
+    );
+    let c = &v["per_purchase"];
+    println!(
+        "  {:<46} HTTP calls between processes {} (order→product {}, payment→order {}); broker messages published {} (product {}, order {}, payment {}), consumed {} (product {}, order {}, payment {}){}",
+        "split cost per purchase",
+        fmt_opt(f(&c["port_calls"]), 2),
+        fmt_opt(f(&c["order"]["port_calls"]), 2),
+        fmt_opt(f(&c["payment"]["port_calls"]), 2),
+        fmt_opt(f(&c["bus_published"]), 2),
+        fmt_opt(f(&c["product"]["bus_published"]), 2),
+        fmt_opt(f(&c["order"]["bus_published"]), 2),
+        fmt_opt(f(&c["payment"]["bus_published"]), 2),
+        fmt_opt(f(&c["bus_consumed"]), 2),
+        fmt_opt(f(&c["product"]["bus_consumed"]), 2),
+        fmt_opt(f(&c["order"]["bus_consumed"]), 2),
+        fmt_opt(f(&c["payment"]["bus_consumed"]), 2),
+        if c["settled"] == false {
+            "; did NOT settle in 60 s"
+        } else {
+            ""
+        }
+    );
+    let w = &s["db_per_purchase"];
+    println!(
+        "  {:<46} statements {}, commits {} in all three (monolith {}, {}; over {} orders)",
+        "split database work per purchase",
+        fmt_opt(f(&c["statements"]), 1),
+        fmt_opt(f(&c["commits"]), 2),
+        fmt_opt(f(&w["statements"]), 1),
+        fmt_opt(f(&w["commits"]), 2),
+        fmt_opt(f(&c["over"]), 0)
+    );
+    let (st, mem) = (&v["startup_ms"], &v["memory"]);
+    println!(
+        "  {:<46} start-up {}/{}/{} ms, after load {}/{}/{} MiB (product/order/payment)",
+        "split processes",
+        fmt_opt(f(&st["product"]), 0),
+        fmt_opt(f(&st["order"]), 0),
+        fmt_opt(f(&st["payment"]), 0),
+        fmt_opt(f(&mem["product"]["rss_mib"]), 1),
+        fmt_opt(f(&mem["order"]["rss_mib"]), 1),
+        fmt_opt(f(&mem["payment"]["rss_mib"]), 1)
+    );
 }
 
 /// Builds the release `shop` (a no-op when it is up to date) and returns its

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::load::{Id, Sample, article, hit, load, pick, round, send};
-use crate::server::{self, ADMIN, DbWork, SECRET, Server};
+use crate::server::{self, ADMIN, COMMITS, DbWork, SECRET, STATEMENTS, Server};
 
 pub const CLIENTS: usize = 32;
 
@@ -63,11 +63,28 @@ pub async fn peer(s: &Settings, peer: &crate::peer::Peer) -> Result<Value> {
     }))
 }
 
+/// Where a purchase's requests go: the order context's routes to `order`, the
+/// payment context's to `payment` (one base in the monolith, two processes in split mode).
+#[derive(Clone)]
+pub struct Bases {
+    pub order: String,
+    pub payment: String,
+}
+
+impl Bases {
+    fn one(base: &str) -> Self {
+        Self {
+            order: base.to_owned(),
+            payment: base.to_owned(),
+        }
+    }
+}
+
 /// One purchase: order → initiatePayment → signed notify; with `poll`, then
 /// the order is read until it is paid. Returns the status and notify → paid.
 async fn purchase(
     http: &reqwest::Client,
-    base: &str,
+    bases: &Bases,
     product: &Id,
     user: &str,
     token: &str,
@@ -75,7 +92,7 @@ async fn purchase(
 ) -> (u16, Option<Duration>) {
     let body = json!({"userId": user, "items": [{"productId": product.json, "quantity": 1}]});
     let (s, _, order) = send(
-        http.post(format!("{base}/api/v1/orders"))
+        http.post(format!("{}/api/v1/orders", bases.order))
             .bearer_auth(token)
             .json(&body),
     )
@@ -86,7 +103,7 @@ async fn purchase(
     let order_id = order["orderId"].as_str().unwrap_or_default().to_owned();
     let body = json!({"orderId": order_id, "paymentMethod": "alipay"});
     let (s, _, payment) = send(
-        http.post(format!("{base}/api/v1/payments"))
+        http.post(format!("{}/api/v1/payments", bases.payment))
             .bearer_auth(token)
             .json(&body),
     )
@@ -96,7 +113,7 @@ async fn purchase(
     }
     let note = serde_json::to_vec(&json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": payment["amount"], "currency": payment["currency"]})).unwrap_or_default();
     let (s, _, _) = send(
-        http.post(format!("{base}/api/v1/payments/notify"))
+        http.post(format!("{}/api/v1/payments/notify", bases.payment))
             .header("Shop-Signature", sign(&note))
             .header("content-type", "application/json")
             .body(note),
@@ -108,7 +125,7 @@ async fn purchase(
     let notified = Instant::now();
     loop {
         let (s, _, order) = send(
-            http.get(format!("{base}/api/v1/orders/{order_id}"))
+            http.get(format!("{}/api/v1/orders/{order_id}", bases.order))
                 .bearer_auth(token),
         )
         .await;
@@ -120,6 +137,111 @@ async fn purchase(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// The purchase flow under load: [`CLIENTS`] clients, client c buying as
+/// `{prefix}-c` with its token, each purchase polled until its order is paid
+/// (after `s.warmup` unrecorded). Returns the purchases and notify → seen paid.
+async fn purchase_load(
+    s: &Settings,
+    http: &reqwest::Client,
+    bases: &Bases,
+    ids: &Arc<Vec<Id>>,
+    prefix: &str,
+) -> (Sample, Value) {
+    let lags = Arc::new(Mutex::new(Vec::new()));
+    let tokens = server::tokens(prefix, CLIENTS);
+    let buy = || {
+        let (http, bases, ids, lags, tokens, prefix) = (
+            http.clone(),
+            bases.clone(),
+            ids.clone(),
+            lags.clone(),
+            tokens.clone(),
+            prefix.to_owned(),
+        );
+        move |c: usize, i: usize| -> Step {
+            let (http, bases, ids, lags, tokens, user) = (
+                http.clone(),
+                bases.clone(),
+                ids.clone(),
+                lags.clone(),
+                tokens.clone(),
+                format!("{prefix}-{c}"),
+            );
+            Box::pin(async move {
+                let started = Instant::now();
+                let product = &ids[pick(ids.len(), c, i)];
+                let (status, lag) = purchase(&http, &bases, product, &user, &tokens[c], true).await;
+                if let (Some(lag), Ok(mut lags)) = (lag, lags.lock()) {
+                    lags.push(lag);
+                }
+                (status, started.elapsed())
+            })
+        }
+    };
+    load(CLIENTS, s.warmup, Duration::ZERO, buy()).await;
+    if let Ok(mut lags) = lags.lock() {
+        lags.clear(); // the warm-up's
+    }
+    let purchases = load(CLIENTS, Duration::ZERO, s.duration, buy()).await;
+    let mut notify_to_paid = Sample {
+        elapsed: purchases.elapsed,
+        ..Sample::default()
+    };
+    for lag in lags.lock().map(|l| l.clone()).unwrap_or_default() {
+        notify_to_paid.record(200, lag);
+    }
+    (purchases, notify_to_paid.summary())
+}
+
+/// `n` purchases that do not poll, from [`CLIENTS`] clients at once (client c
+/// as `{prefix}-c`); their statuses.
+async fn purchase_burst(
+    http: &reqwest::Client,
+    bases: &Bases,
+    ids: &Arc<Vec<Id>>,
+    n: usize,
+    prefix: &str,
+) -> Sample {
+    let tokens = server::tokens(prefix, CLIENTS);
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (http, bases, ids, tokens, user) = (
+                http.clone(),
+                bases.clone(),
+                ids.clone(),
+                tokens.clone(),
+                format!("{prefix}-{c}"),
+            );
+            tokio::spawn(async move {
+                let mut sample = Sample::default();
+                for i in (c..n).step_by(CLIENTS) {
+                    let started = Instant::now();
+                    let (status, _) = purchase(
+                        &http,
+                        &bases,
+                        &ids[pick(ids.len(), c, i + 7)],
+                        &user,
+                        &tokens[c],
+                        false,
+                    )
+                    .await;
+                    sample.record(status, started.elapsed());
+                }
+                sample
+            })
+        })
+        .collect();
+    let mut all = Sample::default();
+    for t in tasks {
+        if let Ok(sample) = t.await {
+            for (status, k) in sample.statuses {
+                *all.statuses.entry(status).or_default() += k;
+            }
+        }
+    }
+    all
 }
 
 /// The database work per unit of a run, read from `/metrics` around it, once
@@ -227,102 +349,21 @@ pub async fn shop(s: &Settings, database_url: &str) -> Result<Value> {
     r.insert("order_alias".into(), order_alias.summary());
 
     // purchase: order -> payment -> notify -> seen paid
-    let lags = Arc::new(Mutex::new(Vec::new()));
-    let buyer_tokens = server::tokens("buyer", CLIENTS);
-    let buy = || {
-        let (http, base, ids, lags, tokens) = (
-            http.clone(),
-            base.clone(),
-            ids.clone(),
-            lags.clone(),
-            buyer_tokens.clone(),
-        );
-        move |c: usize, i: usize| -> Step {
-            let (http, base, ids, lags, tokens) = (
-                http.clone(),
-                base.clone(),
-                ids.clone(),
-                lags.clone(),
-                tokens.clone(),
-            );
-            Box::pin(async move {
-                let started = Instant::now();
-                let product = &ids[pick(ids.len(), c, i)];
-                let (status, lag) = purchase(
-                    &http,
-                    &base,
-                    product,
-                    &format!("buyer-{c}"),
-                    &tokens[c],
-                    true,
-                )
-                .await;
-                if let (Some(lag), Ok(mut lags)) = (lag, lags.lock()) {
-                    lags.push(lag);
-                }
-                (status, started.elapsed())
-            })
-        }
-    };
-    load(CLIENTS, s.warmup, Duration::ZERO, buy()).await;
-    if let Ok(mut lags) = lags.lock() {
-        lags.clear(); // the warm-up's
-    }
-    let mut purchases = load(CLIENTS, Duration::ZERO, s.duration, buy()).await;
-    let mut notify_to_paid = Sample {
-        elapsed: purchases.elapsed,
-        ..Sample::default()
-    };
-    for lag in lags.lock().map(|l| l.clone()).unwrap_or_default() {
-        notify_to_paid.record(200, lag);
-    }
+    let bases = Bases::one(&base);
+    let (mut purchases, notify_to_paid) = purchase_load(s, &http, &bases, &ids, "buyer").await;
     r.insert("purchase".into(), purchases.summary());
-    r.insert("notify_to_paid".into(), notify_to_paid.summary());
+    r.insert("notify_to_paid".into(), notify_to_paid);
 
     // the database work of a purchase, over purchases that do not poll
     let n = if s.smoke { 32 } else { 640 };
     let before_paid = server::metrics(&http, &base)
         .await
         .and_then(|m| m.get("shop_orders_paid_total").copied());
-    let counted_tokens = server::tokens("counted", CLIENTS);
-    let (counted_purchases, mut per_purchase) = counted(&http, &base, async {
-        let tasks: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                let (http, base, ids, tokens) = (
-                    http.clone(),
-                    base.clone(),
-                    ids.clone(),
-                    counted_tokens.clone(),
-                );
-                tokio::spawn(async move {
-                    let mut sample = Sample::default();
-                    for i in (c..n).step_by(CLIENTS) {
-                        let started = Instant::now();
-                        let (status, _) = purchase(
-                            &http,
-                            &base,
-                            &ids[pick(ids.len(), c, i + 7)],
-                            &format!("counted-{c}"),
-                            &tokens[c],
-                            false,
-                        )
-                        .await;
-                        sample.record(status, started.elapsed());
-                    }
-                    sample
-                })
-            })
-            .collect();
-        let mut all = Sample::default();
-        for t in tasks {
-            if let Ok(sample) = t.await {
-                for (status, k) in sample.statuses {
-                    *all.statuses.entry(status).or_default() += k;
-                }
-            }
-        }
-        all
-    })
+    let (counted_purchases, mut per_purchase) = counted(
+        &http,
+        &base,
+        purchase_burst(&http, &bases, &ids, n, "counted"),
+    )
     .await?;
     // every counted purchase reached `paid` (its events handled) before the counters were read
     let after_paid = server::metrics(&http, &base)
@@ -601,4 +642,221 @@ pub async fn expiry(s: &Settings, shop: &Path, database_url: &str, orders: usize
         "stock_back_after_last_expiry_ms": stock_back_ms,
         "all_within_2s": cancelled == created.len() && pct(1.0).is_some_and(|m| m <= 2000.0),
     }))
+}
+
+/// The service token of the internal API between the split processes.
+const SERVICE_TOKEN: &str = "bench-service-token";
+
+type Metrics = Option<std::collections::BTreeMap<String, f64>>;
+
+/// The purchase flow in split mode: three `shop` processes, `--contexts
+/// product`, `order` (its Inventory port over HTTP to product) and `payment`
+/// (its OrderLookup port over HTTP to order), each on its own database
+/// (`urls`: product, order, payment), their events over RabbitMQ (`rabbitmq`)
+/// on an exchange of their own, removed with its queues at the end. The same
+/// purchase load as the monolith's, then what the split costs per purchase:
+/// calls between processes, messages published and consumed, statements.
+pub async fn split(s: &Settings, urls: [&str; 3], rabbitmq: &str) -> Result<Value> {
+    let exchange = format!(
+        "shop-bench.{}.{}",
+        std::process::id(),
+        Utc::now().timestamp_millis()
+    );
+    // the broker is reachable before any process starts (a wrong URL fails first)
+    let broker = shop_tests::broker::Broker::connect_to(rabbitmq)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the broker of split mode at {rabbitmq} (--rabbitmq URL, or --no-split): {e}"
+            )
+        })?;
+    let result = split_run(s, urls, rabbitmq, &exchange).await;
+    // the processes are gone (split_run dropped them): their queues go too
+    broker.remove(&exchange).await;
+    let mut v = result?;
+    v["exchange"] = json!(exchange);
+    Ok(v)
+}
+
+async fn split_run(s: &Settings, urls: [&str; 3], rabbitmq: &str, exchange: &str) -> Result<Value> {
+    let common = |contexts: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("SHOP__CONTEXTS", contexts.to_owned()),
+            ("SHOP__BUS__KIND", "rabbitmq".to_owned()),
+            ("SHOP__BUS__RABBITMQ_URL", rabbitmq.to_owned()),
+            ("SHOP__BUS__EXCHANGE", exchange.to_owned()),
+            ("SHOP__PORTS__TOKEN", SERVICE_TOKEN.to_owned()),
+        ]
+    };
+    let env =
+        |v: &[(&'static str, String)]| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    let product = Server::start(&s.shop, urls[0], &env(&common("product"))).await?;
+    let mut order_env = common("order");
+    order_env.push(("SHOP__PORTS__PRODUCT_URL", product.base.clone()));
+    let order = Server::start(&s.shop, urls[1], &env(&order_env)).await?;
+    let mut payment_env = common("payment");
+    payment_env.push(("SHOP__PORTS__ORDER_URL", order.base.clone()));
+    let payment = Server::start(&s.shop, urls[2], &env(&payment_env)).await?;
+    let processes = [
+        ("product", &product),
+        ("order", &order),
+        ("payment", &payment),
+    ];
+
+    let http = http()?;
+    let mut r = Map::new();
+    r.insert(
+        "startup_ms".into(),
+        processes
+            .iter()
+            .map(|(name, p)| {
+                (
+                    (*name).to_owned(),
+                    json!(round(p.started_in.as_secs_f64() * 1000.0)),
+                )
+            })
+            .collect::<Map<_, _>>()
+            .into(),
+    );
+    let ids = Arc::new(server::seed(&http, &product.base, s.catalog, 1_000_000).await?);
+    let bases = Bases {
+        order: order.base.clone(),
+        payment: payment.base.clone(),
+    };
+
+    // the same load as the monolith's purchase scenario
+    let (mut purchases, notify_to_paid) = purchase_load(s, &http, &bases, &ids, "buyer").await;
+    r.insert("purchase".into(), purchases.summary());
+    r.insert("notify_to_paid".into(), notify_to_paid);
+
+    // what a purchase costs, over purchases that do not poll: counters of
+    // all three processes before, and after every purchase is paid and the
+    // processes' traffic has stopped
+    let n = if s.smoke { 32 } else { 640 };
+    let read_all = || async {
+        let mut all = Vec::new();
+        for (_, p) in processes {
+            all.push(server::metrics(&http, &p.base).await);
+        }
+        all
+    };
+    let (_, settled_before) = settle(&read_all, None).await;
+    let before = read_all().await;
+    let burst = purchase_burst(&http, &bases, &ids, n, "counted").await;
+    let ok = burst.statuses.get(&200).copied().unwrap_or(0);
+    let paid_before = value(&before[1], "shop_orders_paid_total");
+    let (after, settled) = settle(&read_all, paid_before.map(|b| b + ok as f64)).await;
+    let delta = |i: usize, name: &str| -> Option<f64> {
+        Some(value(&after[i], name)? - value(&before[i], name)?)
+    };
+    let orders = delta(1, "shop_orders_created_total").unwrap_or(ok as f64);
+    let per = |d: Option<f64>| d.filter(|_| orders > 0.0).map(|d| round(d / orders));
+    let sum = |name: &str| -> Option<f64> { (0..3).map(|i| delta(i, name)).sum() };
+    let mut cost = Map::new();
+    cost.insert("over".into(), json!(orders));
+    cost.insert("purchases_ok".into(), json!(ok));
+    cost.insert(
+        "paid_during_count".into(),
+        json!(delta(1, "shop_orders_paid_total")),
+    );
+    cost.insert("settled".into(), json!(settled_before && settled));
+    cost.insert(
+        "port_calls".into(),
+        json!(per(sum("shop_port_calls_total"))),
+    );
+    cost.insert(
+        "bus_published".into(),
+        json!(per(sum("shop_bus_published_total"))),
+    );
+    cost.insert(
+        "bus_consumed".into(),
+        json!(per(sum("shop_bus_consumed_total"))),
+    );
+    cost.insert("statements".into(), json!(per(sum(STATEMENTS))));
+    cost.insert("commits".into(), json!(per(sum(COMMITS))));
+    for (i, (name, _)) in processes.iter().enumerate() {
+        cost.insert(
+            (*name).into(),
+            json!({
+                "port_calls": per(delta(i, "shop_port_calls_total")),
+                "bus_published": per(delta(i, "shop_bus_published_total")),
+                "bus_consumed": per(delta(i, "shop_bus_consumed_total")),
+                "statements": per(delta(i, STATEMENTS)),
+                "commits": per(delta(i, COMMITS)),
+            }),
+        );
+    }
+    r.insert("per_purchase".into(), Value::Object(cost));
+    let mut memory = Map::new();
+    for (name, p) in processes {
+        let (rss, peak) = p.memory();
+        memory.insert(
+            name.into(),
+            json!({"rss_mib": round(rss), "peak_rss_mib": round(peak)}),
+        );
+    }
+    r.insert("memory".into(), Value::Object(memory));
+    drop((payment, order, product));
+    if purchases.server_errors() > 0 {
+        bail!(
+            "split purchase saw {} server errors",
+            purchases.server_errors()
+        );
+    }
+    if ok == 0 {
+        bail!(
+            "split mode: no counted purchase succeeded ({:?})",
+            burst.statuses
+        );
+    }
+    Ok(Value::Object(r))
+}
+
+/// A counter from one process's `/metrics`: 0 when it has not counted any
+/// yet (a counter shows up at its first increment), `None` when the process
+/// could not be read.
+fn value(m: &Metrics, name: &str) -> Option<f64> {
+    Some(m.as_ref()?.get(name).copied().unwrap_or(0.0))
+}
+
+/// Reads the three processes' counters until nothing is pending in any
+/// outbox, the order process counts `paid` orders paid (when given), and the
+/// messages published and consumed have not moved over three reads 100 ms
+/// apart; at most 60 s. Returns the last read and whether it settled.
+async fn settle<F, Fut>(read_all: &F, paid: Option<f64>) -> (Vec<Metrics>, bool)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<Metrics>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last: Option<(f64, f64)> = None;
+    let mut still = 0;
+    loop {
+        let all = read_all().await;
+        let total = |name: &str| all.iter().filter_map(|m| value(m, name)).sum::<f64>();
+        let traffic = (
+            total("shop_bus_published_total"),
+            total("shop_bus_consumed_total"),
+        );
+        let idle = all
+            .iter()
+            .all(|m| value(m, "shop_outbox_pending").unwrap_or(0.0) == 0.0);
+        let paid_ok = match paid {
+            Some(p) => value(&all[1], "shop_orders_paid_total").is_some_and(|v| v >= p),
+            None => true,
+        };
+        if idle && paid_ok && last == Some(traffic) {
+            still += 1;
+        } else {
+            still = 0;
+        }
+        if still >= 2 {
+            return (all, true);
+        }
+        if Instant::now() > deadline {
+            return (all, false);
+        }
+        last = Some(traffic);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
