@@ -546,11 +546,15 @@ impl Dispatcher {
         let routes = self.routes.clone();
         let mut subscribers = subscribers.to_vec();
         subscribers.sort_unstable();
-        self.db
+        let results = self
+            .db
             .write_alone(move |conn| {
                 handle_with_inbox(conn, &handlers, &routes, &subscribers, &envelopes)
             })
-            .await
+            .await?;
+        // Handlers publish events of their own (an order paid): the relay sends them now.
+        self.wake.notify_one();
+        Ok(results)
     }
 
     /// Deletes handled deliveries and delivered events older than `retention`; returns the events deleted.
