@@ -122,7 +122,26 @@ pub struct PortsSettings {
     pub timeout_ms: u64,
 }
 
+/// The shortest service token accepted: it is the internal API's only
+/// defence (its failures are not rate-limited, since a limit per address would
+/// let anyone sharing a service's address lock that service out), so it must
+/// be too long to guess.
+pub const MIN_SERVICE_TOKEN_CHARS: usize = 16;
+
 impl PortsSettings {
+    /// Checks the service token's length, when one is set.
+    fn check_token(&self) -> anyhow::Result<()> {
+        let length = self.token().map_or(usize::MAX, |t| {
+            secrecy::ExposeSecret::expose_secret(&t).chars().count()
+        });
+        if length < MIN_SERVICE_TOKEN_CHARS {
+            anyhow::bail!(
+                "SHOP__PORTS__TOKEN must be at least {MIN_SERVICE_TOKEN_CHARS} characters (a random secret, such as the output of `openssl rand -hex 32`); it is {length}"
+            );
+        }
+        Ok(())
+    }
+
     /// The service token, when one is set (an empty value counts as unset).
     pub fn token(&self) -> Option<SecretString> {
         self.token
@@ -605,6 +624,7 @@ impl Settings {
             alipay.protocol = Some(std::sync::Arc::new(alipay.load()?));
         }
         settings.auth.jwks()?;
+        settings.ports.check_token()?;
         settings.ports.product()?;
         settings.ports.order()?;
         settings.bus.rabbitmq()?;
@@ -675,7 +695,10 @@ mod tests {
         for bad in ["product:8080", "ftp://product", "http://"] {
             let error = Settings::load_from(
                 None,
-                env(&[("SHOP__PORTS__ORDER_URL", bad), ("SHOP__PORTS__TOKEN", "t")]),
+                env(&[
+                    ("SHOP__PORTS__ORDER_URL", bad),
+                    ("SHOP__PORTS__TOKEN", "a-token-of-sixteen+"),
+                ]),
             )
             .unwrap_err()
             .to_string();
@@ -685,7 +708,7 @@ mod tests {
             None,
             env(&[
                 ("SHOP__PORTS__ORDER_URL", "https://order.internal/shop"),
-                ("SHOP__PORTS__TOKEN", "t"),
+                ("SHOP__PORTS__TOKEN", "a-token-of-sixteen+"),
                 ("SHOP__PORTS__TIMEOUT_MS", "750"),
                 ("SHOP__PORTS__PRODUCT_URL", ""),
             ]),
@@ -697,6 +720,13 @@ mod tests {
         assert!(
             s.ports.product().unwrap().is_none(),
             "an empty URL is unset"
+        );
+        let error = Settings::load_from(None, env(&[("SHOP__PORTS__TOKEN", "short-token")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("SHOP__PORTS__TOKEN") && error.contains("at least 16"),
+            "{error}"
         );
     }
 
@@ -732,7 +762,7 @@ mod tests {
             env(&[
                 ("SHOP__CONTEXTS", "payment"),
                 ("SHOP__PORTS__ORDER_URL", "http://order:8080"),
-                ("SHOP__PORTS__TOKEN", "t"),
+                ("SHOP__PORTS__TOKEN", "a-token-of-sixteen+"),
             ]),
         )
         .unwrap()
