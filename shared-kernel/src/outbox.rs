@@ -750,7 +750,8 @@ fn deliver_share(
             conn.transaction::<_, anyhow::Error, _>(|conn| handler.handle_batch(conn, &envelopes))
         });
         if handled.is_ok() {
-            mark_handled(conn, subscriber, &share, now)?;
+            let ids: Vec<&str> = share.iter().map(|(due, _)| due.event_id.as_str()).collect();
+            mark_handled(conn, subscriber, &ids, now)?;
             return Ok(share
                 .into_iter()
                 .map(|(delivery, row)| {
@@ -818,40 +819,50 @@ fn mark_relayed(
     marks: &[(String, i32, Option<String>)],
     max_backoff: Duration,
 ) -> Result<(), DbError> {
-    use event_deliveries::dsl as d;
     let now = clock::now();
     let sent: Vec<&str> = marks
         .iter()
         .filter(|(_, _, error)| error.is_none())
         .map(|(id, ..)| id.as_str())
         .collect();
-    if !sent.is_empty() {
-        diesel::update(
-            d::event_deliveries
-                .filter(d::subscriber.eq(RELAY))
-                .filter(d::event_id.eq_any(sent)),
-        )
-        .set((
-            d::handled_at.eq(Some(now)),
-            d::attempts.eq(d::attempts + 1),
-            d::last_error.eq(None::<String>),
-        ))
-        .execute(conn)?;
-    }
+    mark_handled(conn, RELAY, &sent, now)?;
     for (id, attempts, error) in marks {
         let Some(error) = error else { continue };
         let attempts = attempts + 1;
-        let next =
-            now + chrono::Duration::from_std(backoff(attempts, max_backoff)).unwrap_or_default();
-        let message: String = error.chars().take(2000).collect();
-        diesel::update(d::event_deliveries.find((id.as_str(), RELAY)))
-            .set((
-                d::attempts.eq(attempts),
-                d::next_attempt_at.eq(next),
-                d::last_error.eq(Some(message)),
-            ))
-            .execute(conn)?;
+        record_failure(
+            conn,
+            id,
+            RELAY,
+            attempts,
+            error,
+            backoff(attempts, max_backoff),
+            now,
+        )?;
     }
+    Ok(())
+}
+
+/// Records a failed attempt (the `attempts`-th) at a delivery: its error,
+/// and when it is due again.
+fn record_failure(
+    conn: &mut AnyConnection,
+    event_id: &str,
+    subscriber: &str,
+    attempts: i32,
+    error: &str,
+    backoff: Duration,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    use event_deliveries::dsl as d;
+    let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
+    let message: String = error.chars().take(2000).collect();
+    diesel::update(d::event_deliveries.find((event_id, subscriber)))
+        .set((
+            d::attempts.eq(attempts),
+            d::next_attempt_at.eq(next),
+            d::last_error.eq(Some(message)),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -961,11 +972,13 @@ fn record_in_inbox(
 fn mark_handled(
     conn: &mut AnyConnection,
     subscriber: &str,
-    share: &[(DueDelivery, EventRow)],
+    ids: &[&str],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     use event_deliveries::dsl as d;
-    let ids: Vec<&str> = share.iter().map(|(due, _)| due.event_id.as_str()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
     diesel::update(
         d::event_deliveries
             .filter(d::subscriber.eq(subscriber))
@@ -1011,9 +1024,7 @@ fn deliver(
     max_backoff: Duration,
     now: NaiveDateTime,
 ) -> Result<Dispatched, DbError> {
-    use event_deliveries::dsl as d;
     let event_type = row.event_type.clone();
-    let this = d::event_deliveries.find((&due.event_id, &due.subscriber));
 
     let span = event_span(&row, &due.subscriber, due.attempts + 1);
     let _entered = span.enter();
@@ -1033,13 +1044,7 @@ fn deliver(
 
     match outcome {
         Ok(()) => {
-            diesel::update(this)
-                .set((
-                    d::handled_at.eq(Some(now)),
-                    d::attempts.eq(due.attempts + 1),
-                    d::last_error.eq(None::<String>),
-                ))
-                .execute(conn)?;
+            mark_handled(conn, &due.subscriber, &[due.event_id.as_str()], now)?;
             tracing::debug!("event handled");
             Ok(handled_now(due, &occurred))
         }
@@ -1051,15 +1056,15 @@ fn deliver(
                 retry_in_ms = backoff.as_millis() as u64,
                 "event handler failed"
             );
-            let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
-            let message: String = format!("{error:#}").chars().take(2000).collect();
-            diesel::update(this)
-                .set((
-                    d::attempts.eq(attempts),
-                    d::next_attempt_at.eq(next),
-                    d::last_error.eq(Some(message)),
-                ))
-                .execute(conn)?;
+            record_failure(
+                conn,
+                &due.event_id,
+                &due.subscriber,
+                attempts,
+                &format!("{error:#}"),
+                backoff,
+                now,
+            )?;
             Ok(Dispatched::Failed {
                 event_type,
                 subscriber: due.subscriber,
