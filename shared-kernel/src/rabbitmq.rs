@@ -145,19 +145,39 @@ impl RabbitMq {
             subscriptions: subscriptions.to_vec(),
             publishing: Mutex::new(None),
         };
-        let link = bus.open("publisher").await?;
+        let link = bus.open_publisher().await?;
+        *bus.publishing.lock().await = Some(link);
+        Ok(Arc::new(bus))
+    }
+
+    /// The relay's link: publisher confirms on, and every context's queue
+    /// declared and bound (from `subscriptions`) before anything is published on it.
+    async fn open_publisher(&self) -> anyhow::Result<Link> {
+        let link = self.open("publisher").await?;
         link.channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        *bus.publishing.lock().await = Some(link);
-        Ok(Arc::new(bus))
+        let mut contexts: Vec<&'static str> = self
+            .subscriptions
+            .iter()
+            .map(|(subscriber, _)| context_of(subscriber))
+            .collect();
+        contexts.sort_unstable();
+        contexts.dedup();
+        for context in contexts {
+            self.declare_queue(&link.channel, context, &self.event_types_of(context))
+                .await?;
+        }
+        Ok(link)
     }
 
     pub fn settings(&self) -> &RabbitSettings {
         &self.settings
     }
 
-    /// A new connection and channel, with the exchanges and the dead-letter queue declared.
+    /// A new connection and channel, with the exchanges and the dead-letter
+    /// queue declared (the context queues: [`Self::open_publisher`], and
+    /// each consumer its own).
     async fn open(&self, role: &str) -> anyhow::Result<Link> {
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(format!("shop {role}")));
@@ -208,17 +228,6 @@ impl RabbitMq {
                 FieldTable::default(),
             )
             .await?;
-        let mut contexts: Vec<&'static str> = self
-            .subscriptions
-            .iter()
-            .map(|(subscriber, _)| context_of(subscriber))
-            .collect();
-        contexts.sort_unstable();
-        contexts.dedup();
-        for context in contexts {
-            self.declare_queue(&channel, context, &self.event_types_of(context))
-                .await?;
-        }
         Ok(Link {
             connection,
             channel,
@@ -324,8 +333,9 @@ impl RabbitMq {
             .collect();
         event_types.sort_unstable();
         event_types.dedup();
-        // Declared by `open` when the subscribers are known in advance; a
-        // subscriber this process added on its own is bound here.
+        // Declared by the publisher's link already, from `subscriptions`; again
+        // here for the subscribers this process runs, in case the queue went
+        // (deleted by hand, a broker reset) while the publisher's link held.
         let queue = self
             .declare_queue(&link.channel, context, &event_types)
             .await?;
@@ -482,16 +492,7 @@ impl Publisher for RabbitMq {
             .as_ref()
             .is_none_or(|link| !link.channel.status().connected())
         {
-            let opened = match self.open("publisher").await {
-                Ok(link) => link
-                    .channel
-                    .confirm_select(ConfirmSelectOptions::default())
-                    .await
-                    .map(|()| link)
-                    .map_err(anyhow::Error::from),
-                Err(error) => Err(error),
-            };
-            match opened {
+            match self.open_publisher().await {
                 Ok(link) => *publishing = Some(link),
                 Err(error) => {
                     let error = format!("cannot reach the message broker: {error:#}");
