@@ -28,10 +28,7 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate { contexts } => {
-            let mut settings = Settings::load(cli.config.as_deref())?;
-            if let Some(contexts) = contexts {
-                settings.contexts = contexts;
-            }
+            let settings = settings_for(cli.config.as_deref(), contexts)?;
             telemetry::init(settings.log.format);
             actix_web::rt::System::new().block_on(async move {
                 startup::open_database(&settings).await?;
@@ -55,14 +52,23 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { demo, contexts } => {
-            let mut settings = Settings::load(cli.config.as_deref())?;
-            if let Some(contexts) = contexts {
-                settings.contexts = contexts;
-            }
+            let settings = settings_for(cli.config.as_deref(), contexts)?;
             telemetry::init(settings.log.format);
             actix_web::rt::System::new().block_on(serve(settings, demo))
         }
     }
+}
+
+/// The settings, with `--contexts` (when given) over `SHOP__CONTEXTS`.
+fn settings_for(
+    file: Option<&std::path::Path>,
+    contexts: Option<crate::contexts::Contexts>,
+) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(file)?;
+    if let Some(contexts) = contexts {
+        settings.contexts = contexts;
+    }
+    Ok(settings)
 }
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {

@@ -287,17 +287,8 @@ fn migrate_applies_the_schema_and_exits() {
     );
     assert_eq!(migrate(), None, "a second run applies nothing");
 
-    // The schema is in the file: SQLite keeps each CREATE statement's text in
-    // its schema table (read from the file and its WAL, without a SQL client).
-    let mut bytes = std::fs::read(dir.join("shop.db")).unwrap();
-    bytes.extend(std::fs::read(dir.join("shop.db-wal")).unwrap_or_default());
-    let text = String::from_utf8_lossy(&bytes);
-    for object in &objects {
-        assert!(
-            text.contains(&format!("{object} ")),
-            "the database has no `{object}`"
-        );
-    }
+    // The schema is in the file.
+    assert_sqlite_holds(&dir, &objects);
     // And the migration harness finds nothing left to apply on it.
     let database = shared_kernel::db::DatabaseUrl::parse(&url).unwrap();
     let db = shared_kernel::db::Db::connect(&database, &Default::default()).unwrap();
@@ -334,15 +325,8 @@ fn migrate_with_contexts_applies_only_their_tables_and_the_bus() {
     assert_eq!(applied, Some(format!("{versions:?}")));
     let (_, others) = sqlite_migrations(&["order", "payment"]);
     assert!(!others.is_empty());
-    let mut bytes = std::fs::read(dir.join("shop.db")).unwrap();
-    bytes.extend(std::fs::read(dir.join("shop.db-wal")).unwrap_or_default());
-    let text = String::from_utf8_lossy(&bytes);
-    for object in &objects {
-        assert!(
-            text.contains(&format!("{object} ")),
-            "the database has no `{object}`"
-        );
-    }
+    assert_sqlite_holds(&dir, &objects);
+    let text = sqlite_schema_text(&dir);
     for object in &others {
         assert!(
             !text.contains(&format!("{object} ")),
@@ -392,4 +376,24 @@ fn a_bad_database_url_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DATABASE_URL must start with"), "{stderr}");
     assert!(!stderr.contains("secret"));
+}
+
+/// The text of the SQLite database in `dir` and its WAL: SQLite keeps each
+/// CREATE statement's text in its schema table, so the schema can be read
+/// from it without a SQL client.
+fn sqlite_schema_text(dir: &std::path::Path) -> String {
+    let mut bytes = std::fs::read(dir.join("shop.db")).unwrap();
+    bytes.extend(std::fs::read(dir.join("shop.db-wal")).unwrap_or_default());
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The SQLite database in `dir` holds each of `objects`.
+fn assert_sqlite_holds(dir: &std::path::Path, objects: &[String]) {
+    let text = sqlite_schema_text(dir);
+    for object in objects {
+        assert!(
+            text.contains(&format!("{object} ")),
+            "the database has no `{object}`"
+        );
+    }
 }
