@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, UtoipaApp, scope};
 
-use crate::contexts::{Context, Contexts};
+use crate::contexts::Contexts;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -107,32 +107,17 @@ where
             InitError = (),
         >,
 {
-    let when = |context, configure: fn(&mut ServiceConfig)| {
-        move |cfg: &mut ServiceConfig| {
-            if contexts.runs(context) {
-                configure(cfg);
-            }
-        }
-    };
-    app.openapi(ApiDoc::openapi())
-        .service(
-            scope::scope("/api/v1")
-                .configure(when(Context::Product, domain_product::http::configure_api))
-                .configure(when(Context::Order, domain_order::http::configure_api))
-                .configure(when(Context::Payment, domain_payment::http::configure_api)),
+    let api = contexts
+        .iter()
+        .fold(scope::scope("/api/v1"), |scope, context| {
+            scope.configure(context.routes.api)
+        });
+    contexts
+        .iter()
+        .fold(
+            app.openapi(ApiDoc::openapi()).service(api),
+            |app, context| app.configure(context.routes.original_spec),
         )
-        .configure(when(
-            Context::Product,
-            domain_product::http::configure_original_spec,
-        ))
-        .configure(when(
-            Context::Order,
-            domain_order::http::configure_original_spec,
-        ))
-        .configure(when(
-            Context::Payment,
-            domain_payment::http::configure_original_spec,
-        ))
         .configure(configure_health)
 }
 
@@ -173,10 +158,10 @@ impl Modify for ServiceAuth {
     }
 }
 
-/// Mounts the internal routes (`/internal/v1`) on `app`: the inventory's
-/// when the product context runs here, the order lookup when the order
-/// context does. Only a process given `SHOP__PORTS__TOKEN` serves them.
-pub fn mount_internal<T>(app: UtoipaApp<T>, inventory: bool, orders: bool) -> UtoipaApp<T>
+/// Mounts the internal routes (`/internal/v1`) on `app`: the ports the
+/// contexts of `contexts` offer. Only a process given `SHOP__PORTS__TOKEN`
+/// serves them.
+pub fn mount_internal<T>(app: UtoipaApp<T>, contexts: Contexts) -> UtoipaApp<T>
 where
     T: actix_web::dev::ServiceFactory<
             actix_web::dev::ServiceRequest,
@@ -185,19 +170,14 @@ where
             InitError = (),
         >,
 {
-    app.service(
-        scope::scope(shared_kernel::ports::internal::PREFIX)
-            .configure(|cfg| {
-                if inventory {
-                    domain_product::internal_http::configure(cfg);
-                }
-            })
-            .configure(|cfg| {
-                if orders {
-                    domain_order::internal_http::configure(cfg);
-                }
-            }),
-    )
+    let internal = contexts
+        .iter()
+        .filter_map(|context| context.routes.internal)
+        .fold(
+            scope::scope(shared_kernel::ports::internal::PREFIX),
+            |scope, mount| scope.configure(mount),
+        );
+    app.service(internal)
 }
 
 /// The internal API's document.
@@ -205,7 +185,7 @@ pub fn internal_openapi() -> utoipa::openapi::OpenApi {
     let app = actix_web::App::new()
         .into_utoipa_app()
         .openapi(InternalDoc::openapi());
-    let (_, doc) = mount_internal(app, true, true).split_for_parts();
+    let (_, doc) = mount_internal(app, Contexts::ALL).split_for_parts();
     doc
 }
 

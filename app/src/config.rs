@@ -9,7 +9,7 @@ use shared_kernel::auth::token::JwksLocation;
 use shared_kernel::ports::remote::RemoteSettings;
 use shared_kernel::rabbitmq::RabbitSettings;
 
-use crate::contexts::{Context, Contexts};
+use crate::contexts::{self, Contexts};
 
 /// Everything shop can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -149,22 +149,25 @@ impl PortsSettings {
             .filter(|s| !secrecy::ExposeSecret::expose_secret(s).is_empty())
     }
 
-    /// How to call the process that runs the product context, when it runs elsewhere.
-    pub fn product(&self) -> anyhow::Result<Option<RemoteSettings>> {
-        self.remote(&self.product_url, "SHOP__PORTS__PRODUCT_URL")
+    /// The URL setting of the process that runs the context `name`.
+    pub fn url_of(&self, name: &str) -> &Option<String> {
+        const NONE: &Option<String> = &None;
+        match name {
+            "product" => &self.product_url,
+            "order" => &self.order_url,
+            _ => NONE,
+        }
     }
 
-    /// How to call the process that runs the order context, when it runs elsewhere.
-    pub fn order(&self) -> anyhow::Result<Option<RemoteSettings>> {
-        self.remote(&self.order_url, "SHOP__PORTS__ORDER_URL")
+    /// `SHOP__PORTS__PRODUCT_URL` for `product`.
+    pub fn url_variable(name: &str) -> String {
+        format!("SHOP__PORTS__{}_URL", name.to_ascii_uppercase())
     }
 
-    fn remote(
-        &self,
-        url: &Option<String>,
-        variable: &str,
-    ) -> anyhow::Result<Option<RemoteSettings>> {
-        let Some(raw) = present(url) else {
+    /// How to call the process that runs the context `name`, when it runs elsewhere.
+    pub fn remote(&self, name: &str) -> anyhow::Result<Option<RemoteSettings>> {
+        let variable = Self::url_variable(name);
+        let Some(raw) = present(self.url_of(name)) else {
             return Ok(None);
         };
         let base_url = url::Url::parse(raw)
@@ -625,40 +628,42 @@ impl Settings {
         }
         settings.auth.jwks()?;
         settings.ports.check_token()?;
-        settings.ports.product()?;
-        settings.ports.order()?;
+        for context in contexts::ALL {
+            settings.ports.remote(context.name)?;
+        }
         settings.bus.rabbitmq()?;
         Ok(settings)
     }
 
-    /// Refuses contexts that cannot run as configured: the order context
-    /// reserves stock with the product context, here or at
-    /// `SHOP__PORTS__PRODUCT_URL`; the payment context reads orders in the
-    /// order context, here or at `SHOP__PORTS__ORDER_URL`. (When the context
-    /// runs here and its URL is set too, the URL wins: the port goes over
-    /// HTTP, as in a process that does not run it.)
+    /// Refuses contexts that cannot run as configured: each port a context
+    /// needs is offered by a context it runs with, or by the process at
+    /// `SHOP__PORTS__<CONTEXT>_URL` (the order context reserves stock with the
+    /// product context, the payment context reads orders in the order
+    /// context). When the offering context runs here and its URL is set too,
+    /// the URL wins: the port goes over HTTP, as in a process that does not run it.
     pub fn check_contexts(&self) -> anyhow::Result<()> {
-        let contexts = self.contexts;
-        for (context, needs, url, variable) in [
-            (
-                Context::Order,
-                Context::Product,
-                &self.ports.product_url,
-                "SHOP__PORTS__PRODUCT_URL",
-            ),
-            (
-                Context::Payment,
-                Context::Order,
-                &self.ports.order_url,
-                "SHOP__PORTS__ORDER_URL",
-            ),
-        ] {
-            if contexts.runs(context) && !contexts.runs(needs) && present(url).is_none() {
-                anyhow::bail!(
-                    "the {context} context needs the {needs} context, which this process does not run \
-                     (contexts: {contexts}): run it here too (--contexts {contexts},{needs}) or set \
-                     {variable} to the process that runs it"
-                );
+        let running = self.contexts;
+        for context in running.iter() {
+            for port in context.needs {
+                let Some(offerer) = contexts::ALL.iter().find(|c| c.offers.contains(port)) else {
+                    anyhow::bail!(
+                        "no context offers {}, which the {} context needs",
+                        port.name(),
+                        context.name
+                    );
+                };
+                if !running.runs(offerer.name) && present(self.ports.url_of(offerer.name)).is_none()
+                {
+                    anyhow::bail!(
+                        "the {} context needs the {} context, which this process does not run \
+                         (contexts: {running}): run it here too (--contexts {running},{}) or set \
+                         {} to the process that runs it",
+                        context.name,
+                        offerer.name,
+                        offerer.name,
+                        PortsSettings::url_variable(offerer.name),
+                    );
+                }
             }
         }
         Ok(())
@@ -680,7 +685,10 @@ mod tests {
     #[test]
     fn port_urls_need_the_service_token_and_an_http_url() {
         let s = Settings::load_from(None, env(&[])).unwrap();
-        assert!(s.ports.product().unwrap().is_none() && s.ports.order().unwrap().is_none());
+        assert!(
+            s.ports.remote("product").unwrap().is_none()
+                && s.ports.remote("order").unwrap().is_none()
+        );
         assert!(s.ports.token().is_none(), "no internal API by default");
         let error = Settings::load_from(
             None,
@@ -714,11 +722,11 @@ mod tests {
             ]),
         )
         .unwrap();
-        let order = s.ports.order().unwrap().unwrap();
+        let order = s.ports.remote("order").unwrap().unwrap();
         assert_eq!(order.base_url.as_str(), "https://order.internal/shop");
         assert_eq!(order.timeout, std::time::Duration::from_millis(750));
         assert!(
-            s.ports.product().unwrap().is_none(),
+            s.ports.remote("product").unwrap().is_none(),
             "an empty URL is unset"
         );
         let error = Settings::load_from(None, env(&[("SHOP__PORTS__TOKEN", "short-token")]))

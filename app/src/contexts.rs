@@ -6,96 +6,82 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::Deserialize;
+use shared_kernel::context::Context;
 
-/// A bounded context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Context {
-    Product,
-    Order,
-    Payment,
-}
+/// Every context this binary links, in the order they start: each after the
+/// contexts whose ports it needs. Adding a context is one crate and one line here.
+pub const ALL: &[&Context] = &[
+    &domain_product::CONTEXT,
+    &domain_order::CONTEXT,
+    &domain_payment::CONTEXT,
+];
 
-impl Context {
-    pub const ALL: [Context; 3] = [Context::Product, Context::Order, Context::Payment];
-
-    /// Its name on the command line and in `SHOP__CONTEXTS`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Product => "product",
-            Self::Order => "order",
-            Self::Payment => "payment",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        match self {
-            Self::Product => 1,
-            Self::Order => 2,
-            Self::Payment => 4,
-        }
-    }
-}
-
-impl fmt::Display for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A non-empty set of contexts.
+/// A non-empty set of the linked contexts ([`ALL`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Contexts(u8);
+pub struct Contexts(u32);
 
 impl Contexts {
     /// Every context: the monolith, the default.
-    pub const ALL: Contexts = Contexts(1 | 2 | 4);
+    pub const ALL: Contexts = Contexts((1 << ALL.len()) - 1);
 
-    /// The set of the given contexts (`None` when empty).
-    pub fn of(contexts: &[Context]) -> Option<Self> {
-        let bits = contexts.iter().fold(0, |bits, c| bits | c.bit());
+    /// The set of the contexts named (`None` when empty or one is unknown).
+    pub fn of(names: &[&str]) -> Option<Self> {
+        let mut bits = 0;
+        for name in names {
+            bits |= 1 << ALL.iter().position(|c| c.name == *name)?;
+        }
         (bits != 0).then_some(Self(bits))
     }
 
-    pub fn runs(self, context: Context) -> bool {
-        self.0 & context.bit() != 0
+    /// Whether the context named `name` is in the set.
+    pub fn runs(self, name: &str) -> bool {
+        self.iter().any(|c| c.name == name)
     }
 
     pub fn is_all(self) -> bool {
         self == Self::ALL
     }
 
-    /// The contexts of the set, in the order product, order, payment.
-    pub fn iter(self) -> impl Iterator<Item = Context> {
-        Context::ALL.into_iter().filter(move |c| self.runs(*c))
+    /// The contexts of the set, in the order they start.
+    pub fn iter(self) -> impl Iterator<Item = &'static Context> {
+        ALL.iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, c)| *c)
     }
 
     /// Parses `product,order,payment` (any non-empty subset, in any order,
     /// spaces around names allowed); `source` names the flag or variable in
     /// the error.
     pub fn parse(raw: &str, source: &str) -> Result<Self, String> {
-        let mut contexts = Vec::new();
+        let known = known_names();
+        let mut names = Vec::new();
         for name in raw.split(',').map(str::trim) {
-            let context = match name {
-                "product" => Context::Product,
-                "order" => Context::Order,
-                "payment" => Context::Payment,
-                "" => {
-                    return Err(format!(
-                        "{source} must be a comma-separated list of product, order and payment; \
-                         it is {raw:?}, which has an empty name"
-                    ));
-                }
-                other => {
-                    return Err(format!(
-                        "{source} must be a comma-separated list of product, order and payment; \
-                         {other:?} is not a context"
-                    ));
-                }
-            };
-            contexts.push(context);
+            if name.is_empty() {
+                return Err(format!(
+                    "{source} must be a comma-separated list of {known}; \
+                     it is {raw:?}, which has an empty name"
+                ));
+            }
+            if !ALL.iter().any(|c| c.name == name) {
+                return Err(format!(
+                    "{source} must be a comma-separated list of {known}; \
+                     {name:?} is not a context"
+                ));
+            }
+            names.push(name);
         }
-        Self::of(&contexts).ok_or_else(|| format!("{source} names no context"))
+        Self::of(&names).ok_or_else(|| format!("{source} names no context"))
+    }
+}
+
+/// "product, order and payment".
+fn known_names() -> String {
+    let names: Vec<&str> = ALL.iter().map(|c| c.name).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
     }
 }
 
@@ -107,7 +93,7 @@ impl Default for Contexts {
 
 impl fmt::Display for Contexts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.iter().map(Context::name).collect();
+        let names: Vec<&str> = self.iter().map(|c| c.name).collect();
         f.write_str(&names.join(","))
     }
 }
@@ -145,13 +131,44 @@ mod tests {
             Contexts::ALL
         );
         let two: Contexts = " payment , product".parse().unwrap();
-        assert!(two.runs(Context::Product) && two.runs(Context::Payment));
-        assert!(!two.runs(Context::Order));
+        assert!(two.runs("product") && two.runs("payment"));
+        assert!(!two.runs("order"));
         assert_eq!(two.to_string(), "product,payment");
         assert_eq!(
             "order,order".parse::<Contexts>().unwrap().to_string(),
             "order"
         );
+    }
+
+    #[test]
+    fn the_linked_contexts_start_after_the_ports_they_need_and_own_their_subscribers() {
+        for (i, context) in ALL.iter().enumerate() {
+            assert!(
+                ALL[..i].iter().all(|earlier| earlier.name != context.name),
+                "{} is linked twice",
+                context.name
+            );
+            for port in context.needs {
+                assert!(
+                    ALL[..i].iter().any(|earlier| earlier.offers.contains(port)),
+                    "{} needs {}, which no context before it offers",
+                    context.name,
+                    port.name()
+                );
+            }
+            for subscriber in context.subscribers {
+                assert_eq!(
+                    shared_kernel::rabbitmq::context_of(subscriber.name),
+                    context.name,
+                    "a subscriber's name begins with its context's: its broker queue is the context's"
+                );
+                assert!(
+                    !subscriber.events.is_empty(),
+                    "{} takes no event",
+                    subscriber.name
+                );
+            }
+        }
     }
 
     #[test]

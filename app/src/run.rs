@@ -88,12 +88,11 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     };
     let app = Application::build_on(listener, &settings, db, &secrets).await?;
     if demo {
-        match &app.modules.product {
-            Some(product) => {
-                let added = product.catalog.seed_demo().await?;
-                tracing::info!(added, "demo catalog seeded");
-            }
-            None => tracing::warn!("--demo seeds the catalog, which this process does not run"),
+        if app.modules.has_demo() {
+            let added = app.modules.seed_demo().await?;
+            tracing::info!(added, "demo catalog seeded");
+        } else {
+            tracing::warn!("--demo seeds the catalog, which this process does not run");
         }
     }
     let base = app.urls().public.clone();

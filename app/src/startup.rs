@@ -1,5 +1,8 @@
-//! Wiring: the one place that builds every module and mounts it on one server.
+//! Wiring: the one place that starts the contexts a process runs and mounts
+//! them on one server. Each context describes itself ([`contexts::ALL`]);
+//! this file loops over them.
 
+use std::any::Any;
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,35 +10,27 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, web};
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
-use domain_payment::model::PaymentMethod;
-use domain_payment::providers::alipay_gateway::AlipayGateway;
+use anyhow::Context as _;
+use domain_order::OrderConfig;
+use domain_payment::PaymentConfig;
 use domain_payment::service::Reconciliation;
-use domain_payment::signature::ShopSignature;
-use domain_payment::{
-    CheckoutLinks, Gateways, PaymentService, Refunds, SandboxCheckout, SandboxGateway,
-    SandboxTrades, TradeClosing, WechatPayGateway,
-};
-use domain_product::cache::{InvalidatingInventory, Invalidator};
-use domain_product::{ProductCatalog, ProductInventory, StockReservations};
+use domain_product::ProductConfig;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use shared_kernel::auth::token::TokenSettings;
 use shared_kernel::auth::{AdminToken, Authenticator, FailureLimiter, TokenVerifier};
+use shared_kernel::context::{Job, Seed, Serve, Stop, Wiring};
 use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
-use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
+use shared_kernel::outbox::{self, DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
 use shared_kernel::ports::internal::ServiceToken;
-use shared_kernel::ports::remote::{RemoteInventory, RemoteOrderLookup};
-use shared_kernel::ports::{Inventory, OrderLookup, PaymentGateway};
-use shared_kernel::rabbitmq::RabbitMq;
+use shared_kernel::rabbitmq::{RabbitMq, Subscription};
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::api::{self, RouteTable};
 use crate::config::Settings;
-use crate::contexts::{Context, Contexts};
+use crate::contexts::{self, Contexts};
 use crate::limits;
 use crate::observability::{self, RequestSpan};
 use crate::workers::Workers;
@@ -43,70 +38,13 @@ use crate::workers::Workers;
 /// Every subscriber of every context, and the event types it takes: the
 /// queues a message broker must hold before the first event is published
 /// (each process declares them all, whichever contexts it runs).
-pub const SUBSCRIPTIONS: &[shared_kernel::rabbitmq::Subscription] = &[
-    (StockReservations::NAME, StockReservations::EVENTS),
-    (PaymentOutcomes::NAME, PaymentOutcomes::EVENTS),
-    (Refunds::NAME, Refunds::EVENTS),
-    (TradeClosing::NAME, TradeClosing::EVENTS),
-];
-
-/// The migrations of one backend: the event bus's tables (every process
-/// needs them), then each context's.
-struct Groups {
-    bus: &'static EmbeddedMigrations,
-    product: &'static EmbeddedMigrations,
-    order: &'static EmbeddedMigrations,
-    payment: &'static EmbeddedMigrations,
+pub fn subscriptions() -> Vec<Subscription> {
+    contexts::ALL
+        .iter()
+        .flat_map(|context| context.subscribers)
+        .map(|subscriber| (subscriber.name, subscriber.events))
+        .collect()
 }
-
-impl Groups {
-    /// The bus's migrations and those of `contexts`.
-    fn for_contexts(&self, contexts: Contexts) -> Vec<&'static EmbeddedMigrations> {
-        let mut sources = vec![self.bus];
-        sources.extend(contexts.iter().map(|context| match context {
-            Context::Product => self.product,
-            Context::Order => self.order,
-            Context::Payment => self.payment,
-        }));
-        sources
-    }
-}
-
-static SQLITE_BUS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/bus");
-static SQLITE_PRODUCT: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/product");
-static SQLITE_ORDER: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/order");
-static SQLITE_PAYMENT: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/payment");
-const SQLITE: Groups = Groups {
-    bus: &SQLITE_BUS,
-    product: &SQLITE_PRODUCT,
-    order: &SQLITE_ORDER,
-    payment: &SQLITE_PAYMENT,
-};
-static POSTGRES_BUS: EmbeddedMigrations = embed_migrations!("../migrations/postgres/bus");
-static POSTGRES_PRODUCT: EmbeddedMigrations = embed_migrations!("../migrations/postgres/product");
-static POSTGRES_ORDER: EmbeddedMigrations = embed_migrations!("../migrations/postgres/order");
-static POSTGRES_PAYMENT: EmbeddedMigrations = embed_migrations!("../migrations/postgres/payment");
-const POSTGRES: Groups = Groups {
-    bus: &POSTGRES_BUS,
-    product: &POSTGRES_PRODUCT,
-    order: &POSTGRES_ORDER,
-    payment: &POSTGRES_PAYMENT,
-};
-#[cfg(feature = "mysql")]
-static MYSQL_BUS: EmbeddedMigrations = embed_migrations!("../migrations/mysql/bus");
-#[cfg(feature = "mysql")]
-static MYSQL_PRODUCT: EmbeddedMigrations = embed_migrations!("../migrations/mysql/product");
-#[cfg(feature = "mysql")]
-static MYSQL_ORDER: EmbeddedMigrations = embed_migrations!("../migrations/mysql/order");
-#[cfg(feature = "mysql")]
-static MYSQL_PAYMENT: EmbeddedMigrations = embed_migrations!("../migrations/mysql/payment");
-#[cfg(feature = "mysql")]
-const MYSQL: Groups = Groups {
-    bus: &MYSQL_BUS,
-    product: &MYSQL_PRODUCT,
-    order: &MYSQL_ORDER,
-    payment: &MYSQL_PAYMENT,
-};
 
 /// The SQL migrations of every backend and every context, embedded in the binary.
 pub fn migrations() -> Migrations {
@@ -115,12 +53,9 @@ pub fn migrations() -> Migrations {
 
 /// The SQL migrations of the event bus and of `contexts`, for every backend.
 pub fn migrations_for(contexts: Contexts) -> Migrations {
-    Migrations {
-        sqlite: SQLITE.for_contexts(contexts),
-        postgres: POSTGRES.for_contexts(contexts),
-        #[cfg(feature = "mysql")]
-        mysql: MYSQL.for_contexts(contexts),
-    }
+    Migrations::of(
+        std::iter::once(&outbox::MIGRATIONS).chain(contexts.iter().map(|c| &c.migrations)),
+    )
 }
 
 /// Opens the database named by the settings and brings the schema of the
@@ -226,16 +161,21 @@ impl Urls {
     }
 }
 
-/// Every module of the app, built once and shared by the server's workers:
-/// what every process has, and each context it runs (`None` for one it does
-/// not run: its routes, subscribers and workers are then absent).
+/// What the process runs, built once and shared by the server's workers:
+/// the database and the event bus every process has, and what the contexts
+/// it runs serve, deliver and schedule.
 #[derive(Clone)]
 pub struct Modules {
     pub db: Db,
     pub contexts: Contexts,
-    pub product: Option<ProductModule>,
-    pub order: Option<OrderModule>,
-    pub payment: Option<PaymentModule>,
+    /// What the contexts' routes need, registered on every HTTP worker.
+    serve: Vec<Serve>,
+    /// The contexts' background jobs.
+    pub jobs: Vec<Job>,
+    /// How `--demo` seeds the contexts that have a demo.
+    seeds: Vec<Seed>,
+    /// The facades of the running contexts ([`Modules::facade`]).
+    facades: Arc<Vec<Box<dyn Any + Send + Sync>>>,
     pub outbox: Outbox,
     pub dispatcher: Dispatcher,
     /// The message broker, when events travel through RabbitMQ (`SHOP__BUS__KIND=rabbitmq`).
@@ -243,51 +183,18 @@ pub struct Modules {
     /// Checks every credential (customer tokens, the admin token), shared by all workers.
     pub auth: web::Data<Authenticator>,
     pub tokens: Arc<TokenVerifier>,
-    /// The internal API (`/internal/v1`), served only with `SHOP__PORTS__TOKEN` set.
-    pub internal: Option<Internal>,
-}
-
-/// The product context: the catalog and its stock.
-#[derive(Clone)]
-pub struct ProductModule {
-    pub catalog: ProductCatalog,
-    pub inventory: ProductInventory,
-}
-
-/// The order context.
-#[derive(Clone)]
-pub struct OrderModule {
-    pub orders: OrderService,
-}
-
-/// The payment context and its gateways.
-#[derive(Clone)]
-pub struct PaymentModule {
-    pub payments: PaymentService,
-    pub sandbox: Option<SandboxCheckout>,
-    /// Alipay, when configured (its notify route verifies with it).
-    pub alipay: Option<AlipayGateway>,
-    /// WeChat Pay, when configured (its notify route verifies with it).
-    pub wechat_pay: Option<web::Data<WechatPayGateway>>,
-}
-
-/// What the internal API serves: this process's own ports, behind the
-/// service token (each only when its context runs here).
-#[derive(Clone)]
-pub struct Internal {
-    pub token: web::Data<ServiceToken>,
-    pub inventory: Option<web::Data<dyn Inventory>>,
-    pub orders: Option<web::Data<dyn OrderLookup>>,
+    /// The internal API's token (`/internal/v1`, served only with `SHOP__PORTS__TOKEN` set).
+    pub internal: Option<web::Data<ServiceToken>>,
 }
 
 impl Modules {
-    /// Wires the contexts this process runs: the order context reserves
-    /// stock through the product context's `Inventory`, the payment context
-    /// reads orders through the order context's `OrderLookup` (each here, or
-    /// over HTTP at `SHOP__PORTS__PRODUCT_URL` / `SHOP__PORTS__ORDER_URL`),
-    /// and each context's subscribers are registered on the event bus. Fails
-    /// when a context cannot run as configured, or a configured provider
-    /// cannot be used (such as a notify URL it cannot call).
+    /// Starts the contexts this process runs, in order: each takes what the
+    /// wiring holds (the database, the outbox, its settings, the ports it
+    /// needs: here, or over HTTP at `SHOP__PORTS__<CONTEXT>_URL`) and offers
+    /// its own ports to the next; then their subscribers are registered on
+    /// the event bus. Fails when a context cannot run as configured, or a
+    /// configured provider cannot be used (such as a notify URL it cannot
+    /// call). Also returns the stops of the contexts' own background work.
     pub fn new(
         db: Db,
         settings: &Settings,
@@ -295,42 +202,31 @@ impl Modules {
         tokens: Arc<TokenVerifier>,
         urls: &Urls,
         broker: Option<Arc<RabbitMq>>,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, Vec<Stop>)> {
         settings.check_contexts()?;
         let contexts = settings.contexts;
+        let outbox = Outbox::new();
+        let mut wiring = wiring(&db, &outbox, settings, secrets, urls)?;
+        let mut bus = EventBusBuilder::default();
+        let (mut serve, mut jobs, mut seeds, mut stops, mut facades) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for context in contexts.iter() {
+            let mut started = (context.start)(&mut wiring)
+                .with_context(|| format!("the {} context cannot start", context.name))?;
+            for (subscriber, handler) in started.subscriptions(context)? {
+                bus = bus.subscribe(subscriber.name, subscriber.events, handler);
+            }
+            serve.extend(started.serves().iter().cloned());
+            jobs.extend(started.jobs().iter().cloned());
+            seeds.extend(started.seeder().cloned());
+            stops.extend(started.take_stops());
+            facades.extend(started.take_facades());
+        }
         let dispatch = DispatchOptions {
             poll_interval: Duration::from_millis(settings.worker.poll_ms),
             ..Default::default()
         };
-        let mut bus = EventBusBuilder::default();
-        if contexts.runs(Context::Product) {
-            bus = bus.subscribe(
-                StockReservations::NAME,
-                StockReservations::EVENTS,
-                Arc::new(StockReservations),
-            );
-        }
-        if contexts.runs(Context::Payment) {
-            bus = bus
-                .subscribe(Refunds::NAME, Refunds::EVENTS, Arc::new(Refunds))
-                .subscribe(
-                    TradeClosing::NAME,
-                    TradeClosing::EVENTS,
-                    Arc::new(TradeClosing),
-                );
-        }
-        // The order context's subscriber publishes events of its own, so it needs the outbox the bus builds.
-        let (outbox, dispatcher) = bus.build_with(db.clone(), dispatch, |bus, outbox| {
-            if contexts.runs(Context::Order) {
-                bus.subscribe(
-                    PaymentOutcomes::NAME,
-                    PaymentOutcomes::EVENTS,
-                    Arc::new(PaymentOutcomes::new(outbox.clone())),
-                )
-            } else {
-                bus
-            }
-        });
+        let dispatcher = bus.build(db.clone(), dispatch, &outbox);
         // With a broker, the outbox's relay publishes every event to it, and
         // the subscribers take theirs from their context's queue.
         let dispatcher = match &broker {
@@ -342,78 +238,16 @@ impl Modules {
         dispatcher
             .register(&mut *db.get_blocking()?)
             .map_err(|e| anyhow::anyhow!("cannot record the event subscriptions: {e}"))?;
-        let product = contexts.runs(Context::Product).then(|| ProductModule {
-            catalog: ProductCatalog::new(db.clone()),
-            inventory: ProductInventory::new(db.clone()),
-        });
-        // This process's own product context, as the port serves it (also to
-        // other processes, over the internal API).
-        let local_inventory: Option<Arc<dyn Inventory>> = product.as_ref().map(|product| {
-            Arc::new(InvalidatingInventory::new(
-                product.inventory.clone(),
-                product.catalog.cache().clone(),
-            )) as Arc<dyn Inventory>
-        });
-        let order = match contexts.runs(Context::Order) {
-            false => None,
-            true => {
-                // The order context reserves stock here, or in the process
-                // that runs the product context (SHOP__PORTS__PRODUCT_URL,
-                // which wins when both are there).
-                let inventory: Arc<dyn Inventory> = match (
-                    settings.ports.product()?,
-                    &local_inventory,
-                ) {
-                    (Some(remote), _) => {
-                        tracing::info!(url = %remote.base_url, "the product context runs elsewhere: stock is reserved over HTTP");
-                        Arc::new(RemoteInventory::new(remote)?)
-                    }
-                    (None, Some(local)) => local.clone(),
-                    (None, None) => anyhow::bail!("the order context needs the product context"),
-                };
-                Some(OrderModule {
-                    orders: OrderService::new(
-                        db.clone(),
-                        outbox.clone(),
-                        inventory,
-                        Duration::from_secs(settings.order.payment_timeout_secs),
-                    ),
-                })
-            }
-        };
-        let local_orders: Option<Arc<dyn OrderLookup>> = order
-            .as_ref()
-            .map(|_| Arc::new(OrderDirectory::new(db.clone())) as Arc<dyn OrderLookup>);
-        let payment = match contexts.runs(Context::Payment) {
-            false => None,
-            true => {
-                // The payment context reads orders here, or in the process that
-                // runs the order context (SHOP__PORTS__ORDER_URL, which wins
-                // when both are there).
-                let orders: Arc<dyn OrderLookup> = match (settings.ports.order()?, &local_orders) {
-                    (Some(remote), _) => {
-                        tracing::info!(url = %remote.base_url, "the order context runs elsewhere: orders are read over HTTP");
-                        Arc::new(RemoteOrderLookup::new(remote)?)
-                    }
-                    (None, Some(local)) => local.clone(),
-                    (None, None) => anyhow::bail!("the payment context needs the order context"),
-                };
-                Some(PaymentModule::new(
-                    settings, secrets, urls, &db, &outbox, orders,
-                )?)
-            }
-        };
-        let internal = settings.ports.token().map(|token| Internal {
-            token: web::Data::new(ServiceToken::new(token)),
-            inventory: local_inventory.map(web::Data::from),
-            orders: local_orders.map(web::Data::from),
-        });
-        Ok(Self {
-            internal,
+        let modules = Self {
+            internal: settings
+                .ports
+                .token()
+                .map(|token| web::Data::new(ServiceToken::new(token))),
             contexts,
-            product,
-            order,
-            payment,
+            serve,
+            jobs,
+            seeds,
+            facades: Arc::new(facades),
             outbox,
             dispatcher,
             broker,
@@ -424,82 +258,92 @@ impl Modules {
                 FailureLimiter::per_minute(settings.auth.failures_per_minute),
             )),
             tokens,
-        })
+        };
+        Ok((modules, stops))
+    }
+
+    /// Seeds the demo of every context that has one (`shop serve --demo`);
+    /// how many things were added.
+    pub async fn seed_demo(&self) -> anyhow::Result<usize> {
+        let mut added = 0;
+        for seed in &self.seeds {
+            added += seed().await?;
+        }
+        Ok(added)
+    }
+
+    /// The facade of type `T` of a context this process runs (such as
+    /// `domain_product::ProductCatalog`), for the binary's own commands and tests.
+    pub fn facade<T: Any + Clone>(&self) -> Option<T> {
+        self.facades
+            .iter()
+            .find_map(|f| f.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Whether a context of this process has a demo to seed.
+    pub fn has_demo(&self) -> bool {
+        !self.seeds.is_empty()
     }
 }
 
-impl PaymentModule {
-    /// The payment context with its gateways: the real providers configured,
-    /// then the sandbox (when on) for every method left.
-    fn new(
-        settings: &Settings,
-        secrets: &Secrets,
-        urls: &Urls,
-        db: &Db,
-        outbox: &Outbox,
-        orders: Arc<dyn OrderLookup>,
-    ) -> anyhow::Result<Self> {
-        let links = CheckoutLinks::new(&secrets.webhook_secret);
-        // The sandbox's own record of its trades, which its page and its gateway share.
-        let sandbox_trades = SandboxTrades::default();
-        let mut gateways = Gateways::default();
-        // Real providers first: the first gateway given for a method serves it.
-        let alipay = match settings
-            .payment
-            .alipay
-            .as_ref()
-            .and_then(|a| a.protocol.clone())
-        {
-            Some(protocol) => {
-                let notify_url = format!("{}/api/v1/payments/notify/alipay", urls.public);
-                let gateway = AlipayGateway::new(protocol, notify_url).map_err(|e| {
-                    anyhow::anyhow!("Alipay (SHOP__PAYMENT__PUBLIC_URL must be https): {e}")
-                })?;
-                gateways = gateways.serve(PaymentMethod::Alipay, Arc::new(gateway.clone()));
-                Some(gateway)
-            }
-            None => None,
-        };
-        let wechat_pay = settings.payment.wechat_pay.as_ref().map(|wechat_pay| {
-            Arc::new(WechatPayGateway::new(
-                wechat_pay.protocol.clone(),
-                &urls.public,
-            ))
-        });
-        if let Some(wechat_pay) = &wechat_pay {
-            gateways = gateways.serve(PaymentMethod::WechatPay, wechat_pay.clone());
-        }
-        if settings.payment.sandbox {
-            let sandbox: Arc<dyn PaymentGateway> = Arc::new(SandboxGateway::new(
-                &urls.public,
-                links.clone(),
-                sandbox_trades.clone(),
-            ));
-            for method in [PaymentMethod::Alipay, PaymentMethod::WechatPay] {
-                gateways = gateways.serve(method, sandbox.clone());
-            }
-        }
-        let payments = PaymentService::new(
-            db.clone(),
-            outbox.clone(),
-            orders,
-            gateways,
-            ShopSignature::new(secrets.webhook_secret.clone()),
-            Reconciliation {
+/// What the contexts are started from: the database, the outbox, each
+/// context's settings, and the HTTP adapters of the ports that the running
+/// contexts need from other processes (`SHOP__PORTS__<CONTEXT>_URL`).
+fn wiring(
+    db: &Db,
+    outbox: &Outbox,
+    settings: &Settings,
+    secrets: &Secrets,
+    urls: &Urls,
+) -> anyhow::Result<Wiring> {
+    let mut wiring = Wiring::default();
+    wiring
+        .provide(db.clone())
+        .provide(outbox.clone())
+        .provide(DatabaseUrl::parse(&settings.database.url)?)
+        .provide(ProductConfig {
+            abandoned_reservation_grace: Duration::from_secs(
+                settings.worker.abandoned_reservation_grace_secs,
+            ),
+        })
+        .provide(OrderConfig {
+            payment_timeout: Duration::from_secs(settings.order.payment_timeout_secs),
+            expiry_sweep: Duration::from_millis(settings.order.expiry_sweep_ms),
+        })
+        .provide(PaymentConfig {
+            webhook_secret: secrets.webhook_secret.clone(),
+            sandbox: settings.payment.sandbox,
+            public_url: urls.public.clone(),
+            internal_url: urls.internal.clone(),
+            alipay: settings
+                .payment
+                .alipay
+                .as_ref()
+                .and_then(|a| a.protocol.clone()),
+            wechat_pay: settings
+                .payment
+                .wechat_pay
+                .as_ref()
+                .map(|w| w.protocol.clone()),
+            reconciliation: Reconciliation {
                 window: Duration::from_secs(settings.payment.reconcile_window_secs),
                 every: Duration::from_secs(settings.payment.query_interval_secs),
             },
-        );
-        Ok(Self {
-            payments,
-            alipay,
-            sandbox: settings
-                .payment
-                .sandbox
-                .then(|| SandboxCheckout::new(&urls.internal, links, sandbox_trades)),
-            wechat_pay: wechat_pay.map(web::Data::from),
-        })
+            provider_work_every: Duration::from_millis(settings.worker.poll_ms),
+        });
+    for context in settings.contexts.iter() {
+        for port in context.needs {
+            let Some(offerer) = contexts::ALL.iter().find(|c| c.offers.contains(port)) else {
+                continue;
+            };
+            if let Some(remote) = settings.ports.remote(offerer.name)? {
+                tracing::info!(url = %remote.base_url, port = port.name(), "the {} context runs elsewhere: its port is called over HTTP", offerer.name);
+                port.connect(remote, &mut wiring)?;
+            }
+        }
     }
+    Ok(wiring)
 }
 
 /// A bound, not yet running, server.
@@ -508,7 +352,8 @@ pub struct Application {
     urls: Urls,
     server: Server,
     workers: Option<Workers>,
-    product_cache: Option<Invalidator>,
+    /// Stops the background work the contexts started with themselves.
+    stops: Vec<Stop>,
     /// Fetches the identity provider's keys again, now and then.
     key_refresh: Option<tokio::task::JoinHandle<()>>,
     pub modules: Modules,
@@ -535,7 +380,7 @@ impl Application {
         let broker = match settings.bus.rabbitmq()? {
             Some(rabbitmq) => {
                 let exchange = rabbitmq.exchange.clone();
-                let broker = RabbitMq::connect(rabbitmq, SUBSCRIPTIONS)
+                let broker = RabbitMq::connect(rabbitmq, &subscriptions())
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!("cannot reach RabbitMQ (SHOP__BUS__RABBITMQ_URL): {e:#}")
@@ -545,16 +390,7 @@ impl Application {
             }
             None => None,
         };
-        let modules = Modules::new(db, settings, secrets, tokens, &urls, broker)?;
-        if modules.payment.is_some() && settings.payment.sandbox {
-            tracing::warn!(
-                checkout = %format!("{}/sandbox/checkout/", urls.public),
-                "the sandbox payment gateway is on: anyone can pay for free. Set SHOP__PAYMENT__SANDBOX=false in production"
-            );
-        }
-        if let Some(payment) = &modules.payment {
-            tracing::info!(gateways = ?payment.payments.gateways(), "payment methods and the gateways that serve them");
-        }
+        let (modules, stops) = Modules::new(db, settings, secrets, tokens, &urls, broker)?;
         tracing::info!(contexts = %modules.contexts, "contexts run by this process");
         let contexts = modules.contexts;
         // The routes of the contexts this process runs: any other path is an unknown one (404).
@@ -570,19 +406,8 @@ impl Application {
         let server =
             actix_web::HttpServer::new(move || {
                 let mut app = api::mount(App::new().into_utoipa_app(), contexts);
-                if let Some(internal) = &state.internal {
-                    let mut internal_app = app.app_data(internal.token.clone());
-                    if let Some(inventory) = &internal.inventory {
-                        internal_app = internal_app.app_data(inventory.clone());
-                    }
-                    if let Some(orders) = &internal.orders {
-                        internal_app = internal_app.app_data(orders.clone());
-                    }
-                    app = api::mount_internal(
-                        internal_app,
-                        internal.inventory.is_some(),
-                        internal.orders.is_some(),
-                    );
+                if let Some(token) = &state.internal {
+                    app = api::mount_internal(app.app_data(token.clone()), contexts);
                 }
                 let (app, _) = app.split_for_parts();
                 app.app_data(web::Data::new(state.db.clone()))
@@ -590,24 +415,8 @@ impl Application {
                     .app_data(web::PayloadConfig::new(max_body))
                     .app_data(routes.clone())
                     .configure(|cfg| {
-                        if let Some(product) = &state.product {
-                            cfg.app_data(web::Data::new(product.catalog.clone()));
-                        }
-                        if let Some(order) = &state.order {
-                            cfg.app_data(web::Data::new(order.orders.clone()));
-                        }
-                        if let Some(payment) = &state.payment {
-                            cfg.app_data(web::Data::new(payment.payments.clone()));
-                            if let Some(wechat_pay) = &payment.wechat_pay {
-                                cfg.app_data(wechat_pay.clone());
-                            }
-                            if let Some(sandbox) = &payment.sandbox {
-                                cfg.app_data(web::Data::new(sandbox.clone()));
-                                domain_payment::sandbox::configure_checkout(cfg);
-                            }
-                            if let Some(alipay) = &payment.alipay {
-                                cfg.app_data(web::Data::new(alipay.clone()));
-                            }
+                        for serve in &state.serve {
+                            serve(cfg);
                         }
                     })
                     .service(web::redirect("/swagger-ui", "/swagger-ui/"))
@@ -658,15 +467,6 @@ impl Application {
             .worker
             .enabled
             .then(|| Workers::start(&modules, settings));
-        // Every instance of the product context runs one: it keeps the
-        // product cache right whoever writes.
-        let product_cache = match &modules.product {
-            Some(product) => Some(Invalidator::start(
-                product.catalog.cache(),
-                &DatabaseUrl::parse(&settings.database.url)?,
-            )?),
-            None => None,
-        };
         let key_refresh = modules.tokens.uses_jwks().then(|| {
             let tokens = modules.tokens.clone();
             let every = Duration::from_secs(settings.auth.jwks_refresh_secs);
@@ -682,7 +482,7 @@ impl Application {
             urls,
             server,
             workers,
-            product_cache,
+            stops,
             key_refresh,
             modules,
         })
@@ -703,8 +503,8 @@ impl Application {
         if let Some(workers) = self.workers {
             workers.stop().await;
         }
-        if let Some(product_cache) = self.product_cache {
-            product_cache.stop().await;
+        for stop in self.stops {
+            stop().await;
         }
         if let Some(refresh) = self.key_refresh {
             refresh.abort();

@@ -8,7 +8,7 @@
 //! refuse the file, rather than guess.)
 
 use shop::api::openapi_for;
-use shop::contexts::{Context, Contexts};
+use shop::contexts::Contexts;
 
 const CONFIG: &str = include_str!("../../deploy/nginx/shop-split.conf");
 
@@ -87,7 +87,7 @@ fn route(locations: &[Location], path: &str) -> Target {
 }
 
 /// The paths of a context's document, with sample values for their parameters.
-fn paths_of(context: Context) -> Vec<String> {
+fn paths_of(context: &str) -> Vec<String> {
     let document = openapi_for(Contexts::of(&[context]).unwrap());
     document
         .paths
@@ -112,20 +112,18 @@ fn paths_of(context: Context) -> Vec<String> {
 fn every_public_path_reaches_the_service_that_serves_it() {
     let locations = locations();
     assert!(locations.len() >= 10, "{locations:?}");
-    let everywhere: Vec<String> = paths_of(Context::Product)
+    let everywhere: Vec<String> = paths_of("product")
         .into_iter()
-        .filter(|path| {
-            paths_of(Context::Order).contains(path) && paths_of(Context::Payment).contains(path)
-        })
+        .filter(|path| paths_of("order").contains(path) && paths_of("payment").contains(path))
         .collect();
     assert!(
         everywhere.iter().any(|p| p == "/metrics"),
         "health and metrics are every service's: {everywhere:?}"
     );
     for (context, upstream) in [
-        (Context::Product, "shop_product"),
-        (Context::Order, "shop_order"),
-        (Context::Payment, "shop_payment"),
+        ("product", "shop_product"),
+        ("order", "shop_order"),
+        ("payment", "shop_payment"),
     ] {
         let own: Vec<String> = paths_of(context)
             .into_iter()

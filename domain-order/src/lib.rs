@@ -9,6 +9,7 @@
 //! transaction. [`OrderDirectory`] implements the `OrderLookup` port for the
 //! payment context, and [`PaymentOutcomes`] pays orders on `PaymentSucceeded`.
 
+pub mod context;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -19,6 +20,7 @@ mod repository;
 mod schema;
 pub mod service;
 
+pub use context::{CONTEXT, OrderConfig};
 pub use error::OrderError;
 pub use events::PaymentOutcomes;
 pub use lookup::OrderDirectory;

@@ -10,6 +10,7 @@
 //! context as an event, and [`Refunds`] marks refused payments for refund.
 
 pub mod alipay_http;
+pub mod context;
 pub mod error;
 pub mod events;
 pub mod gateways;
@@ -24,6 +25,7 @@ pub mod service;
 pub mod signature;
 pub mod wechat_pay_notify;
 
+pub use context::{CONTEXT, PaymentConfig};
 pub use error::PaymentError;
 pub use events::{Refunds, TradeClosing};
 pub use gateways::Gateways;

@@ -9,6 +9,7 @@
 //! [`StockReservations`] keeps reservations in step with orders' events.
 
 pub mod cache;
+pub mod context;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -21,6 +22,7 @@ mod schema;
 pub mod service;
 
 pub use cache::ProductCache;
+pub use context::{CONTEXT, ProductConfig};
 pub use error::ProductError;
 pub use events::StockReservations;
 pub use inventory::ProductInventory;

@@ -670,6 +670,25 @@ pub struct Migrations {
     pub mysql: Vec<&'static EmbeddedMigrations>,
 }
 
+impl Migrations {
+    /// The migrations of `groups` (the event bus's, then the contexts'), for every backend.
+    pub fn of<'a>(groups: impl IntoIterator<Item = &'a crate::context::Migrations>) -> Self {
+        let mut migrations = Self {
+            sqlite: Vec::new(),
+            postgres: Vec::new(),
+            #[cfg(feature = "mysql")]
+            mysql: Vec::new(),
+        };
+        for group in groups {
+            migrations.sqlite.push(group.sqlite);
+            migrations.postgres.push(group.postgres);
+            #[cfg(feature = "mysql")]
+            migrations.mysql.push(group.mysql);
+        }
+        migrations
+    }
+}
+
 /// Several embedded sources as one: diesel applies the pending ones of all
 /// of them in version order.
 struct Sources(Vec<&'static EmbeddedMigrations>);

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod context;
 pub mod db;
 pub mod events;
 pub mod group_commit;

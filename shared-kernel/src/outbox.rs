@@ -82,6 +82,20 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_inbox
 );
 
+/// The event bus's own tables (outbox, deliveries, subscriptions, inbox),
+/// which every process needs whatever contexts it runs.
+pub const MIGRATIONS: crate::context::Migrations = crate::context::Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    postgres: &POSTGRES_MIGRATIONS,
+    mysql: &MYSQL_MIGRATIONS,
+};
+static SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("../migrations/sqlite/bus");
+static POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("../migrations/postgres/bus");
+static MYSQL_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("../migrations/mysql/bus");
+
 /// The subscriber that relays events to a message broker (`SHOP__BUS__KIND=rabbitmq`):
 /// it takes every event type, and its deliveries are "sent" once the broker confirmed them.
 pub const RELAY: &str = "bus.relay";
@@ -143,17 +157,12 @@ impl EventBusBuilder {
         self
     }
 
-    /// Builds the bus; `more` registers subscribers that themselves publish
-    /// events, and so need the outbox being built.
-    pub fn build_with(
-        self,
-        db: Db,
-        options: DispatchOptions,
-        more: impl FnOnce(Self, &Outbox) -> Self,
-    ) -> (Outbox, Dispatcher) {
-        let wake = Arc::new(Notify::new());
-        let outbox = Outbox { wake: wake.clone() };
-        let bus = more(self, &outbox);
+    /// Builds the bus: its dispatcher delivers to the subscribers what
+    /// `outbox` records (the outbox is made first, since some subscribers
+    /// publish events of their own).
+    pub fn build(self, db: Db, options: DispatchOptions, outbox: &Outbox) -> Dispatcher {
+        let bus = self;
+        let wake = outbox.wake.clone();
         let mut routes = Vec::new();
         let mut handlers = HashMap::new();
         for subscription in bus.subscriptions {
@@ -164,7 +173,7 @@ impl EventBusBuilder {
         }
         let mut names: Vec<&'static str> = handlers.keys().copied().collect();
         names.sort_unstable();
-        let dispatcher = Dispatcher {
+        Dispatcher {
             db,
             handlers: Arc::new(handlers),
             names: names.into(),
@@ -172,8 +181,7 @@ impl EventBusBuilder {
             wake,
             options,
             relay: None,
-        };
-        (outbox, dispatcher)
+        }
     }
 }
 
@@ -190,6 +198,14 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
+    /// An outbox for one process's event bus ([`EventBusBuilder::build`]).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self {
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
     /// Records `event` for every subscription to its type. Call it inside the
     /// write transaction of the state change that causes the event.
     pub fn publish<E: IntegrationEvent>(

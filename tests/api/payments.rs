@@ -691,10 +691,8 @@ async fn notification_records_are_pruned_once_they_cannot_be_replayed(app: TestA
     assert_eq!(count(&url, rows), 2);
     assert_eq!(
         app.modules
-            .payment
-            .as_ref()
+            .facade::<domain_payment::PaymentService>()
             .expect("payment context")
-            .payments
             .prune_notifications()
             .await
             .unwrap(),

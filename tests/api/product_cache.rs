@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
+use domain_product::ProductCatalog;
 use reqwest::Method;
 use shop_tests::{Backend, StatusCode, TestApp, TestDatabase, eventually, json};
 
@@ -44,10 +45,8 @@ async fn cache_holds(app: &TestApp, product: &str, stock: i64) {
         assert_eq!(app.stock(product).await, stock);
         let cached = app
             .modules
-            .product
-            .as_ref()
+            .facade::<ProductCatalog>()
             .expect("product context")
-            .catalog
             .cache()
             .peek(product);
         if cached.as_ref().map(|p| p.product().stock.units()) == Some(stock) {
@@ -68,17 +67,13 @@ async fn writes_reach_every_instance_cache_within_100_ms(backend: Backend) {
     let b = TestApp::spawn_on(&database, backend, &[]).await;
     eventually("both caches hear of changes", || async {
         a.modules
-            .product
-            .as_ref()
+            .facade::<ProductCatalog>()
             .expect("product context")
-            .catalog
             .cache()
             .is_live()
             && b.modules
-                .product
-                .as_ref()
+                .facade::<ProductCatalog>()
                 .expect("product context")
-                .catalog
                 .cache()
                 .is_live()
     })
@@ -148,10 +143,8 @@ async fn writes_reach_every_instance_cache_within_100_ms(backend: Backend) {
         let sent = Instant::now();
         while b
             .modules
-            .product
-            .as_ref()
+            .facade::<ProductCatalog>()
             .expect("product context")
-            .catalog
             .cache()
             .peek(&product)
             .is_some()

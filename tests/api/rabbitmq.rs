@@ -12,7 +12,7 @@ use std::time::Duration;
 use shared_kernel::db::AnyConnection;
 use shared_kernel::events::{EventEnvelope, IntegrationEvent};
 use shared_kernel::outbox::{
-    DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Publisher,
+    DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Outbox, Publisher,
 };
 use shared_kernel::rabbitmq::{RabbitMq, RabbitSettings};
 use shop_tests::broker::{self, Broker, TcpProxy};
@@ -255,9 +255,9 @@ impl Consuming {
         let database = TestDatabase::create(backend);
         let url = database.url();
         let db = database.open_migrated();
-        let (_, dispatcher): (_, Dispatcher) = EventBusBuilder::default()
+        let dispatcher: Dispatcher = EventBusBuilder::default()
             .subscribe("test.subscriber", &[Pinged::TYPE], handler)
-            .build_with(db, DispatchOptions::default(), |bus, _| bus);
+            .build(db, DispatchOptions::default(), &Outbox::new());
         let exchange = broker::fresh_exchange();
         let bus = RabbitMq::connect(
             RabbitSettings {

@@ -14,9 +14,10 @@ use shop_tests::{Backend, TestDatabase, count};
 /// A process's bus with one subscriber, `name`, to `test.pinged`.
 fn bus(db: &Db, name: &'static str) -> (Outbox, Dispatcher, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
-    let (outbox, dispatcher) = EventBusBuilder::default()
+    let outbox = Outbox::new();
+    let dispatcher = EventBusBuilder::default()
         .subscribe(name, &[Pinged::TYPE], recorder.clone())
-        .build_with(db.clone(), DispatchOptions::default(), |bus, _| bus);
+        .build(db.clone(), DispatchOptions::default(), &outbox);
     (outbox, dispatcher, recorder)
 }
 

@@ -1,0 +1,92 @@
+//! The product context as it describes itself to the app: its tables, its
+//! routes, its subscriber, its jobs, and the `Inventory` port it offers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use shared_kernel::context::{
+    self, Context, Job, Migrations, Port, Routes, Started, Subscriber, Wiring,
+};
+use shared_kernel::db::{DatabaseUrl, Db};
+use shared_kernel::ports::Inventory;
+
+use crate::cache::{InvalidatingInventory, Invalidator};
+use crate::{ProductCatalog, ProductInventory, StockReservations};
+
+/// The product context: the catalog and its stock.
+pub const CONTEXT: Context = Context {
+    name: "product",
+    migrations: Migrations {
+        sqlite: &SQLITE,
+        postgres: &POSTGRES,
+        mysql: &MYSQL,
+    },
+    routes: Routes {
+        api: crate::http::configure_api,
+        original_spec: crate::http::configure_original_spec,
+        internal: Some(crate::internal_http::configure),
+    },
+    subscribers: &[Subscriber {
+        name: StockReservations::NAME,
+        events: StockReservations::EVENTS,
+    }],
+    offers: &[Port::Inventory],
+    needs: &[],
+    start,
+};
+
+static SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/product");
+static POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/postgres/product");
+static MYSQL: EmbeddedMigrations = embed_migrations!("../migrations/mysql/product");
+
+/// What the product context is started with, beside the database.
+#[derive(Debug, Clone)]
+pub struct ProductConfig {
+    /// A reservation whose order never arrived is released this long after
+    /// its hold ended (`SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS`).
+    pub abandoned_reservation_grace: Duration,
+}
+
+fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
+    let db: Db = wiring.get()?;
+    let config: ProductConfig = wiring.get()?;
+    let catalog = ProductCatalog::new(db.clone());
+    let reservations = ProductInventory::new(db.clone());
+    // The port, as this process uses it and serves it to others: reservations
+    // that change stock also drop the products from the cache.
+    let inventory: Arc<dyn Inventory> = Arc::new(InvalidatingInventory::new(
+        reservations.clone(),
+        catalog.cache().clone(),
+    ));
+    wiring.offer(inventory.clone());
+    // Every instance of the context keeps its product cache right, whoever writes.
+    let invalidator = Invalidator::start(catalog.cache(), &wiring.get::<DatabaseUrl>()?)?;
+    let grace = config.abandoned_reservation_grace;
+    let seeding = catalog.clone();
+    let served = catalog.clone();
+    Ok(Started::default()
+        .serve(move |cfg| {
+            cfg.app_data(web::Data::new(served.clone()))
+                .app_data(web::Data::from(inventory.clone()));
+        })
+        .handle(StockReservations::NAME, Arc::new(StockReservations))
+        .job(Job::every(
+            "abandoned reservations",
+            Duration::from_secs(60),
+            move || {
+                let reservations = reservations.clone();
+                async move {
+                    reservations.release_abandoned(grace).await?;
+                    Ok::<_, shared_kernel::db::DbError>(context::Progress::Done)
+                }
+            },
+        ))
+        .on_stop(Box::new(move || Box::pin(invalidator.stop())))
+        .expose(catalog)
+        .seed(Arc::new(move || {
+            let catalog = seeding.clone();
+            Box::pin(async move { Ok(catalog.seed_demo().await?) })
+        })))
+}
