@@ -10,7 +10,7 @@ use actix_web::{App, HttpResponse, web};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain_order::{OrderDirectory, OrderService, PaymentOutcomes};
 use domain_payment::model::PaymentMethod;
-use domain_payment::providers::alipay_gateway::AlipayGateway;
+use domain_payment::providers::alipay::gateway::AlipayGateway;
 use domain_payment::service::Reconciliation;
 use domain_payment::signature::ShopSignature;
 use domain_payment::{

@@ -27,8 +27,8 @@ pub fn configure_api(cfg: &mut ServiceConfig) {
         .service(payment_result_notify)
         .service(get_payment);
     // Providers' own notification formats.
-    cfg.service(crate::alipay_http::alipay_notify);
-    cfg.service(crate::wechat_pay_notify::wechat_pay_notify);
+    cfg.service(crate::providers::alipay::notify::alipay_notify);
+    cfg.service(crate::providers::wechat_pay::notify::wechat_pay_notify);
 }
 
 /// Mounts the original spec's literal paths.

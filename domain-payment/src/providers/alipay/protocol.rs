@@ -21,8 +21,8 @@ use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use super::keys::{PrivateKey, PublicKey, SignError, SignatureError};
-use super::{Mismatch, OutTradeNo, RefundNo, beijing, expect_field, is_callback_url};
+use crate::providers::keys::{PrivateKey, PublicKey, SignError, SignatureError};
+use crate::providers::{Mismatch, OutTradeNo, RefundNo, beijing, expect_field, is_callback_url};
 
 /// Alipay's production gateway.
 pub const PRODUCTION_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
@@ -208,7 +208,7 @@ pub fn format_time(at: DateTime<Utc>) -> String {
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     let local = NaiveDateTime::parse_from_str(text, TIME_FORMAT).ok()?;
     local
-        .and_local_timezone(super::BEIJING)
+        .and_local_timezone(crate::providers::BEIJING)
         .single()
         .map(|at| at.with_timezone(&Utc))
 }

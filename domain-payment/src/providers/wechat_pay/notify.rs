@@ -24,8 +24,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::PaymentError;
 use crate::model::PaymentStatus;
 use crate::providers::OutTradeNo;
+use crate::providers::wechat_pay::gateway::{NAME, WechatPayGateway};
 use crate::providers::wechat_pay::{self, NotificationError, SignatureHeaders};
-use crate::providers::wechat_pay_gateway::{NAME, WechatPayGateway};
 use crate::service::PaymentService;
 
 /// The answer WeChat Pay reads as "send it again later".

@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use crate::PaymentService;
 use crate::model::PaymentId;
 use crate::providers::OutTradeNo;
+use crate::providers::alipay::gateway::{self, AlipayGateway};
 use crate::providers::alipay::{NOTIFY_ACK, NotificationError};
-use crate::providers::alipay_gateway::{self, AlipayGateway};
 
 /// The fields of Alipay's notification shop reads (a form; the others are
 /// signed and verified too).
@@ -116,7 +116,7 @@ pub async fn alipay_notify(
         metrics::counter!(
             "shop_payment_notifications_rejected_total",
             "reason" => problem.code.clone(),
-            "gateway" => alipay_gateway::NAME
+            "gateway" => gateway::NAME
         )
         .increment(1);
     }
@@ -158,7 +158,7 @@ async fn receive(
         Err(crate::PaymentError::NotFound(_)) => return Err(not_found()),
         Err(error) => return Err(error.into()),
     };
-    if payment.gateway != alipay_gateway::NAME {
+    if payment.gateway != gateway::NAME {
         return Err(not_found());
     }
     notification
