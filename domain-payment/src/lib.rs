@@ -22,6 +22,7 @@ pub mod events;
 pub mod gateways;
 pub mod http;
 pub mod model;
+mod notify;
 pub mod providers;
 mod qr;
 mod repository;

@@ -20,7 +20,9 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use uuid::Uuid;
 
+pub use crate::model::Mismatch;
 use crate::model::PaymentId;
+use crate::model::expect_field;
 
 pub mod alipay;
 pub mod keys;
@@ -100,34 +102,6 @@ impl RefundNo {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// A field of a verified notification or answer that is not what the payment
-/// expects: a genuine message about some other trade, merchant or amount.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} is {actual:?}, expected {expected:?}")]
-pub struct Mismatch {
-    /// The provider's name for the field (`total_amount`, `amount.total`...).
-    pub field: &'static str,
-    pub expected: String,
-    pub actual: String,
-}
-
-/// `Ok` when `actual` is `expected`, else the [`Mismatch`] naming `field`.
-fn expect_field<T: PartialEq + ToString + ?Sized>(
-    field: &'static str,
-    expected: &T,
-    actual: &T,
-) -> Result<(), Mismatch> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Mismatch {
-            field,
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-        })
     }
 }
 

@@ -31,7 +31,7 @@ mod reactions;
 mod settlement;
 
 pub use initiate::Opening;
-pub use notifications::{Notification, Notified, PaymentRef};
+pub use notifications::{Notification, Notified, PaymentRef, ReportRefused, Reported};
 pub use reactions::{close_for_cancelled_order, mark_for_refund};
 pub use settlement::PROVIDER_WORK_BATCH;
 

@@ -12,8 +12,8 @@ use shared_kernel::ports::OrderState;
 use super::PaymentService;
 use crate::error::PaymentError;
 use crate::model::{
-    Applied, NotifiedStatus, Payment, PaymentId, PaymentStatus, TRANSACTION_ID_MAX_LEN,
-    is_valid_transaction_id,
+    Applied, NotifiedStatus, Payment, PaymentId, PaymentStatus, ProviderReport, ReportMismatch,
+    TRANSACTION_ID_MAX_LEN, TradeOutcome, check_amount, is_valid_transaction_id,
 };
 use crate::repository;
 use crate::signature::{SignatureError, Signed};
@@ -80,6 +80,33 @@ pub enum PaymentRef {
     /// (or latest) payment, which must have been opened before the
     /// notification was signed.
     Order(String),
+}
+
+/// What a provider's report did.
+#[derive(Debug, Clone)]
+pub enum Reported {
+    /// Genuine news about the payment that changes nothing here (not a success).
+    NotPaid(Payment),
+    /// A success, applied once (`applied: false` for a repeat).
+    Paid(Notified),
+}
+
+/// Why a provider's report is refused; nothing changed.
+#[derive(Debug)]
+pub enum ReportRefused {
+    /// No payment has the trade number it names.
+    UnknownTrade,
+    /// Genuine, but not about that payment ([`ProviderReport::check`]).
+    Mismatch(ReportMismatch),
+    /// A success without the provider's transaction id.
+    NoTransactionId,
+    Payment(PaymentError),
+}
+
+impl From<PaymentError> for ReportRefused {
+    fn from(error: PaymentError) -> Self {
+        Self::Payment(error)
+    }
 }
 
 impl PaymentService {
@@ -164,7 +191,7 @@ impl PaymentService {
     ) -> Result<Notified, PaymentError> {
         check_transaction_id(transaction_id)?;
         let payment = self.find(id.clone()).await?;
-        if amount != payment.amount.minor() {
+        if check_amount(payment.amount, Some(amount), None).is_err() {
             return Err(PaymentError::AmountMismatch {
                 expected: payment.amount,
                 amount: Some(amount),
@@ -204,6 +231,28 @@ impl PaymentService {
         }
         Ok(moved)
     }
+
+    /// Applies a provider's report of a trade, verified by its route: the
+    /// rules first ([`ProviderReport::check`]: the payment was opened with
+    /// that provider, for this application and merchant, and this amount),
+    /// then a success through [`apply_paid`](Self::apply_paid), once. News
+    /// that is not a success changes nothing.
+    pub async fn apply_report(&self, report: ProviderReport) -> Result<Reported, ReportRefused> {
+        let payment = match self.find(report.payment_id.clone()).await {
+            Ok(payment) => payment,
+            Err(PaymentError::NotFound(_)) => return Err(ReportRefused::UnknownTrade),
+            Err(error) => return Err(error.into()),
+        };
+        report.check(&payment).map_err(ReportRefused::Mismatch)?;
+        let TradeOutcome::Paid { transaction_id } = report.outcome else {
+            return Ok(Reported::NotPaid(payment));
+        };
+        let transaction_id = transaction_id.ok_or(ReportRefused::NoTransactionId)?;
+        let moved = self
+            .apply_paid(&payment.id, &transaction_id, payment.amount.minor())
+            .await?;
+        Ok(Reported::Paid(moved))
+    }
 }
 
 /// The payment a notification is about, as it is now.
@@ -231,14 +280,13 @@ fn apply(
         return Err(SignatureError::Stale.into());
     }
     let current = find_target(conn, payment)?;
-    let amount_differs = notification
-        .amount
-        .is_some_and(|amount| amount != current.amount.minor());
-    let currency_differs = notification
-        .currency
-        .as_deref()
-        .is_some_and(|currency| currency != current.amount.currency().as_str());
-    if amount_differs || currency_differs {
+    if check_amount(
+        current.amount,
+        notification.amount,
+        notification.currency.as_deref(),
+    )
+    .is_err()
+    {
         return Err(PaymentError::AmountMismatch {
             expected: current.amount,
             amount: notification.amount,

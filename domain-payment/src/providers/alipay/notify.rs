@@ -1,20 +1,23 @@
-//! Alipay's asynchronous notification (`POST /api/v1/payments/notify/alipay`):
-//! a form, verified with the Alipay public key before anything in it is
-//! believed, then checked against the payment it names; a success goes
-//! through [`PaymentService::apply_paid`], once.
+//! Alipay's asynchronous notification (`POST /api/v1/payments/notify/alipay`),
+//! through the one notification pipeline ([`crate::notify`]): a form, verified
+//! with the Alipay public key before anything in it is believed, then reported
+//! to [`PaymentService::apply_report`], whose rules check it against the
+//! payment it names and apply a success once.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::Deserialize;
 use shared_kernel::Problem;
 use shared_kernel::problem::responses::{PayloadTooLarge, Unavailable};
 use utoipa::ToSchema;
 
 use crate::PaymentService;
-use crate::model::PaymentId;
+use crate::model::{Mismatch, Party, ProviderReport, ReportMismatch, ReportedAmount, TradeOutcome};
+use crate::notify::{self, NotifyRoute};
 use crate::providers::OutTradeNo;
 use crate::providers::alipay::gateway::{self, AlipayGateway};
-use crate::providers::alipay::{NOTIFY_ACK, NotificationError};
+use crate::providers::alipay::{Alipay, NOTIFY_ACK, Notification, NotificationError, yuan};
+use crate::service::{ReportRefused, Reported};
 
 /// The fields of Alipay's notification shop reads (a form; the others are
 /// signed and verified too).
@@ -107,86 +110,223 @@ fn refused(error: NotificationError) -> Problem {
 )]
 #[post("/payments/notify/alipay")]
 pub async fn alipay_notify(
+    req: HttpRequest,
     alipay: Option<web::Data<AlipayGateway>>,
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let received = receive(alipay.as_ref().map(|a| a.get_ref()), &payments, &body).await;
-    if let Err(problem) = &received {
-        metrics::counter!(
-            "shop_payment_notifications_rejected_total",
-            "reason" => problem.code.clone(),
-            "gateway" => gateway::NAME
-        )
-        .increment(1);
-    }
-    received?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(NOTIFY_ACK))
+    let route = AlipayRoute(alipay.as_ref().map(|a| a.get_ref()));
+    notify::receive(&route, &payments, &req, &body).await
 }
 
-async fn receive(
-    alipay: Option<&AlipayGateway>,
-    payments: &PaymentService,
-    body: &[u8],
-) -> Result<(), Problem> {
-    let Some(alipay) = alipay else {
-        return Err(problem(
-            StatusCode::NOT_FOUND,
-            "provider_not_configured",
-            "Provider not configured",
-            "Alipay is not configured on this server.".into(),
-        ));
-    };
-    let protocol = alipay.protocol();
-    let notification = protocol.verify_notification(body).map_err(refused)?;
-    let not_found = || {
-        problem(
-            StatusCode::NOT_FOUND,
-            "payment_not_found",
-            "Payment not found",
-            format!(
-                "No payment opened with Alipay has the out_trade_no {:?}; nothing changed.",
-                notification.out_trade_no
-            ),
-        )
-    };
-    let out_trade_no = OutTradeNo::parse(&notification.out_trade_no).ok_or_else(not_found)?;
-    let payment = match payments.find(out_trade_no.payment_id()).await {
-        Ok(payment) => payment,
-        Err(crate::PaymentError::NotFound(_)) => return Err(not_found()),
-        Err(error) => return Err(error.into()),
-    };
-    if payment.gateway != gateway::NAME {
-        return Err(not_found());
+/// Alipay's steps: a form verified with the Alipay public key, its report
+/// applied through the service, `success` or a problem.
+struct AlipayRoute<'a>(Option<&'a AlipayGateway>);
+
+impl<'a> NotifyRoute for AlipayRoute<'a> {
+    const GATEWAY: Option<&'static str> = Some(gateway::NAME);
+    type Verified = (&'a Alipay, Notification);
+    type Applied = ();
+    type Refusal = Problem;
+    type Answer = Result<HttpResponse, Problem>;
+
+    fn verify(
+        &self,
+        _: &PaymentService,
+        _: &HttpRequest,
+        body: &[u8],
+    ) -> Result<Self::Verified, Problem> {
+        let Some(alipay) = self.0 else {
+            return Err(problem(
+                StatusCode::NOT_FOUND,
+                "provider_not_configured",
+                "Provider not configured",
+                "Alipay is not configured on this server.".into(),
+            ));
+        };
+        let protocol = alipay.protocol().as_ref();
+        let notification = protocol.verify_notification(body).map_err(refused)?;
+        Ok((protocol, notification))
     }
-    notification
-        .check(&protocol.expected(&out_trade_no, payment.amount.minor()))
-        .map_err(|mismatch| {
-            let code = if mismatch.field == "total_amount" {
-                "amount_mismatch"
-            } else {
-                "notification_mismatch"
-            };
+
+    async fn apply(
+        &self,
+        payments: &PaymentService,
+        (protocol, notification): Self::Verified,
+    ) -> Result<(), Problem> {
+        let not_found = || {
             problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                code,
-                "Notification mismatch",
-                format!("{mismatch}; nothing changed."),
+                StatusCode::NOT_FOUND,
+                "payment_not_found",
+                "Payment not found",
+                format!(
+                    "No payment opened with Alipay has the out_trade_no {:?}; nothing changed.",
+                    notification.out_trade_no
+                ),
             )
-        })?;
-    if !notification.trade_status.is_paid() {
-        // Genuine news that changes nothing here (created, closed, refunded).
-        tracing::info!(payment_id = %payment.id, status = ?notification.trade_status, "Alipay notification acknowledged");
-        return Ok(());
+        };
+        let report = report(protocol, &notification).ok_or_else(not_found)?;
+        match payments.apply_report(report).await {
+            Ok(Reported::NotPaid(payment)) => {
+                // Genuine news that changes nothing here (created, closed, refunded).
+                tracing::info!(payment_id = %payment.id, status = ?notification.trade_status, "Alipay notification acknowledged");
+                Ok(())
+            }
+            Ok(Reported::Paid(moved)) => {
+                if moved.applied {
+                    tracing::info!(payment_id = %moved.payment.id, status = moved.payment.status.as_str(), "Alipay notification applied");
+                }
+                Ok(())
+            }
+            Err(
+                ReportRefused::UnknownTrade | ReportRefused::Mismatch(ReportMismatch::OtherGateway),
+            ) => Err(not_found()),
+            Err(ReportRefused::Mismatch(ReportMismatch::Party(mismatch))) => {
+                Err(mismatched("notification_mismatch", &mismatch))
+            }
+            Err(ReportRefused::Mismatch(ReportMismatch::Amount(mismatch))) => {
+                Err(mismatched("amount_mismatch", &mismatch))
+            }
+            // Alipay's trade number is a required field: never missing here.
+            Err(ReportRefused::NoTransactionId) => {
+                Err(refused(NotificationError::Missing("trade_no")))
+            }
+            Err(ReportRefused::Payment(error)) => Err(error.into()),
+        }
     }
-    let id: PaymentId = payment.id;
-    let moved = payments
-        .apply_paid(&id, &notification.trade_no, notification.total_amount_fen)
-        .await?;
-    if moved.applied {
-        tracing::info!(payment_id = %id, status = moved.payment.status.as_str(), "Alipay notification applied");
+
+    fn reason(problem: &Problem) -> String {
+        problem.code.clone()
     }
-    Ok(())
+
+    fn answer(&self, outcome: Result<(), Problem>) -> Self::Answer {
+        outcome?;
+        Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(NOTIFY_ACK))
+    }
+}
+
+/// What a verified notification reports, for the service's rules; `None`
+/// when its `out_trade_no` is none shop sends.
+fn report(protocol: &Alipay, notification: &Notification) -> Option<ProviderReport> {
+    let out_trade_no = OutTradeNo::parse(&notification.out_trade_no)?;
+    let config = protocol.config();
+    let mut parties = vec![Party {
+        field: "app_id",
+        configured: config.app_id.clone(),
+        reported: notification.app_id.clone(),
+    }];
+    // Checked only when configured.
+    if let Some(seller_id) = &config.seller_id {
+        parties.push(Party {
+            field: "seller_id",
+            configured: seller_id.clone(),
+            reported: notification.seller_id.clone().unwrap_or_default(),
+        });
+    }
+    Some(ProviderReport {
+        gateway: gateway::NAME,
+        payment_id: out_trade_no.payment_id(),
+        parties,
+        amount: ReportedAmount {
+            field: "total_amount",
+            minor: Some(notification.total_amount_fen),
+            currency: None,
+            written: |fen| yuan(fen).unwrap_or_else(|_| fen.to_string()),
+        },
+        outcome: if notification.trade_status.is_paid() {
+            TradeOutcome::Paid {
+                transaction_id: Some(notification.trade_no.clone()),
+            }
+        } else {
+            TradeOutcome::NotPaid
+        },
+    })
+}
+
+/// A genuine notification about another application, seller or amount.
+fn mismatched(code: &str, mismatch: &Mismatch) -> Problem {
+    problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        "Notification mismatch",
+        format!("{mismatch}; nothing changed."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use shared_kernel::money::{Currency, Money};
+
+    use super::*;
+    use crate::model::{Payment, PaymentId};
+    use crate::providers::alipay::protocol::tests::{
+        alipay, notification_fields, notify, out_trade_no,
+    };
+    use crate::providers::alipay::{AlipayConfig, PRODUCTION_GATEWAY};
+    use crate::providers::keys::fixtures;
+
+    fn payment(id: PaymentId) -> Payment {
+        Payment::for_tests(id, gateway::NAME, Money::new(999_900, Currency::CNY))
+    }
+
+    #[test]
+    fn a_genuine_notification_about_something_else_names_the_field() {
+        let alipay = alipay();
+        let payment = payment(out_trade_no().payment_id());
+        let check = |alipay: &Alipay, fields: &crate::providers::alipay::Params| {
+            let report = report(alipay, &notify(fields).unwrap()).unwrap();
+            assert_eq!(report.payment_id, payment.id);
+            report.check(&payment)
+        };
+        check(&alipay, &notification_fields()).unwrap();
+        for (name, value) in [
+            ("app_id", "2021000000000002"),
+            ("seller_id", "2088000000000002"),
+        ] {
+            let mut fields = notification_fields();
+            fields.insert(name.into(), value.into());
+            let Err(ReportMismatch::Party(mismatch)) = check(&alipay, &fields) else {
+                panic!("{name}");
+            };
+            assert_eq!((mismatch.field, mismatch.actual.as_str()), (name, value));
+        }
+        let mut fields = notification_fields();
+        fields.insert("total_amount".into(), "0.01".into());
+        let Err(ReportMismatch::Amount(mismatch)) = check(&alipay, &fields) else {
+            panic!("total_amount");
+        };
+        assert_eq!(
+            mismatch.to_string(),
+            r#"total_amount is "0.01", expected "9999.00""#
+        );
+        // Another trade number names another payment.
+        let mut fields = notification_fields();
+        fields.insert(
+            "out_trade_no".into(),
+            "0193a5b27c4d7e8f9a0b1c2d3e4f5a6c".into(),
+        );
+        let other = report(&alipay, &notify(&fields).unwrap()).unwrap();
+        assert_ne!(other.payment_id, payment.id);
+        // The seller is checked only when one is configured.
+        let mut without_seller = notification_fields();
+        without_seller.remove("seller_id");
+        assert!(matches!(
+            check(&alipay, &without_seller),
+            Err(ReportMismatch::Party(Mismatch {
+                field: "seller_id",
+                ..
+            }))
+        ));
+        let unconfigured = Alipay::new(AlipayConfig {
+            app_id: alipay.config().app_id.clone(),
+            app_private_key: fixtures::alipay_app_private(),
+            alipay_public_key: fixtures::alipay_platform_public(),
+            gateway_url: PRODUCTION_GATEWAY.into(),
+            seller_id: None,
+        })
+        .unwrap();
+        check(&unconfigured, &without_seller).unwrap();
+    }
 }

@@ -1,13 +1,15 @@
 //! WeChat Pay's payment notifications: `POST /api/v1/payments/notify/wechat_pay`.
 //!
-//! Every notification is believed only once its `Wechatpay-*` headers verify
-//! over the raw body (a configured key's serial, less than 300 s old, not a
-//! `WECHATPAY/SIGNTEST/` probe), its resource decrypts under the APIv3 key
-//! (AES-256-GCM, the associated data authenticated), and the transaction names
-//! this merchant (`mchid`), this application (`appid`), a payment of shop's
-//! opened with WeChat Pay (`out_trade_no`) and its amount (`amount.total`, in
-//! CNY). A success is then applied through [`PaymentService::apply_paid`]:
-//! once, however often WeChat Pay sends it. The answer is 204 to accept; a
+//! Through the one notification pipeline ([`crate::notify`]). Every
+//! notification is believed only once its `Wechatpay-*` headers verify over
+//! the raw body (a configured key's serial, less than 300 s old, not a
+//! `WECHATPAY/SIGNTEST/` probe) and its resource decrypts under the APIv3 key
+//! (AES-256-GCM, the associated data authenticated). The transaction is then
+//! reported to [`PaymentService::apply_report`], whose rules check that it
+//! names this merchant (`mchid`), this application (`appid`), a payment of
+//! shop's opened with WeChat Pay (`out_trade_no`) and its amount
+//! (`amount.total`, in CNY), and apply a success once, however often WeChat
+//! Pay sends it. The answer is 204 to accept; a
 //! 4xx or 5xx with `{"code": "FAIL", "message": ...}` makes WeChat Pay send it
 //! again later; anything refused changes nothing.
 
@@ -22,11 +24,16 @@ use shared_kernel::problem::responses::PayloadTooLarge;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::PaymentError;
-use crate::model::PaymentStatus;
+use crate::model::{
+    Party, PaymentStatus, ProviderReport, ReportMismatch, ReportedAmount, TradeOutcome,
+};
+use crate::notify::{self, NotifyRoute};
 use crate::providers::OutTradeNo;
 use crate::providers::wechat_pay::gateway::{NAME, WechatPayGateway};
-use crate::providers::wechat_pay::{self, NotificationError, SignatureHeaders};
-use crate::service::PaymentService;
+use crate::providers::wechat_pay::{
+    self, NotificationError, SignatureHeaders, Transaction, TransactionNotification, WechatPay,
+};
+use crate::service::{PaymentService, ReportRefused, Reported};
 
 /// The answer WeChat Pay reads as "send it again later".
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -184,37 +191,8 @@ pub async fn wechat_pay_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> HttpResponse {
-    match receive(
-        &req,
-        gateway.as_ref().map(|g| g.get_ref()),
-        &payments,
-        &body,
-    )
-    .await
-    {
-        Ok(()) => HttpResponse::NoContent().finish(),
-        Err(refusal) => {
-            metrics::counter!(
-                "shop_payment_notifications_rejected_total",
-                "reason" => refusal.reason,
-                "gateway" => NAME
-            )
-            .increment(1);
-            tracing::warn!(
-                status = refusal.status.as_u16(),
-                reason = refusal.reason,
-                message = %refusal.message,
-                "a WeChat Pay notification was refused"
-            );
-            let mut response = HttpResponse::build(refusal.status).json(WechatPayFailure {
-                code: "FAIL".to_owned(),
-                message: refusal.message,
-            });
-            // WeChat Pay's format, not a problem+json.
-            response.extensions_mut().insert(CallerFormat);
-            response
-        }
-    }
+    let route = WechatPayRoute(gateway.as_ref().map(|g| g.get_ref()));
+    notify::receive(&route, &payments, &req, &body).await
 }
 
 /// The headers every notification is signed with.
@@ -225,103 +203,181 @@ const SIGNATURE_HEADERS: [&str; 4] = [
     wechat_pay::HEADER_SERIAL,
 ];
 
-async fn receive(
-    req: &HttpRequest,
-    gateway: Option<&WechatPayGateway>,
-    payments: &PaymentService,
-    body: &[u8],
-) -> Result<(), Refused> {
-    // Unsigned is unsigned, whether or not WeChat Pay is configured here.
-    if let Some(missing) = SIGNATURE_HEADERS.into_iter().find(|name| {
-        req.headers()
-            .get(*name)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(str::is_empty)
-    }) {
-        return Err(refused(
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
-            format!("the {missing} header is missing"),
-        ));
-    }
-    let gateway = gateway.ok_or_else(|| {
-        refused(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            "WeChat Pay is not configured here",
-        )
-    })?;
-    let protocol = gateway.protocol();
-    let headers =
-        SignatureHeaders::from_lookup(|name| req.headers().get(name).and_then(|v| v.to_str().ok()));
-    let notification = match protocol.read_transaction_notification(&headers, body, Utc::now()) {
-        Ok(notification) => notification,
-        // Genuine, about a refund or something else: nothing to do.
-        Err(NotificationError::NotATransaction { event_type }) => {
-            tracing::info!(%event_type, "a WeChat Pay notification that is not a payment's: acknowledged");
-            return Ok(());
-        }
-        Err(NotificationError::Signature(error)) => {
+/// WeChat Pay's steps: headers and body verified, the resource decrypted, its
+/// report applied through the service, 204 or a `{"code": "FAIL"}`.
+struct WechatPayRoute<'a>(Option<&'a WechatPayGateway>);
+
+impl<'a> NotifyRoute for WechatPayRoute<'a> {
+    const GATEWAY: Option<&'static str> = Some(NAME);
+    /// `None`: genuine, about a refund or something else; nothing to do.
+    type Verified = Option<(&'a WechatPay, TransactionNotification)>;
+    type Applied = ();
+    type Refusal = Refused;
+    type Answer = HttpResponse;
+
+    fn verify(
+        &self,
+        _: &PaymentService,
+        req: &HttpRequest,
+        body: &[u8],
+    ) -> Result<Self::Verified, Refused> {
+        // Unsigned is unsigned, whether or not WeChat Pay is configured here.
+        if let Some(missing) = SIGNATURE_HEADERS.into_iter().find(|name| {
+            req.headers()
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(str::is_empty)
+        }) {
             return Err(refused(
                 StatusCode::UNAUTHORIZED,
                 "invalid_signature",
-                error.to_string(),
+                format!("the {missing} header is missing"),
             ));
         }
-        Err(NotificationError::Cipher(error)) => {
-            return Err(refused(
+        let gateway = self.0.ok_or_else(|| {
+            refused(
+                StatusCode::NOT_FOUND,
+                "not_configured",
+                "WeChat Pay is not configured here",
+            )
+        })?;
+        let protocol = gateway.protocol();
+        let headers = SignatureHeaders::from_lookup(|name| {
+            req.headers().get(name).and_then(|v| v.to_str().ok())
+        });
+        match protocol.read_transaction_notification(&headers, body, Utc::now()) {
+            Ok(notification) => Ok(Some((protocol, notification))),
+            // Genuine, about a refund or something else: nothing to do.
+            Err(NotificationError::NotATransaction { event_type }) => {
+                tracing::info!(%event_type, "a WeChat Pay notification that is not a payment's: acknowledged");
+                Ok(None)
+            }
+            Err(NotificationError::Signature(error)) => Err(refused(
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                error.to_string(),
+            )),
+            Err(NotificationError::Cipher(error)) => Err(refused(
                 StatusCode::BAD_REQUEST,
                 "undecryptable",
                 error.to_string(),
-            ));
+            )),
+            Err(NotificationError::Malformed(error)) => {
+                Err(refused(StatusCode::BAD_REQUEST, "malformed", error))
+            }
         }
-        Err(NotificationError::Malformed(error)) => {
-            return Err(refused(StatusCode::BAD_REQUEST, "malformed", error));
+    }
+
+    async fn apply(
+        &self,
+        payments: &PaymentService,
+        verified: Self::Verified,
+    ) -> Result<(), Refused> {
+        let Some((protocol, notification)) = verified else {
+            return Ok(());
+        };
+        let unknown_trade = || {
+            refused(
+                StatusCode::NOT_FOUND,
+                "unknown_trade",
+                "no payment has this out_trade_no",
+            )
+        };
+        let report = report(protocol, &notification.transaction).ok_or_else(unknown_trade)?;
+        let payment_id = report.payment_id.clone();
+        match payments.apply_report(report).await {
+            // Not a success: the lifecycle asks WeChat Pay itself when it matters.
+            Ok(Reported::NotPaid(_)) => Ok(()),
+            Ok(Reported::Paid(moved)) => {
+                if moved.applied {
+                    tracing::info!(payment_id = %payment_id, notification_id = %notification.id, status = moved.payment.status.as_str(), "WeChat Pay notification applied");
+                }
+                if moved.payment.status == PaymentStatus::RefundRequired {
+                    tracing::warn!(payment_id = %payment_id, "paid through WeChat Pay after its order could no longer take it: marked for refund");
+                }
+                Ok(())
+            }
+            Err(ReportRefused::UnknownTrade) => Err(unknown_trade()),
+            Err(ReportRefused::Mismatch(ReportMismatch::OtherGateway)) => Err(refused(
+                StatusCode::NOT_FOUND,
+                "unknown_trade",
+                "no payment opened with WeChat Pay has this out_trade_no",
+            )),
+            Err(ReportRefused::Mismatch(
+                ReportMismatch::Party(mismatch) | ReportMismatch::Amount(mismatch),
+            )) => {
+                tracing::error!(%payment_id, %mismatch, "a genuine WeChat Pay notification does not match its payment");
+                Err(refused(
+                    StatusCode::BAD_REQUEST,
+                    "mismatch",
+                    format!("{} does not match the payment", mismatch.field),
+                ))
+            }
+            Err(ReportRefused::NoTransactionId) => Err(refused(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "a success without transaction_id",
+            )),
+            Err(ReportRefused::Payment(error)) => Err(error.into()),
         }
+    }
+
+    fn reason(refusal: &Refused) -> String {
+        refusal.reason.to_owned()
+    }
+
+    fn answer(&self, outcome: Result<(), Refused>) -> HttpResponse {
+        let Err(refusal) = outcome else {
+            return HttpResponse::NoContent().finish();
+        };
+        tracing::warn!(
+            status = refusal.status.as_u16(),
+            reason = refusal.reason,
+            message = %refusal.message,
+            "a WeChat Pay notification was refused"
+        );
+        let mut response = HttpResponse::build(refusal.status).json(WechatPayFailure {
+            code: "FAIL".to_owned(),
+            message: refusal.message,
+        });
+        // WeChat Pay's format, not a problem+json.
+        response.extensions_mut().insert(CallerFormat);
+        response
+    }
+}
+
+/// What a verified transaction reports, for the service's rules; `None`
+/// when its `out_trade_no` is none shop sends.
+fn report(protocol: &WechatPay, transaction: &Transaction) -> Option<ProviderReport> {
+    let out_trade_no = OutTradeNo::parse(&transaction.out_trade_no)?;
+    let config = protocol.config();
+    let party = |field, configured: &str, reported: &str| Party {
+        field,
+        configured: configured.to_owned(),
+        reported: reported.to_owned(),
     };
-    let transaction = notification.transaction;
-    let no = OutTradeNo::parse(&transaction.out_trade_no).ok_or_else(|| {
-        refused(
-            StatusCode::NOT_FOUND,
-            "unknown_trade",
-            "no payment has this out_trade_no",
-        )
-    })?;
-    let payment = payments.find(no.payment_id()).await?;
-    if payment.gateway != NAME {
-        return Err(refused(
-            StatusCode::NOT_FOUND,
-            "unknown_trade",
-            "no payment opened with WeChat Pay has this out_trade_no",
-        ));
-    }
-    if let Err(mismatch) = transaction.check(&protocol.expected(&no, payment.amount.minor())) {
-        tracing::error!(payment_id = %payment.id, %mismatch, "a genuine WeChat Pay notification does not match its payment");
-        return Err(refused(
-            StatusCode::BAD_REQUEST,
-            "mismatch",
-            format!("{} does not match the payment", mismatch.field),
-        ));
-    }
-    if !transaction.trade_state.is_paid() {
-        // Not a success: the lifecycle asks WeChat Pay itself when it matters.
-        return Ok(());
-    }
-    let transaction_id = transaction.transaction_id.as_deref().ok_or_else(|| {
-        refused(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            "a success without transaction_id",
-        )
-    })?;
-    let moved = payments
-        .apply_paid(&payment.id, transaction_id, payment.amount.minor())
-        .await?;
-    if moved.applied {
-        tracing::info!(payment_id = %payment.id, notification_id = %notification.id, status = moved.payment.status.as_str(), "WeChat Pay notification applied");
-    }
-    if moved.payment.status == PaymentStatus::RefundRequired {
-        tracing::warn!(payment_id = %payment.id, "paid through WeChat Pay after its order could no longer take it: marked for refund");
-    }
-    Ok(())
+    let amount = transaction.amount.as_ref();
+    Some(ProviderReport {
+        gateway: NAME,
+        payment_id: out_trade_no.payment_id(),
+        parties: vec![
+            party("mchid", &config.mch_id, &transaction.mchid),
+            party("appid", &config.app_id, &transaction.appid),
+        ],
+        amount: ReportedAmount {
+            field: "amount.total",
+            minor: amount.map(|amount| amount.total),
+            currency: amount
+                .and_then(|amount| amount.currency.clone())
+                .map(|currency| ("amount.currency", currency)),
+            written: |fen| fen.to_string(),
+        },
+        outcome: if transaction.trade_state.is_paid() {
+            TradeOutcome::Paid {
+                transaction_id: transaction.transaction_id.clone(),
+            }
+        } else {
+            TradeOutcome::NotPaid
+        },
+    })
 }
