@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use domain_payment::providers::alipay::settings::AlipaySettings;
+use domain_payment::providers::wechat_pay::settings::WechatPaySettings;
 use secrecy::SecretString;
 use serde::Deserialize;
 use shared_kernel::auth::token::JwksLocation;
@@ -216,92 +218,7 @@ pub struct PaymentSettings {
     pub alipay: Option<AlipaySettings>,
     /// WeChat Pay (`SHOP__PAYMENT__WECHAT_PAY__*`): when set, it serves `wechat_pay`.
     #[serde(default)]
-    pub wechat_pay: Option<crate::wechat_pay_settings::WechatPaySettings>,
-}
-
-/// Alipay OpenAPI v2 (`[payment.alipay]`, `SHOP__PAYMENT__ALIPAY__<KEY>`).
-/// The keys are read and parsed when the settings load: a missing setting or
-/// a bad key stops start-up with a message naming the setting, never the key.
-#[derive(Clone, Deserialize)]
-pub struct AlipaySettings {
-    /// The application's id (`SHOP__PAYMENT__ALIPAY__APP_ID`).
-    pub app_id: Option<String>,
-    /// A file holding the application's private key, PEM or bare base64,
-    /// PKCS#1 or PKCS#8 (`SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH`).
-    pub private_key_path: Option<std::path::PathBuf>,
-    /// A file holding the Alipay public key (not the application's)
-    /// (`SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH`).
-    pub alipay_public_key_path: Option<std::path::PathBuf>,
-    /// The gateway (`SHOP__PAYMENT__ALIPAY__GATEWAY_URL`); by default production's.
-    pub gateway_url: Option<String>,
-    /// The merchant's Alipay user id (`2088...`); when set, notifications must
-    /// name it (`SHOP__PAYMENT__ALIPAY__SELLER_ID`).
-    pub seller_id: Option<String>,
-    /// The protocol built from the settings above, once they load.
-    #[serde(skip)]
-    pub protocol: Option<std::sync::Arc<domain_payment::providers::alipay::Alipay>>,
-}
-
-impl std::fmt::Debug for AlipaySettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlipaySettings")
-            .field("app_id", &self.app_id)
-            .field("gateway_url", &self.gateway_url)
-            .field("seller_id", &self.seller_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AlipaySettings {
-    /// Reads the key files and checks every setting.
-    fn load(&self) -> anyhow::Result<domain_payment::providers::alipay::Alipay> {
-        use domain_payment::providers::alipay::{self, Alipay, AlipayConfig};
-        use domain_payment::providers::keys::{PrivateKey, PublicKey};
-        let required = |value: Option<&str>, variable: &str| -> anyhow::Result<String> {
-            match value.map(str::trim).filter(|v| !v.is_empty()) {
-                Some(value) => Ok(value.to_owned()),
-                None => anyhow::bail!("{variable} must be set when Alipay is configured"),
-            }
-        };
-        let read = |path: Option<&std::path::Path>, variable: &str| -> anyhow::Result<String> {
-            let path = path.filter(|p| !p.as_os_str().is_empty()).ok_or_else(|| {
-                anyhow::anyhow!("{variable} must be set when Alipay is configured")
-            })?;
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("{variable}: cannot read {}: {e}", path.display()))
-        };
-        const APP_ID: &str = "SHOP__PAYMENT__ALIPAY__APP_ID";
-        const PRIVATE_KEY: &str = "SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH";
-        const PUBLIC_KEY: &str = "SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH";
-        const GATEWAY: &str = "SHOP__PAYMENT__ALIPAY__GATEWAY_URL";
-        const SELLER: &str = "SHOP__PAYMENT__ALIPAY__SELLER_ID";
-        let app_id = required(self.app_id.as_deref(), APP_ID)?;
-        let app_private_key =
-            PrivateKey::parse(&read(self.private_key_path.as_deref(), PRIVATE_KEY)?)
-                .map_err(|e| anyhow::anyhow!("{PRIVATE_KEY}: {e}"))?;
-        let alipay_public_key =
-            PublicKey::parse(&read(self.alipay_public_key_path.as_deref(), PUBLIC_KEY)?)
-                .map_err(|e| anyhow::anyhow!("{PUBLIC_KEY}: {e}"))?;
-        let gateway_url = present(&self.gateway_url)
-            .unwrap_or(alipay::PRODUCTION_GATEWAY)
-            .to_owned();
-        let seller_id = present(&self.seller_id).map(str::to_owned);
-        Alipay::new(AlipayConfig {
-            app_id,
-            app_private_key,
-            alipay_public_key,
-            gateway_url,
-            seller_id,
-        })
-        .map_err(|e| {
-            let variable = match e {
-                alipay::ConfigError::AppId => APP_ID,
-                alipay::ConfigError::GatewayUrl => GATEWAY,
-                alipay::ConfigError::SellerId => SELLER,
-            };
-            anyhow::anyhow!("{variable}: {e}")
-        })
-    }
+    pub wechat_pay: Option<WechatPaySettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -921,89 +838,72 @@ mod tests {
         )
     }
 
-    fn alipay_env(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
-        let private = fixture("alipay_app_private_pkcs1.b64");
-        let public = fixture("alipay_platform_public_spki.pem");
+    /// The providers' own settings and their tests are in their folders
+    /// (`domain_payment::providers::<name>::settings`); here, that their
+    /// variables reach them and that Alipay's keys are loaded with the rest.
+    #[test]
+    fn the_providers_sections_are_read_from_their_variables() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(s.payment.alipay.is_none() && s.payment.wechat_pay.is_none());
+        let alipay_private = fixture("alipay_app_private_pkcs1.b64");
+        let alipay_public = fixture("alipay_platform_public_spki.pem");
+        let wechat_private = fixture("wechat_merchant_private_pkcs8.pem");
+        let wechat_public = fixture("wechat_platform_public_spki.pem");
         let mut pairs = vec![
             ("SHOP__PAYMENT__ALIPAY__APP_ID", "2021000000000001"),
-            ("SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH", private.as_str()),
-            (
-                "SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH",
-                public.as_str(),
-            ),
-        ];
-        for (key, value) in overrides {
-            pairs.retain(|(k, _)| k != key);
-            pairs.push((key, value));
-        }
-        env(&pairs)
-    }
-
-    #[test]
-    fn alipay_is_configured_with_its_keys_parsed_at_load() {
-        assert!(
-            Settings::load_from(None, env(&[]))
-                .unwrap()
-                .payment
-                .alipay
-                .is_none()
-        );
-        let s = Settings::load_from(
-            None,
-            alipay_env(&[("SHOP__PAYMENT__ALIPAY__SELLER_ID", "2088000000000002")]),
-        )
-        .unwrap();
-        let alipay = s.payment.alipay.unwrap();
-        let protocol = alipay.protocol.unwrap();
-        assert_eq!(protocol.config().app_id, "2021000000000001");
-        assert_eq!(
-            protocol.config().seller_id.as_deref(),
-            Some("2088000000000002")
-        );
-        assert_eq!(
-            protocol.config().gateway_url,
-            domain_payment::providers::alipay::PRODUCTION_GATEWAY
-        );
-        // Nothing of the keys in the settings' debug output (the log may show it).
-        let shown = format!("{:?}", alipay.private_key_path);
-        assert!(!format!("{protocol:?}").contains("MII"), "{shown}");
-    }
-
-    #[test]
-    fn a_missing_alipay_setting_or_a_bad_key_is_named() {
-        for (variable, value) in [
-            ("SHOP__PAYMENT__ALIPAY__APP_ID", ""),
-            ("SHOP__PAYMENT__ALIPAY__APP_ID", "app-one"),
-            ("SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH", ""),
             (
                 "SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH",
-                "/nonexistent/key.pem",
+                alipay_private.as_str(),
             ),
-            ("SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH", ""),
             (
-                "SHOP__PAYMENT__ALIPAY__GATEWAY_URL",
-                "ftp://example.com/gateway.do",
+                "SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH",
+                alipay_public.as_str(),
             ),
-            ("SHOP__PAYMENT__ALIPAY__SELLER_ID", "seller"),
-        ] {
-            let error = Settings::load_from(None, alipay_env(&[(variable, value)]))
-                .expect_err(variable)
-                .to_string();
-            assert!(error.contains(variable), "{variable}={value}: {error}");
-        }
-        // A public key where the private key belongs, an EC key as the Alipay key.
-        let public = fixture("alipay_platform_public_spki.pem");
-        let ec = fixture("ec_p256_public_spki.pem");
-        for (variable, value) in [
-            ("SHOP__PAYMENT__ALIPAY__PRIVATE_KEY_PATH", public.as_str()),
-            ("SHOP__PAYMENT__ALIPAY__ALIPAY_PUBLIC_KEY_PATH", ec.as_str()),
-        ] {
-            let error = Settings::load_from(None, alipay_env(&[(variable, value)]))
-                .expect_err(variable)
-                .to_string();
-            assert!(error.contains(variable), "{error}");
-            assert!(!error.contains("MII"), "a key was shown: {error}");
-        }
+            ("SHOP__PAYMENT__ALIPAY__SELLER_ID", "2088000000000002"),
+            ("SHOP__PAYMENT__WECHAT_PAY__MCH_ID", "1900000001"),
+            ("SHOP__PAYMENT__WECHAT_PAY__APP_ID", "wxd678efh567hg6787"),
+            (
+                "SHOP__PAYMENT__WECHAT_PAY__MERCHANT_SERIAL_NO",
+                "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+            ),
+            (
+                "SHOP__PAYMENT__WECHAT_PAY__PRIVATE_KEY_PATH",
+                wechat_private.as_str(),
+            ),
+            (
+                "SHOP__PAYMENT__WECHAT_PAY__APIV3_KEY",
+                "0123456789abcdefghijABCDEFGHIJ01",
+            ),
+            (
+                "SHOP__PAYMENT__WECHAT_PAY__PUBLIC_KEY_PATH",
+                wechat_public.as_str(),
+            ),
+            (
+                "SHOP__PAYMENT__WECHAT_PAY__PUBLIC_KEY_ID",
+                "PUB_KEY_ID_0119000000012025013100000000000001",
+            ),
+        ];
+        let s = Settings::load_from(None, env(&pairs)).unwrap();
+        let alipay = s.payment.alipay.unwrap().protocol.unwrap();
+        assert_eq!(alipay.config().app_id, "2021000000000001");
+        assert_eq!(
+            alipay.config().seller_id.as_deref(),
+            Some("2088000000000002")
+        );
+        let wechat_pay = s.payment.wechat_pay.unwrap().protocol;
+        assert_eq!(wechat_pay.config().mch_id, "1900000001");
+        // A bad setting stops the load, named.
+        pairs.push((
+            "SHOP__PAYMENT__ALIPAY__GATEWAY_URL",
+            "ftp://example.com/gateway.do",
+        ));
+        let error = Settings::load_from(None, env(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("SHOP__PAYMENT__ALIPAY__GATEWAY_URL"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ pub mod observability;
 pub mod run;
 pub mod startup;
 pub mod telemetry;
-pub mod wechat_pay_settings;
 pub mod workers;
 
 pub use startup::{Application, migrations};

@@ -16,13 +16,12 @@ use shared_kernel::ports::{OrderLookup, PaymentGateway};
 
 use crate::model::PaymentMethod;
 use crate::providers::alipay::Alipay;
-use crate::providers::alipay_gateway::AlipayGateway;
 use crate::providers::wechat_pay::WechatPay;
 use crate::service::{PROVIDER_WORK_BATCH, Reconciliation};
 use crate::signature::ShopSignature;
 use crate::{
-    CheckoutLinks, Gateways, PaymentService, Refunds, SandboxCheckout, SandboxGateway,
-    SandboxTrades, TradeClosing, WechatPayGateway,
+    AlipayGateway, CheckoutLinks, Gateways, PaymentService, Refunds, SandboxCheckout,
+    SandboxGateway, SandboxTrades, TradeClosing, WechatPayGateway,
 };
 
 /// The payment context: payments, gateways and their notifications.

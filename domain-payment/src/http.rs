@@ -16,9 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
+use crate::notify::{self, NotifyRoute};
 use crate::qr;
 use crate::service::{Notification, Notified, NotifiedStatus, Opening, PaymentRef};
-use crate::signature;
+use crate::signature::{self, Signed};
 use crate::{PaymentError, PaymentService};
 
 /// Mounts the REST routes (under the app's `/api/v1` scope).
@@ -27,8 +28,8 @@ pub fn configure_api(cfg: &mut ServiceConfig) {
         .service(payment_result_notify)
         .service(get_payment);
     // Providers' own notification formats.
-    cfg.service(crate::alipay_http::alipay_notify);
-    cfg.service(crate::wechat_pay_notify::wechat_pay_notify);
+    cfg.service(crate::providers::alipay::notify::alipay_notify);
+    cfg.service(crate::providers::wechat_pay::notify::wechat_pay_notify);
 }
 
 /// Mounts the original spec's literal paths.
@@ -278,34 +279,55 @@ impl From<Notified> for NotificationResult {
     }
 }
 
-/// Receives one gateway notification, whichever route it came by: checks
-/// `Shop-Signature` against the raw body before reading anything from it,
-/// parses the body as `B`, and applies what `claim` makes of it. Refusals are
-/// counted by their problem's code (`invalid_signature`, `amount_mismatch`, ...).
-async fn receive<B: serde::de::DeserializeOwned>(
-    payments: &PaymentService,
-    req: &HttpRequest,
-    body: &[u8],
-    claim: impl FnOnce(B) -> Result<(PaymentRef, Notification), PaymentError>,
-) -> Result<Notified, Problem> {
-    let received = async {
+/// The `Shop-Signature` routes: a JSON body `B` a gateway signed, whose
+/// claim (which payment, what outcome) `claim` reads, answered by `answer`.
+/// The signature is checked against the raw body before anything is read
+/// from it; refusals are problems, counted by their code
+/// (`invalid_signature`, `amount_mismatch`, ...).
+struct ShopSigned<B, A> {
+    claim: fn(B) -> Result<(PaymentRef, Notification), PaymentError>,
+    answer: fn(Notified) -> A,
+}
+
+impl<B: serde::de::DeserializeOwned, A> NotifyRoute for ShopSigned<B, A> {
+    const GATEWAY: Option<&'static str> = None;
+    type Verified = (Signed, PaymentRef, Notification);
+    type Applied = Notified;
+    type Refusal = Problem;
+    type Answer = Result<A, Problem>;
+
+    fn verify(
+        &self,
+        payments: &PaymentService,
+        req: &HttpRequest,
+        body: &[u8],
+    ) -> Result<Self::Verified, Problem> {
         let signature = req
             .headers()
             .get(signature::HEADER)
             .and_then(|v| v.to_str().ok());
         let signed = payments.verify(signature, body)?;
-        let (payment, notification) = claim(parse_json(body)?)?;
-        Ok::<_, Problem>(
-            payments
-                .apply_notification(signed, payment, notification)
-                .await?,
-        )
+        let (payment, notification) = (self.claim)(parse_json(body)?)?;
+        Ok((signed, payment, notification))
     }
-    .await;
-    if let Err(problem) = &received {
-        metrics::counter!("shop_payment_notifications_rejected_total", "reason" => problem.code.clone()).increment(1);
+
+    async fn apply(
+        &self,
+        payments: &PaymentService,
+        (signed, payment, notification): Self::Verified,
+    ) -> Result<Notified, Problem> {
+        Ok(payments
+            .apply_notification(signed, payment, notification)
+            .await?)
     }
-    received
+
+    fn reason(problem: &Problem) -> String {
+        problem.code.clone()
+    }
+
+    fn answer(&self, outcome: Result<Notified, Problem>) -> Self::Answer {
+        outcome.map(self.answer)
+    }
 }
 
 /// Report a payment's outcome (gateways)
@@ -345,20 +367,22 @@ async fn payment_result_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let notified = receive(&payments, &req, &body, |n: PaymentNotification| {
-        let notification = Notification::new(
-            n.payment_status.into(),
-            Some(n.amount),
-            Some(n.currency),
-            n.transaction_id,
-        )?;
-        Ok((
-            PaymentRef::Payment(PaymentId::from(n.payment_id)),
-            notification,
-        ))
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(NotificationResult::from(notified)))
+    let route = ShopSigned {
+        claim: |n: PaymentNotification| {
+            let notification = Notification::new(
+                n.payment_status.into(),
+                Some(n.amount),
+                Some(n.currency),
+                n.transaction_id,
+            )?;
+            Ok((
+                PaymentRef::Payment(PaymentId::from(n.payment_id)),
+                notification,
+            ))
+        },
+        answer: |notified| HttpResponse::Ok().json(NotificationResult::from(notified)),
+    };
+    notify::receive(&route, &payments, &req, &body).await
 }
 
 /// Pay for an order (original spec path)
@@ -473,27 +497,31 @@ async fn original_payment_result_notify(
     payments: web::Data<PaymentService>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let notified = receive(&payments, &req, &body, |n: OriginalPaymentNotification| {
-        let notification = Notification::new(
-            n.payment_status.into(),
-            n.amount,
-            n.currency,
-            n.transaction_id,
-        )?;
-        Ok((PaymentRef::Order(n.order_id), notification))
-    })
-    .await?;
-    let message = match (notified.applied, notified.payment.status) {
-        (true, status) => format!("payment {}", status.as_str()),
-        (false, status) => format!("already applied: the payment is {}", status.as_str()),
+    let route = ShopSigned {
+        claim: |n: OriginalPaymentNotification| {
+            let notification = Notification::new(
+                n.payment_status.into(),
+                n.amount,
+                n.currency,
+                n.transaction_id,
+            )?;
+            Ok((PaymentRef::Order(n.order_id), notification))
+        },
+        answer: |notified| {
+            let message = match (notified.applied, notified.payment.status) {
+                (true, status) => format!("payment {}", status.as_str()),
+                (false, status) => format!("already applied: the payment is {}", status.as_str()),
+            };
+            HttpResponse::Ok().json(OriginalNotificationResult {
+                success: true,
+                message,
+                payment_id: notified.payment.id.into_string(),
+                order_id: notified.payment.order_id,
+                payment_status: notified.payment.status,
+            })
+        },
     };
-    Ok(HttpResponse::Ok().json(OriginalNotificationResult {
-        success: true,
-        message,
-        payment_id: notified.payment.id.into_string(),
-        order_id: notified.payment.order_id,
-        payment_status: notified.payment.status,
-    }))
+    notify::receive(&route, &payments, &req, &body).await
 }
 
 #[cfg(test)]

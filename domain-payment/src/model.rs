@@ -2,6 +2,7 @@
 //! [`PaymentStatus::apply`], the one place that knows which are legal.
 
 use serde::{Deserialize, Serialize};
+use shared_kernel::money::Money;
 use shared_kernel::ports::OrderState;
 
 /// How the customer pays.
@@ -192,9 +193,291 @@ impl PaymentStatus {
     }
 }
 
+/// A field of a genuine report that is not what the payment expects: a
+/// report about some other trade, application, merchant or amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} is {actual:?}, expected {expected:?}")]
+pub struct Mismatch {
+    /// The provider's name for the field (`total_amount`, `amount.total`...).
+    pub field: &'static str,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// `Ok` when `actual` is `expected`, else the [`Mismatch`] naming `field`.
+pub(crate) fn expect_field<T: PartialEq + ToString + ?Sized>(
+    field: &'static str,
+    expected: &T,
+    actual: &T,
+) -> Result<(), Mismatch> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Mismatch {
+            field,
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+/// Which part of a reported amount is not the payment's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountDiffers {
+    Amount,
+    Currency,
+}
+
+/// The amount rule, whichever route reports a payment's outcome: an amount,
+/// when reported, must be the payment's (in minor units), and a currency,
+/// when reported, its currency.
+pub fn check_amount(
+    expected: Money,
+    amount: Option<i64>,
+    currency: Option<&str>,
+) -> Result<(), AmountDiffers> {
+    if amount.is_some_and(|amount| amount != expected.minor()) {
+        return Err(AmountDiffers::Amount);
+    }
+    if currency.is_some_and(|currency| currency != expected.currency().as_str()) {
+        return Err(AmountDiffers::Currency);
+    }
+    Ok(())
+}
+
+/// What a provider's notification, verified by its route, says about a
+/// trade, in the provider's own words: the facts the rules of
+/// [`ProviderReport::check`] hold against the payment it names before
+/// anything is applied.
+#[derive(Debug, Clone)]
+pub struct ProviderReport {
+    /// The provider that reports (its gateway's name).
+    pub gateway: &'static str,
+    /// The payment its trade number names.
+    pub payment_id: PaymentId,
+    /// Whom it is for, each beside what this server is configured with, in
+    /// the order they are checked: the application (`app_id`, `appid`), the
+    /// merchant (`seller_id` when one is configured, `mchid`).
+    pub parties: Vec<Party>,
+    /// How much the trade is for.
+    pub amount: ReportedAmount,
+    pub outcome: TradeOutcome,
+}
+
+/// One party a report names, and the one this server is configured with.
+#[derive(Debug, Clone)]
+pub struct Party {
+    /// The provider's name for the field.
+    pub field: &'static str,
+    pub configured: String,
+    pub reported: String,
+}
+
+/// The amount of a provider's report.
+#[derive(Debug, Clone)]
+pub struct ReportedAmount {
+    /// The provider's name for the amount's field (`total_amount`, `amount.total`).
+    pub field: &'static str,
+    /// In minor units; `None` when the report carries none (which the rules refuse).
+    pub minor: Option<i64>,
+    /// The provider's name for the currency's field, and the currency, when
+    /// the report carries one.
+    pub currency: Option<(&'static str, String)>,
+    /// How the provider writes an amount (`"9999.00"`, `999900`), for a
+    /// mismatch's message.
+    pub written: fn(i64) -> String,
+}
+
+/// What a provider reports of a trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeOutcome {
+    /// Paid, with the provider's transaction id (which a success must carry).
+    Paid { transaction_id: Option<String> },
+    /// Genuine news that is not a success (created, closed, refunded...).
+    NotPaid,
+}
+
+/// Why a genuine report is not about the payment its trade number names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportMismatch {
+    /// The payment was opened with another provider.
+    OtherGateway,
+    /// For another application or merchant.
+    Party(Mismatch),
+    /// For another amount or currency.
+    Amount(Mismatch),
+}
+
+impl ProviderReport {
+    /// The rules, for every provider: the payment was opened with the
+    /// provider that reports, the report is for this server's application
+    /// and merchant, and for the payment's amount (see [`check_amount`]; a
+    /// report must carry one). The error names the first that differs.
+    pub fn check(&self, payment: &Payment) -> Result<(), ReportMismatch> {
+        if payment.gateway != self.gateway {
+            return Err(ReportMismatch::OtherGateway);
+        }
+        for party in &self.parties {
+            expect_field(party.field, &party.configured, &party.reported)
+                .map_err(ReportMismatch::Party)?;
+        }
+        let amount = &self.amount;
+        let expected = payment.amount;
+        let other_amount = || {
+            ReportMismatch::Amount(Mismatch {
+                field: amount.field,
+                expected: (amount.written)(expected.minor()),
+                actual: amount.minor.map(amount.written).unwrap_or_default(),
+            })
+        };
+        let Some(minor) = amount.minor else {
+            return Err(other_amount());
+        };
+        let currency = amount.currency.as_ref();
+        match check_amount(expected, Some(minor), currency.map(|(_, c)| c.as_str())) {
+            Ok(()) => Ok(()),
+            Err(AmountDiffers::Amount) => Err(other_amount()),
+            Err(AmountDiffers::Currency) => {
+                let (field, reported) =
+                    currency.map_or(("currency", ""), |(f, c)| (*f, c.as_str()));
+                Err(ReportMismatch::Amount(Mismatch {
+                    field,
+                    expected: expected.currency().to_string(),
+                    actual: reported.to_owned(),
+                }))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rules every provider's report and every signed notification's
+    /// amount are held to, in one place.
+    #[test]
+    fn the_rules_hold_every_report_against_its_payment() {
+        use shared_kernel::money::Currency;
+        let cny = |minor| Money::new(minor, Currency::CNY);
+        let payment = |gateway| Payment::for_tests(PaymentId::generate(), gateway, cny(999_900));
+        let party = |field, configured: &str, reported: &str| Party {
+            field,
+            configured: configured.to_owned(),
+            reported: reported.to_owned(),
+        };
+        // Alipay: yuan with two decimals, no currency field, the seller when configured.
+        let alipay = |app_id: &str, seller_id: &str, amount| ProviderReport {
+            gateway: "alipay",
+            payment_id: PaymentId::generate(),
+            parties: vec![
+                party("app_id", "2021000000000001", app_id),
+                party("seller_id", "2088000000000001", seller_id),
+            ],
+            amount: ReportedAmount {
+                field: "total_amount",
+                minor: Some(amount),
+                currency: None,
+                written: |fen| format!("{}.{:02}", fen / 100, fen % 100),
+            },
+            outcome: TradeOutcome::NotPaid,
+        };
+        // WeChat Pay: fen, a currency field, the merchant first.
+        let wechat_pay =
+            |mchid: &str, amount: Option<i64>, currency: Option<&str>| ProviderReport {
+                gateway: "wechat_pay",
+                payment_id: PaymentId::generate(),
+                parties: vec![
+                    party("mchid", "1900000001", mchid),
+                    party("appid", "wxd678efh567hg6787", "wxd678efh567hg6787"),
+                ],
+                amount: ReportedAmount {
+                    field: "amount.total",
+                    minor: amount,
+                    currency: currency.map(|c| ("amount.currency", c.to_owned())),
+                    written: |fen| fen.to_string(),
+                },
+                outcome: TradeOutcome::NotPaid,
+            };
+        let mismatch = |field, expected: &str, actual: &str| Mismatch {
+            field,
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+        };
+        let (by_alipay, by_wechat_pay) = (payment("alipay"), payment("wechat_pay"));
+        let genuine = alipay("2021000000000001", "2088000000000001", 999_900);
+        assert_eq!(genuine.check(&by_alipay), Ok(()));
+        assert_eq!(
+            genuine.check(&by_wechat_pay),
+            Err(ReportMismatch::OtherGateway)
+        );
+        assert_eq!(
+            alipay("2021000000000002", "2088000000000002", 1).check(&by_alipay),
+            Err(ReportMismatch::Party(mismatch(
+                "app_id",
+                "2021000000000001",
+                "2021000000000002"
+            )))
+        );
+        assert_eq!(
+            alipay("2021000000000001", "", 999_900).check(&by_alipay),
+            Err(ReportMismatch::Party(mismatch(
+                "seller_id",
+                "2088000000000001",
+                ""
+            )))
+        );
+        assert_eq!(
+            alipay("2021000000000001", "2088000000000001", 1).check(&by_alipay),
+            Err(ReportMismatch::Amount(mismatch(
+                "total_amount",
+                "9999.00",
+                "0.01"
+            )))
+        );
+        assert_eq!(
+            wechat_pay("1900000001", Some(999_900), None).check(&by_wechat_pay),
+            Ok(())
+        );
+        assert_eq!(
+            wechat_pay("1900000001", Some(999_900), Some("CNY")).check(&by_wechat_pay),
+            Ok(())
+        );
+        assert_eq!(
+            wechat_pay("1900000002", Some(1), Some("USD")).check(&by_wechat_pay),
+            Err(ReportMismatch::Party(mismatch(
+                "mchid",
+                "1900000001",
+                "1900000002"
+            )))
+        );
+        assert_eq!(
+            wechat_pay("1900000001", None, None).check(&by_wechat_pay),
+            Err(ReportMismatch::Amount(mismatch(
+                "amount.total",
+                "999900",
+                ""
+            )))
+        );
+        assert_eq!(
+            wechat_pay("1900000001", Some(999_900), Some("USD")).check(&by_wechat_pay),
+            Err(ReportMismatch::Amount(mismatch(
+                "amount.currency",
+                "CNY",
+                "USD"
+            )))
+        );
+        // A signed notification's amount and currency, each when given.
+        for (amount, currency, held) in [
+            (Some(999_900), Some("CNY"), Ok(())),
+            (None, None, Ok(())),
+            (Some(999_900), None, Ok(())),
+            (Some(999_901), Some("CNY"), Err(AmountDiffers::Amount)),
+            (None, Some("USD"), Err(AmountDiffers::Currency)),
+        ] {
+            assert_eq!(check_amount(cny(999_900), amount, currency), held);
+        }
+    }
 
     /// Every (status, outcome) pair, and where it leads.
     #[test]
@@ -387,6 +670,27 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// A pending payment of `amount` opened with `gateway`, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: PaymentId, gateway: &str, amount: Money) -> Self {
+        let now = chrono::DateTime::UNIX_EPOCH.naive_utc();
+        Self {
+            id,
+            order_id: "order-1".to_owned(),
+            method: PaymentMethod::Alipay,
+            gateway: gateway.to_owned(),
+            status: PaymentStatus::Pending,
+            amount,
+            payment_url: String::new(),
+            expires_at: now,
+            transaction_id: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            user_id: "user-1".to_owned(),
+        }
+    }
+
     /// The id of this payment's refund at its provider: derived from the
     /// payment, so that every retry asks for the same refund and the
     /// provider refunds once (33 characters, within both Alipay's

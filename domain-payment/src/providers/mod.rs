@@ -1,12 +1,18 @@
-//! The wire protocols of the real payment providers, as pure code: what to
-//! sign and how, what to send, and how to check what comes back. No HTTP
-//! client, no database, no clock (the caller passes `now`): the gateway
-//! adapters, the notify routes and the fake provider servers of the tests all
-//! stand on these functions.
+//! The payment providers, one folder each: its wire protocol (pure code: what
+//! to sign and how, what to send, and how to check what comes back; no HTTP
+//! client, no database, no clock, the caller passes `now`), its gateway
+//! adapter (the client that calls the provider), its notification route (the
+//! route the provider calls back) and its settings. The gateway adapters, the
+//! notify routes and the fake provider servers of the tests all stand on the
+//! protocols. What a provider's answer means for a payment (its amount, app id,
+//! merchant) is decided by the service, not here.
 //!
-//! - [`keys`]: RSA keys in every form the providers hand out, SHA256withRSA.
 //! - [`alipay`]: Alipay OpenAPI v2 with `RSA2` signatures.
 //! - [`wechat_pay`]: WeChat Pay API v3 (`WECHATPAY2-SHA256-RSA2048`, AES-256-GCM).
+//! - [`sandbox`]: the built-in stand-in provider and its checkout page.
+//! - Shared by the providers: [`keys`] (RSA keys in every form the providers
+//!   hand out, SHA256withRSA), and here the trade and refund numbers, the
+//!   [`Mismatch`] of a field and Beijing time.
 //!
 //! The facts they implement, and the official SDKs they were checked against,
 //! are in the project's `PAYMENT_GATEWAYS.md`.
@@ -14,13 +20,14 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use uuid::Uuid;
 
+pub use crate::model::Mismatch;
 use crate::model::PaymentId;
+use crate::model::expect_field;
 
 pub mod alipay;
-pub mod alipay_gateway;
 pub mod keys;
+pub mod sandbox;
 pub mod wechat_pay;
-pub mod wechat_pay_gateway;
 
 /// The merchant's trade number sent to a provider (`out_trade_no`): the
 /// payment id as 32 lowercase hex digits, no hyphens. It fits both providers'
@@ -98,34 +105,6 @@ impl RefundNo {
     }
 }
 
-/// A field of a verified notification or answer that is not what the payment
-/// expects: a genuine message about some other trade, merchant or amount.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} is {actual:?}, expected {expected:?}")]
-pub struct Mismatch {
-    /// The provider's name for the field (`total_amount`, `amount.total`...).
-    pub field: &'static str,
-    pub expected: String,
-    pub actual: String,
-}
-
-/// `Ok` when `actual` is `expected`, else the [`Mismatch`] naming `field`.
-fn expect_field<T: PartialEq + ToString + ?Sized>(
-    field: &'static str,
-    expected: &T,
-    actual: &T,
-) -> Result<(), Mismatch> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Mismatch {
-            field,
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-        })
-    }
-}
-
 /// China Standard Time (UTC+8, no daylight saving), in which both providers
 /// read and write local times.
 pub const BEIJING: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
@@ -172,6 +151,24 @@ fn is_loopback_host(rest: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A provider's settings section as the app reads it from its environment
+/// variables (`<prefix><KEY>`, each a string under its lowercased key), for
+/// the settings' own tests.
+#[cfg(test)]
+pub(crate) fn settings_from_env<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, serde_json::Error> {
+    let section: serde_json::Map<String, serde_json::Value> = env
+        .into_iter()
+        .map(|(k, v)| {
+            let key = k.strip_prefix(prefix).unwrap_or(&k).to_lowercase();
+            (key, serde_json::Value::from(v))
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(section))
 }
 
 #[cfg(test)]

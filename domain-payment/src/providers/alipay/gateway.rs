@@ -1,4 +1,4 @@
-//! The Alipay adapter behind the `PaymentGateway` port: [`super::alipay`]'s
+//! The Alipay adapter behind the `PaymentGateway` port: [`super::protocol`]'s
 //! signed requests sent over HTTP, its verified answers read back as the
 //! port's facts.
 //!
@@ -28,12 +28,12 @@ use shared_kernel::ports::{
     RefundRequest, RefundState, Trade, TradeState,
 };
 
-use super::alipay::{
+use crate::model::PaymentId;
+use crate::providers::alipay::{
     self, Alipay, Callbacks, FORM_CONTENT_TYPE, QueriedTrade, RequestError, ResponseError,
     SignedRequest, TradeStatus,
 };
-use super::{OutTradeNo, RefundNo};
-use crate::model::PaymentId;
+use crate::providers::{self, OutTradeNo, RefundNo};
 
 /// The name stored with every payment this gateway opens.
 pub const NAME: &str = "alipay";
@@ -55,7 +55,7 @@ impl AlipayGateway {
     /// A gateway that has Alipay notify `notify_url` (shop's
     /// `/api/v1/payments/notify/alipay`: https, or http on loopback for tests).
     pub fn new(protocol: Arc<Alipay>, notify_url: String) -> Result<Self, PortError> {
-        if !super::is_callback_url(&notify_url) {
+        if !providers::is_callback_url(&notify_url) {
             return Err(PortError::Unexpected(anyhow::anyhow!(
                 "the Alipay notify URL {notify_url:?} must be https without a query string"
             )));

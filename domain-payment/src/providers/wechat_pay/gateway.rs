@@ -1,6 +1,6 @@
 //! The WeChat Pay adapter behind the [`PaymentGateway`] port: API v3 over
 //! HTTPS with `reqwest`, every message built, signed and verified by
-//! [`super::wechat_pay`]. Native (`code_url`, the QR code) by default and for
+//! [`super::protocol`]. Native (`code_url`, the QR code) by default and for
 //! `page`; H5 (`h5_url`) for `wap`. CNY only.
 //!
 //! Errors: a transport failure or a 5xx is [`PortError::Unavailable`] (the
@@ -20,13 +20,13 @@ use shared_kernel::ports::{
     RefundRequest, RefundState, Trade, TradeState,
 };
 
-use super::wechat_pay::{
+use super::{
     Answer, ApiRequest, CURRENCY, CodeUrl, H5Url, HttpMethod, Refund, RefundStatus, Refusal,
     ResponseError, SignatureHeaders, Trade as WechatTrade, TradeState as WechatTradeState,
     Transaction, WechatPay, new_nonce,
 };
-use super::{OutTradeNo, RefundNo};
 use crate::model::PaymentId;
+use crate::providers::{OutTradeNo, RefundNo};
 
 /// The gateway's stable name, stored with each payment it opens.
 pub const NAME: &str = "wechat_pay";

@@ -19,8 +19,8 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{PrivateKey, PublicKey, SignError, SignatureError};
-use super::{Mismatch, OutTradeNo, RefundNo, beijing, expect_field, is_callback_url};
+use crate::providers::keys::{PrivateKey, PublicKey, SignError, SignatureError};
+use crate::providers::{Mismatch, OutTradeNo, RefundNo, beijing, expect_field, is_callback_url};
 
 /// WeChat Pay's API host.
 pub const PRODUCTION_BASE_URL: &str = "https://api.mch.weixin.qq.com";

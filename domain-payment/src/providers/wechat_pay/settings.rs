@@ -1,17 +1,16 @@
 //! `[payment.wechat_pay]` (`SHOP__PAYMENT__WECHAT_PAY__*`): WeChat Pay API v3
-//! for one merchant. Read when the settings are read: every setting present,
+//! for one merchant. Read when the app reads its settings: every setting present,
 //! the key files loaded and the keys parsed, or start-up stops with a message
 //! naming the setting. Neither a key nor the APIv3 key is ever shown (the
 //! loaded protocol's `Debug` hides them).
 
 use std::sync::Arc;
 
-use domain_payment::providers::keys::{PrivateKey, PublicKey};
-use domain_payment::providers::wechat_pay::{
-    ApiV3Key, PRODUCTION_BASE_URL, PlatformKey, WechatPay, WechatPayConfig,
-};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use super::{ApiV3Key, PRODUCTION_BASE_URL, PlatformKey, WechatPay, WechatPayConfig};
+use crate::providers::keys::{PrivateKey, PublicKey};
 
 /// WeChat Pay, configured and loaded.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,7 +96,7 @@ impl TryFrom<RawWechatPaySettings> for WechatPaySettings {
             base_url,
         })
         .map_err(|error| {
-            use domain_payment::providers::wechat_pay::ConfigError as E;
+            use super::ConfigError as E;
             let key = match error {
                 E::MchId => "mch_id",
                 E::AppId => "app_id",
@@ -115,15 +114,16 @@ impl TryFrom<RawWechatPaySettings> for WechatPaySettings {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Settings;
+    use super::WechatPaySettings;
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../domain-payment/tests/fixtures/providers/"
-    );
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/");
     const APIV3_KEY: &str = "0123456789abcdefghijABCDEFGHIJ01";
 
-    fn settings(edit: &[(&str, Option<&str>)]) -> anyhow::Result<Settings> {
+    fn load(env: Vec<(String, String)>) -> Result<WechatPaySettings, serde_json::Error> {
+        crate::providers::settings_from_env("SHOP__PAYMENT__WECHAT_PAY__", env)
+    }
+
+    fn settings(edit: &[(&str, Option<&str>)]) -> Result<WechatPaySettings, serde_json::Error> {
         let merchant = format!("{FIXTURES}wechat_merchant_private_pkcs8.pem");
         let platform = format!("{FIXTURES}wechat_platform_public_spki.pem");
         let mut env: Vec<(String, String)> = [
@@ -151,20 +151,13 @@ mod tests {
                 env.push((variable, value.to_string()));
             }
         }
-        Settings::load_from(None, env)
-    }
-
-    #[test]
-    fn unset_means_not_configured() {
-        let s = Settings::load_from(None, Vec::new()).unwrap();
-        assert!(s.payment.wechat_pay.is_none());
+        load(env)
     }
 
     #[test]
     fn a_complete_section_loads_the_keys_and_never_shows_them() {
         let s = settings(&[]).unwrap();
-        let wechat_pay = s.payment.wechat_pay.clone().unwrap();
-        let config = wechat_pay.protocol.config();
+        let config = s.protocol.config();
         assert_eq!(config.mch_id, "1900000001");
         assert_eq!(config.base_url, "https://api.mch.weixin.qq.com");
         let shown = format!("{s:?}");
@@ -173,10 +166,7 @@ mod tests {
             "{shown}"
         );
         let s = settings(&[("BASE_URL", Some("http://127.0.0.1:9"))]).unwrap();
-        assert_eq!(
-            s.payment.wechat_pay.unwrap().protocol.config().base_url,
-            "http://127.0.0.1:9"
-        );
+        assert_eq!(s.protocol.config().base_url, "http://127.0.0.1:9");
     }
 
     #[test]
