@@ -10,9 +10,9 @@ use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
 use serde::Serialize;
 use shared_kernel::Problem;
-use shared_kernel::db::Db;
-use shared_kernel::problem::PROBLEM_JSON;
-use shared_kernel::problem::responses::{
+use shared_kernel::storage::db::Db;
+use shared_kernel::web::problem::PROBLEM_JSON;
+use shared_kernel::web::problem::responses::{
     CustomerOnly, CustomerUnauthorized, MalformedJson, MethodNotAllowed, NotFound, PayloadTooLarge,
     RequestTimeout, TooManyAuthFailures, TooManyConnections, Unauthorized, Unavailable,
     UnsupportedMediaType,
@@ -174,7 +174,7 @@ where
         .iter()
         .filter_map(|context| context.routes.internal)
         .fold(
-            scope::scope(shared_kernel::ports::internal::PREFIX),
+            scope::scope(shared_kernel::remote::internal::PREFIX),
             |scope, mount| scope.configure(mount),
         );
     app.service(internal)
@@ -562,7 +562,7 @@ pub fn into_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandle
     let caller_format = res
         .response()
         .extensions()
-        .contains::<shared_kernel::http::CallerFormat>();
+        .contains::<shared_kernel::web::extract::CallerFormat>();
     if is_problem || caller_format {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
@@ -570,7 +570,7 @@ pub fn into_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandle
     // A body that could not be read (a raw-body route's extractor): say why, in the client's words.
     let mut problem = match res.error() {
         Some(error) if error.as_error::<actix_web::error::PayloadError>().is_some() => {
-            shared_kernel::http::body_problem(error).error_response()
+            shared_kernel::web::extract::body_problem(error).error_response()
         }
         _ => Problem::for_status(res.status()).error_response(),
     };

@@ -7,9 +7,9 @@ use domain_payment::providers::alipay::settings::AlipaySettings;
 use domain_payment::providers::wechat_pay::settings::WechatPaySettings;
 use secrecy::SecretString;
 use serde::Deserialize;
-use shared_kernel::auth::token::JwksLocation;
-use shared_kernel::ports::remote::RemoteSettings;
-use shared_kernel::rabbitmq::RabbitSettings;
+use shared_kernel::messaging::rabbitmq::RabbitSettings;
+use shared_kernel::remote::adapters::RemoteSettings;
+use shared_kernel::web::auth::token::JwksLocation;
 
 use crate::contexts::{self, Contexts};
 

@@ -158,7 +158,7 @@ mod tests {
             }
             for subscriber in context.subscribers {
                 assert_eq!(
-                    shared_kernel::rabbitmq::context_of(subscriber.name),
+                    shared_kernel::messaging::rabbitmq::context_of(subscriber.name),
                     context.name,
                     "a subscriber's name begins with its context's: its broker queue is the context's"
                 );

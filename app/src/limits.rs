@@ -31,7 +31,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, ResponseError};
 use futures_core::Stream;
-use shared_kernel::problem::Problem;
+use shared_kernel::web::problem::Problem;
 
 /// Descriptors kept back from connections: database connections, the
 /// SQLite file and its journal, the listener, the runtime's own.
@@ -62,7 +62,7 @@ pub fn connection_budget(wanted: usize) -> usize {
 
 /// Ends a request body that has not arrived within `timeout` of the head:
 /// whoever reads it gets an `io::ErrorKind::TimedOut` payload error (which
-/// [`shared_kernel::http::body_problem`] answers 408 `request_timeout`), and
+/// [`shared_kernel::web::extract::body_problem`] answers 408 `request_timeout`), and
 /// the connection, whose unread body cannot be skipped, is closed.
 pub async fn body_deadline(
     timeout: Duration,

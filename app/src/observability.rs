@@ -2,7 +2,7 @@
 //!
 //! - Every request gets an id, taken from `X-Request-Id` when the client
 //!   sent a sane one, generated otherwise, echoed in the response, recorded
-//!   in the request's log span and carried (see `shared_kernel::request_id`)
+//!   in the request's log span and carried (see `shared_kernel::web::request_id`)
 //!   into its database work and the events it publishes.
 //! - Requests are counted and timed by route template, method and status.
 //! - `/metrics` renders every metric in Prometheus text format.
@@ -17,10 +17,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, get, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use shared_kernel::auth::Admin;
-use shared_kernel::db::Db;
-use shared_kernel::outbox;
-use shared_kernel::problem::responses::{TooManyAuthFailures, Unauthorized};
+use shared_kernel::messaging::outbox;
+use shared_kernel::storage::db::Db;
+use shared_kernel::web::auth::Admin;
+use shared_kernel::web::problem::responses::{TooManyAuthFailures, Unauthorized};
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
@@ -194,7 +194,7 @@ pub async fn observe(
     });
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
-    let outcome = shared_kernel::request_id::scope(id.clone(), next.call(req)).await;
+    let outcome = shared_kernel::web::request_id::scope(id.clone(), next.call(req)).await;
     let status = status_of(&outcome);
     let labels = [("route", route), ("method", method)];
     metrics::histogram!("shop_http_request_duration_seconds", &labels)
@@ -291,7 +291,7 @@ pub async fn render(_admin: Admin, db: web::Data<Db>) -> HttpResponse {
         .set(f64::from(open.saturating_sub(idle)));
     metrics::gauge!("shop_db_pool_connections", "state" => "idle").set(f64::from(idle));
     match db
-        .run(|conn| outbox::backlog(conn).map_err(shared_kernel::db::DbError::from))
+        .run(|conn| outbox::backlog(conn).map_err(shared_kernel::storage::db::DbError::from))
         .await
     {
         Ok(backlog) => {

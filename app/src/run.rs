@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
-use shared_kernel::auth::UserId;
-use shared_kernel::auth::token;
+use shared_kernel::web::auth::UserId;
+use shared_kernel::web::auth::token;
 
 use crate::cli::{Cli, Command};
 use crate::config::Settings;
@@ -40,8 +40,10 @@ pub fn main() -> anyhow::Result<()> {
             telemetry::init(settings.log.format);
             actix_web::rt::System::new().block_on(async move {
                 let db = startup::open_database(&settings).await?;
-                let dropped =
-                    shared_kernel::outbox::unsubscribe(&mut *db.get_blocking()?, &subscriber)?;
+                let dropped = shared_kernel::messaging::outbox::unsubscribe(
+                    &mut *db.get_blocking()?,
+                    &subscriber,
+                )?;
                 println!("{subscriber}: unsubscribed; {dropped} pending deliveries dropped");
                 Ok(())
             })

@@ -17,13 +17,15 @@ use domain_payment::service::Reconciliation;
 use domain_product::ProductConfig;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use shared_kernel::auth::token::TokenSettings;
-use shared_kernel::auth::{AdminToken, Authenticator, FailureLimiter, TokenVerifier};
 use shared_kernel::context::{Job, Seed, Serve, Stop, Wiring};
-use shared_kernel::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
-use shared_kernel::outbox::{self, DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
-use shared_kernel::ports::internal::ServiceToken;
-use shared_kernel::rabbitmq::{RabbitMq, Subscription};
+use shared_kernel::messaging::outbox::{
+    self, DispatchOptions, Dispatcher, EventBusBuilder, Outbox,
+};
+use shared_kernel::messaging::rabbitmq::{RabbitMq, Subscription};
+use shared_kernel::remote::internal::ServiceToken;
+use shared_kernel::storage::db::{self, DatabaseUrl, Db, Migrations, PoolOptions};
+use shared_kernel::web::auth::token::TokenSettings;
+use shared_kernel::web::auth::{AdminToken, Authenticator, FailureLimiter, TokenVerifier};
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};

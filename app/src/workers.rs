@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use shared_kernel::context::{Job, Progress};
-use shared_kernel::db::Backend;
+use shared_kernel::storage::db::Backend;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -95,7 +95,7 @@ fn outbox_retention(modules: &Modules, settings: &Settings) -> Job {
             if pruned > 0 {
                 tracing::info!(events = pruned, "pruned delivered events from the outbox");
             }
-            Ok::<_, shared_kernel::db::DbError>(Progress::Done)
+            Ok::<_, shared_kernel::storage::db::DbError>(Progress::Done)
         }
     })
 }

@@ -290,11 +290,13 @@ fn migrate_applies_the_schema_and_exits() {
     // The schema is in the file.
     assert_sqlite_holds(&dir, &objects);
     // And the migration harness finds nothing left to apply on it.
-    let database = shared_kernel::db::DatabaseUrl::parse(&url).unwrap();
-    let db = shared_kernel::db::Db::connect(&database, &Default::default()).unwrap();
-    let pending =
-        shared_kernel::db::run_migrations(&mut db.get_blocking().unwrap(), shop::migrations())
-            .unwrap();
+    let database = shared_kernel::storage::db::DatabaseUrl::parse(&url).unwrap();
+    let db = shared_kernel::storage::db::Db::connect(&database, &Default::default()).unwrap();
+    let pending = shared_kernel::storage::db::run_migrations(
+        &mut db.get_blocking().unwrap(),
+        shop::migrations(),
+    )
+    .unwrap();
     assert!(pending.is_empty(), "{pending:?}");
     drop(db);
     let _ = std::fs::remove_dir_all(dir);

@@ -8,9 +8,9 @@ use std::time::Duration;
 use actix_web::web;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shared_kernel::context::{Context, Job, Migrations, Port, Routes, Started, Subscriber, Wiring};
-use shared_kernel::db::Db;
-use shared_kernel::outbox::Outbox;
-use shared_kernel::ports::{Inventory, OrderLookup};
+use shared_kernel::messaging::outbox::Outbox;
+use shared_kernel::model::ports::{Inventory, OrderLookup};
+use shared_kernel::storage::db::Db;
 
 use crate::{EXPIRY_BATCH, OrderDirectory, OrderService, PaymentOutcomes};
 

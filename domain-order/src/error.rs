@@ -1,6 +1,6 @@
 use actix_web::http::StatusCode;
-use shared_kernel::db::DbError;
-use shared_kernel::ports::{PortError, Shortage};
+use shared_kernel::model::ports::{PortError, Shortage};
+use shared_kernel::storage::db::DbError;
 use shared_kernel::{FieldViolation, Problem};
 
 use crate::model::{OrderId, OrderStatus, RequestField, Violation};

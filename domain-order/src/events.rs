@@ -2,9 +2,9 @@
 //! decodes the event and calls the context's use case, in the delivery's
 //! transaction.
 
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::{EventEnvelope, IntegrationEvent, PaymentSucceeded};
-use shared_kernel::outbox::{EventHandler, Outbox};
+use shared_kernel::messaging::outbox::{EventHandler, Outbox};
+use shared_kernel::model::events::{EventEnvelope, IntegrationEvent, PaymentSucceeded};
+use shared_kernel::storage::db::AnyConnection;
 
 use crate::service;
 

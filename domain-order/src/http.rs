@@ -5,14 +5,15 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared_kernel::auth::{Caller, Customer};
-use shared_kernel::http::{Json, Query, invalid_query, json_integer};
-use shared_kernel::pagination::{PageQuery, PageRequest};
-use shared_kernel::problem::responses::{
+use shared_kernel::model::clock;
+use shared_kernel::web::auth::{Caller, Customer};
+use shared_kernel::web::extract::{Json, Query, invalid_query, json_integer};
+use shared_kernel::web::pagination::{PageQuery, PageRequest};
+use shared_kernel::web::problem::responses::{
     CustomerOnly, CustomerUnauthorized, PayloadTooLarge, TooManyAuthFailures, Unavailable,
     UnsupportedMediaType,
 };
-use shared_kernel::{FieldViolation, Problem, clock};
+use shared_kernel::{FieldViolation, Problem};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 

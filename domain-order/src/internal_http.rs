@@ -5,9 +5,9 @@
 
 use actix_web::{HttpResponse, get, web};
 use shared_kernel::Problem;
-use shared_kernel::ports::internal::{OrderEntry, Service, codes};
-use shared_kernel::ports::{OrderLookup, PortError};
-use shared_kernel::problem::responses::Unavailable;
+use shared_kernel::model::ports::{OrderLookup, PortError};
+use shared_kernel::remote::internal::{OrderEntry, Service, codes};
+use shared_kernel::web::problem::responses::Unavailable;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Mounts the internal order routes (under the app's `/internal/v1` scope).

@@ -1,8 +1,8 @@
 //! The order context's implementation of the [`OrderLookup`] port.
 
 use async_trait::async_trait;
-use shared_kernel::db::{Db, DbError};
-use shared_kernel::ports::{OrderLookup, OrderState, OrderSummary, PortError};
+use shared_kernel::model::ports::{OrderLookup, OrderState, OrderSummary, PortError};
+use shared_kernel::storage::db::{Db, DbError};
 
 use crate::model::{OrderId, OrderStatus};
 use crate::repository;

@@ -4,8 +4,8 @@
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use shared_kernel::money::{Currency, Money, MoneyError};
-use shared_kernel::ports::ReservedLine;
+use shared_kernel::model::money::{Currency, Money, MoneyError};
+use shared_kernel::model::ports::ReservedLine;
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -171,7 +171,7 @@ pub const MAX_QUANTITY: i64 = 1000;
 /// The most lines in one order.
 pub const MAX_LINES: usize = 50;
 /// The customer an order belongs to: the `sub` of the token that placed it.
-pub use shared_kernel::auth::UserId;
+pub use shared_kernel::web::auth::UserId;
 
 /// One line of an order request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,9 +3,9 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use shared_kernel::db::AnyConnection;
-use shared_kernel::money::{Currency, Money};
-use shared_kernel::pagination::PageRequest;
+use shared_kernel::model::money::{Currency, Money};
+use shared_kernel::storage::db::AnyConnection;
+use shared_kernel::web::pagination::PageRequest;
 
 use crate::model::{CancelReason, Order, OrderEvent, OrderId, OrderLine, OrderStatus};
 use crate::schema::{order_idempotency_keys as keys, order_lines, orders};

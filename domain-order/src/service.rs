@@ -3,16 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared_kernel::auth::Caller;
-use shared_kernel::clock;
-use shared_kernel::db::{AnyConnection, Db, DbError};
-use shared_kernel::events::{
+use shared_kernel::messaging::outbox::Outbox;
+use shared_kernel::model::clock;
+use shared_kernel::model::events::{
     CancellationReason, OrderCancelled, OrderLineData, OrderPaid, OrderPaymentRefused, OrderPlaced,
     PaymentSucceeded, RefusalReason,
 };
-use shared_kernel::outbox::Outbox;
-use shared_kernel::pagination::PageRequest;
-use shared_kernel::ports::{Inventory, PortError, ReservationLine, ReserveError, ReservedLine};
+use shared_kernel::model::ports::{
+    Inventory, PortError, ReservationLine, ReserveError, ReservedLine,
+};
+use shared_kernel::storage::db::{AnyConnection, Db, DbError};
+use shared_kernel::web::auth::Caller;
+use shared_kernel::web::pagination::PageRequest;
 
 use crate::error::OrderError;
 use crate::model::{
@@ -397,7 +399,7 @@ pub const EXPIRY_BATCH: i64 = 500;
 
 /// Cancels a pending order and publishes `OrderCancelled`, in the caller's transaction.
 fn cancel_pending(
-    conn: &mut shared_kernel::db::AnyConnection,
+    conn: &mut shared_kernel::storage::db::AnyConnection,
     outbox: &Outbox,
     id: &OrderId,
     reason: CancelReason,

@@ -10,9 +10,9 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use secrecy::SecretString;
 use shared_kernel::context::Port;
 use shared_kernel::context::{Context, Job, Migrations, Routes, Started, Subscriber, Wiring};
-use shared_kernel::db::Db;
-use shared_kernel::outbox::Outbox;
-use shared_kernel::ports::{OrderLookup, PaymentGateway};
+use shared_kernel::messaging::outbox::Outbox;
+use shared_kernel::model::ports::{OrderLookup, PaymentGateway};
+use shared_kernel::storage::db::Db;
 
 use crate::model::PaymentMethod;
 use crate::providers::alipay::Alipay;

@@ -1,7 +1,7 @@
 use actix_web::http::StatusCode;
-use shared_kernel::db::DbError;
-use shared_kernel::money::{Currency, Money};
-use shared_kernel::ports::PortError;
+use shared_kernel::model::money::{Currency, Money};
+use shared_kernel::model::ports::PortError;
+use shared_kernel::storage::db::DbError;
 use shared_kernel::{FieldViolation, Problem};
 
 use crate::model::{PaymentId, PaymentStatus};

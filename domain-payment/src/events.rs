@@ -2,9 +2,11 @@
 //! decodes the event and calls the context's use case, in the delivery's
 //! transaction.
 
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::{EventEnvelope, IntegrationEvent, OrderCancelled, OrderPaymentRefused};
-use shared_kernel::outbox::EventHandler;
+use shared_kernel::messaging::outbox::EventHandler;
+use shared_kernel::model::events::{
+    EventEnvelope, IntegrationEvent, OrderCancelled, OrderPaymentRefused,
+};
+use shared_kernel::storage::db::AnyConnection;
 
 use crate::service;
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use shared_kernel::ports::PaymentGateway;
+use shared_kernel::model::ports::PaymentGateway;
 
 use crate::model::PaymentMethod;
 

@@ -4,14 +4,15 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared_kernel::auth::{Caller, Customer};
-use shared_kernel::http::{Json, json_integer, parse_json};
-use shared_kernel::ports::PaymentChannel;
-use shared_kernel::problem::responses::{
+use shared_kernel::Problem;
+use shared_kernel::model::clock;
+use shared_kernel::model::ports::PaymentChannel;
+use shared_kernel::web::auth::{Caller, Customer};
+use shared_kernel::web::extract::{Json, json_integer, parse_json};
+use shared_kernel::web::problem::responses::{
     CustomerOnly, CustomerUnauthorized, MalformedJson, PayloadTooLarge, TooManyAuthFailures,
     Unavailable, UnsupportedMediaType,
 };
-use shared_kernel::{Problem, clock};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 

@@ -2,8 +2,8 @@
 //! [`PaymentStatus::apply`], the one place that knows which are legal.
 
 use serde::{Deserialize, Serialize};
-use shared_kernel::money::Money;
-use shared_kernel::ports::OrderState;
+use shared_kernel::model::money::Money;
+use shared_kernel::model::ports::OrderState;
 
 /// How the customer pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -358,7 +358,7 @@ mod tests {
     /// amount are held to, in one place.
     #[test]
     fn the_rules_hold_every_report_against_its_payment() {
-        use shared_kernel::money::Currency;
+        use shared_kernel::model::money::Currency;
         let cny = |minor| Money::new(minor, Currency::CNY);
         let payment = |gateway| Payment::for_tests(PaymentId::generate(), gateway, cny(999_900));
         let party = |field, configured: &str, reported: &str| Party {
@@ -658,7 +658,7 @@ pub struct Payment {
     pub method: PaymentMethod,
     pub gateway: String,
     pub status: PaymentStatus,
-    pub amount: shared_kernel::money::Money,
+    pub amount: shared_kernel::model::money::Money,
     pub payment_url: String,
     pub expires_at: chrono::NaiveDateTime,
     pub transaction_id: Option<String>,

@@ -2,8 +2,8 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use shared_kernel::db::AnyConnection;
-use shared_kernel::money::{Currency, Money};
+use shared_kernel::model::money::{Currency, Money};
+use shared_kernel::storage::db::AnyConnection;
 
 use crate::model::{Payment, PaymentId, PaymentMethod, PaymentStatus};
 use crate::schema::{payment_notifications, payments};

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use actix_web::web::Bytes;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shared_kernel::ports::{
+use shared_kernel::model::ports::{
     Inventory, PortError, ProductSnapshot, ReservationLine, ReserveError, ReservedLine,
 };
 
@@ -319,7 +319,7 @@ fn shard_of(id: &str) -> usize {
 mod tests {
     use std::sync::atomic::AtomicI64;
 
-    use shared_kernel::money::{Currency, Money};
+    use shared_kernel::model::money::{Currency, Money};
 
     use super::*;
     use crate::model::{Description, ProductId, ProductName, Stock};

@@ -9,8 +9,8 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shared_kernel::context::{
     self, Context, Job, Migrations, Port, Routes, Started, Subscriber, Wiring,
 };
-use shared_kernel::db::{DatabaseUrl, Db};
-use shared_kernel::ports::Inventory;
+use shared_kernel::model::ports::Inventory;
+use shared_kernel::storage::db::{DatabaseUrl, Db};
 
 use crate::cache::{InvalidatingInventory, Invalidator};
 use crate::{ProductCatalog, ProductInventory, StockReservations};
@@ -79,7 +79,7 @@ fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
                 let reservations = reservations.clone();
                 async move {
                     reservations.release_abandoned(grace).await?;
-                    Ok::<_, shared_kernel::db::DbError>(context::Progress::Done)
+                    Ok::<_, shared_kernel::storage::db::DbError>(context::Progress::Done)
                 }
             },
         ))

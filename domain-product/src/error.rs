@@ -1,5 +1,5 @@
 use actix_web::http::StatusCode;
-use shared_kernel::db::DbError;
+use shared_kernel::storage::db::DbError;
 use shared_kernel::{FieldViolation, Problem};
 
 use crate::model::ProductId;

@@ -2,11 +2,11 @@
 //! the events and calls the reservation use cases ([`crate::inventory`]), in
 //! the delivery's transaction.
 
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::{
+use shared_kernel::messaging::outbox::EventHandler;
+use shared_kernel::model::events::{
     EventEnvelope, IntegrationEvent, OrderCancelled, OrderPaid, OrderPlaced,
 };
-use shared_kernel::outbox::EventHandler;
+use shared_kernel::storage::db::AnyConnection;
 
 use crate::inventory;
 

@@ -6,14 +6,15 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared_kernel::auth::Admin;
-use shared_kernel::http::{Json, Query, json_integer};
-use shared_kernel::pagination::{PageQuery, PageRequest};
-use shared_kernel::problem::responses::{
+use shared_kernel::model::clock;
+use shared_kernel::web::auth::Admin;
+use shared_kernel::web::extract::{Json, Query, json_integer};
+use shared_kernel::web::pagination::{PageQuery, PageRequest};
+use shared_kernel::web::problem::responses::{
     MalformedJson, PayloadTooLarge, TooManyAuthFailures, Unauthorized, Unavailable,
     UnsupportedMediaType,
 };
-use shared_kernel::{FieldViolation, Problem, clock};
+use shared_kernel::{FieldViolation, Problem};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 

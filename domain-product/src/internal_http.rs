@@ -7,13 +7,13 @@ use std::collections::HashSet;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, post, put, web};
-use shared_kernel::http::Json;
-use shared_kernel::ports::internal::{
+use shared_kernel::model::ports::{Inventory, PortError, ReservationLine, ReserveError};
+use shared_kernel::remote::internal::{
     ProductEntry, ProductsAnswer, ProductsRequest, Refusal, ReserveAnswer, ReserveRequest,
     ReservedEntry, Service, ShortageEntry, codes,
 };
-use shared_kernel::ports::{Inventory, PortError, ReservationLine, ReserveError};
-use shared_kernel::problem::responses::{MalformedJson, Unavailable};
+use shared_kernel::web::extract::Json;
+use shared_kernel::web::problem::responses::{MalformedJson, Unavailable};
 use shared_kernel::{FieldViolation, Problem};
 use utoipa_actix_web::service_config::ServiceConfig;
 

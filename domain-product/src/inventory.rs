@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shared_kernel::clock;
-use shared_kernel::db::{AnyConnection, Db, DbError};
-use shared_kernel::ports::{
+use shared_kernel::model::clock;
+use shared_kernel::model::ports::{
     Inventory, PortError, ProductSnapshot, ReservationLine, ReserveError, ReservedLine,
 };
+use shared_kernel::storage::db::{AnyConnection, Db, DbError};
 
 use crate::model::{ProductId, ReservationStatus};
 use crate::repository;

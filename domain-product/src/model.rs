@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 use shared_kernel::FieldViolation;
-use shared_kernel::money::{Currency, Money};
+use shared_kernel::model::money::{Currency, Money};
 
 shared_kernel::string_id!(
     /// Names one product.

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use shared_kernel::db::{AnyConnection, DbError};
-use shared_kernel::money::{Currency, Money};
-use shared_kernel::ports::{ReservationLine, ReserveError, ReservedLine, Shortage};
+use shared_kernel::model::money::{Currency, Money};
+use shared_kernel::model::ports::{ReservationLine, ReserveError, ReservedLine, Shortage};
+use shared_kernel::storage::db::{AnyConnection, DbError};
 
 use crate::model::ReservationStatus;
 use crate::schema::{

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use shared_kernel::clock;
-use shared_kernel::db::Db;
-use shared_kernel::money::{Currency, Money};
-use shared_kernel::pagination::PageRequest;
+use shared_kernel::model::clock;
+use shared_kernel::model::money::{Currency, Money};
+use shared_kernel::storage::db::Db;
+use shared_kernel::web::pagination::PageRequest;
 
 use crate::cache::{CachedProduct, Lookup, ProductCache};
 use crate::error::ProductError;

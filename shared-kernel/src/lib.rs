@@ -8,23 +8,14 @@
 //! - [`pagination`]: opaque cursors and pages.
 //! - [`clock`]: timestamps as the database stores them.
 
-pub mod auth;
-pub mod clock;
 pub mod context;
-pub mod db;
-pub mod events;
-pub mod group_commit;
-pub mod http;
-pub mod id;
-pub mod money;
-pub mod outbox;
-pub mod pagination;
-pub mod ports;
-pub mod problem;
-pub mod rabbitmq;
-pub mod request_id;
+pub mod messaging;
+pub mod model;
+pub mod remote;
+pub mod storage;
+pub mod web;
 
-pub use problem::{FieldViolation, Problem};
+pub use web::problem::{FieldViolation, Problem};
 
 #[doc(hidden)]
 pub mod __private {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use diesel::RunQueryDsl;
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
-use shared_kernel::db::{AnyConnection, DatabaseUrl, Db, PoolOptions};
+use shared_kernel::storage::db::{AnyConnection, DatabaseUrl, Db, PoolOptions};
 use shop_tests::{ADMIN_TOKEN, Backend, StatusCode, TestApp, TestDatabase, Value, json, mint};
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -80,13 +80,13 @@ fn tables_in(database_url: &str) -> BTreeSet<String> {
     )
     .expect("connect");
     let sql = match db.backend() {
-        shared_kernel::db::Backend::Sqlite => {
+        shared_kernel::storage::db::Backend::Sqlite => {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         }
-        shared_kernel::db::Backend::Postgres => {
+        shared_kernel::storage::db::Backend::Postgres => {
             "SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = 'public'"
         }
-        shared_kernel::db::Backend::Mysql => {
+        shared_kernel::storage::db::Backend::Mysql => {
             "SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
         }
     };
@@ -492,13 +492,16 @@ async fn a_database_migrated_in_one_folder_has_nothing_pending(backend: Backend)
 
     for contexts in ["product", "order", "payment", "product,order,payment"] {
         let contexts = contexts.parse().expect("contexts");
-        let pending =
-            shared_kernel::db::run_migrations(&mut conn, shop::startup::migrations_for(contexts))
-                .expect("migrations");
+        let pending = shared_kernel::storage::db::run_migrations(
+            &mut conn,
+            shop::startup::migrations_for(contexts),
+        )
+        .expect("migrations");
         assert!(pending.is_empty(), "{contexts}: {pending:?} ran again");
     }
-    let pending = shared_kernel::db::run_migrations(&mut conn, shop::startup::migrations())
-        .expect("migrations");
+    let pending =
+        shared_kernel::storage::db::run_migrations(&mut conn, shop::startup::migrations())
+            .expect("migrations");
     assert!(pending.is_empty(), "{pending:?}");
     drop(conn);
     assert_eq!(tables_in(&database.url()), before);
@@ -509,7 +512,7 @@ async fn a_database_migrated_in_one_folder_has_nothing_pending(backend: Backend)
         &Default::default(),
     )
     .expect("connect");
-    let applied = shared_kernel::db::run_migrations(
+    let applied = shared_kernel::storage::db::run_migrations(
         &mut fresh_db.get_blocking().expect("connection"),
         shop::startup::migrations(),
     )

@@ -17,8 +17,8 @@ use domain_product::model::{
 };
 use proptest::prelude::*;
 use reqwest::Method;
-use shared_kernel::money::{CURRENCY_PATTERN, Currency};
-use shared_kernel::pagination::{MAX_CURSOR_LEN, MAX_LIMIT, decode_cursor};
+use shared_kernel::model::money::{CURRENCY_PATTERN, Currency};
+use shared_kernel::web::pagination::{MAX_CURSOR_LEN, MAX_LIMIT, decode_cursor};
 use shop_tests::{StatusCode, TestApp, Value, eventually, json, on_every_backend};
 
 on_every_backend!(

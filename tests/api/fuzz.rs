@@ -21,7 +21,7 @@ use domain_product::model::{
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
-use shared_kernel::http::parse_json;
+use shared_kernel::web::extract::parse_json;
 
 /// Arbitrary JSON documents, biased towards the shapes the API expects.
 fn json_value() -> impl Strategy<Value = Value> {

@@ -168,12 +168,12 @@ async fn writes_reach_every_instance_cache_within_100_ms(backend: Backend) {
 
 /// Runs one statement on the database, as an operator would; returns the rows it changed.
 fn sql(database_url: &str, statement: &str) -> usize {
-    let url = shared_kernel::db::DatabaseUrl::parse(database_url).unwrap();
-    let options = shared_kernel::db::PoolOptions {
+    let url = shared_kernel::storage::db::DatabaseUrl::parse(database_url).unwrap();
+    let options = shared_kernel::storage::db::PoolOptions {
         max_size: 1,
         ..Default::default()
     };
-    let db = shared_kernel::db::Db::connect(&url, &options).unwrap();
+    let db = shared_kernel::storage::db::Db::connect(&url, &options).unwrap();
     let mut conn = db.get_blocking().unwrap();
     diesel::sql_query(statement).execute(&mut *conn).unwrap()
 }

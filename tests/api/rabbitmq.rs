@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::{EventEnvelope, IntegrationEvent};
-use shared_kernel::outbox::{
+use shared_kernel::messaging::outbox::{
     DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Outbox, Publisher,
 };
-use shared_kernel::rabbitmq::{RabbitMq, RabbitSettings};
+use shared_kernel::messaging::rabbitmq::{RabbitMq, RabbitSettings};
+use shared_kernel::model::events::{EventEnvelope, IntegrationEvent};
+use shared_kernel::storage::db::AnyConnection;
 use shop_tests::broker::{self, Broker, TcpProxy};
 use shop_tests::events::{Pinged, Recorder};
 use shop_tests::{

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::{QueryableByName, RunQueryDsl};
-use shared_kernel::db::{AnyConnection, DatabaseUrl, Db, PoolOptions};
+use shared_kernel::storage::db::{AnyConnection, DatabaseUrl, Db, PoolOptions};
 use shop_tests::{Backend, TestDatabase};
 
 /// A difference between the schemas that is meant: the fact, the backends
@@ -639,7 +639,8 @@ fn migrated_schema(backend: Backend) -> Facts {
     };
     let db = Db::connect(&url, &options).expect("connect");
     let mut conn = db.get_blocking().expect("connection");
-    shared_kernel::db::run_migrations(&mut conn, shop::startup::migrations()).expect("migrations");
+    shared_kernel::storage::db::run_migrations(&mut conn, shop::startup::migrations())
+        .expect("migrations");
     match &mut *conn {
         AnyConnection::Sqlite(c) => sqlite_facts(c),
         AnyConnection::Postgres(c) => postgres_facts(c),

@@ -181,7 +181,7 @@ fn a_build_without_mysql_says_how_to_get_one() {
     );
     assert!(exited, "shop stopped: {output}");
     assert!(
-        output.contains(shared_kernel::db::MYSQL_NOT_BUILT),
+        output.contains(shared_kernel::storage::db::MYSQL_NOT_BUILT),
         "{output}"
     );
     assert!(!output.contains("secret-password"), "{output}");

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use shared_kernel::db::{Db, DbError};
-use shared_kernel::events::IntegrationEvent;
-use shared_kernel::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
+use shared_kernel::messaging::outbox::{DispatchOptions, Dispatcher, EventBusBuilder, Outbox};
+use shared_kernel::model::events::IntegrationEvent;
+use shared_kernel::storage::db::{Db, DbError};
 use shop_tests::events::{Pinged, Recorder};
 use shop_tests::{Backend, TestDatabase, count};
 
@@ -91,9 +91,11 @@ async fn deliveries_are_routed_by_the_subscribers_consumers_record(backend: Back
     // Retired: its pending delivery is dropped and nothing more is written for it.
     publish(&db, &outbox_a, 3).await;
     assert_eq!(pending("test.b"), 1);
-    let dropped =
-        shared_kernel::outbox::unsubscribe(&mut db.get_blocking().expect("conn"), "test.b")
-            .expect("unsubscribe");
+    let dropped = shared_kernel::messaging::outbox::unsubscribe(
+        &mut db.get_blocking().expect("conn"),
+        "test.b",
+    )
+    .expect("unsubscribe");
     assert_eq!(dropped, 1);
     publish(&db, &outbox_a, 4).await;
     assert_eq!(pending("test.b"), 0);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use shared_kernel::db::{AnyConnection, Db, DbError};
+use shared_kernel::storage::db::{AnyConnection, Db, DbError};
 use shop_tests::{Backend, StatusCode, TestApp, Value, count, eventually, json};
 
 fn insert_product_sql(id: &str) -> String {
@@ -224,7 +224,7 @@ async fn a_deadlock_inside_a_shared_batch_runs_the_batch_again() {
     // The gate holds the only writer while the three units queue, in order.
     let (release, gate_unit) = hold_the_writer(&db, |_conn| Ok(())).await;
     let add = |id: &'static str| {
-        move |conn: &mut shared_kernel::db::AnyConnection| {
+        move |conn: &mut shared_kernel::storage::db::AnyConnection| {
             diesel::RunQueryDsl::execute(
                 diesel::sql_query(format!(
                     "UPDATE products SET stock = stock + 1 WHERE id = '{id}'"
@@ -636,7 +636,7 @@ async fn impossible_product_ids_are_unknown_products(backend: Backend) {
 shop_tests::on_each_backend!(impossible_product_ids_are_unknown_products);
 
 /// What the seam promises of every MySQL connection (the table at the top of
-/// shared-kernel/src/db.rs), read back from the server on a pooled
+/// shared-kernel/src/storage/db.rs), read back from the server on a pooled
 /// connection and on a writer's: read committed, strict modes, UTC, utf8mb4;
 /// a writer gives up on a row lock after 1 s; and strict means a value that
 /// does not fit is refused, never truncated. (MariaDB's names: `tx_isolation`.)

@@ -4,9 +4,9 @@
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::{EventEnvelope, IntegrationEvent};
-use shared_kernel::outbox::EventHandler;
+use shared_kernel::messaging::outbox::EventHandler;
+use shared_kernel::model::events::{EventEnvelope, IntegrationEvent};
+use shared_kernel::storage::db::AnyConnection;
 
 /// `test.pinged`, numbered.
 #[derive(Debug, Serialize, Deserialize)]

@@ -145,11 +145,14 @@ impl TestDatabase {
 
     /// A pool on this database, with every migration applied (for tests of
     /// the event bus and the like, below the app).
-    pub fn open_migrated(&self) -> shared_kernel::db::Db {
-        let url = shared_kernel::db::DatabaseUrl::parse(&self.url()).expect("url");
-        let db = shared_kernel::db::Db::connect(&url, &shared_kernel::db::PoolOptions::default())
-            .expect("connect");
-        shared_kernel::db::run_migrations(
+    pub fn open_migrated(&self) -> shared_kernel::storage::db::Db {
+        let url = shared_kernel::storage::db::DatabaseUrl::parse(&self.url()).expect("url");
+        let db = shared_kernel::storage::db::Db::connect(
+            &url,
+            &shared_kernel::storage::db::PoolOptions::default(),
+        )
+        .expect("connect");
+        shared_kernel::storage::db::run_migrations(
             &mut db.get_blocking().expect("conn"),
             startup::migrations(),
         )
@@ -790,7 +793,7 @@ impl ShopProcess {
             let _ = child.kill();
             let _ = child.wait();
             let log = log.lock().map(|log| log.join("\n")).unwrap_or_default();
-            if log.contains(shared_kernel::db::MYSQL_NOT_BUILT) {
+            if log.contains(shared_kernel::storage::db::MYSQL_NOT_BUILT) {
                 panic!(
                     "{binary} was built without the mysql feature: build the tests with \
                      `--features mysql` (cargo test -p shop-tests --features mysql), and do not \
@@ -862,10 +865,10 @@ pub fn count(database_url: &str, sql: &str) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let url = shared_kernel::db::DatabaseUrl::parse(database_url).expect("url");
-    let db = shared_kernel::db::Db::connect(
+    let url = shared_kernel::storage::db::DatabaseUrl::parse(database_url).expect("url");
+    let db = shared_kernel::storage::db::Db::connect(
         &url,
-        &shared_kernel::db::PoolOptions {
+        &shared_kernel::storage::db::PoolOptions {
             max_size: 1,
             ..Default::default()
         },
@@ -873,8 +876,9 @@ pub fn count(database_url: &str, sql: &str) -> i64 {
     .expect("connect");
     let mut conn = db.get_blocking().expect("connection");
     let sql = match db.backend() {
-        shared_kernel::db::Backend::Mysql => sql.replace(" AS BIGINT)", " AS SIGNED)"),
-        shared_kernel::db::Backend::Sqlite | shared_kernel::db::Backend::Postgres => sql.to_owned(),
+        shared_kernel::storage::db::Backend::Mysql => sql.replace(" AS BIGINT)", " AS SIGNED)"),
+        shared_kernel::storage::db::Backend::Sqlite
+        | shared_kernel::storage::db::Backend::Postgres => sql.to_owned(),
     };
     let row: Count = diesel::sql_query(sql)
         .get_result(&mut *conn)

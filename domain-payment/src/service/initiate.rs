@@ -1,8 +1,8 @@
 //! Opening a payment for an order.
 
-use shared_kernel::auth::UserId;
-use shared_kernel::clock;
-use shared_kernel::ports::{GatewayPaymentRequest, OrderState, PaymentChannel};
+use shared_kernel::model::clock;
+use shared_kernel::model::ports::{GatewayPaymentRequest, OrderState, PaymentChannel};
+use shared_kernel::web::auth::UserId;
 
 use super::{PaymentService, call_outcome, count_provider_call};
 use crate::error::PaymentError;
@@ -100,7 +100,7 @@ impl PaymentService {
             .db
             .write(move |conn| {
                 repository::insert(conn, &stored, first_query)
-                    .map_err(shared_kernel::db::DbError::from)
+                    .map_err(shared_kernel::storage::db::DbError::from)
             })
             .await
         {

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 
-use shared_kernel::auth::Caller;
-use shared_kernel::db::Db;
-use shared_kernel::outbox::Outbox;
-use shared_kernel::ports::{OrderLookup, PortError};
+use shared_kernel::messaging::outbox::Outbox;
+use shared_kernel::model::ports::{OrderLookup, PortError};
+use shared_kernel::storage::db::Db;
+use shared_kernel::web::auth::Caller;
 
 use crate::error::PaymentError;
 use crate::gateways::Gateways;

@@ -3,11 +3,11 @@
 //! the state machine with its event.
 
 use shared_kernel::FieldViolation;
-use shared_kernel::clock;
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::{PaymentFailed, PaymentSucceeded};
-use shared_kernel::outbox::Outbox;
-use shared_kernel::ports::OrderState;
+use shared_kernel::messaging::outbox::Outbox;
+use shared_kernel::model::clock;
+use shared_kernel::model::events::{PaymentFailed, PaymentSucceeded};
+use shared_kernel::model::ports::OrderState;
+use shared_kernel::storage::db::AnyConnection;
 
 use super::PaymentService;
 use crate::error::PaymentError;

@@ -1,8 +1,8 @@
 //! What other contexts' events cause here, each in the delivery's transaction.
 
-use shared_kernel::clock;
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::OrderPaymentRefused;
+use shared_kernel::model::clock;
+use shared_kernel::model::events::OrderPaymentRefused;
+use shared_kernel::storage::db::AnyConnection;
 
 use crate::error::PaymentError;
 use crate::model::{Applied, PaymentId, PaymentOutcome, PaymentStatus};

@@ -2,11 +2,11 @@
 //! not come, closing the trades of closed payments, refunding; and forgetting
 //! notifications too old to replay.
 
-use shared_kernel::clock;
-use shared_kernel::db::AnyConnection;
-use shared_kernel::events::PaymentRefunded;
-use shared_kernel::outbox::Outbox;
-use shared_kernel::ports::{Closed, RefundRequest, RefundState, Trade, TradeState};
+use shared_kernel::messaging::outbox::Outbox;
+use shared_kernel::model::clock;
+use shared_kernel::model::events::PaymentRefunded;
+use shared_kernel::model::ports::{Closed, RefundRequest, RefundState, Trade, TradeState};
+use shared_kernel::storage::db::AnyConnection;
 
 use super::{PaymentService, Reconciliation, call_outcome, count_provider_call};
 use crate::error::PaymentError;

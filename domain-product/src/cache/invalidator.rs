@@ -28,7 +28,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryableByName, RunQueryDsl};
-use shared_kernel::db::DatabaseUrl;
+use shared_kernel::storage::db::DatabaseUrl;
 
 use super::{Inner, ProductCache};
 
@@ -132,7 +132,9 @@ impl Listener {
                     .map_err(|e| e.to_string())
                     .map(|conn| self.poll_change_log(conn)),
                 #[cfg(not(feature = "mysql"))]
-                DatabaseUrl::Mysql(_) => Err(shared_kernel::db::MYSQL_NOT_BUILT.to_owned()),
+                DatabaseUrl::Mysql(_) => {
+                    Err(shared_kernel::storage::db::MYSQL_NOT_BUILT.to_owned())
+                }
             };
             if let Some(cache) = self.cache.upgrade() {
                 cache_of(cache).set_live(false);

@@ -16,7 +16,7 @@ use diesel_migrations::EmbeddedMigrations;
 use futures_util::future::BoxFuture;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::outbox::EventHandler;
+use crate::messaging::outbox::EventHandler;
 
 pub use jobs::{Job, Progress};
 pub use wiring::{Port, Wiring};

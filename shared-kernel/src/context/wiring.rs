@@ -5,8 +5,8 @@ use std::any::{Any, TypeId, type_name};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::ports::remote::{RemoteInventory, RemoteOrderLookup, RemoteSettings};
-use crate::ports::{Inventory, OrderLookup, PortError};
+use crate::model::ports::{Inventory, OrderLookup, PortError};
+use crate::remote::adapters::{RemoteInventory, RemoteOrderLookup, RemoteSettings};
 
 /// A port one context offers and another needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

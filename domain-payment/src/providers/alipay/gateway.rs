@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shared_kernel::money::Currency;
-use shared_kernel::ports::{
+use shared_kernel::model::money::Currency;
+use shared_kernel::model::ports::{
     Closed, GatewayPayment, GatewayPaymentRequest, PaymentChannel, PaymentGateway, PortError,
     RefundRequest, RefundState, Trade, TradeState,
 };

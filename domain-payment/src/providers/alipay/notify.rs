@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::Deserialize;
 use shared_kernel::Problem;
-use shared_kernel::problem::responses::{PayloadTooLarge, Unavailable};
+use shared_kernel::web::problem::responses::{PayloadTooLarge, Unavailable};
 use utoipa::ToSchema;
 
 use crate::PaymentService;
@@ -257,7 +257,7 @@ fn mismatched(code: &str, mismatch: &Mismatch) -> Problem {
 
 #[cfg(test)]
 mod tests {
-    use shared_kernel::money::{Currency, Money};
+    use shared_kernel::model::money::{Currency, Money};
 
     use super::*;
     use crate::model::{Payment, PaymentId};

@@ -17,11 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 use shared_kernel::Problem;
-use shared_kernel::auth::constant_time_eq;
-use shared_kernel::ports::{
+use shared_kernel::model::ports::{
     Closed, GatewayPayment, GatewayPaymentRequest, PaymentGateway, PortError, RefundRequest,
     RefundState, Trade, TradeState,
 };
+use shared_kernel::web::auth::constant_time_eq;
 
 use crate::PaymentService;
 use crate::model::{Payment, PaymentId, PaymentStatus};

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::Utc;
-use shared_kernel::ports::{
+use shared_kernel::model::ports::{
     Closed, GatewayPayment, GatewayPaymentRequest, PaymentChannel, PaymentGateway, PortError,
     RefundRequest, RefundState, Trade, TradeState,
 };
@@ -201,7 +201,7 @@ impl PaymentGateway for WechatPayGateway {
         NAME
     }
 
-    fn accepts(&self, currency: shared_kernel::money::Currency) -> bool {
+    fn accepts(&self, currency: shared_kernel::model::money::Currency) -> bool {
         currency.as_str() == CURRENCY
     }
 

@@ -17,10 +17,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use shared_kernel::db::DbError;
-use shared_kernel::http::CallerFormat;
-use shared_kernel::ports::PortError;
-use shared_kernel::problem::responses::PayloadTooLarge;
+use shared_kernel::model::ports::PortError;
+use shared_kernel::storage::db::DbError;
+use shared_kernel::web::extract::CallerFormat;
+use shared_kernel::web::problem::responses::PayloadTooLarge;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::PaymentError;

@@ -74,7 +74,7 @@ pub const RESERVE: [&str; 3] = [
 /// The reservation unit as the seam runs it on MySQL and MariaDB, which
 /// have neither `ON CONFLICT` nor `UPDATE ... RETURNING`
 /// (`insert_ignoring_duplicates!` and `update_returning!` in
-/// shared-kernel/src/db.rs): `INSERT IGNORE`, and the `UPDATE` then a
+/// shared-kernel/src/storage/db.rs): `INSERT IGNORE`, and the `UPDATE` then a
 /// `SELECT` of the row it changed, in the same transaction.
 #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub const RESERVE_MYSQL: [&str; 4] = [
@@ -473,7 +473,7 @@ impl SqliteCeiling {
     fn open(path: &Path) -> Result<Self> {
         let path = path.to_str().context("the SQLite path is not UTF-8")?;
         let mut conn = SqliteConnection::establish(path)?;
-        // shop's pragmas (shared-kernel/src/db.rs)
+        // shop's pragmas (shared-kernel/src/storage/db.rs)
         conn.batch_execute(
             "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
@@ -827,7 +827,7 @@ pub fn postgres(shop: &Path, pgbench: &Path, url: &str, dir: &Path, seconds: u64
 #[cfg(feature = "mysql")]
 pub const CLIENTS: usize = 32;
 
-/// Every shop connection's session settings on MySQL (shared-kernel/src/db.rs,
+/// Every shop connection's session settings on MySQL (shared-kernel/src/storage/db.rs,
 /// `MYSQL_SESSION`), and its writers' lock wait (`MYSQL_WRITER_LOCK_WAIT_TIMEOUT_SECS`).
 #[cfg(feature = "mysql")]
 const MYSQL_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
@@ -875,7 +875,7 @@ fn mysql_client(
     start: &std::sync::Barrier,
     duration: Duration,
 ) -> Result<ClientRun> {
-    use shared_kernel::group_commit::is_retryable;
+    use shared_kernel::storage::group_commit::is_retryable;
     let conn = mysql_connect(url);
     start.wait();
     let mut conn = conn?;

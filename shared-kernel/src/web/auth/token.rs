@@ -605,7 +605,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_jwks_file_verifies_with_each_key_under_its_own_algorithm() {
-        let pem = include_str!("../../../tests/fixtures/jwt/ed25519.pem");
+        let pem = include_str!("../../../../tests/fixtures/jwt/ed25519.pem");
         let key = EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
         let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
         jwk.common.key_id = Some("ed".into());

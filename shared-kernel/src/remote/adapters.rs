@@ -33,11 +33,11 @@ use super::internal::{
     self, LineEntry, OrderEntry, ProductsAnswer, ProductsRequest, Refusal, ReserveAnswer,
     ReserveRequest, codes,
 };
-use super::{
+use crate::model::money::{Currency, Money};
+use crate::model::ports::{
     Inventory, OrderLookup, OrderSummary, PortError, ProductSnapshot, ReservationLine,
     ReserveError, ReservedLine, Shortage,
 };
-use crate::money::{Currency, Money};
 
 /// The most attempts one call makes.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -303,7 +303,7 @@ impl Remote {
         }
         let deadline = started + self.settings.timeout;
         let request_id =
-            crate::request_id::current().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            crate::web::request_id::current().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let trace: u128 = rand::rng().random();
         let url = self.url(segments);
         let mut attempt = 0;
@@ -886,7 +886,7 @@ mod tests {
         .await;
         let inventory = RemoteInventory::new(settings(url)).unwrap();
         let request_id = "0190a6b2-7c1d-7e00-8a3b-1c2d3e4f5a6b";
-        let found = crate::request_id::scope(request_id.into(), async {
+        let found = crate::web::request_id::scope(request_id.into(), async {
             inventory.products(&["p1".to_owned()]).await
         })
         .await

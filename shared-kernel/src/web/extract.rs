@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use serde::de::DeserializeOwned;
 
-use crate::problem::{FieldViolation, Problem};
+use crate::web::problem::{FieldViolation, Problem};
 
 /// A JSON request body. Unlike actix's own, its errors name the field at fault:
 /// - not JSON (`Content-Type`): 415 `unsupported_media_type`;
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn constant_time_eq_compares_bytes() {
-        use crate::auth::constant_time_eq;
+        use crate::web::auth::constant_time_eq;
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret!"));
@@ -287,7 +287,7 @@ mod tests {
 /// Deserialises a JSON integer the way JSON Schema defines one: `5` and
 /// `5.0` are the same integer; `5.5`, `1e300` and strings are not integers.
 /// Use on every `integer` field of a request body
-/// (`#[serde(deserialize_with = "shared_kernel::http::json_integer")]`).
+/// (`#[serde(deserialize_with = "shared_kernel::web::extract::json_integer")]`).
 pub fn json_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     struct IntegerVisitor;
 

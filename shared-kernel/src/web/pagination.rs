@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::http::invalid_query;
-use crate::problem::{FieldViolation, Problem};
+use crate::web::extract::invalid_query;
+use crate::web::problem::{FieldViolation, Problem};
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;

@@ -2,14 +2,11 @@
 //! trait, used as `Arc<dyn Port>`, so that an in-process implementation can
 //! later be replaced by an HTTP client without touching the caller.
 
-pub mod internal;
-pub mod remote;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::db::DbError;
-use crate::money::Money;
+use crate::model::money::Money;
+use crate::storage::db::DbError;
 
 /// A failure of the port itself, not of the request.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +223,7 @@ pub trait PaymentGateway: Send + Sync + 'static {
 
     /// Whether it can take a payment in `currency` (Alipay and WeChat Pay
     /// settle in CNY only). Asked before a payment is opened; by default, any.
-    fn accepts(&self, currency: crate::money::Currency) -> bool {
+    fn accepts(&self, currency: crate::model::money::Currency) -> bool {
         let _ = currency;
         true
     }

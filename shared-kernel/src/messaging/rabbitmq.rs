@@ -2,7 +2,7 @@
 //! several processes (each perhaps with its own database) tell each other what
 //! happened. The outbox stays the source of truth; the broker only carries.
 //!
-//! - **Publishing.** The outbox's relay ([`crate::outbox::RELAY`]) hands every
+//! - **Publishing.** The outbox's relay ([`crate::messaging::outbox::RELAY`]) hands every
 //!   committed event to [`RabbitMq::publish`], which publishes it to a durable
 //!   topic exchange (`SHOP__BUS__EXCHANGE`, routing key = event type) as a
 //!   persistent message and waits for the broker's publisher confirm; the
@@ -48,8 +48,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{EventEnvelope, EventId};
-use crate::outbox::{Dispatcher, Publisher};
+use crate::messaging::outbox::{Dispatcher, Publisher};
+use crate::model::events::{EventEnvelope, EventId};
 
 /// The broker-side safety net: a message returned this often is dead-lettered
 /// by the queue itself, even if no consumer lived long enough to reject it.
@@ -447,7 +447,7 @@ impl RabbitMq {
                     } else {
                         metrics::counter!("shop_bus_consumed_total", "context" => context, "event_type" => event_type, "result" => "failed")
                             .increment(1);
-                        let wait = crate::outbox::backoff(
+                        let wait = crate::messaging::outbox::backoff(
                             i32::try_from(attempts).unwrap_or(i32::MAX),
                             Duration::from_secs(30),
                         );
@@ -595,7 +595,7 @@ fn message_of(event: &EventEnvelope) -> (Vec<u8>, BasicProperties) {
     let span: u64 = rand::random();
     headers.insert(
         "traceparent".into(),
-        long_string(&crate::ports::remote::traceparent(
+        long_string(&crate::remote::adapters::traceparent(
             &request_id,
             rand::random(),
             span,
@@ -692,9 +692,9 @@ mod tests {
 
     #[test]
     fn a_message_carries_its_event_whole() {
-        let event = crate::events::OrderCancelled {
+        let event = crate::model::events::OrderCancelled {
             order_id: "o1".into(),
-            reason: crate::events::CancellationReason::Expired,
+            reason: crate::model::events::CancellationReason::Expired,
         };
         let request = "0190b8e4-7f6a-7c3e-9a41-5b2f8c1d2e3f";
         let envelope = EventEnvelope::new(&event, Some(request.into())).unwrap();

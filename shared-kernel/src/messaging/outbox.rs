@@ -32,9 +32,9 @@ use diesel::prelude::*;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock;
-use crate::db::{AnyConnection, Db, DbError};
-use crate::events::{EventEnvelope, EventId, IntegrationEvent};
+use crate::model::clock;
+use crate::model::events::{EventEnvelope, EventId, IntegrationEvent};
+use crate::storage::db::{AnyConnection, Db, DbError};
 
 diesel::table! {
     outbox_events (id) {
@@ -288,7 +288,7 @@ impl Outbox {
 }
 
 fn current_request_id() -> Option<String> {
-    crate::request_id::current()
+    crate::web::request_id::current()
 }
 
 /// How the dispatcher paces itself.
@@ -397,7 +397,7 @@ impl Dispatcher {
                     .filter(event_subscriptions::subscriber.eq_any(self.names.iter())),
             )
             .execute(conn)?;
-            crate::events::ALL_TYPES
+            crate::model::events::ALL_TYPES
                 .iter()
                 .map(|event_type| (*event_type, RELAY))
                 .collect()

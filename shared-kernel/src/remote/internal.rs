@@ -1,5 +1,5 @@
 //! The internal API's contract: what a context serves under `/internal/v1`
-//! for the ports another process implements over HTTP (see [`super::remote`]),
+//! for the ports another process implements over HTTP (see [`super::adapters`]),
 //! and the service token that guards it. The bodies are shared by the
 //! handlers (in the implementing contexts) and the adapters, so that both
 //! sides speak one shape; the document is `openapi-internal.yaml`.
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::Problem;
-use crate::auth::constant_time_eq;
-use crate::problem::PROBLEM_JSON;
+use crate::web::auth::constant_time_eq;
+use crate::web::problem::PROBLEM_JSON;
 
 /// Where the internal routes live.
 pub const PREFIX: &str = "/internal/v1";
@@ -233,17 +233,17 @@ pub struct OrderEntry {
     pub expires_at: DateTime<Utc>,
 }
 
-impl From<super::OrderState> for OrderStateEntry {
-    fn from(state: super::OrderState) -> Self {
+impl From<crate::model::ports::OrderState> for OrderStateEntry {
+    fn from(state: crate::model::ports::OrderState) -> Self {
         match state {
-            super::OrderState::PendingPayment => Self::PendingPayment,
-            super::OrderState::Paid => Self::Paid,
-            super::OrderState::Cancelled => Self::Cancelled,
+            crate::model::ports::OrderState::PendingPayment => Self::PendingPayment,
+            crate::model::ports::OrderState::Paid => Self::Paid,
+            crate::model::ports::OrderState::Cancelled => Self::Cancelled,
         }
     }
 }
 
-impl From<OrderStateEntry> for super::OrderState {
+impl From<OrderStateEntry> for crate::model::ports::OrderState {
     fn from(state: OrderStateEntry) -> Self {
         match state {
             OrderStateEntry::PendingPayment => Self::PendingPayment,
@@ -253,8 +253,8 @@ impl From<OrderStateEntry> for super::OrderState {
     }
 }
 
-impl From<&super::OrderSummary> for OrderEntry {
-    fn from(order: &super::OrderSummary) -> Self {
+impl From<&crate::model::ports::OrderSummary> for OrderEntry {
+    fn from(order: &crate::model::ports::OrderSummary) -> Self {
         Self {
             order_id: order.order_id.clone(),
             user_id: order.user_id.clone(),
@@ -266,8 +266,8 @@ impl From<&super::OrderSummary> for OrderEntry {
     }
 }
 
-impl From<&super::ProductSnapshot> for ProductEntry {
-    fn from(product: &super::ProductSnapshot) -> Self {
+impl From<&crate::model::ports::ProductSnapshot> for ProductEntry {
+    fn from(product: &crate::model::ports::ProductSnapshot) -> Self {
         Self {
             product_id: product.product_id.clone(),
             name: product.name.clone(),
@@ -278,8 +278,8 @@ impl From<&super::ProductSnapshot> for ProductEntry {
     }
 }
 
-impl From<&super::ReservedLine> for ReservedEntry {
-    fn from(line: &super::ReservedLine) -> Self {
+impl From<&crate::model::ports::ReservedLine> for ReservedEntry {
+    fn from(line: &crate::model::ports::ReservedLine) -> Self {
         Self {
             product_id: line.product_id.clone(),
             quantity: line.quantity,
@@ -289,8 +289,8 @@ impl From<&super::ReservedLine> for ReservedEntry {
     }
 }
 
-impl From<&super::Shortage> for ShortageEntry {
-    fn from(s: &super::Shortage) -> Self {
+impl From<&crate::model::ports::Shortage> for ShortageEntry {
+    fn from(s: &crate::model::ports::Shortage) -> Self {
         Self {
             product_id: s.product_id.clone(),
             requested: s.requested,

@@ -13,14 +13,11 @@
 //!   acknowledged;
 //! - a unit that lost a deadlock, a serialization conflict or a lock wait is
 //!   rolled back to its savepoint and runs again in the next batch (a bounded
-//!   number of times), so the client never sees it;
-//! - work registered with [`after_commit`] during a unit runs once its
-//!   commit is durable (and is dropped if the unit rolls back).
+//!   number of times), so the client never sees it.
 //!
 //! SQLite has one writer (the engine allows one); PostgreSQL a few, each with
 //! its own connection. Reads never come here: they use the pool.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -36,7 +33,7 @@ use diesel::pg::PgConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
 
-use crate::db::{AnyConnection, DbError};
+use crate::storage::db::{AnyConnection, DbError};
 
 /// How many times a unit that lost a deadlock or a conflict runs again before its caller gets a 503.
 const MAX_TRIES: u32 = 12;
@@ -65,15 +62,15 @@ pub fn is_retryable(error: &DieselError) -> bool {
     }
 }
 
-/// Counts statements (the `shop_db_statements_total` metric) on every
-/// connection, and remembers, on a writer's connection, that a statement lost
-/// a race (see [`is_retryable`]).
-pub(crate) struct Counting {
+/// Notices, on a writer's connection, that a statement lost a race (see
+/// [`is_retryable`]), so that its unit runs again; and counts statements
+/// (the `shop_db_statements_total` metric) on every connection.
+pub(crate) struct LostRaceDetector {
     statements: metrics::Counter,
     lost_race: Option<Arc<AtomicBool>>,
 }
 
-impl Counting {
+impl LostRaceDetector {
     pub(crate) fn new(role: &'static str, lost_race: Option<Arc<AtomicBool>>) -> Self {
         Self {
             statements: metrics::counter!("shop_db_statements_total", "connection" => role),
@@ -82,7 +79,7 @@ impl Counting {
     }
 }
 
-impl Instrumentation for Counting {
+impl Instrumentation for LostRaceDetector {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let InstrumentationEvent::FinishQuery { error, .. } = event {
             self.statements.increment(1);
@@ -95,30 +92,6 @@ impl Instrumentation for Counting {
     }
 }
 
-/// Work to run once a unit's commit is durable.
-type Hook = Box<dyn FnOnce() + Send>;
-
-thread_local! {
-    /// The hooks of the unit running on this writer thread.
-    static AFTER_COMMIT: RefCell<Option<Vec<Hook>>> = const { RefCell::new(None) };
-}
-
-/// Runs `hook` once the commit of the current write unit is durable, before
-/// its caller is answered; never if the unit rolls back. Outside a unit it runs at once.
-pub fn after_commit(hook: impl FnOnce() + Send + 'static) {
-    let hook: Hook = Box::new(hook);
-    let leftover = AFTER_COMMIT.with(|hooks| match hooks.borrow_mut().as_mut() {
-        Some(hooks) => {
-            hooks.push(hook);
-            None
-        }
-        None => Some(hook),
-    });
-    if let Some(hook) = leftover {
-        hook();
-    }
-}
-
 /// What a unit says of the rows it locks, so that batches take their locks
 /// in one global order and two batches can never wait for each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,12 +99,13 @@ pub enum Locks {
     /// Rows no other unit contends for in an order that matters (new rows,
     /// one order's or one payment's row): such units run first in a batch.
     Unordered,
-    /// Products, by id: within a batch these units run in the order of their
-    /// ids, and a unit whose first id comes before what the batch already
-    /// locked waits for the next batch. (Each unit locks its own in id order.)
-    Products(Vec<String>),
+    /// Contended rows, by key (a context's own, such as product ids): within
+    /// a batch these units run in the order of their keys, and a unit whose
+    /// first key comes before what the batch already locked waits for the
+    /// next batch. (Each unit locks its own rows in key order.)
+    Keys(Vec<String>),
     /// Rows it cannot name in advance (event handlers, sweeps): it runs in a
-    /// transaction of its own, and itself locks products in id order.
+    /// transaction of its own, and itself locks keyed rows in key order.
     Alone,
 }
 
@@ -151,7 +125,7 @@ trait Unit: Send {
     fn run(&mut self, conn: &mut AnyConnection) -> Result<(), ()>;
     /// Answers the caller now with the unit's own failure.
     fn answer_failure(self: Box<Self>);
-    /// The commit is durable: runs the after-commit work and answers with the result.
+    /// The commit is durable: answers with the result.
     fn commit(self: Box<Self>);
     /// Answers with `error` instead of the result (the commit failed, or it lost too many races).
     fn abort(self: Box<Self>, error: DbError);
@@ -163,7 +137,6 @@ trait Unit: Send {
 struct TypedUnit<T, E, F> {
     work: F,
     outcome: Option<Result<T, E>>,
-    hooks: Vec<Hook>,
     reply: tokio::sync::oneshot::Sender<Result<T, E>>,
     tries: u32,
     locks: Locks,
@@ -178,20 +151,17 @@ where
     E: From<DbError> + Send,
 {
     fn run(&mut self, conn: &mut AnyConnection) -> Result<(), ()> {
-        AFTER_COMMIT.with(|hooks| *hooks.borrow_mut() = Some(Vec::new()));
         let work = &mut self.work;
         // A unit that panics fails alone: the writer thread lives on.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.span
-                .in_scope(|| crate::request_id::in_blocking(self.request_id.clone(), || work(conn)))
+            self.span.in_scope(|| {
+                crate::web::request_id::in_blocking(self.request_id.clone(), || work(conn))
+            })
         }))
         .unwrap_or_else(|_| {
             tracing::error!("a write unit panicked; it was rolled back");
             Err(E::from(DbError::Aborted))
         });
-        self.hooks = AFTER_COMMIT
-            .with(|hooks| hooks.borrow_mut().take())
-            .unwrap_or_default();
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         if ok { Ok(()) } else { Err(()) }
@@ -204,12 +174,8 @@ where
     }
 
     fn commit(self: Box<Self>) {
-        let this = *self;
-        for hook in this.hooks {
-            hook();
-        }
-        if let Some(outcome) = this.outcome {
-            let _ = this.reply.send(outcome);
+        if let Some(outcome) = self.outcome {
+            let _ = self.reply.send(outcome);
         }
     }
 
@@ -220,7 +186,6 @@ where
     fn try_again(&mut self) -> bool {
         self.tries += 1;
         self.outcome = None;
-        self.hooks.clear();
         self.tries < MAX_TRIES
     }
 
@@ -329,7 +294,7 @@ impl Drop for GroupCommit {
 impl GroupCommit {
     /// Starts `writers` threads, each with its own connection, sharing
     /// commits of up to `max_batch` units. With several writers, batches
-    /// order their units by the products they lock ([`Locks`]).
+    /// order their units by the keys of the rows they lock ([`Locks`]).
     pub(crate) fn start(
         writers: usize,
         max_batch: usize,
@@ -379,19 +344,18 @@ impl GroupCommit {
         self.queue.push(Box::new(TypedUnit {
             work,
             outcome: None,
-            hooks: Vec::new(),
             reply,
             tries: 0,
             locks: match locks {
-                Locks::Products(mut ids) => {
+                Locks::Keys(mut ids) => {
                     ids.sort_unstable();
                     ids.dedup();
-                    Locks::Products(ids)
+                    Locks::Keys(ids)
                 }
                 other => other,
             },
             span: tracing::Span::current(),
-            request_id: crate::request_id::current(),
+            request_id: crate::web::request_id::current(),
         }));
         answer
             .await
@@ -408,7 +372,7 @@ fn writer(queue: &Queue, max_batch: usize, connect: &Connect) {
         let connection = match conn.take() {
             Some(c) => Ok(c),
             None => connect().map(|mut c| {
-                c.set_instrumentation(Counting::new("writer", Some(lost_race.clone())));
+                c.set_instrumentation(LostRaceDetector::new("writer", Some(lost_race.clone())));
                 c
             }),
         };
@@ -431,11 +395,11 @@ fn writer(queue: &Queue, max_batch: usize, connect: &Connect) {
     }
 }
 
-/// Orders a batch so that it takes its product locks in ascending id order:
-/// units that lock nothing contended first, then units by their first
-/// product id; a unit whose products do not all come after those already
-/// taken in this batch goes back to the queue, for the next batch. Every
-/// batch (and every unit running alone) then locks products in one global
+/// Orders a batch so that it takes its keyed locks in ascending key order:
+/// units that lock nothing contended first, then units by their first key;
+/// a unit whose keys do not all come after those already taken in this
+/// batch goes back to the queue, for the next batch. Every batch (and every
+/// unit running alone) then locks keyed rows in one global
 /// order, so no two of them, on any writer or instance, can deadlock.
 fn in_lock_order(batch: Vec<Box<dyn Unit>>, queue: &Queue) -> Vec<Box<dyn Unit>> {
     if batch.len() < 2 {
@@ -443,15 +407,15 @@ fn in_lock_order(batch: Vec<Box<dyn Unit>>, queue: &Queue) -> Vec<Box<dyn Unit>>
     }
     let (mut keyed, mut ordered): (Vec<_>, Vec<_>) = batch
         .into_iter()
-        .partition(|u| matches!(u.locks(), Locks::Products(_)));
+        .partition(|u| matches!(u.locks(), Locks::Keys(_)));
     keyed.sort_by_key(|u| match u.locks() {
-        Locks::Products(ids) => ids.first().cloned(),
+        Locks::Keys(ids) => ids.first().cloned(),
         _ => None,
     });
     let mut highest: Option<String> = None;
     let mut later = Vec::new();
     for unit in keyed {
-        let Locks::Products(ids) = unit.locks() else {
+        let Locks::Keys(ids) = unit.locks() else {
             continue;
         };
         let fits = match (&highest, ids.first()) {
@@ -518,83 +482,137 @@ fn run_guarded(
     lost_race: &AtomicBool,
     queue: &Queue,
 ) -> bool {
-    let counters = &queue.counters;
     lost_race.store(false, Ordering::Relaxed);
     if let Err(error) = begin(conn) {
-        let retry = is_retryable(&error);
-        tracing::warn!(%error, "a database writer could not begin a transaction");
-        let mut again = Vec::new();
-        for mut unit in batch {
-            if retry && unit.try_again() {
-                counters.add(&counters.retried, "retried", 1);
-                again.push(unit);
-            } else {
-                unavailable_metric().increment(1);
-                unit.abort(DbError::Unavailable(format!(
-                    "cannot begin a transaction: {error}"
-                )));
-            }
+        return requeue_unbegun(batch, &error, queue);
+    }
+    let mut guarded = Guarded {
+        conn,
+        lost_race,
+        counters: &queue.counters,
+        // A lone unit needs no savepoint: the transaction is its own.
+        shared: batch.len() > 1,
+        wrote: Vec::with_capacity(batch.len()),
+        again: Vec::new(),
+        broken: false,
+    };
+    for unit in batch {
+        guarded.run(unit);
+    }
+    guarded.finish(queue)
+}
+
+/// The transaction could not begin: a batch that lost a race runs again,
+/// any other is answered as unavailable. Returns whether the connection is
+/// still usable.
+fn requeue_unbegun(batch: Vec<Box<dyn Unit>>, error: &DieselError, queue: &Queue) -> bool {
+    let retry = is_retryable(error);
+    tracing::warn!(%error, "a database writer could not begin a transaction");
+    let mut again = Vec::new();
+    for mut unit in batch {
+        if retry && unit.try_again() {
+            queue.counters.add(&queue.counters.retried, "retried", 1);
+            again.push(unit);
+        } else {
+            unavailable_metric().increment(1);
+            unit.abort(DbError::Unavailable(format!(
+                "cannot begin a transaction: {error}"
+            )));
         }
-        queue.push_front(again);
-        return retry;
+    }
+    queue.push_front(again);
+    retry
+}
+
+/// One guarded transaction in progress: the units that wrote (waiting for
+/// the commit), those to run again in the next batch, and whether the
+/// transaction can still go on.
+struct Guarded<'a> {
+    conn: &'a mut AnyConnection,
+    lost_race: &'a AtomicBool,
+    counters: &'a Counters,
+    shared: bool,
+    wrote: Vec<Box<dyn Unit>>,
+    again: Vec<Box<dyn Unit>>,
+    broken: bool,
+}
+
+impl Guarded<'_> {
+    /// Runs one unit in its savepoint and settles what became of it.
+    fn run(&mut self, unit: Box<dyn Unit>) {
+        if self.broken {
+            // The transaction cannot go on: whatever is left runs in the next batch.
+            return retry_or_abort(unit, &mut self.again);
+        }
+        if self.shared
+            && let Err(error) = savepoint(self.conn)
+        {
+            tracing::warn!(%error, "cannot open a savepoint");
+            self.broken = true;
+            return retry_or_abort(unit, &mut self.again);
+        }
+        let (unit, outcome) = self.attempt(unit);
+        if let Some(outcome) = self.close_savepoint(outcome) {
+            self.settle(unit, outcome);
+        } else {
+            retry_or_abort(unit, &mut self.again);
+        }
     }
 
-    // A lone unit needs no savepoint: the transaction is its own.
-    let shared = batch.len() > 1;
-    let mut wrote: Vec<Box<dyn Unit>> = Vec::with_capacity(batch.len());
-    let mut again: Vec<Box<dyn Unit>> = Vec::new();
-    let mut broken = false;
-    for mut unit in batch {
-        if broken {
-            // The transaction cannot go on: whatever is left runs in the next batch.
-            retry_or_abort(unit, &mut again);
-            continue;
-        }
-        if shared && let Err(error) = savepoint(conn) {
-            tracing::warn!(%error, "cannot open a savepoint");
-            broken = true;
-            retry_or_abort(unit, &mut again);
-            continue;
-        }
-        lost_race.store(false, Ordering::Relaxed);
-        let ran = unit.run(conn);
-        let outcome = match (ran, lost_race.load(Ordering::Relaxed)) {
+    /// Runs the unit once, and tells whether it wrote, failed or lost a race.
+    fn attempt(&mut self, mut unit: Box<dyn Unit>) -> (Box<dyn Unit>, Ran) {
+        self.lost_race.store(false, Ordering::Relaxed);
+        let ran = unit.run(self.conn);
+        let outcome = match (ran, self.lost_race.load(Ordering::Relaxed)) {
             (Ok(()), false) => Ran::Wrote,
             (_, true) => Ran::Retry,
             (Err(()), false) => Ran::Failed,
         };
+        (unit, outcome)
+    }
+
+    /// Releases the unit's savepoint when it wrote, rolls back to it when
+    /// not; notes a transaction that cannot go on. `None` when the unit
+    /// wrote but its savepoint could not be released (it runs again).
+    fn close_savepoint(&mut self, outcome: Ran) -> Option<Ran> {
         if !matches!(outcome, Ran::Wrote)
-            && shared
-            && let Err(error) = rollback_savepoint(conn)
+            && self.shared
+            && let Err(error) = rollback_savepoint(self.conn)
         {
             tracing::warn!(%error, "cannot roll back a savepoint");
-            broken = true;
+            self.broken = true;
         }
-        if matches!(outcome, Ran::Retry) && lost_race_ends_transaction(conn) {
+        if matches!(outcome, Ran::Retry) && lost_race_ends_transaction(self.conn) {
             // The units before this one were rolled back with it: none may be
-            // committed, so they all run again (the broken path below).
-            broken = true;
+            // committed, so they all run again (see `finish`).
+            self.broken = true;
         } else if matches!(outcome, Ran::Wrote)
-            && shared
-            && let Err(error) = release_savepoint(conn)
+            && self.shared
+            && let Err(error) = release_savepoint(self.conn)
         {
             tracing::warn!(%error, "cannot release a savepoint");
-            broken = true;
-            retry_or_abort(unit, &mut again);
-            continue;
+            self.broken = true;
+            return None;
         }
+        Some(outcome)
+    }
+
+    /// A unit that wrote waits for the commit; one that failed is answered
+    /// now; one that lost a race runs again in the next batch (or, out of
+    /// tries, is answered as unavailable).
+    fn settle(&mut self, mut unit: Box<dyn Unit>, outcome: Ran) {
         match outcome {
-            Ran::Wrote => wrote.push(unit),
+            Ran::Wrote => self.wrote.push(unit),
             Ran::Failed => {
-                counters.add(&counters.failed, "failed", 1);
-                if shared || !broken {
+                self.counters.add(&self.counters.failed, "failed", 1);
+                if self.shared || !self.broken {
                     unit.answer_failure();
                 }
             }
             Ran::Retry => {
                 if unit.try_again() {
-                    counters.add(&counters.retried, "retried", 1);
-                    again.push(unit);
+                    self.counters.add(&self.counters.retried, "retried", 1);
+                    self.again.push(unit);
                 } else {
                     unavailable_metric().increment(1);
                     unit.abort(DbError::Unavailable(
@@ -605,17 +623,20 @@ fn run_guarded(
         }
     }
 
-    if broken || (!shared && wrote.is_empty()) {
-        // Nothing to commit (a lone unit that failed), or the transaction is unusable.
-        let rolled_back = rollback(conn).is_ok();
-        for unit in wrote {
-            retry_or_abort(unit, &mut again);
+    /// Commits what wrote, or, when there is nothing to commit (a lone unit
+    /// that failed) or the transaction is unusable, rolls back and runs the
+    /// units that wrote again. Returns whether the connection is still usable.
+    fn finish(mut self, queue: &Queue) -> bool {
+        if self.broken || (!self.shared && self.wrote.is_empty()) {
+            let rolled_back = rollback(self.conn).is_ok();
+            for unit in self.wrote {
+                retry_or_abort(unit, &mut self.again);
+            }
+            queue.push_front(self.again);
+            return rolled_back;
         }
-        queue.push_front(again);
-        return rolled_back;
+        commit_batch(self.conn, self.wrote, self.again, queue)
     }
-
-    commit_batch(conn, wrote, again, queue)
 }
 
 /// Commits the units that wrote and answers them; queues `again` for the

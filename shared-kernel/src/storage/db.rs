@@ -4,13 +4,13 @@
 //! the variant here and nowhere else: this file and the macros it exports
 //! (`per_backend!`, `insert_rows!`, `insert_ignoring_duplicates!`,
 //! `update_returning!`, `load_skip_locked!`), plus the transaction control
-//! in [`crate::group_commit`]. MySQL and MariaDB are behind the cargo
+//! in [`crate::storage::group_commit`]. MySQL and MariaDB are behind the cargo
 //! feature `mysql` (they link the system's client library).
 //!
 //! diesel is synchronous: [`Db::run`] moves every read, including taking a
 //! connection from the pool, onto the blocking thread pool, and
 //! [`Db::write`] hands every write unit to the writer threads of
-//! [`crate::group_commit`], which share commits between concurrent units; the
+//! [`crate::storage::group_commit`], which share commits between concurrent units; the
 //! async executor threads never wait on the database.
 //!
 //! What differs per backend, at a glance:
@@ -42,8 +42,8 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
-use crate::group_commit::{Counting, GroupCommit, Locks};
-use crate::problem::Problem;
+use crate::storage::group_commit::{GroupCommit, Locks, LostRaceDetector};
+use crate::web::problem::Problem;
 
 /// A connection to whichever backend `DATABASE_URL` names.
 #[cfg(not(feature = "mysql"))]
@@ -76,8 +76,8 @@ pub enum AnyConnection {
 macro_rules! per_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::AnyConnection::Sqlite($c) => $body,
-            $crate::db::AnyConnection::Postgres($c) => $body,
+            $crate::storage::db::AnyConnection::Sqlite($c) => $body,
+            $crate::storage::db::AnyConnection::Postgres($c) => $body,
         }
     };
 }
@@ -88,9 +88,9 @@ macro_rules! per_backend {
 macro_rules! per_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::AnyConnection::Sqlite($c) => $body,
-            $crate::db::AnyConnection::Postgres($c) => $body,
-            $crate::db::AnyConnection::Mysql($c) => $body,
+            $crate::storage::db::AnyConnection::Sqlite($c) => $body,
+            $crate::storage::db::AnyConnection::Postgres($c) => $body,
+            $crate::storage::db::AnyConnection::Mysql($c) => $body,
         }
     };
 }
@@ -103,8 +103,10 @@ macro_rules! per_backend {
 macro_rules! load_skip_locked {
     ($conn:expr, $query:expr) => {
         match $conn {
-            $crate::db::AnyConnection::Postgres(c) => $query.for_update().skip_locked().load(c),
-            $crate::db::AnyConnection::Sqlite(c) => $query.load(c),
+            $crate::storage::db::AnyConnection::Postgres(c) => {
+                $query.for_update().skip_locked().load(c)
+            }
+            $crate::storage::db::AnyConnection::Sqlite(c) => $query.load(c),
         }
     };
 }
@@ -115,9 +117,13 @@ macro_rules! load_skip_locked {
 macro_rules! load_skip_locked {
     ($conn:expr, $query:expr) => {
         match $conn {
-            $crate::db::AnyConnection::Postgres(c) => $query.for_update().skip_locked().load(c),
-            $crate::db::AnyConnection::Mysql(c) => $query.for_update().skip_locked().load(c),
-            $crate::db::AnyConnection::Sqlite(c) => $query.load(c),
+            $crate::storage::db::AnyConnection::Postgres(c) => {
+                $query.for_update().skip_locked().load(c)
+            }
+            $crate::storage::db::AnyConnection::Mysql(c) => {
+                $query.for_update().skip_locked().load(c)
+            }
+            $crate::storage::db::AnyConnection::Sqlite(c) => $query.load(c),
         }
     };
 }
@@ -144,15 +150,15 @@ macro_rules! insert_ignoring_duplicates {
 macro_rules! insert_ignoring_duplicates {
     ($conn:expr, $table:expr, $values:expr) => {
         match $conn {
-            $crate::db::AnyConnection::Sqlite(c) => diesel::insert_into($table)
+            $crate::storage::db::AnyConnection::Sqlite(c) => diesel::insert_into($table)
                 .values($values)
                 .on_conflict_do_nothing()
                 .execute(c),
-            $crate::db::AnyConnection::Postgres(c) => diesel::insert_into($table)
+            $crate::storage::db::AnyConnection::Postgres(c) => diesel::insert_into($table)
                 .values($values)
                 .on_conflict_do_nothing()
                 .execute(c),
-            $crate::db::AnyConnection::Mysql(c) => diesel::insert_or_ignore_into($table)
+            $crate::storage::db::AnyConnection::Mysql(c) => diesel::insert_or_ignore_into($table)
                 .values($values)
                 .execute(c),
         }
@@ -180,13 +186,13 @@ macro_rules! update_returning {
 macro_rules! update_returning {
     ($conn:expr, $update:expr, $returning:expr, $select:expr) => {
         match $conn {
-            $crate::db::AnyConnection::Sqlite(c) => {
+            $crate::storage::db::AnyConnection::Sqlite(c) => {
                 diesel::OptionalExtension::optional($update.returning($returning).get_result(c))
             }
-            $crate::db::AnyConnection::Postgres(c) => {
+            $crate::storage::db::AnyConnection::Postgres(c) => {
                 diesel::OptionalExtension::optional($update.returning($returning).get_result(c))
             }
-            $crate::db::AnyConnection::Mysql(c) => match $update.execute(c) {
+            $crate::storage::db::AnyConnection::Mysql(c) => match $update.execute(c) {
                 Ok(0) => Ok(None),
                 Ok(_) => diesel::OptionalExtension::optional($select.first(c)),
                 Err(error) => Err(error),
@@ -344,7 +350,7 @@ impl ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
         let mut conn = self.open()?;
-        conn.set_instrumentation(Counting::new("pool", None));
+        conn.set_instrumentation(LostRaceDetector::new("pool", None));
         Ok(conn)
     }
 
@@ -568,10 +574,10 @@ impl Db {
     /// that commit is durable. When `work` fails, its writes are rolled back
     /// and its error returned. A unit that loses a deadlock or a conflict
     /// runs again, so `work` may run more than once: it must not have side
-    /// effects outside the database (use [`crate::group_commit::after_commit`]).
+    /// effects outside the database.
     ///
     /// `work` locks only rows no other unit contends for in an order that
-    /// matters (see [`Locks`]); a unit that locks products says which with
+    /// matters (see [`Locks`]); a unit that locks contended rows names their keys with
     /// [`Db::write_locking`], one that cannot tell uses [`Db::write_alone`].
     pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
@@ -582,15 +588,16 @@ impl Db {
         self.writers.write(Locks::Unordered, work).await
     }
 
-    /// [`Db::write`] for a unit that locks these products (in id order):
-    /// batches run such units in product order.
-    pub async fn write_locking<T, E, F>(&self, products: Vec<String>, work: F) -> Result<T, E>
+    /// [`Db::write`] for a unit that locks the rows of these keys (in key
+    /// order; a context's own keys, such as product ids): batches run such
+    /// units in key order, so that no two batches wait for each other.
+    pub async fn write_locking<T, E, F>(&self, keys: Vec<String>, work: F) -> Result<T, E>
     where
         F: FnMut(&mut AnyConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.writers.write(Locks::Products(products), work).await
+        self.writers.write(Locks::Keys(keys), work).await
     }
 
     /// [`Db::write`] for a unit that cannot name what it locks in advance
@@ -610,7 +617,7 @@ impl Db {
     }
 
     /// What this database's writers did since it was opened.
-    pub fn write_stats(&self) -> crate::group_commit::WriteStats {
+    pub fn write_stats(&self) -> crate::storage::group_commit::WriteStats {
         self.writers.stats()
     }
 
@@ -624,10 +631,10 @@ impl Db {
     {
         let pool = self.pool.clone();
         let span = tracing::Span::current();
-        let request_id = crate::request_id::current();
+        let request_id = crate::web::request_id::current();
         actix_web::rt::task::spawn_blocking(move || {
             span.in_scope(|| {
-                crate::request_id::in_blocking(request_id, || {
+                crate::web::request_id::in_blocking(request_id, || {
                     let waiting = metrics::gauge!("shop_db_pool_waiting");
                     waiting.increment(1.0);
                     let conn = pool.get();
