@@ -54,9 +54,6 @@ use crate::contexts::Contexts;
         (url = "http://127.0.0.1:8080", description = "`shop serve` on its default address"),
     ),
     tags(
-        (name = "products", description = "The catalog and its stock"),
-        (name = "orders", description = "Orders: placement with stock reservation, cancellation, expiry"),
-        (name = "payments", description = "Payments: initiation (payment URL and QR code), signed gateway notifications"),
         (name = "original spec", description = "The original spec's literal paths, thin aliases over the REST routes"),
         (name = "operations", description = "Health checks and metrics"),
     ),
@@ -95,18 +92,31 @@ fn bearer(description: &str) -> utoipa::openapi::security::HttpBuilder {
         .description(Some(description))
 }
 
-/// Mounts the documented routes of `contexts` (their REST routes and
-/// original-spec aliases), and the health and metrics routes every process
-/// serves, on `app`, collecting the OpenAPI document as it goes.
-pub fn mount<T>(app: UtoipaApp<T>, contexts: Contexts) -> UtoipaApp<T>
-where
+/// What an actix app is made of, as `mount` and `mount_internal` extend it.
+pub trait Factory:
+    actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Error = actix_web::Error,
+        InitError = (),
+    >
+{
+}
+
+impl<T> Factory for T where
     T: actix_web::dev::ServiceFactory<
             actix_web::dev::ServiceRequest,
             Config = (),
             Error = actix_web::Error,
             InitError = (),
-        >,
+        >
 {
+}
+
+/// Mounts the documented routes of `contexts` (their REST routes and
+/// original-spec aliases), and the health and metrics routes every process
+/// serves, on `app`, collecting the OpenAPI document as it goes.
+pub fn mount<T: Factory>(app: UtoipaApp<T>, contexts: Contexts) -> UtoipaApp<T> {
     let api = contexts
         .iter()
         .fold(scope::scope("/api/v1"), |scope, context| {
@@ -115,10 +125,27 @@ where
     contexts
         .iter()
         .fold(
-            app.openapi(ApiDoc::openapi()).service(api),
+            app.openapi(document_for(contexts)).service(api),
             |app, context| app.configure(context.routes.original_spec),
         )
         .configure(configure_health)
+}
+
+/// The document's heading: the tag of each context, then those of the routes
+/// every process serves.
+fn document_for(contexts: Contexts) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let own = contexts.iter().map(|context| {
+        let (name, description) = context.tag;
+        utoipa::openapi::tag::TagBuilder::new()
+            .name(name)
+            .description(Some(description))
+            .build()
+    });
+    let tags = doc.tags.get_or_insert_with(Vec::new);
+    let shared = std::mem::take(tags);
+    tags.extend(own.chain(shared));
+    doc
 }
 
 /// The internal API's document (`openapi-internal.yaml`): the ports other
@@ -161,15 +188,7 @@ impl Modify for ServiceAuth {
 /// Mounts the internal routes (`/internal/v1`) on `app`: the ports the
 /// contexts of `contexts` offer. Only a process given `SHOP__PORTS__TOKEN`
 /// serves them.
-pub fn mount_internal<T>(app: UtoipaApp<T>, contexts: Contexts) -> UtoipaApp<T>
-where
-    T: actix_web::dev::ServiceFactory<
-            actix_web::dev::ServiceRequest,
-            Config = (),
-            Error = actix_web::Error,
-            InitError = (),
-        >,
-{
+pub fn mount_internal<T: Factory>(app: UtoipaApp<T>, contexts: Contexts) -> UtoipaApp<T> {
     let internal = contexts
         .iter()
         .filter_map(|context| context.routes.internal)
@@ -253,94 +272,26 @@ fn add_links(doc: &mut serde_json::Value) {
     let product = "$response.body#/productId";
     let order = "$response.body#/orderId";
     let payment = "$response.body#/paymentId";
+    let parameters = |name: &str, value: &str| json!({ "parameters": { name: value } });
+    let body = |value: Value| json!({ "requestBody": value });
+    // (from the operation, its status, to the operation, with what it needs)
+    #[rustfmt::skip]
     let links: [(&str, &str, &str, Value); 14] = [
-        (
-            "createProduct",
-            "201",
-            "GetProductInfo",
-            json!({"operationId": "getProductInfo", "parameters": {"productId": product}}),
-        ),
-        (
-            "createProduct",
-            "201",
-            "UpdateProductStock",
-            json!({"operationId": "updateProductStock", "parameters": {"productId": product}}),
-        ),
-        (
-            "createProduct",
-            "201",
-            "CreateOrder",
-            json!({"operationId": "createOrder",
-                   "requestBody": {"items": [{"productId": product, "quantity": 1}]}}),
-        ),
-        (
-            "createProduct",
-            "201",
-            "OriginalGetProductInfo",
-            json!({"operationId": "originalGetProductInfo", "parameters": {"productId": product}}),
-        ),
-        (
-            "createOrder",
-            "201",
-            "GetOrderInfo",
-            json!({"operationId": "getOrderInfo", "parameters": {"orderId": order}}),
-        ),
-        (
-            "createOrder",
-            "201",
-            "ListOrders",
-            json!({"operationId": "listOrders", "parameters": {"userId": "$response.body#/userId"}}),
-        ),
-        (
-            "createOrder",
-            "201",
-            "InitiatePayment",
-            json!({"operationId": "initiatePayment", "requestBody": {"orderId": order, "paymentMethod": "wechat_pay"}}),
-        ),
-        (
-            "createOrder",
-            "201",
-            "CancelOrder",
-            json!({"operationId": "cancelOrder", "parameters": {"orderId": order}}),
-        ),
-        (
-            "createOrder",
-            "201",
-            "OriginalGetOrderInfo",
-            json!({"operationId": "originalGetOrderInfo", "parameters": {"orderId": order}}),
-        ),
-        (
-            "originalCreateOrder",
-            "201",
-            "GetOrderInfo",
-            json!({"operationId": "getOrderInfo", "parameters": {"orderId": order}}),
-        ),
-        (
-            "initiatePayment",
-            "201",
-            "GetPayment",
-            json!({"operationId": "getPayment", "parameters": {"paymentId": payment}}),
-        ),
-        (
-            "initiatePayment",
-            "201",
-            "GetOrderInfo",
-            json!({"operationId": "getOrderInfo", "parameters": {"orderId": order}}),
-        ),
-        (
-            "initiatePayment",
-            "200",
-            "GetPayment",
-            json!({"operationId": "getPayment", "parameters": {"paymentId": payment}}),
-        ),
-        (
-            "initiatePayment",
-            "201",
-            "PaymentResultNotify",
-            json!({"operationId": "paymentResultNotify",
-                   "requestBody": {"paymentId": payment, "paymentStatus": "success",
-                                   "amount": "$response.body#/amount", "currency": "$response.body#/currency"}}),
-        ),
+        ("createProduct", "201", "getProductInfo", parameters("productId", product)),
+        ("createProduct", "201", "updateProductStock", parameters("productId", product)),
+        ("createProduct", "201", "createOrder", body(json!({"items": [{"productId": product, "quantity": 1}]}))),
+        ("createProduct", "201", "originalGetProductInfo", parameters("productId", product)),
+        ("createOrder", "201", "getOrderInfo", parameters("orderId", order)),
+        ("createOrder", "201", "listOrders", parameters("userId", "$response.body#/userId")),
+        ("createOrder", "201", "initiatePayment", body(json!({"orderId": order, "paymentMethod": "wechat_pay"}))),
+        ("createOrder", "201", "cancelOrder", parameters("orderId", order)),
+        ("createOrder", "201", "originalGetOrderInfo", parameters("orderId", order)),
+        ("originalCreateOrder", "201", "getOrderInfo", parameters("orderId", order)),
+        ("initiatePayment", "201", "getPayment", parameters("paymentId", payment)),
+        ("initiatePayment", "201", "getOrderInfo", parameters("orderId", order)),
+        ("initiatePayment", "200", "getPayment", parameters("paymentId", payment)),
+        ("initiatePayment", "201", "paymentResultNotify", body(json!({"paymentId": payment, "paymentStatus": "success",
+            "amount": "$response.body#/amount", "currency": "$response.body#/currency"}))),
     ];
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -352,11 +303,22 @@ fn add_links(doc: &mut serde_json::Value) {
         .filter_map(|operation| operation.get("operationId").and_then(Value::as_str))
         .map(str::to_owned)
         .collect();
-    for (source, status, name, link) in links {
+    for (source, status, target, needs) in links {
         // A link to an operation the document does not have (another process's) is left out.
-        let target = link.get("operationId").and_then(Value::as_str);
-        if !target.is_some_and(|target| operations.contains(target)) {
+        if !operations.contains(target) {
             continue;
+        }
+        // Named after its target: `GetProductInfo` for `getProductInfo`.
+        let mut chars = target.chars();
+        let name: String = chars
+            .next()
+            .map(|first| first.to_ascii_uppercase())
+            .into_iter()
+            .chain(chars)
+            .collect();
+        let mut link = json!({ "operationId": target });
+        if let (Some(link), Some(needs)) = (link.as_object_mut(), needs.as_object()) {
+            link.extend(needs.clone());
         }
         let response = paths
             .values_mut()
@@ -368,7 +330,7 @@ fn add_links(doc: &mut serde_json::Value) {
         if let Some(response) = response {
             let links = response.entry("links").or_insert_with(|| json!({}));
             if let Some(links) = links.as_object_mut() {
-                links.insert(name.to_owned(), link);
+                links.insert(name, link);
             }
         }
     }

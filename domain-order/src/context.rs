@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use diesel_migrations::embed_migrations;
 use shared_kernel::context::{Context, Job, Migrations, Port, Routes, Started, Subscriber, Wiring};
 use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::ports::{Inventory, OrderLookup};
@@ -18,15 +18,19 @@ use crate::{EXPIRY_BATCH, OrderDirectory, OrderService, PaymentOutcomes};
 pub const CONTEXT: Context = Context {
     name: "order",
     migrations: Migrations {
-        sqlite: &SQLITE,
-        postgres: &POSTGRES,
-        mysql: &MYSQL,
+        sqlite: &embed_migrations!("../migrations/sqlite/order"),
+        postgres: &embed_migrations!("../migrations/postgres/order"),
+        mysql: &embed_migrations!("../migrations/mysql/order"),
     },
     routes: Routes {
         api: crate::http::configure_api,
         original_spec: crate::http::configure_original_spec,
         internal: Some(crate::internal_http::configure),
     },
+    tag: (
+        "orders",
+        "Orders: placement with stock reservation, cancellation, expiry",
+    ),
     subscribers: &[Subscriber {
         name: PaymentOutcomes::NAME,
         events: PaymentOutcomes::EVENTS,
@@ -35,10 +39,6 @@ pub const CONTEXT: Context = Context {
     needs: &[Port::Inventory],
     start,
 };
-
-static SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/order");
-static POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/postgres/order");
-static MYSQL: EmbeddedMigrations = embed_migrations!("../migrations/mysql/order");
 
 /// What the order context is started with, beside the database and the outbox.
 #[derive(Debug, Clone)]

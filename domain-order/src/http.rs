@@ -366,7 +366,7 @@ async fn get_order_info(
     Ok(HttpResponse::Ok().json(OrderView::from(order)))
 }
 
-/// The query of `listOrders`.
+/// The query of `listOrders` beside its page ([`PageQuery`]).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
@@ -375,17 +375,6 @@ pub struct ListOrdersQuery {
     /// user id); the admin token must name the customer.
     #[param(example = "user-42")]
     pub user_id: Option<String>,
-    /// How many orders to return (1 to 100, default 20).
-    #[param(minimum = 1, maximum = 100, example = 20)]
-    pub limit: Option<u32>,
-    /// The `nextCursor` of the previous page; omit it for the first page.
-    #[param(
-        min_length = 1,
-        max_length = 64,
-        pattern = "^[0-9A-Za-z_-]{1,64}$",
-        example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f"
-    )]
-    pub cursor: Option<String>,
 }
 
 /// List a customer's orders
@@ -396,7 +385,7 @@ pub struct ListOrdersQuery {
     operation_id = "listOrders",
     tag = "orders",
     security(("customerToken" = []), ("adminToken" = [])),
-    params(ListOrdersQuery),
+    params(ListOrdersQuery, PageQuery),
     responses(
         (status = 200, description = "A page of the customer's orders", body = OrderList),
         (status = 400, description = "`limit` or `cursor` is invalid, or, with the admin token, `userId` is missing or invalid (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
@@ -411,12 +400,9 @@ async fn list_orders(
     caller: Caller,
     orders: web::Data<OrderService>,
     query: Query<ListOrdersQuery>,
+    page: Query<PageQuery>,
 ) -> Result<HttpResponse, Problem> {
-    let ListOrdersQuery {
-        user_id,
-        limit,
-        cursor,
-    } = query.0;
+    let user_id = query.0.user_id;
     let user = match caller {
         Caller::Customer(user) => {
             let customer = Customer(user);
@@ -434,7 +420,7 @@ async fn list_orders(
                 .map_err(|m| invalid_query(vec![FieldViolation::new("userId", m)]))?
         }
     };
-    let page = PageRequest::try_from(PageQuery { limit, cursor })?;
+    let page = PageRequest::try_from(page.0)?;
     let page = orders.list(user, page).await?;
     Ok(HttpResponse::Ok().json(OrderList {
         items: page.orders.into_iter().map(OrderView::from).collect(),

@@ -5,8 +5,8 @@
 
 use actix_web::{HttpResponse, get, web};
 use shared_kernel::Problem;
-use shared_kernel::model::ports::{OrderLookup, PortError};
-use shared_kernel::remote::internal::{OrderEntry, Service, codes};
+use shared_kernel::model::ports::OrderLookup;
+use shared_kernel::remote::internal::{self, OrderEntry, Service, codes};
 use shared_kernel::web::problem::responses::Unavailable;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -44,12 +44,6 @@ async fn order_lookup(
             codes::ORDER_NOT_FOUND,
             format!("No order has the id {id}."),
         )),
-        Err(PortError::Unavailable(detail)) => {
-            tracing::warn!(%detail, "orders unavailable");
-            Err(Problem::unavailable(
-                "The orders are unavailable; try again shortly.",
-            ))
-        }
-        Err(PortError::Unexpected(error)) => Err(Problem::internal(&error)),
+        Err(error) => Err(internal::port_problem("order lookup", error)),
     }
 }

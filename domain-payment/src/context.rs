@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use diesel_migrations::embed_migrations;
 use secrecy::SecretString;
 use shared_kernel::context::Port;
 use shared_kernel::context::{Context, Job, Migrations, Routes, Started, Subscriber, Wiring};
@@ -28,15 +28,19 @@ use crate::{
 pub const CONTEXT: Context = Context {
     name: "payment",
     migrations: Migrations {
-        sqlite: &SQLITE,
-        postgres: &POSTGRES,
-        mysql: &MYSQL,
+        sqlite: &embed_migrations!("../migrations/sqlite/payment"),
+        postgres: &embed_migrations!("../migrations/postgres/payment"),
+        mysql: &embed_migrations!("../migrations/mysql/payment"),
     },
     routes: Routes {
         api: crate::http::configure_api,
         original_spec: crate::http::configure_original_spec,
         internal: None,
     },
+    tag: (
+        "payments",
+        "Payments: initiation (payment URL and QR code), signed gateway notifications",
+    ),
     subscribers: &[
         Subscriber {
             name: Refunds::NAME,
@@ -51,10 +55,6 @@ pub const CONTEXT: Context = Context {
     needs: &[Port::OrderLookup],
     start,
 };
-
-static SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/payment");
-static POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/postgres/payment");
-static MYSQL: EmbeddedMigrations = embed_migrations!("../migrations/mysql/payment");
 
 /// What the payment context is started with, beside the database and the outbox.
 #[derive(Clone)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use diesel_migrations::embed_migrations;
 use shared_kernel::context::{
     self, Context, Job, Migrations, Port, Routes, Started, Subscriber, Wiring,
 };
@@ -19,15 +19,16 @@ use crate::{ProductCatalog, ProductInventory, StockReservations};
 pub const CONTEXT: Context = Context {
     name: "product",
     migrations: Migrations {
-        sqlite: &SQLITE,
-        postgres: &POSTGRES,
-        mysql: &MYSQL,
+        sqlite: &embed_migrations!("../migrations/sqlite/product"),
+        postgres: &embed_migrations!("../migrations/postgres/product"),
+        mysql: &embed_migrations!("../migrations/mysql/product"),
     },
     routes: Routes {
         api: crate::http::configure_api,
         original_spec: crate::http::configure_original_spec,
         internal: Some(crate::internal_http::configure),
     },
+    tag: ("products", "The catalog and its stock"),
     subscribers: &[Subscriber {
         name: StockReservations::NAME,
         events: StockReservations::EVENTS,
@@ -36,10 +37,6 @@ pub const CONTEXT: Context = Context {
     needs: &[],
     start,
 };
-
-static SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/sqlite/product");
-static POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/postgres/product");
-static MYSQL: EmbeddedMigrations = embed_migrations!("../migrations/mysql/product");
 
 /// What the product context is started with, beside the database.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, post, put, web};
 use shared_kernel::model::ports::{Inventory, PortError, ReservationLine, ReserveError};
 use shared_kernel::remote::internal::{
-    ProductEntry, ProductsAnswer, ProductsRequest, Refusal, ReserveAnswer, ReserveRequest,
+    self, ProductEntry, ProductsAnswer, ProductsRequest, Refusal, ReserveAnswer, ReserveRequest,
     ReservedEntry, Service, ShortageEntry, codes,
 };
 use shared_kernel::web::extract::Json;
@@ -33,13 +33,7 @@ const MAX_LINES: usize = 100;
 const MAX_QUANTITY: i64 = 1_000_000_000;
 
 fn port_problem(error: PortError) -> Problem {
-    match error {
-        PortError::Unavailable(detail) => {
-            tracing::warn!(%detail, "inventory unavailable");
-            Problem::unavailable("The inventory is unavailable; try again shortly.")
-        }
-        PortError::Unexpected(error) => Problem::internal(&error),
-    }
+    internal::port_problem("inventory", error)
 }
 
 fn reservation_id(raw: &str) -> Result<(), Problem> {

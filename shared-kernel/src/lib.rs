@@ -1,12 +1,25 @@
-//! The shared kernel of shop: the few things every bounded context agrees on.
+//! The shared kernel of shop: what every bounded context agrees on, in
+//! rooms by concern. It names no context's concepts beyond the ports and
+//! events the contexts exchange.
 //!
-//! - [`money`]: integer minor units with an ISO 4217 currency, never a float.
-//! - [`problem`]: the RFC 9457 error model every HTTP error is rendered in.
-//! - [`auth`]: who is calling (customer tokens, the admin token) and what they may see.
-//! - [`http`]: extractors whose failures are problems too (JSON body, query).
-//! - [`db`]: the connection type that serves SQLite and PostgreSQL from one binary.
-//! - [`pagination`]: opaque cursors and pages.
-//! - [`clock`]: timestamps as the database stores them.
+//! - [`model`]: the domain vocabulary: ids, money (integer minor units with
+//!   an ISO 4217 currency, never a float), timestamps, integration events,
+//!   and the port traits one context offers another (`Inventory`,
+//!   `OrderLookup`, `PaymentGateway`).
+//! - [`storage`]: the connection type that serves SQLite, PostgreSQL and
+//!   MySQL from one binary (`db`: pool, migrations, the per-backend
+//!   differences), and the writers that share commits (`group_commit`).
+//! - [`messaging`]: the transactional outbox and its dispatcher (`outbox`),
+//!   and events over RabbitMQ between processes (`rabbitmq`).
+//! - [`web`]: the HTTP edge: the RFC 9457 error model (`problem`), extractors
+//!   whose failures are problems (`extract`), who is calling (`auth`),
+//!   request ids, cursor pagination.
+//! - [`remote`]: ports over HTTP (split mode): the internal API a process
+//!   serves for the ports it offers (`internal`) and the adapters that call
+//!   another process's (`adapters`).
+//! - [`context`]: a bounded context as it describes itself to the app (its
+//!   migrations, routes, subscribers, jobs, ports), the wiring it starts
+//!   from, and background jobs.
 
 pub mod context;
 pub mod messaging;

@@ -30,6 +30,8 @@ pub struct Context {
     pub migrations: Migrations,
     /// Its documented routes.
     pub routes: Routes,
+    /// The tag its operations carry in the OpenAPI document: name, description.
+    pub tag: (&'static str, &'static str),
     /// Its subscribers and the event types each takes: the broker's routing
     /// table, whichever process runs the context. [`Context::start`] gives
     /// the handler of each, by name.
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("name", &self.name)
+            .field("tag", &self.tag.0)
             .field("subscribers", &self.subscribers)
             .field("offers", &self.offers)
             .field("needs", &self.needs)

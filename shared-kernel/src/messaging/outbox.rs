@@ -85,16 +85,10 @@ diesel::allow_tables_to_appear_in_same_query!(
 /// The event bus's own tables (outbox, deliveries, subscriptions, inbox),
 /// which every process needs whatever contexts it runs.
 pub const MIGRATIONS: crate::context::Migrations = crate::context::Migrations {
-    sqlite: &SQLITE_MIGRATIONS,
-    postgres: &POSTGRES_MIGRATIONS,
-    mysql: &MYSQL_MIGRATIONS,
+    sqlite: &diesel_migrations::embed_migrations!("../migrations/sqlite/bus"),
+    postgres: &diesel_migrations::embed_migrations!("../migrations/postgres/bus"),
+    mysql: &diesel_migrations::embed_migrations!("../migrations/mysql/bus"),
 };
-static SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("../migrations/sqlite/bus");
-static POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("../migrations/postgres/bus");
-static MYSQL_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("../migrations/mysql/bus");
 
 /// The subscriber that relays events to a message broker (`SHOP__BUS__KIND=rabbitmq`):
 /// it takes every event type, and its deliveries are "sent" once the broker confirmed them.

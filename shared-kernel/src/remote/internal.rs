@@ -298,3 +298,16 @@ impl From<&crate::model::ports::Shortage> for ShortageEntry {
         }
     }
 }
+
+/// How the internal API answers a port's own failure: 503 (safe to retry)
+/// when `what` is unavailable for now, 500 for anything else.
+pub fn port_problem(what: &str, error: crate::model::ports::PortError) -> Problem {
+    use crate::model::ports::PortError;
+    match error {
+        PortError::Unavailable(detail) => {
+            tracing::warn!(%detail, "{what} unavailable");
+            Problem::unavailable(format!("The {what} is unavailable; try again shortly."))
+        }
+        PortError::Unexpected(error) => Problem::internal(&error),
+    }
+}

@@ -63,6 +63,36 @@ pub enum AnyConnection {
     Mysql(MysqlConnection),
 }
 
+/// Matches `conn` on its backend, one arm per backend: the one place the
+/// macros below spell the `mysql` feature (the MySQL arm is dropped, unread,
+/// from a build without it). Defined twice because a `cfg` inside an
+/// exported macro would be read in the crate that uses it, not here.
+#[cfg(not(feature = "mysql"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! match_backend {
+    ($conn:expr, sqlite($s:ident) => $sqlite:expr, postgres($p:ident) => $postgres:expr, mysql($m:ident) => $mysql:expr $(,)?) => {
+        match $conn {
+            $crate::storage::db::AnyConnection::Sqlite($s) => $sqlite,
+            $crate::storage::db::AnyConnection::Postgres($p) => $postgres,
+        }
+    };
+}
+
+/// See the other definition.
+#[cfg(feature = "mysql")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! match_backend {
+    ($conn:expr, sqlite($s:ident) => $sqlite:expr, postgres($p:ident) => $postgres:expr, mysql($m:ident) => $mysql:expr $(,)?) => {
+        match $conn {
+            $crate::storage::db::AnyConnection::Sqlite($s) => $sqlite,
+            $crate::storage::db::AnyConnection::Postgres($p) => $postgres,
+            $crate::storage::db::AnyConnection::Mysql($m) => $mysql,
+        }
+    };
+}
+
 /// Runs the same diesel query on whichever concrete connection `conn` holds,
 /// for the few statements the multi-backend connection cannot express
 /// (multi-row inserts). The query is written once; each backend compiles it
@@ -71,60 +101,24 @@ pub enum AnyConnection {
 /// ```ignore
 /// per_backend!(conn, |c| diesel::insert_into(t::table).values(rows).execute(c))
 /// ```
-#[cfg(not(feature = "mysql"))]
 #[macro_export]
 macro_rules! per_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Sqlite($c) => $body,
-            $crate::storage::db::AnyConnection::Postgres($c) => $body,
-        }
-    };
-}
-
-/// Runs the same diesel query on whichever concrete connection `conn` holds.
-#[cfg(feature = "mysql")]
-#[macro_export]
-macro_rules! per_backend {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Sqlite($c) => $body,
-            $crate::storage::db::AnyConnection::Postgres($c) => $body,
-            $crate::storage::db::AnyConnection::Mysql($c) => $body,
-        }
+        $crate::match_backend!($conn, sqlite($c) => $body, postgres($c) => $body, mysql($c) => $body)
     };
 }
 
 /// The backends that lock rows (`FOR UPDATE SKIP LOCKED`) and those that do
 /// not need to (SQLite: its one writer's lock is the claim), for a query that
 /// claims rows other instances may be claiming too. Evaluates to `$query.load(c)`.
-#[cfg(not(feature = "mysql"))]
 #[macro_export]
 macro_rules! load_skip_locked {
     ($conn:expr, $query:expr) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Postgres(c) => {
-                $query.for_update().skip_locked().load(c)
-            }
-            $crate::storage::db::AnyConnection::Sqlite(c) => $query.load(c),
-        }
-    };
-}
-
-/// See the other definition.
-#[cfg(feature = "mysql")]
-#[macro_export]
-macro_rules! load_skip_locked {
-    ($conn:expr, $query:expr) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Postgres(c) => {
-                $query.for_update().skip_locked().load(c)
-            }
-            $crate::storage::db::AnyConnection::Mysql(c) => {
-                $query.for_update().skip_locked().load(c)
-            }
-            $crate::storage::db::AnyConnection::Sqlite(c) => $query.load(c),
-        }
+        $crate::match_backend!($conn,
+            sqlite(c) => $query.load(c),
+            postgres(c) => $query.for_update().skip_locked().load(c),
+            mysql(c) => $query.for_update().skip_locked().load(c),
+        )
     };
 }
 
@@ -133,35 +127,14 @@ macro_rules! load_skip_locked {
 /// MySQL's `ON DUPLICATE KEY UPDATE` counts a duplicate as a row touched, so
 /// there it is `INSERT IGNORE` (which also turns other errors of the
 /// statement into warnings: use it only for values already validated).
-#[cfg(not(feature = "mysql"))]
 #[macro_export]
 macro_rules! insert_ignoring_duplicates {
     ($conn:expr, $table:expr, $values:expr) => {
-        $crate::per_backend!($conn, |c| diesel::insert_into($table)
-            .values($values)
-            .on_conflict_do_nothing()
-            .execute(c))
-    };
-}
-
-/// See the other definition.
-#[cfg(feature = "mysql")]
-#[macro_export]
-macro_rules! insert_ignoring_duplicates {
-    ($conn:expr, $table:expr, $values:expr) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Sqlite(c) => diesel::insert_into($table)
-                .values($values)
-                .on_conflict_do_nothing()
-                .execute(c),
-            $crate::storage::db::AnyConnection::Postgres(c) => diesel::insert_into($table)
-                .values($values)
-                .on_conflict_do_nothing()
-                .execute(c),
-            $crate::storage::db::AnyConnection::Mysql(c) => diesel::insert_or_ignore_into($table)
-                .values($values)
-                .execute(c),
-        }
+        $crate::match_backend!($conn,
+            sqlite(c) => diesel::insert_into($table).values($values).on_conflict_do_nothing().execute(c),
+            postgres(c) => diesel::insert_into($table).values($values).on_conflict_do_nothing().execute(c),
+            mysql(c) => diesel::insert_or_ignore_into($table).values($values).execute(c),
+        )
     };
 }
 
@@ -170,34 +143,18 @@ macro_rules! insert_ignoring_duplicates {
 /// the backend has it; on MySQL the update, then `$select` (which must read
 /// the same columns of the same row) in the same transaction, where the
 /// update's row lock keeps them as the update left them.
-#[cfg(not(feature = "mysql"))]
 #[macro_export]
 macro_rules! update_returning {
     ($conn:expr, $update:expr, $returning:expr, $select:expr) => {
-        $crate::per_backend!($conn, |c| diesel::OptionalExtension::optional(
-            $update.returning($returning).get_result(c)
-        ))
-    };
-}
-
-/// See the other definition.
-#[cfg(feature = "mysql")]
-#[macro_export]
-macro_rules! update_returning {
-    ($conn:expr, $update:expr, $returning:expr, $select:expr) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Sqlite(c) => {
-                diesel::OptionalExtension::optional($update.returning($returning).get_result(c))
-            }
-            $crate::storage::db::AnyConnection::Postgres(c) => {
-                diesel::OptionalExtension::optional($update.returning($returning).get_result(c))
-            }
-            $crate::storage::db::AnyConnection::Mysql(c) => match $update.execute(c) {
+        $crate::match_backend!($conn,
+            sqlite(c) => diesel::OptionalExtension::optional($update.returning($returning).get_result(c)),
+            postgres(c) => diesel::OptionalExtension::optional($update.returning($returning).get_result(c)),
+            mysql(c) => match $update.execute(c) {
                 Ok(0) => Ok(None),
                 Ok(_) => diesel::OptionalExtension::optional($select.first(c)),
                 Err(error) => Err(error),
             },
-        }
+        )
     };
 }
 

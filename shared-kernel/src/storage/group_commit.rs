@@ -27,11 +27,7 @@ use diesel::Connection as _;
 use diesel::connection::{
     AnsiTransactionManager, Instrumentation, InstrumentationEvent, TransactionManager,
 };
-#[cfg(feature = "mysql")]
-use diesel::mysql::MysqlConnection;
-use diesel::pg::PgConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sqlite::SqliteConnection;
 
 use crate::storage::db::{AnyConnection, DbError};
 
@@ -717,29 +713,15 @@ fn begin(conn: &mut AnyConnection) -> Result<(), DieselError> {
         AnyConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
         }
-        AnyConnection::Postgres(c) => {
-            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)
-        }
-        #[cfg(feature = "mysql")]
-        AnyConnection::Mysql(c) => {
-            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::begin_transaction(c)
-        }
+        other => savepoint(other),
     }
 }
 
+/// Begins a transaction, or a savepoint inside the one begun.
 fn savepoint(conn: &mut AnyConnection) -> Result<(), DieselError> {
-    match conn {
-        AnyConnection::Sqlite(c) => {
-            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::begin_transaction(c)
-        }
-        AnyConnection::Postgres(c) => {
-            <AnsiTransactionManager as TransactionManager<PgConnection>>::begin_transaction(c)
-        }
-        #[cfg(feature = "mysql")]
-        AnyConnection::Mysql(c) => {
-            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::begin_transaction(c)
-        }
-    }
+    crate::per_backend!(conn, |c| <AnsiTransactionManager as TransactionManager<
+        _,
+    >>::begin_transaction(c))
 }
 
 fn release_savepoint(conn: &mut AnyConnection) -> Result<(), DieselError> {
@@ -751,31 +733,13 @@ fn rollback_savepoint(conn: &mut AnyConnection) -> Result<(), DieselError> {
 }
 
 fn commit(conn: &mut AnyConnection) -> Result<(), DieselError> {
-    match conn {
-        AnyConnection::Sqlite(c) => {
-            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(c)
-        }
-        AnyConnection::Postgres(c) => {
-            <AnsiTransactionManager as TransactionManager<PgConnection>>::commit_transaction(c)
-        }
-        #[cfg(feature = "mysql")]
-        AnyConnection::Mysql(c) => {
-            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::commit_transaction(c)
-        }
-    }
+    crate::per_backend!(conn, |c| <AnsiTransactionManager as TransactionManager<
+        _,
+    >>::commit_transaction(c))
 }
 
 fn rollback(conn: &mut AnyConnection) -> Result<(), DieselError> {
-    match conn {
-        AnyConnection::Sqlite(c) => <AnsiTransactionManager as TransactionManager<
-            SqliteConnection,
-        >>::rollback_transaction(c),
-        AnyConnection::Postgres(c) => {
-            <AnsiTransactionManager as TransactionManager<PgConnection>>::rollback_transaction(c)
-        }
-        #[cfg(feature = "mysql")]
-        AnyConnection::Mysql(c) => {
-            <AnsiTransactionManager as TransactionManager<MysqlConnection>>::rollback_transaction(c)
-        }
-    }
+    crate::per_backend!(conn, |c| <AnsiTransactionManager as TransactionManager<
+        _,
+    >>::rollback_transaction(c))
 }
