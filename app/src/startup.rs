@@ -348,6 +348,122 @@ fn wiring(
     Ok(wiring)
 }
 
+/// The message broker, when events travel through RabbitMQ
+/// (`SHOP__BUS__KIND=rabbitmq`): connected, with every context's queue declared.
+async fn connect_broker(settings: &Settings) -> anyhow::Result<Option<Arc<RabbitMq>>> {
+    let Some(rabbitmq) = settings.bus.rabbitmq()? else {
+        return Ok(None);
+    };
+    let exchange = rabbitmq.exchange.clone();
+    let broker = RabbitMq::connect(rabbitmq, &subscriptions())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach RabbitMQ (SHOP__BUS__RABBITMQ_URL): {e:#}"))?;
+    tracing::info!(%exchange, "events travel through RabbitMQ");
+    Ok(Some(broker))
+}
+
+/// Fetches the identity provider's keys again every `every`.
+fn refresh_keys(tokens: Arc<TokenVerifier>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            tokens.refresh().await;
+        }
+    })
+}
+
+/// What every HTTP worker serves: the routes of the contexts this process
+/// runs (their document, and the table that tells 404 from 405), the
+/// internal API, Swagger UI, and the middleware around them all.
+#[derive(Clone)]
+struct Site {
+    modules: Modules,
+    routes: web::Data<RouteTable>,
+    document: web::Bytes,
+    max_body: usize,
+    request_timeout: Duration,
+}
+
+impl Site {
+    fn new(modules: &Modules, settings: &Settings) -> anyhow::Result<Self> {
+        // The routes of the contexts this process runs: any other path is an unknown one (404).
+        let served = api::openapi_for(modules.contexts);
+        Ok(Self {
+            modules: modules.clone(),
+            routes: web::Data::new(RouteTable::from_openapi(&served)),
+            document: web::Bytes::from(serde_json::to_vec(&api::document_of(served))?),
+            max_body: settings.server.max_body_bytes,
+            request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+        })
+    }
+
+    /// One HTTP worker's app.
+    fn app(
+        &self,
+    ) -> App<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody + use<>>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + use<>,
+    > {
+        let state = &self.modules;
+        let contexts = state.contexts;
+        let mut app = api::mount(App::new().into_utoipa_app(), contexts);
+        if let Some(token) = &state.internal {
+            app = api::mount_internal(app.app_data(token.clone()), contexts);
+        }
+        let (app, _) = app.split_for_parts();
+        let document = self.document.clone();
+        let request_timeout = self.request_timeout;
+        app.app_data(web::Data::new(state.db.clone()))
+            .app_data(state.auth.clone())
+            .app_data(web::PayloadConfig::new(self.max_body))
+            .app_data(self.routes.clone())
+            .configure(|cfg| {
+                for serve in &state.serve {
+                    serve(cfg);
+                }
+            })
+            .service(web::redirect("/swagger-ui", "/swagger-ui/"))
+            .route(
+                "/api-docs/openapi.json",
+                web::get().to(move || {
+                    let document = document.clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(document)
+                    }
+                }),
+            )
+            .service(
+                SwaggerUi::new("/swagger-ui/{_:.*}")
+                    .config(SwaggerConfig::new(["/api-docs/openapi.json"]).validator_url("none")),
+            )
+            .route(
+                "/",
+                web::get().to(|| async {
+                    HttpResponse::Found()
+                        .insert_header(("Location", "/swagger-ui/"))
+                        .finish()
+                }),
+            )
+            .default_service(web::to(api::fallback))
+            .wrap(from_fn(api::head_as_get))
+            .wrap(ErrorHandlers::new().default_handler(api::into_problem))
+            .wrap(Compress::default())
+            .wrap(TracingLogger::<RequestSpan>::new())
+            .wrap(from_fn(move |req, next| {
+                limits::body_deadline(request_timeout, req, next)
+            }))
+            .wrap(from_fn(limits::refuse_crowding))
+            .wrap(from_fn(observability::observe))
+    }
+}
+
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
@@ -379,85 +495,15 @@ impl Application {
         let port = listener.local_addr()?.port();
         let urls = Urls::for_listener(&listener, settings)?;
         observability::metrics();
-        let broker = match settings.bus.rabbitmq()? {
-            Some(rabbitmq) => {
-                let exchange = rabbitmq.exchange.clone();
-                let broker = RabbitMq::connect(rabbitmq, &subscriptions())
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot reach RabbitMQ (SHOP__BUS__RABBITMQ_URL): {e:#}")
-                    })?;
-                tracing::info!(%exchange, "events travel through RabbitMQ");
-                Some(broker)
-            }
-            None => None,
-        };
+        let broker = connect_broker(settings).await?;
         let (modules, stops) = Modules::new(db, settings, secrets, tokens, &urls, broker)?;
         tracing::info!(contexts = %modules.contexts, "contexts run by this process");
-        let contexts = modules.contexts;
-        // The routes of the contexts this process runs: any other path is an unknown one (404).
-        let served = api::openapi_for(contexts);
-        let routes = web::Data::new(RouteTable::from_openapi(&served));
-        let document = web::Bytes::from(serde_json::to_vec(&api::document_of(served))?);
-        let max_body = settings.server.max_body_bytes;
-        let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
+        let site = Site::new(&modules, settings)?;
+        let request_timeout = site.request_timeout;
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let connections = limits::connection_budget(settings.server.max_connections);
         let peers = limits::PeerConnections::new(settings.server.max_connections_per_client);
-        let state = modules.clone();
-        let server =
-            actix_web::HttpServer::new(move || {
-                let mut app = api::mount(App::new().into_utoipa_app(), contexts);
-                if let Some(token) = &state.internal {
-                    app = api::mount_internal(app.app_data(token.clone()), contexts);
-                }
-                let (app, _) = app.split_for_parts();
-                app.app_data(web::Data::new(state.db.clone()))
-                    .app_data(state.auth.clone())
-                    .app_data(web::PayloadConfig::new(max_body))
-                    .app_data(routes.clone())
-                    .configure(|cfg| {
-                        for serve in &state.serve {
-                            serve(cfg);
-                        }
-                    })
-                    .service(web::redirect("/swagger-ui", "/swagger-ui/"))
-                    .route(
-                        "/api-docs/openapi.json",
-                        web::get().to({
-                            let document = document.clone();
-                            move || {
-                                let document = document.clone();
-                                async move {
-                                    HttpResponse::Ok()
-                                        .content_type("application/json")
-                                        .body(document)
-                                }
-                            }
-                        }),
-                    )
-                    .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(
-                        SwaggerConfig::new(["/api-docs/openapi.json"]).validator_url("none"),
-                    ))
-                    .route(
-                        "/",
-                        web::get().to(|| async {
-                            HttpResponse::Found()
-                                .insert_header(("Location", "/swagger-ui/"))
-                                .finish()
-                        }),
-                    )
-                    .default_service(web::to(api::fallback))
-                    .wrap(from_fn(api::head_as_get))
-                    .wrap(ErrorHandlers::new().default_handler(api::into_problem))
-                    .wrap(Compress::default())
-                    .wrap(TracingLogger::<RequestSpan>::new())
-                    .wrap(from_fn(move |req, next| {
-                        limits::body_deadline(request_timeout, req, next)
-                    }))
-                    .wrap(from_fn(limits::refuse_crowding))
-                    .wrap(from_fn(observability::observe))
-            })
+        let server = actix_web::HttpServer::new(move || site.app())
             .on_connect(move |connection, data| peers.on_connect(connection, data))
             .workers(threads)
             // actix counts connections per worker thread.
@@ -470,14 +516,10 @@ impl Application {
             .enabled
             .then(|| Workers::start(&modules, settings));
         let key_refresh = modules.tokens.uses_jwks().then(|| {
-            let tokens = modules.tokens.clone();
-            let every = Duration::from_secs(settings.auth.jwks_refresh_secs);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    tokens.refresh().await;
-                }
-            })
+            refresh_keys(
+                modules.tokens.clone(),
+                Duration::from_secs(settings.auth.jwks_refresh_secs),
+            )
         });
         Ok(Self {
             port,

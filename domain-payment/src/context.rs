@@ -85,40 +85,11 @@ fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
     let links = CheckoutLinks::new(&config.webhook_secret);
     // The sandbox's own record of its trades, which its page and its gateway share.
     let sandbox_trades = SandboxTrades::default();
-    let mut gateways = Gateways::default();
-    // Real providers first: the first gateway given for a method serves it.
-    let alipay = match &config.alipay {
-        Some(protocol) => {
-            let notify_url = format!("{}/api/v1/payments/notify/alipay", config.public_url);
-            let gateway = AlipayGateway::new(protocol.clone(), notify_url).map_err(|e| {
-                anyhow::anyhow!("Alipay (SHOP__PAYMENT__PUBLIC_URL must be https): {e}")
-            })?;
-            gateways = gateways.serve(PaymentMethod::Alipay, Arc::new(gateway.clone()));
-            Some(gateway)
-        }
-        None => None,
-    };
-    let wechat_pay = config
-        .wechat_pay
-        .as_ref()
-        .map(|protocol| Arc::new(WechatPayGateway::new(protocol.clone(), &config.public_url)));
-    if let Some(wechat_pay) = &wechat_pay {
-        gateways = gateways.serve(PaymentMethod::WechatPay, wechat_pay.clone());
-    }
-    if config.sandbox {
-        let sandbox: Arc<dyn PaymentGateway> = Arc::new(SandboxGateway::new(
-            &config.public_url,
-            links.clone(),
-            sandbox_trades.clone(),
-        ));
-        for method in [PaymentMethod::Alipay, PaymentMethod::WechatPay] {
-            gateways = gateways.serve(method, sandbox.clone());
-        }
-        tracing::warn!(
-            checkout = %format!("{}/sandbox/checkout/", config.public_url),
-            "the sandbox payment gateway is on: anyone can pay for free. Set SHOP__PAYMENT__SANDBOX=false in production"
-        );
-    }
+    let Providers {
+        gateways,
+        alipay,
+        wechat_pay,
+    } = providers(&config, &links, &sandbox_trades)?;
     let payments = PaymentService::new(
         db,
         outbox,
@@ -177,4 +148,59 @@ fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
                 }
             },
         )))
+}
+
+/// The gateways of the configured providers, and the adapters their notify
+/// routes verify with.
+struct Providers {
+    gateways: Gateways,
+    alipay: Option<AlipayGateway>,
+    wechat_pay: Option<Arc<WechatPayGateway>>,
+}
+
+/// The real providers configured, then the sandbox (when on) for every
+/// method left: the first gateway given for a method serves it.
+fn providers(
+    config: &PaymentConfig,
+    links: &CheckoutLinks,
+    sandbox_trades: &SandboxTrades,
+) -> anyhow::Result<Providers> {
+    let mut gateways = Gateways::default();
+    let alipay = match &config.alipay {
+        Some(protocol) => {
+            let notify_url = format!("{}/api/v1/payments/notify/alipay", config.public_url);
+            let gateway = AlipayGateway::new(protocol.clone(), notify_url).map_err(|e| {
+                anyhow::anyhow!("Alipay (SHOP__PAYMENT__PUBLIC_URL must be https): {e}")
+            })?;
+            gateways = gateways.serve(PaymentMethod::Alipay, Arc::new(gateway.clone()));
+            Some(gateway)
+        }
+        None => None,
+    };
+    let wechat_pay = config
+        .wechat_pay
+        .as_ref()
+        .map(|protocol| Arc::new(WechatPayGateway::new(protocol.clone(), &config.public_url)));
+    if let Some(wechat_pay) = &wechat_pay {
+        gateways = gateways.serve(PaymentMethod::WechatPay, wechat_pay.clone());
+    }
+    if config.sandbox {
+        let sandbox: Arc<dyn PaymentGateway> = Arc::new(SandboxGateway::new(
+            &config.public_url,
+            links.clone(),
+            sandbox_trades.clone(),
+        ));
+        for method in [PaymentMethod::Alipay, PaymentMethod::WechatPay] {
+            gateways = gateways.serve(method, sandbox.clone());
+        }
+        tracing::warn!(
+            checkout = %format!("{}/sandbox/checkout/", config.public_url),
+            "the sandbox payment gateway is on: anyone can pay for free. Set SHOP__PAYMENT__SANDBOX=false in production"
+        );
+    }
+    Ok(Providers {
+        gateways,
+        alipay,
+        wechat_pay,
+    })
 }
