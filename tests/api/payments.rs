@@ -124,11 +124,7 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
 async fn a_failed_payment_leaves_the_order_payable(app: TestApp) {
     // A failure keeps the order payable: a new payment can be opened and succeed.
     // (That the stock comes back once such an order expires: `expiry_after_failure`.)
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let first = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, first) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let failure = json!({"paymentId": first["paymentId"], "paymentStatus": "failure", "amount": purchase.amount, "currency": "CNY"});
     let failed = app.notify("/api/v1/payments/notify", &failure).await;
     assert_eq!(
@@ -160,11 +156,7 @@ async fn a_failed_payment_leaves_the_order_payable(app: TestApp) {
 }
 
 async fn forged_stale_and_altered_notifications_change_nothing(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let body = success(&payment, purchase.amount, "tx-1");
     let raw = serde_json::to_vec(&body).unwrap();
     let now = chrono::Utc::now().timestamp();
@@ -236,11 +228,7 @@ async fn forged_stale_and_altered_notifications_change_nothing(app: TestApp) {
 }
 
 async fn a_mismatched_amount_changes_nothing(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let cheaper = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": purchase.amount - 1, "currency": "CNY"});
     let refused = app.notify("/api/v1/payments/notify", &cheaper).await;
     refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch");
@@ -273,11 +261,7 @@ async fn a_mismatched_amount_changes_nothing(app: TestApp) {
 }
 
 async fn concurrent_duplicate_notifications_apply_once(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let body = success(&payment, purchase.amount, "tx-1");
     let app = Arc::new(app);
     let tasks: Vec<_> = (0..20)
@@ -348,11 +332,7 @@ impl Recorded {
 /// customer opened a second payment; the recorded bytes, replayed within the
 /// five minutes, must not touch it, and its genuine success must pay the order.
 async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let first = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, first) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let first = first["paymentId"].as_str().unwrap().to_owned();
     let recorded = Recorded::now(&json!({"orderId": purchase.order, "paymentStatus": "failure"}));
     let failed = recorded.send(&app, "/paymentResultNotify").await;
@@ -405,11 +385,7 @@ async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
 /// A notification by order id that was never accepted (so no record of it
 /// exists) still cannot act on a payment opened after it was signed.
 async fn an_order_notification_signed_before_its_payment_was_opened_is_refused(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap();
     let earlier = chrono::Utc::now().timestamp() - 60;
     for status in ["failure", "success"] {
@@ -432,11 +408,7 @@ async fn an_order_notification_signed_before_its_payment_was_opened_is_refused(a
 async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp) {
     // A gateway that retries the very bytes of a success it saw applied gets a
     // 2xx (else it would retry for ever), and nothing changes.
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     let recorded = Recorded::now(&success(&payment, purchase.amount, "tx-1"));
     let first = recorded.send(&app, "/api/v1/payments/notify").await;
@@ -466,11 +438,7 @@ async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp
     assert_eq!(count(&url, events), 1, "one success, published once");
 
     // A failure's bytes, replayed once the payment took money, are refused as a replay.
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id2 = payment["paymentId"].as_str().unwrap().to_owned();
     let failure = Recorded::now(
         &json!({"paymentId": id2, "paymentStatus": "failure", "amount": purchase.amount, "currency": "CNY", "transactionId": "tx-failed"}),
@@ -504,11 +472,7 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
     let failure = |payment: &Value, amount: i64| json!({"paymentId": payment["paymentId"], "paymentStatus": "failure", "amount": amount, "currency": "CNY"});
 
     // The order can still take it: the payment succeeds and pays it.
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     assert_eq!(
         notify(failure(&payment, purchase.amount)).await.json["paymentStatus"],
         "failed"
@@ -530,11 +494,7 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
     .await;
 
     // Another payment paid the order meanwhile: this one's money goes back.
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let first = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, first) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     notify(failure(&first, purchase.amount)).await;
     let second = app
         .initiate(PAYER, &purchase.order, "wechat_pay", None)
@@ -564,11 +524,7 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
 
     // The order was cancelled after the failure: the money goes back, and the
     // original-spec route says so too.
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     notify(failure(&payment, purchase.amount)).await;
     assert_eq!(
         app.cancel(PAYER, &purchase.order).await.status,
@@ -615,11 +571,7 @@ async fn money_goes_back(app: &TestApp, payment: &str) {
 /// 500 there and a 200 on SQLite; every backend now answers 422 before
 /// anything is read or written.
 async fn transaction_ids_are_short_visible_ascii_on_both_routes(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap();
     let overlong = "x".repeat(129);
     for bad in ["tx\u{0}", "", "tx 1", "tx\n", overlong.as_str()] {
@@ -662,11 +614,7 @@ async fn transaction_ids_are_short_visible_ascii_on_both_routes(app: TestApp) {
 
 /// The record of accepted notifications keeps only what could still be replayed.
 async fn notification_records_are_pruned_once_they_cannot_be_replayed(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let notified = app
         .notify(
             "/api/v1/payments/notify",
@@ -709,11 +657,7 @@ fn database_url(app: &TestApp) -> String {
 }
 
 async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let cancelled = app.cancel(PAYER, &purchase.order).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     let late = app
@@ -903,11 +847,7 @@ mod sandbox_off {
 /// once (the checkout offers no Pay, and refuses one with 409), and their
 /// trades are closed at the provider.
 async fn cancelling_an_order_closes_its_payments(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     let url = payment["paymentUrl"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -961,11 +901,9 @@ async fn cancelling_an_order_closes_its_payments(app: TestApp) {
 /// times the success is repeated. (The metrics of test apps are the test
 /// process's, shared by every test, so the calls are counted in the event.)
 async fn money_that_cannot_be_kept_is_refunded_once(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "wechat_pay", None)
-        .await
-        .json;
+    let (purchase, payment) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     assert_eq!(
         app.cancel(PAYER, &purchase.order).await.status,
@@ -1078,11 +1016,9 @@ async fn pay_silently(app: &TestApp, payment: &Value) {
 /// Issue 13: a notification is never trusted to come. The payment is asked
 /// about at its provider, and the success learned so pays the order.
 async fn a_success_whose_notification_never_came_is_learned_by_asking(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "wechat_pay", None)
-        .await
-        .json;
+    let (purchase, payment) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     pay_silently(&app, &payment).await;
     eventually("the order is paid without a notification", || async {
@@ -1111,11 +1047,7 @@ async fn a_success_whose_notification_never_came_is_learned_by_asking(app: TestA
 /// A trade nobody paid is closed once its order expires: the payment ends
 /// `closed` and nothing is owed to the provider.
 async fn an_unpaid_trade_is_closed_at_its_deadline(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     let url = database_url(&app);
     shop_tests::wait_until(
@@ -1144,11 +1076,7 @@ async fn an_unpaid_trade_is_closed_at_its_deadline(app: TestApp) {
 /// The customer paid (the notification lost) just before the order was
 /// cancelled: the close finds the trade paid, and the money goes back once.
 async fn a_trade_paid_before_it_was_closed_is_refunded(app: TestApp) {
-    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
-    let payment = app
-        .initiate(PAYER, &purchase.order, "alipay", None)
-        .await
-        .json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     pay_silently(&app, &payment).await;
     assert_eq!(
