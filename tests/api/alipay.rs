@@ -44,78 +44,6 @@ async fn spawn(
     (TestApp::spawn_with(backend, &pairs).await, alipay)
 }
 
-struct Purchase {
-    order: String,
-    amount: i64,
-}
-
-async fn place_order(app: &TestApp, currency: &str) -> Purchase {
-    let body = json!({"name": "Cotton shirt", "description": "100% cotton", "price": 12_345, "currency": currency, "stock": 10});
-    let product = app
-        .admin_send(reqwest::Method::POST, "/api/v1/products", &body)
-        .await;
-    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
-    let body = json!({"userId": PAYER, "items": [{"productId": product.json["productId"], "quantity": 2}]});
-    let order = app.as_user(PAYER).post_json("/api/v1/orders", &body).await;
-    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
-    Purchase {
-        order: order.json["orderId"].as_str().unwrap().to_owned(),
-        amount: order.json["amount"].as_i64().unwrap(),
-    }
-}
-
-async fn initiate(app: &TestApp, order: &str, channel: Option<&str>) -> shop_tests::Response {
-    let mut body = json!({"orderId": order, "paymentMethod": "alipay"});
-    if let Some(channel) = channel {
-        body["channel"] = json!(channel);
-    }
-    app.as_user(PAYER)
-        .post_json("/api/v1/payments", &body)
-        .await
-}
-
-async fn open(app: &TestApp, channel: Option<&str>) -> (Purchase, Value) {
-    let purchase = place_order(app, "CNY").await;
-    let opened = initiate(app, &purchase.order, channel).await;
-    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
-    (purchase, opened.json)
-}
-
-async fn payment(app: &TestApp, id: &str) -> Value {
-    app.as_user(PAYER)
-        .get(&format!("/api/v1/payments/{id}"))
-        .await
-        .json
-}
-
-async fn status(app: &TestApp, id: &str) -> String {
-    payment(app, id).await["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn order_status(app: &TestApp, order: &str) -> String {
-    app.as_user(PAYER)
-        .get(&format!("/api/v1/orders/{order}"))
-        .await
-        .json["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn cancel(app: &TestApp, order: &str) {
-    let payer = app.as_user(PAYER);
-    let cancelled = payer
-        .send(payer.request(
-            reqwest::Method::POST,
-            &format!("/api/v1/orders/{order}/cancel"),
-        ))
-        .await;
-    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
-}
-
 fn trade_no_of(payment: &Value) -> String {
     payment["paymentId"].as_str().unwrap().replace('-', "")
 }
@@ -133,7 +61,7 @@ fn biz_content(params: &Params) -> Value {
 
 async fn a_purchase_through_alipay_page_pay(backend: Backend) {
     let (app, alipay) = spawn(backend, &[], None).await;
-    let (purchase, opened) = open(&app, None).await;
+    let (purchase, opened) = app.open_payment(PAYER, 12_345, 2, "alipay", None).await;
     let id = opened["paymentId"].as_str().unwrap().to_owned();
     assert_eq!(opened["paymentMethod"], "alipay");
     assert_eq!(opened["amount"], purchase.amount);
@@ -166,11 +94,11 @@ async fn a_purchase_through_alipay_page_pay(backend: Backend) {
 
     let (trade_no, reply) = alipay.pay(&url, true).await;
     assert_eq!(reply, Some((200, "success".to_owned())));
-    let paid = payment(&app, &id).await;
+    let paid = app.payment(PAYER, &id).await;
     assert_eq!(paid["status"], "succeeded", "{paid}");
     assert_eq!(paid["transactionId"], trade_no.as_str());
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
     // Alipay repeats its notification (a new notify_id, the same news): once.
@@ -180,24 +108,29 @@ async fn a_purchase_through_alipay_page_pay(backend: Backend) {
             (200, "success".to_owned())
         );
     }
-    assert_eq!(status(&app, &id).await, "succeeded");
+    assert_eq!(app.payment_status(PAYER, &id).await, "succeeded");
     assert_eq!(events(&app, "payment.succeeded"), 1);
     assert_eq!(alipay.refused_requests(), 0);
 }
 
 async fn the_wap_and_qr_channels_pay_too(backend: Backend) {
     let (app, alipay) = spawn(backend, &[], None).await;
-    let (_, wap) = open(&app, Some("wap")).await;
+    let (_, wap) = app
+        .open_payment(PAYER, 12_345, 2, "alipay", Some("wap"))
+        .await;
     let url = wap["paymentUrl"].as_str().unwrap();
     assert!(url.contains("method=alipay.trade.wap.pay"), "{url}");
     assert!(url.contains("QUICK_WAP_WAY"), "{url}");
     alipay.pay(url, true).await;
     assert_eq!(
-        status(&app, wap["paymentId"].as_str().unwrap()).await,
+        app.payment_status(PAYER, wap["paymentId"].as_str().unwrap())
+            .await,
         "succeeded"
     );
 
-    let (purchase, qr) = open(&app, Some("qr")).await;
+    let (purchase, qr) = app
+        .open_payment(PAYER, 12_345, 2, "alipay", Some("qr"))
+        .await;
     let code = qr["paymentUrl"].as_str().unwrap();
     assert_eq!(
         code,
@@ -209,55 +142,62 @@ async fn the_wap_and_qr_channels_pay_too(backend: Backend) {
     assert_eq!(biz_content(&sent)["total_amount"], "246.90");
     let (trade_no, reply) = alipay.pay(code, true).await;
     assert_eq!(reply, Some((200, "success".to_owned())));
-    let paid = payment(&app, qr["paymentId"].as_str().unwrap()).await;
+    let paid = app.payment(PAYER, qr["paymentId"].as_str().unwrap()).await;
     assert_eq!(
         (paid["status"].as_str(), paid["transactionId"].as_str()),
         (Some("succeeded"), Some(trade_no.as_str()))
     );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 }
 
 async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
     let (app, alipay) = spawn(backend, ASK_AT_ONCE, None).await;
-    let (purchase, opened) = open(&app, None).await;
+    let (purchase, opened) = app.open_payment(PAYER, 12_345, 2, "alipay", None).await;
     let id = opened["paymentId"].as_str().unwrap().to_owned();
     // Asked about before the buyer pays: Alipay does not know the trade yet.
     eventually("Alipay was asked about the trade", || async {
         alipay.calls(Method::Query) >= 1
     })
     .await;
-    assert_eq!(status(&app, &id).await, "pending");
+    assert_eq!(app.payment_status(PAYER, &id).await, "pending");
     let (trade_no, reply) = alipay
         .pay(opened["paymentUrl"].as_str().unwrap(), false)
         .await;
     assert_eq!(reply, None);
     eventually("the payment is learned by asking", || async {
-        status(&app, &id).await == "succeeded"
+        app.payment_status(PAYER, &id).await == "succeeded"
     })
     .await;
-    assert_eq!(payment(&app, &id).await["transactionId"], trade_no.as_str());
+    assert_eq!(
+        app.payment(PAYER, &id).await["transactionId"],
+        trade_no.as_str()
+    );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 }
 
 async fn a_cancelled_orders_trade_is_closed_at_alipay(backend: Backend) {
     let (app, alipay) = spawn(backend, &[], None).await;
-    let (purchase, opened) = open(&app, Some("qr")).await;
+    let (purchase, opened) = app
+        .open_payment(PAYER, 12_345, 2, "alipay", Some("qr"))
+        .await;
     let id = opened["paymentId"].as_str().unwrap().to_owned();
     let code = opened["paymentUrl"].as_str().unwrap().to_owned();
     assert!(alipay.can_pay(&code));
-    cancel(&app, &purchase.order).await;
+    app.cancel(PAYER, &purchase.order)
+        .await
+        .assert_status(StatusCode::OK);
     eventually("the trade is closed at Alipay", || async {
         alipay.trade_status(&trade_no_of(&opened)) == Some(FakeTradeStatus::Closed)
     })
     .await;
     assert!(!alipay.can_pay(&code), "the buyer can no longer pay it");
-    assert_eq!(status(&app, &id).await, "closed");
+    assert_eq!(app.payment_status(PAYER, &id).await, "closed");
     let url = app.database_url.clone();
     eventually("nothing more is owed to Alipay", || async {
         count(
@@ -273,7 +213,7 @@ async fn a_cancelled_orders_trade_is_closed_at_alipay(backend: Backend) {
 
 async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
     let (app, alipay) = spawn(backend, &[], None).await;
-    let (purchase, opened) = open(&app, None).await;
+    let (purchase, opened) = app.open_payment(PAYER, 12_345, 2, "alipay", None).await;
     let id = opened["paymentId"].as_str().unwrap().to_owned();
     let out_trade_no = trade_no_of(&opened);
     // The buyer pays just as the order is cancelled; the notification comes late.
@@ -281,11 +221,13 @@ async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
         .pay(opened["paymentUrl"].as_str().unwrap(), false)
         .await;
     alipay.fail_next(Method::Refund, 2);
-    cancel(&app, &purchase.order).await;
+    app.cancel(PAYER, &purchase.order)
+        .await
+        .assert_status(StatusCode::OK);
     let (code, body) = alipay.notify(&out_trade_no, |_| {}).await;
     assert_eq!((code, body.as_str()), (200, "success"));
     eventually("the money went back", || async {
-        status(&app, &id).await == "refunded"
+        app.payment_status(PAYER, &id).await == "refunded"
     })
     .await;
     let refund_id = format!("r{out_trade_no}");
@@ -303,11 +245,13 @@ async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
     holds_for(
         "refunded once",
         std::time::Duration::from_millis(500),
-        || async { status(&app, &id).await == "refunded" && alipay.refunds(&refund_id) == 1 },
+        || async {
+            app.payment_status(PAYER, &id).await == "refunded" && alipay.refunds(&refund_id) == 1
+        },
     )
     .await;
     assert_eq!(events(&app, "payment.refunded"), 1);
-    assert_eq!(order_status(&app, &purchase.order).await, "cancelled");
+    assert_eq!(app.order_status(PAYER, &purchase.order).await, "cancelled");
 }
 
 /// An unsigned refusal (a proxy's, or a forger's) says nothing about the
@@ -315,16 +259,18 @@ async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
 /// the money the buyer paid is found and refunded once Alipay answers.
 async fn unsigned_answers_are_never_believed(backend: Backend) {
     let (app, alipay) = spawn(backend, &[], None).await;
-    let (purchase, opened) = open(&app, None).await;
+    let (purchase, opened) = app.open_payment(PAYER, 12_345, 2, "alipay", None).await;
     let id = opened["paymentId"].as_str().unwrap().to_owned();
     let out_trade_no = trade_no_of(&opened);
     alipay
         .pay(opened["paymentUrl"].as_str().unwrap(), false)
         .await;
     alipay.unsigned_next(Method::Close, 2);
-    cancel(&app, &purchase.order).await;
+    app.cancel(PAYER, &purchase.order)
+        .await
+        .assert_status(StatusCode::OK);
     eventually("the paid trade is found and refunded", || async {
-        status(&app, &id).await == "refunded"
+        app.payment_status(PAYER, &id).await == "refunded"
     })
     .await;
     assert!(alipay.calls(Method::Close) >= 3, "two unsigned, then one");
@@ -335,7 +281,7 @@ async fn unsigned_answers_are_never_believed(backend: Backend) {
 /// pays nothing; the buyer's real payment is learned once Alipay answers.
 async fn a_forged_answer_pays_nothing(backend: Backend) {
     let (app, alipay) = spawn(backend, ASK_AT_ONCE, None).await;
-    let (purchase, opened) = open(&app, None).await;
+    let (purchase, opened) = app.open_payment(PAYER, 12_345, 2, "alipay", None).await;
     let id = opened["paymentId"].as_str().unwrap().to_owned();
     alipay.forge_next(Method::Query, 1);
     // Asked again after the forged answer: that one was read, and believed or not.
@@ -343,19 +289,22 @@ async fn a_forged_answer_pays_nothing(backend: Backend) {
         alipay.calls(Method::Query) >= 2
     })
     .await;
-    let forged = payment(&app, &id).await;
+    let forged = app.payment(PAYER, &id).await;
     assert_eq!(forged["status"], "pending", "{forged}");
     assert_eq!(events(&app, "payment.succeeded"), 0);
     let (trade_no, _) = alipay
         .pay(opened["paymentUrl"].as_str().unwrap(), false)
         .await;
     eventually("the real payment is learned", || async {
-        status(&app, &id).await == "succeeded"
+        app.payment_status(PAYER, &id).await == "succeeded"
     })
     .await;
-    assert_eq!(payment(&app, &id).await["transactionId"], trade_no.as_str());
+    assert_eq!(
+        app.payment(PAYER, &id).await["transactionId"],
+        trade_no.as_str()
+    );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 }
@@ -365,7 +314,7 @@ async fn a_forged_answer_pays_nothing(backend: Backend) {
 /// its values) is applied once.
 async fn forged_and_mismatched_notifications_change_nothing(backend: Backend) {
     let (app, alipay) = spawn(backend, &[], Some(fake::SELLER_ID)).await;
-    let (purchase, opened) = open(&app, None).await;
+    let (purchase, opened) = app.open_payment(PAYER, 12_345, 2, "alipay", None).await;
     let id = opened["paymentId"].as_str().unwrap().to_owned();
     let out_trade_no = trade_no_of(&opened);
     alipay
@@ -487,7 +436,7 @@ async fn forged_and_mismatched_notifications_change_nothing(backend: Backend) {
             serde_json::from_str(&reply).unwrap_or_else(|_| panic!("{what}: {reply}"));
         assert_eq!(reply["code"], problem, "{what}: {reply}");
         assert_eq!(
-            status(&app, &id).await,
+            app.payment_status(PAYER, &id).await,
             "pending",
             "{what} changed the payment"
         );
@@ -502,7 +451,11 @@ async fn forged_and_mismatched_notifications_change_nothing(backend: Backend) {
             (200, "success".to_owned()),
             "{trade_status}"
         );
-        assert_eq!(status(&app, &id).await, "pending", "{trade_status}");
+        assert_eq!(
+            app.payment_status(PAYER, &id).await,
+            "pending",
+            "{trade_status}"
+        );
     }
     assert_eq!(events(&app, "payment.succeeded"), 0);
 
@@ -515,19 +468,19 @@ async fn forged_and_mismatched_notifications_change_nothing(backend: Backend) {
             (200, "success".to_owned())
         );
     }
-    assert_eq!(status(&app, &id).await, "succeeded");
+    assert_eq!(app.payment_status(PAYER, &id).await, "succeeded");
     assert_eq!(events(&app, "payment.succeeded"), 1);
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 }
 
 async fn an_order_in_another_currency_is_refused(backend: Backend) {
     let (app, alipay) = spawn(backend, &[], None).await;
-    let purchase = place_order(&app, "USD").await;
+    let purchase = app.order_new_product(PAYER, 12_345, "USD", 10, 2).await;
     for channel in [None, Some("qr")] {
-        initiate(&app, &purchase.order, channel)
+        app.initiate(PAYER, &purchase.order, "alipay", channel)
             .await
             .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "currency_not_accepted");
     }

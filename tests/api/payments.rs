@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use diesel::RunQueryDsl;
 use domain_payment::signature::TOLERANCE_SECS;
+use shop_tests::purchase::success;
 use shop_tests::{
     Backend, StatusCode, TestApp, Value, count, eventually, json, on_every_backend, signer,
 };
@@ -31,62 +32,11 @@ on_every_backend!(
 /// The customer who places and pays every order here.
 const PAYER: &str = "payer";
 
-struct Purchase {
-    product: String,
-    order: String,
-    amount: i64,
-}
-
-async fn place_order(app: &TestApp, stock: i64, quantity: i64) -> Purchase {
-    let product = app.create_product("Phone", 999_900, stock).await["productId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let body = json!({"userId": PAYER, "items": [{"productId": product, "quantity": quantity}]});
-    let order = app.as_user(PAYER).post_json("/api/v1/orders", &body).await;
-    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
-    Purchase {
-        product,
-        order: order.json["orderId"].as_str().unwrap().to_owned(),
-        amount: order.json["amount"].as_i64().unwrap(),
-    }
-}
-
-async fn initiate(app: &TestApp, order: &str, method: &str) -> shop_tests::Response {
-    app.as_user(PAYER)
-        .post_json(
-            "/api/v1/payments",
-            &json!({"orderId": order, "paymentMethod": method}),
-        )
-        .await
-}
-
-/// The payer cancels the order (no body).
-async fn cancel(app: &TestApp, order: &str) -> shop_tests::Response {
-    let payer = app.as_user(PAYER);
-    payer
-        .send(payer.request(
-            reqwest::Method::POST,
-            &format!("/api/v1/orders/{order}/cancel"),
-        ))
-        .await
-}
-
-fn success(payment: &Value, amount: i64) -> Value {
-    json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": amount, "currency": "CNY", "transactionId": "tx-1"})
-}
-
-async fn order_status(app: &TestApp, order: &str) -> Value {
-    app.as_user(PAYER)
-        .get(&format!("/api/v1/orders/{order}"))
-        .await
-        .json["status"]
-        .clone()
-}
-
 async fn a_purchase_from_order_to_paid(app: TestApp) {
-    let purchase = place_order(&app, 10, 2).await;
-    let opened = initiate(&app, &purchase.order, "wechat_pay").await;
+    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 2).await;
+    let opened = app
+        .initiate(PAYER, &purchase.order, "wechat_pay", None)
+        .await;
     assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
     let payment = opened.json.clone();
     let id = payment["paymentId"].as_str().unwrap();
@@ -110,7 +60,7 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
         .json;
     assert_eq!(payment["expiresAt"], order["expiresAt"]);
 
-    let again = initiate(&app, &purchase.order, "alipay").await;
+    let again = app.initiate(PAYER, &purchase.order, "alipay", None).await;
     assert_eq!(again.status, StatusCode::OK, "the open payment is returned");
     assert_eq!(again.json["paymentId"], payment["paymentId"]);
 
@@ -130,7 +80,7 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
     let notified = app
         .notify(
             "/api/v1/payments/notify",
-            &success(&payment, purchase.amount),
+            &success(&payment, purchase.amount, "tx-1"),
         )
         .await;
     assert_eq!(notified.status, StatusCode::OK, "{}", notified.body);
@@ -145,7 +95,7 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
     assert_eq!(fetched["transactionId"], "tx-1");
 
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
     let paid = app
@@ -159,10 +109,10 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
         8,
         "the stock stays sold"
     );
-    cancel(&app, &purchase.order)
+    app.cancel(PAYER, &purchase.order)
         .await
         .assert_problem(StatusCode::CONFLICT, "order_not_cancellable");
-    initiate(&app, &purchase.order, "alipay")
+    app.initiate(PAYER, &purchase.order, "alipay", None)
         .await
         .assert_problem(StatusCode::CONFLICT, "order_already_paid");
     app.as_user(PAYER)
@@ -174,18 +124,20 @@ async fn a_purchase_from_order_to_paid(app: TestApp) {
 async fn a_failed_payment_leaves_the_order_payable(app: TestApp) {
     // A failure keeps the order payable: a new payment can be opened and succeed.
     // (That the stock comes back once such an order expires: `expiry_after_failure`.)
-    let purchase = place_order(&app, 10, 1).await;
-    let first = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, first) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let failure = json!({"paymentId": first["paymentId"], "paymentStatus": "failure", "amount": purchase.amount, "currency": "CNY"});
     let failed = app.notify("/api/v1/payments/notify", &failure).await;
     assert_eq!(
         (failed.status, failed.json["paymentStatus"].as_str()),
         (StatusCode::OK, Some("failed"))
     );
-    assert_eq!(order_status(&app, &purchase.order).await, "pending_payment");
+    assert_eq!(
+        app.order_status(PAYER, &purchase.order).await,
+        "pending_payment"
+    );
     // (A success for the failed payment is still taken: `a_success_after_a_failure_is_never_dropped`.)
 
-    let second = initiate(&app, &purchase.order, "alipay").await;
+    let second = app.initiate(PAYER, &purchase.order, "alipay", None).await;
     assert_eq!(
         second.status,
         StatusCode::CREATED,
@@ -194,19 +146,18 @@ async fn a_failed_payment_leaves_the_order_payable(app: TestApp) {
     assert_ne!(second.json["paymentId"], first["paymentId"]);
     app.notify(
         "/api/v1/payments/notify",
-        &success(&second.json, purchase.amount),
+        &success(&second.json, purchase.amount, "tx-1"),
     )
     .await;
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 }
 
 async fn forged_stale_and_altered_notifications_change_nothing(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
-    let body = success(&payment, purchase.amount);
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
+    let body = success(&payment, purchase.amount, "tx-1");
     let raw = serde_json::to_vec(&body).unwrap();
     let now = chrono::Utc::now().timestamp();
     let post = |signature: Option<String>, raw: Vec<u8>| {
@@ -268,14 +219,16 @@ async fn forged_stale_and_altered_notifications_change_nothing(app: TestApp) {
         "pending",
         "nothing changed"
     );
-    assert_eq!(order_status(&app, &purchase.order).await, "pending_payment");
+    assert_eq!(
+        app.order_status(PAYER, &purchase.order).await,
+        "pending_payment"
+    );
     // The genuine one still works.
     assert_eq!(post(Some(genuine), raw).await.status, StatusCode::OK);
 }
 
 async fn a_mismatched_amount_changes_nothing(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let cheaper = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": purchase.amount - 1, "currency": "CNY"});
     let refused = app.notify("/api/v1/payments/notify", &cheaper).await;
     refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch");
@@ -308,9 +261,8 @@ async fn a_mismatched_amount_changes_nothing(app: TestApp) {
 }
 
 async fn concurrent_duplicate_notifications_apply_once(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
-    let body = success(&payment, purchase.amount);
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
+    let body = success(&payment, purchase.amount, "tx-1");
     let app = Arc::new(app);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -329,7 +281,7 @@ async fn concurrent_duplicate_notifications_apply_once(app: TestApp) {
     }
     assert_eq!(applied, 1, "exactly one transition");
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
     let events =
@@ -344,15 +296,6 @@ async fn concurrent_duplicate_notifications_apply_once(app: TestApp) {
     })
     .await;
     assert_eq!(count(&url, &events("order.paid")), 1);
-}
-
-/// A payment's status, as its customer reads it.
-async fn payment_status(app: &TestApp, payment: &str) -> Value {
-    app.as_user(PAYER)
-        .get(&format!("/api/v1/payments/{payment}"))
-        .await
-        .json["status"]
-        .clone()
 }
 
 /// Signed notification bytes, as a gateway sent them (or an eavesdropper recorded them).
@@ -389,8 +332,7 @@ impl Recorded {
 /// customer opened a second payment; the recorded bytes, replayed within the
 /// five minutes, must not touch it, and its genuine success must pay the order.
 async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let first = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, first) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let first = first["paymentId"].as_str().unwrap().to_owned();
     let recorded = Recorded::now(&json!({"orderId": purchase.order, "paymentStatus": "failure"}));
     let failed = recorded.send(&app, "/paymentResultNotify").await;
@@ -398,7 +340,7 @@ async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
     assert_eq!(failed.json["paymentId"], first.as_str());
     assert_eq!(failed.json["paymentStatus"], "failed");
 
-    let second = initiate(&app, &purchase.order, "alipay").await;
+    let second = app.initiate(PAYER, &purchase.order, "alipay", None).await;
     assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
     let second = second.json;
     let id = second["paymentId"].as_str().unwrap().to_owned();
@@ -414,18 +356,18 @@ async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
         };
         replayed.assert_problem(expected.0, expected.1);
         assert_eq!(
-            payment_status(&app, &id).await,
+            app.payment_status(PAYER, &id).await,
             "pending",
             "{path}: nothing changed"
         );
     }
-    assert_eq!(payment_status(&app, &first).await, "failed");
+    assert_eq!(app.payment_status(PAYER, &first).await, "failed");
 
     // The gateway's genuine success for the second payment is taken.
     let paid = app
         .notify(
             "/api/v1/payments/notify",
-            &success(&second, purchase.amount),
+            &success(&second, purchase.amount, "tx-1"),
         )
         .await;
     assert_eq!(
@@ -435,7 +377,7 @@ async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
         paid.body
     );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 }
@@ -443,8 +385,7 @@ async fn a_replayed_failure_never_acts_on_the_next_payment(app: TestApp) {
 /// A notification by order id that was never accepted (so no record of it
 /// exists) still cannot act on a payment opened after it was signed.
 async fn an_order_notification_signed_before_its_payment_was_opened_is_refused(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap();
     let earlier = chrono::Utc::now().timestamp() - 60;
     for status in ["failure", "success"] {
@@ -453,8 +394,11 @@ async fn an_order_notification_signed_before_its_payment_was_opened_is_refused(a
             .await
             .assert_problem(StatusCode::CONFLICT, "notification_predates_payment");
     }
-    assert_eq!(payment_status(&app, id).await, "pending");
-    assert_eq!(order_status(&app, &purchase.order).await, "pending_payment");
+    assert_eq!(app.payment_status(PAYER, id).await, "pending");
+    assert_eq!(
+        app.order_status(PAYER, &purchase.order).await,
+        "pending_payment"
+    );
     // Signed now, the same notification is about this payment.
     let body = json!({"orderId": purchase.order, "paymentStatus": "failure"});
     let failed = app.notify("/paymentResultNotify", &body).await;
@@ -464,10 +408,9 @@ async fn an_order_notification_signed_before_its_payment_was_opened_is_refused(a
 async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp) {
     // A gateway that retries the very bytes of a success it saw applied gets a
     // 2xx (else it would retry for ever), and nothing changes.
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
-    let recorded = Recorded::now(&success(&payment, purchase.amount));
+    let recorded = Recorded::now(&success(&payment, purchase.amount, "tx-1"));
     let first = recorded.send(&app, "/api/v1/payments/notify").await;
     assert_eq!(
         (first.status, first.json["applied"].as_bool()),
@@ -476,7 +419,7 @@ async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp
         first.body
     );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
     let again = recorded.send(&app, "/api/v1/payments/notify").await;
@@ -495,8 +438,7 @@ async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp
     assert_eq!(count(&url, events), 1, "one success, published once");
 
     // A failure's bytes, replayed once the payment took money, are refused as a replay.
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id2 = payment["paymentId"].as_str().unwrap().to_owned();
     let failure = Recorded::now(
         &json!({"paymentId": id2, "paymentStatus": "failure", "amount": purchase.amount, "currency": "CNY", "transactionId": "tx-failed"}),
@@ -508,7 +450,7 @@ async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp
     let taken = app
         .notify(
             "/api/v1/payments/notify",
-            &success(&payment, purchase.amount),
+            &success(&payment, purchase.amount, "tx-1"),
         )
         .await;
     assert_eq!(taken.json["paymentStatus"], "succeeded", "{}", taken.body);
@@ -516,8 +458,8 @@ async fn an_exact_replay_answers_as_before_only_while_nothing_moved(app: TestApp
         .send(&app, "/api/v1/payments/notify")
         .await
         .assert_problem(StatusCode::CONFLICT, "notification_replayed");
-    assert_eq!(payment_status(&app, &id2).await, "succeeded");
-    assert_eq!(payment_status(&app, &id).await, "succeeded");
+    assert_eq!(app.payment_status(PAYER, &id2).await, "succeeded");
+    assert_eq!(app.payment_status(PAYER, &id).await, "succeeded");
 }
 
 /// Money the gateway reports taken ends `succeeded` or `refund_required`,
@@ -530,13 +472,12 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
     let failure = |payment: &Value, amount: i64| json!({"paymentId": payment["paymentId"], "paymentStatus": "failure", "amount": amount, "currency": "CNY"});
 
     // The order can still take it: the payment succeeds and pays it.
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     assert_eq!(
         notify(failure(&payment, purchase.amount)).await.json["paymentStatus"],
         "failed"
     );
-    let late = notify(success(&payment, purchase.amount)).await;
+    let late = notify(success(&payment, purchase.amount, "tx-1")).await;
     assert_eq!(
         (
             late.status,
@@ -548,24 +489,26 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
         late.body
     );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 
     // Another payment paid the order meanwhile: this one's money goes back.
-    let purchase = place_order(&app, 10, 1).await;
-    let first = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, first) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     notify(failure(&first, purchase.amount)).await;
-    let second = initiate(&app, &purchase.order, "wechat_pay").await.json;
+    let second = app
+        .initiate(PAYER, &purchase.order, "wechat_pay", None)
+        .await
+        .json;
     assert_eq!(
-        notify(success(&second, purchase.amount)).await.json["paymentStatus"],
+        notify(success(&second, purchase.amount, "tx-1")).await.json["paymentStatus"],
         "succeeded"
     );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
-    let late = notify(success(&first, purchase.amount)).await;
+    let late = notify(success(&first, purchase.amount, "tx-1")).await;
     assert_eq!(
         (late.status, late.json["paymentStatus"].as_str()),
         (StatusCode::OK, Some("refund_required")),
@@ -574,16 +517,19 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
     );
     money_goes_back(&app, first["paymentId"].as_str().unwrap()).await;
     assert_eq!(
-        payment_status(&app, second["paymentId"].as_str().unwrap()).await,
+        app.payment_status(PAYER, second["paymentId"].as_str().unwrap())
+            .await,
         "succeeded"
     );
 
     // The order was cancelled after the failure: the money goes back, and the
     // original-spec route says so too.
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     notify(failure(&payment, purchase.amount)).await;
-    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    assert_eq!(
+        app.cancel(PAYER, &purchase.order).await.status,
+        StatusCode::OK
+    );
     let late = app
         .notify(
             "/paymentResultNotify",
@@ -596,7 +542,7 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
         "{}",
         late.body
     );
-    assert_eq!(order_status(&app, &purchase.order).await, "cancelled");
+    assert_eq!(app.order_status(PAYER, &purchase.order).await, "cancelled");
     // A failure for money already taken is the one thing refused (other
     // bytes than the first failure's, which would be refused as a replay).
     let mut contradiction = failure(&payment, purchase.amount);
@@ -610,13 +556,13 @@ async fn a_success_after_a_failure_is_never_dropped(app: TestApp) {
 /// Money a payment must give back: marked for refund at once, then refunded
 /// through its provider (the sandbox confirms at once) by the background work.
 async fn money_goes_back(app: &TestApp, payment: &str) {
-    let now = payment_status(app, payment).await;
+    let now = app.payment_status(PAYER, payment).await;
     assert!(
         now == "refund_required" || now == "refunded",
         "marked for refund at once: {now}"
     );
     eventually("the money went back", || async {
-        payment_status(app, payment).await == "refunded"
+        app.payment_status(PAYER, payment).await == "refunded"
     })
     .await;
 }
@@ -625,8 +571,7 @@ async fn money_goes_back(app: &TestApp, payment: &str) {
 /// 500 there and a 200 on SQLite; every backend now answers 422 before
 /// anything is read or written.
 async fn transaction_ids_are_short_visible_ascii_on_both_routes(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap();
     let overlong = "x".repeat(129);
     for bad in ["tx\u{0}", "", "tx 1", "tx\n", overlong.as_str()] {
@@ -646,8 +591,15 @@ async fn transaction_ids_are_short_visible_ascii_on_both_routes(app: TestApp) {
             );
         }
     }
-    assert_eq!(payment_status(&app, id).await, "pending", "nothing changed");
-    assert_eq!(order_status(&app, &purchase.order).await, "pending_payment");
+    assert_eq!(
+        app.payment_status(PAYER, id).await,
+        "pending",
+        "nothing changed"
+    );
+    assert_eq!(
+        app.order_status(PAYER, &purchase.order).await,
+        "pending_payment"
+    );
     let longest = "x".repeat(128);
     let fine =
         json!({"orderId": purchase.order, "paymentStatus": "success", "transactionId": longest});
@@ -662,12 +614,11 @@ async fn transaction_ids_are_short_visible_ascii_on_both_routes(app: TestApp) {
 
 /// The record of accepted notifications keeps only what could still be replayed.
 async fn notification_records_are_pruned_once_they_cannot_be_replayed(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let notified = app
         .notify(
             "/api/v1/payments/notify",
-            &success(&payment, purchase.amount),
+            &success(&payment, purchase.amount, "tx-1"),
         )
         .await;
     assert_eq!(notified.status, StatusCode::OK, "{}", notified.body);
@@ -706,14 +657,13 @@ fn database_url(app: &TestApp) -> String {
 }
 
 async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
-    let cancelled = cancel(&app, &purchase.order).await;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
+    let cancelled = app.cancel(PAYER, &purchase.order).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
     let late = app
         .notify(
             "/api/v1/payments/notify",
-            &success(&payment, purchase.amount),
+            &success(&payment, purchase.amount, "tx-1"),
         )
         .await;
     assert_eq!(
@@ -733,7 +683,7 @@ async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     money_goes_back(&app, &id).await;
     assert_eq!(
-        order_status(&app, &purchase.order).await,
+        app.order_status(PAYER, &purchase.order).await,
         "cancelled",
         "the order stays cancelled"
     );
@@ -745,7 +695,7 @@ async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
     let repeat = app
         .notify(
             "/api/v1/payments/notify",
-            &success(&payment, purchase.amount),
+            &success(&payment, purchase.amount, "tx-1"),
         )
         .await;
     assert_eq!(
@@ -755,22 +705,22 @@ async fn money_for_a_cancelled_order_is_marked_for_refund(app: TestApp) {
 }
 
 async fn payments_are_refused_for_orders_that_cannot_be_paid(app: TestApp) {
-    initiate(&app, "no-such-order", "alipay")
+    app.initiate(PAYER, "no-such-order", "alipay", None)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
-    let purchase = place_order(&app, 10, 1).await;
-    let bad_method = initiate(&app, &purchase.order, "paypal").await;
+    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
+    let bad_method = app.initiate(PAYER, &purchase.order, "paypal", None).await;
     bad_method.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(bad_method.problem_fields(), ["paymentMethod"]);
-    let cancelled = cancel(&app, &purchase.order).await;
+    let cancelled = app.cancel(PAYER, &purchase.order).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
-    initiate(&app, &purchase.order, "alipay")
+    app.initiate(PAYER, &purchase.order, "alipay", None)
         .await
         .assert_problem(StatusCode::CONFLICT, "order_cancelled");
 }
 
 async fn original_spec_aliases_initiate_and_notify(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
+    let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
     app.notify(
         "/paymentResultNotify",
         &json!({"orderId": purchase.order, "paymentStatus": "success"}),
@@ -829,7 +779,7 @@ async fn original_spec_aliases_initiate_and_notify(app: TestApp) {
         "a duplicate is accepted"
     );
     eventually("the order is paid", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
 }
@@ -844,28 +794,31 @@ mod expiry_after_failure {
             ("SHOP__ORDER__EXPIRY_SWEEP_MS", "100"),
         ];
         let app = TestApp::spawn_with(backend, &settings).await;
-        let purchase = place_order(&app, 10, 3).await;
-        let payment = initiate(&app, &purchase.order, "wechat_pay").await.json;
+        let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 3).await;
+        let payment = app
+            .initiate(PAYER, &purchase.order, "wechat_pay", None)
+            .await
+            .json;
         let failure = json!({"paymentId": payment["paymentId"], "paymentStatus": "failure", "amount": purchase.amount, "currency": "CNY"});
         assert_eq!(
             app.notify("/api/v1/payments/notify", &failure).await.status,
             StatusCode::OK
         );
         assert_eq!(
-            order_status(&app, &purchase.order).await,
+            app.order_status(PAYER, &purchase.order).await,
             "pending_payment",
             "still payable"
         );
         assert_eq!(app.stock(&purchase.product).await, 7);
         eventually("the order expires", || async {
-            order_status(&app, &purchase.order).await == "cancelled"
+            app.order_status(PAYER, &purchase.order).await == "cancelled"
         })
         .await;
         eventually("the stock is released", || async {
             app.stock(&purchase.product).await == 10
         })
         .await;
-        initiate(&app, &purchase.order, "alipay")
+        app.initiate(PAYER, &purchase.order, "alipay", None)
             .await
             .assert_problem(StatusCode::CONFLICT, "order_cancelled");
     }
@@ -878,8 +831,8 @@ mod sandbox_off {
 
     async fn without_the_sandbox_no_gateway_is_configured(backend: Backend) {
         let app = TestApp::spawn_with(backend, &[("SHOP__PAYMENT__SANDBOX", "false")]).await;
-        let purchase = place_order(&app, 10, 1).await;
-        initiate(&app, &purchase.order, "alipay")
+        let purchase = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
+        app.initiate(PAYER, &purchase.order, "alipay", None)
             .await
             .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "no_payment_gateway");
         app.get("/sandbox/checkout/anything")
@@ -894,13 +847,15 @@ mod sandbox_off {
 /// once (the checkout offers no Pay, and refuses one with 409), and their
 /// trades are closed at the provider.
 async fn cancelling_an_order_closes_its_payments(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     let url = payment["paymentUrl"].as_str().unwrap().to_owned();
-    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    assert_eq!(
+        app.cancel(PAYER, &purchase.order).await.status,
+        StatusCode::OK
+    );
     eventually("the payment is closed", || async {
-        payment_status(&app, &id).await == "closed"
+        app.payment_status(PAYER, &id).await == "closed"
     })
     .await;
     let page = app
@@ -938,7 +893,7 @@ async fn cancelling_an_order_closes_its_payments(app: TestApp) {
         ) == 1
     })
     .await;
-    assert_eq!(payment_status(&app, &id).await, "closed");
+    assert_eq!(app.payment_status(PAYER, &id).await, "closed");
 }
 
 /// Money that arrives for an order that can no longer take it goes back
@@ -946,14 +901,18 @@ async fn cancelling_an_order_closes_its_payments(app: TestApp) {
 /// times the success is repeated. (The metrics of test apps are the test
 /// process's, shared by every test, so the calls are counted in the event.)
 async fn money_that_cannot_be_kept_is_refunded_once(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "wechat_pay").await.json;
+    let (purchase, payment) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
-    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    assert_eq!(
+        app.cancel(PAYER, &purchase.order).await.status,
+        StatusCode::OK
+    );
     let late = app
         .notify(
             "/api/v1/payments/notify",
-            &success(&payment, purchase.amount),
+            &success(&payment, purchase.amount, "tx-1"),
         )
         .await;
     assert_eq!(
@@ -964,7 +923,7 @@ async fn money_that_cannot_be_kept_is_refunded_once(app: TestApp) {
     money_goes_back(&app, &id).await;
     // The gateway repeats its news (new bytes each time): nothing moves again.
     for attempt in 0..3 {
-        let mut again = success(&payment, purchase.amount);
+        let mut again = success(&payment, purchase.amount, "tx-1");
         again["transactionId"] = json!(format!("tx-repeat-{attempt}"));
         let repeat = app.notify("/api/v1/payments/notify", &again).await;
         assert_eq!(
@@ -1057,15 +1016,16 @@ async fn pay_silently(app: &TestApp, payment: &Value) {
 /// Issue 13: a notification is never trusted to come. The payment is asked
 /// about at its provider, and the success learned so pays the order.
 async fn a_success_whose_notification_never_came_is_learned_by_asking(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "wechat_pay").await.json;
+    let (purchase, payment) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     pay_silently(&app, &payment).await;
     eventually("the order is paid without a notification", || async {
-        order_status(&app, &purchase.order).await == "paid"
+        app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
-    assert_eq!(payment_status(&app, &id).await, "succeeded");
+    assert_eq!(app.payment_status(PAYER, &id).await, "succeeded");
     let url = database_url(&app);
     assert_eq!(
         count(&url, "SELECT COUNT(*) AS n FROM payment_notifications"),
@@ -1087,8 +1047,7 @@ async fn a_success_whose_notification_never_came_is_learned_by_asking(app: TestA
 /// A trade nobody paid is closed once its order expires: the payment ends
 /// `closed` and nothing is owed to the provider.
 async fn an_unpaid_trade_is_closed_at_its_deadline(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     let url = database_url(&app);
     shop_tests::wait_until(
@@ -1099,7 +1058,7 @@ async fn an_unpaid_trade_is_closed_at_its_deadline(app: TestApp) {
         },
     )
     .await;
-    assert_eq!(order_status(&app, &purchase.order).await, "cancelled");
+    assert_eq!(app.order_status(PAYER, &purchase.order).await, "cancelled");
     let pay = app
         .client
         .post(payment["paymentUrl"].as_str().unwrap())
@@ -1117,16 +1076,18 @@ async fn an_unpaid_trade_is_closed_at_its_deadline(app: TestApp) {
 /// The customer paid (the notification lost) just before the order was
 /// cancelled: the close finds the trade paid, and the money goes back once.
 async fn a_trade_paid_before_it_was_closed_is_refunded(app: TestApp) {
-    let purchase = place_order(&app, 10, 1).await;
-    let payment = initiate(&app, &purchase.order, "alipay").await.json;
+    let (purchase, payment) = app.open_payment(PAYER, 999_900, 1, "alipay", None).await;
     let id = payment["paymentId"].as_str().unwrap().to_owned();
     pay_silently(&app, &payment).await;
-    assert_eq!(cancel(&app, &purchase.order).await.status, StatusCode::OK);
+    assert_eq!(
+        app.cancel(PAYER, &purchase.order).await.status,
+        StatusCode::OK
+    );
     eventually("the money went back", || async {
-        payment_status(&app, &id).await == "refunded"
+        app.payment_status(PAYER, &id).await == "refunded"
     })
     .await;
-    assert_eq!(order_status(&app, &purchase.order).await, "cancelled");
+    assert_eq!(app.order_status(PAYER, &purchase.order).await, "cancelled");
     let url = database_url(&app);
     assert_eq!(
         count(

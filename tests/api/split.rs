@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use shop_tests::broker::{self, Broker};
+use shop_tests::purchase::{Caller, notification, success};
 use shop_tests::{
     ADMIN_TOKEN, Backend, DEADLINE, ShopProcess, StatusCode, TestDatabase, Value, count,
-    eventually, json, mint, signer,
+    eventually, mint,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -138,10 +139,10 @@ impl Split {
     }
 
     async fn create_product(&self, stock: i64) -> String {
-        let response = client()
-            .post(format!("{}/api/v1/products", self.address(Product)))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"name": "Split", "price": 100, "currency": "CNY", "stock": stock}))
+        let http = client();
+        let admin = Caller::new(&http, ADMIN_TOKEN);
+        let response = admin
+            .create_product(&self.address(Product), "Split", 100, "CNY", stock)
             .send()
             .await
             .expect("request");
@@ -150,34 +151,29 @@ impl Split {
         body["productId"].as_str().expect("id").to_owned()
     }
 
-    /// A GET of `path` at `service`, as `user` (or anonymously), read as JSON.
-    async fn get(&self, service: Service, path: &str, user: Option<&str>) -> Value {
-        let mut request = client().get(format!("{}{path}", self.address(service)));
-        if let Some(user) = user {
-            request = request.bearer_auth(mint(user));
-        }
+    /// A GET sent and read as JSON.
+    async fn read(request: reqwest::RequestBuilder) -> Value {
         let response = request.send().await.expect("request");
         response.json().await.expect("json")
     }
 
     async fn stock(&self, product: &str) -> i64 {
-        let product = self
-            .get(Product, &format!("/api/v1/products/{product}"), None)
-            .await;
+        let url = format!("{}/api/v1/products/{product}", self.address(Product));
+        let product = Self::read(client().get(url)).await;
         product["stock"].as_i64().expect("stock")
     }
 
     async fn order_status(&self, user: &str, order: &str) -> String {
-        let order = self
-            .get(Order, &format!("/api/v1/orders/{order}"), Some(user))
-            .await;
+        let (http, token) = (client(), mint(user));
+        let customer = Caller::new(&http, &token);
+        let order = Self::read(customer.order(&self.address(Order), order)).await;
         order["status"].as_str().unwrap_or_default().to_owned()
     }
 
     async fn payment_status(&self, user: &str, payment: &str) -> String {
-        let payment = self
-            .get(Payment, &format!("/api/v1/payments/{payment}"), Some(user))
-            .await;
+        let (http, token) = (client(), mint(user));
+        let customer = Caller::new(&http, &token);
+        let payment = Self::read(customer.payment(&self.address(Payment), payment)).await;
         payment["status"].as_str().unwrap_or_default().to_owned()
     }
 
@@ -237,11 +233,21 @@ async fn answered(
     }
 }
 
-fn notification(payment: &Value, amount: i64, transaction: &str) -> (Vec<u8>, String) {
-    let body = json!({"paymentId": payment["paymentId"], "paymentStatus": "success", "amount": amount, "currency": "CNY", "transactionId": transaction});
-    let raw = serde_json::to_vec(&body).expect("json");
-    let signature = signer().sign(chrono::Utc::now().timestamp(), &raw);
-    (raw, signature)
+/// The gateway's signed report, sent to the payment service at `base`, that
+/// `payment` succeeded (signed anew each time it is sent).
+fn paid(
+    http: &reqwest::Client,
+    base: &str,
+    payment: &Value,
+    amount: i64,
+    transaction: &str,
+) -> reqwest::RequestBuilder {
+    notification(
+        http,
+        &format!("{base}/api/v1/payments/notify"),
+        &success(payment, amount, transaction),
+        chrono::Utc::now().timestamp(),
+    )
 }
 
 /// What one customer's purchase came to.
@@ -267,11 +273,11 @@ async fn purchase(
 ) -> Purchase {
     let http = client();
     let token = mint(&user);
+    let customer = Caller::new(&http, &token);
     let (status, order) = answered(deadline, || {
-        http.post(format!("{}/api/v1/orders", addresses[Order.at()]))
-            .bearer_auth(&token)
+        customer
+            .place_order(&addresses[Order.at()], &product, quantity)
             .header("Idempotency-Key", format!("key-{user}"))
-            .json(&json!({"items": [{"productId": product, "quantity": quantity}]}))
     })
     .await;
     if status == StatusCode::CONFLICT && order["code"] == "insufficient_stock" {
@@ -281,9 +287,7 @@ async fn purchase(
     let order_id = order["orderId"].as_str().expect("id").to_owned();
     let amount = order["amount"].as_i64().expect("amount");
     let (status, payment) = answered(deadline, || {
-        http.post(format!("{}/api/v1/payments", addresses[Payment.at()]))
-            .bearer_auth(&token)
-            .json(&json!({"orderId": order_id, "paymentMethod": "alipay"}))
+        customer.initiate(&addresses[Payment.at()], &order_id, "alipay", None)
     })
     .await;
     assert!(
@@ -291,14 +295,13 @@ async fn purchase(
         "{status} {payment}"
     );
     let (status, notified) = answered(deadline, || {
-        let (raw, signature) = notification(&payment, amount, &format!("tx-{user}"));
-        http.post(format!(
-            "{}/api/v1/payments/notify",
-            addresses[Payment.at()]
-        ))
-        .header("Shop-Signature", signature)
-        .header("content-type", "application/json")
-        .body(raw)
+        paid(
+            &http,
+            &addresses[Payment.at()],
+            &payment,
+            amount,
+            &format!("tx-{user}"),
+        )
     })
     .await;
     assert_eq!(status, StatusCode::OK, "{notified}");
@@ -359,10 +362,10 @@ async fn a_purchase_an_expiry_and_a_refund_cross_three_services(backend: Backend
     // Expiry: an order nobody pays is cancelled by the order service, and the
     // product service gives its stock back.
     let http = client();
+    let (bob, carol) = (mint("bob"), mint("carol"));
+    let (bob, carol) = (Caller::new(&http, &bob), Caller::new(&http, &carol));
     let (status, unpaid) = answered(deadline, || {
-        http.post(format!("{}/api/v1/orders", split.address(Order)))
-            .bearer_auth(mint("bob"))
-            .json(&json!({"items": [{"productId": product, "quantity": 3}]}))
+        bob.place_order(&split.address(Order), &product, 3)
     })
     .await;
     assert_eq!(status, StatusCode::CREATED, "{unpaid}");
@@ -370,9 +373,7 @@ async fn a_purchase_an_expiry_and_a_refund_cross_three_services(backend: Backend
     assert_eq!(split.stock(&product).await, 5);
     // Also a payment for it, which the payment service closes when it hears of the expiry.
     let (status, payment) = answered(deadline, || {
-        http.post(format!("{}/api/v1/payments", split.address(Payment)))
-            .bearer_auth(mint("bob"))
-            .json(&json!({"orderId": unpaid, "paymentMethod": "wechat_pay"}))
+        bob.initiate(&split.address(Payment), &unpaid, "wechat_pay", None)
     })
     .await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
@@ -394,35 +395,20 @@ async fn a_purchase_an_expiry_and_a_refund_cross_three_services(backend: Backend
     // A refund: the gateway reports money taken for an order the customer
     // cancelled meanwhile; the payment service gives it back.
     let (status, cancelled) = answered(deadline, || {
-        http.post(format!("{}/api/v1/orders", split.address(Order)))
-            .bearer_auth(mint("carol"))
-            .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+        carol.place_order(&split.address(Order), &product, 1)
     })
     .await;
     assert_eq!(status, StatusCode::CREATED, "{cancelled}");
     let amount = cancelled["amount"].as_i64().expect("amount");
     let cancelled = cancelled["orderId"].as_str().expect("id").to_owned();
     let (_, payment) = answered(deadline, || {
-        http.post(format!("{}/api/v1/payments", split.address(Payment)))
-            .bearer_auth(mint("carol"))
-            .json(&json!({"orderId": cancelled, "paymentMethod": "alipay"}))
+        carol.initiate(&split.address(Payment), &cancelled, "alipay", None)
     })
     .await;
-    let (status, _) = answered(deadline, || {
-        http.post(format!(
-            "{}/api/v1/orders/{cancelled}/cancel",
-            split.address(Order)
-        ))
-        .bearer_auth(mint("carol"))
-    })
-    .await;
+    let (status, _) = answered(deadline, || carol.cancel(&split.address(Order), &cancelled)).await;
     assert_eq!(status, StatusCode::OK);
     let (status, late) = answered(deadline, || {
-        let (raw, signature) = notification(&payment, amount, "tx-late");
-        http.post(format!("{}/api/v1/payments/notify", split.address(Payment)))
-            .header("Shop-Signature", signature)
-            .header("content-type", "application/json")
-            .body(raw)
+        paid(&http, &split.address(Payment), &payment, amount, "tx-late")
     })
     .await;
     assert_eq!(status, StatusCode::OK, "{late}");
@@ -543,10 +529,10 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
         if victim == Product {
             // The order service answers for the port it cannot reach: a 503 problem, at once or within its budget.
             let asked = Instant::now();
-            let response = client()
-                .post(format!("{}/api/v1/orders", split.address(Order)))
-                .bearer_auth(mint("while-product-is-down"))
-                .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+            let (http, token) = (client(), mint("while-product-is-down"));
+            let customer = Caller::new(&http, &token);
+            let response = customer
+                .place_order(&split.address(Order), &product, 1)
                 .send()
                 .await
                 .expect("the order service answers");

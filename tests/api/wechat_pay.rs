@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use shop_tests::fakes::wechat_pay::{FakeWechatPay, Op, SignedNotification};
-use shop_tests::{Backend, StatusCode, TestApp, Value, eventually, holds_for, json};
+use shop_tests::{Backend, StatusCode, TestApp, Value, eventually, holds_for};
 
 shop_tests::on_each_backend!(
     a_purchase_by_qr_code_through_wechat_pay,
@@ -46,60 +46,15 @@ async fn spawn(backend: Backend, extra: &[(&str, &str)]) -> (FakeWechatPay, Test
     (fake, app)
 }
 
-async fn place_order(app: &TestApp, currency: &str) -> Value {
-    let body = json!({"name": "Phone", "description": "test", "price": 999_900, "currency": currency, "stock": 10});
-    let product = app
-        .admin_send(reqwest::Method::POST, "/api/v1/products", &body)
-        .await;
-    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
-    let body = json!({"items": [{"productId": product.json["productId"], "quantity": 1}]});
-    let order = app.as_user(PAYER).post_json("/api/v1/orders", &body).await;
-    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
-    order.json
-}
-
-async fn initiate(app: &TestApp, order: &Value, channel: Option<&str>) -> shop_tests::Response {
-    let mut body = json!({"orderId": order["orderId"], "paymentMethod": "wechat_pay"});
-    if let Some(channel) = channel {
-        body["channel"] = json!(channel);
-    }
-    app.as_user(PAYER)
-        .post_json("/api/v1/payments", &body)
-        .await
-}
-
-/// An order and its WeChat Pay payment (by QR code).
-async fn open_payment(app: &TestApp) -> (Value, Value) {
-    let order = place_order(app, "CNY").await;
-    let opened = initiate(app, &order, None).await;
-    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
-    (order, opened.json)
-}
-
-async fn payment(app: &TestApp, payment: &Value) -> Value {
-    let id = payment["paymentId"].as_str().unwrap();
-    app.as_user(PAYER)
-        .get(&format!("/api/v1/payments/{id}"))
-        .await
-        .json
-}
-
-async fn order_status(app: &TestApp, order: &Value) -> Value {
-    let id = order["orderId"].as_str().unwrap();
-    app.as_user(PAYER)
-        .get(&format!("/api/v1/orders/{id}"))
-        .await
-        .json["status"]
-        .clone()
-}
-
 fn id(payment: &Value) -> &str {
     payment["paymentId"].as_str().unwrap()
 }
 
 async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let (order, opened) = open_payment(&app).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     let trade = fake
         .trade(id(&opened))
         .expect("the trade was created at WeChat Pay");
@@ -118,7 +73,7 @@ async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
     );
     // The deadline sent is the order's, in Beijing time.
     let expires: chrono::DateTime<chrono::Utc> =
-        serde_json::from_value(order["expiresAt"].clone()).unwrap();
+        serde_json::from_value(order.json["expiresAt"].clone()).unwrap();
     let sent = chrono::DateTime::parse_from_rfc3339(&trade.time_expire).unwrap();
     assert_eq!(sent.timestamp(), expires.timestamp());
     assert!(
@@ -132,10 +87,10 @@ async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
     assert_eq!(status, 204, "{body}");
     assert!(body.is_empty(), "{body}");
     eventually("the order is paid", || async {
-        order_status(&app, &order).await == "paid"
+        app.order_status(PAYER, &order.order).await == "paid"
     })
     .await;
-    let paid = payment(&app, &opened).await;
+    let paid = app.payment(PAYER, id(&opened)).await;
     assert_eq!(paid["status"], "succeeded");
     assert_eq!(
         paid["transactionId"].as_str(),
@@ -143,8 +98,10 @@ async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
     );
 
     // `page` is a QR code too.
-    let order = place_order(&app, "CNY").await;
-    let page = initiate(&app, &order, Some("page")).await;
+    let order = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
+    let page = app
+        .initiate(PAYER, &order.order, "wechat_pay", Some("page"))
+        .await;
     assert_eq!(page.status, StatusCode::CREATED, "{}", page.body);
     assert!(
         page.json["paymentUrl"]
@@ -156,8 +113,10 @@ async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
 
 async fn the_wap_channel_opens_an_h5_payment(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let order = place_order(&app, "CNY").await;
-    let opened = initiate(&app, &order, Some("wap")).await;
+    let order = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
+    let opened = app
+        .initiate(PAYER, &order.order, "wechat_pay", Some("wap"))
+        .await;
     assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
     let trade = fake.trade(id(&opened.json)).unwrap();
     assert_eq!(trade.trade_type, "MWEB");
@@ -167,21 +126,23 @@ async fn the_wap_channel_opens_an_h5_payment(backend: Backend) {
     let (status, _) = fake.pay(id(&opened.json), true).await.unwrap();
     assert_eq!(status, 204);
     eventually("the order is paid", || async {
-        order_status(&app, &order).await == "paid"
+        app.order_status(PAYER, &order.order).await == "paid"
     })
     .await;
 }
 
 async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
     let (fake, app) = spawn(backend, RECONCILE_NOW).await;
-    let (order, opened) = open_payment(&app).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     assert!(fake.pay(id(&opened), false).await.is_none());
     eventually("the order is paid by asking WeChat Pay", || async {
-        order_status(&app, &order).await == "paid"
+        app.order_status(PAYER, &order.order).await == "paid"
     })
     .await;
     assert!(fake.calls(Op::Query) >= 1);
-    let paid = payment(&app, &opened).await;
+    let paid = app.payment(PAYER, id(&opened)).await;
     assert_eq!(paid["status"], "succeeded");
     assert_eq!(
         paid["transactionId"].as_str(),
@@ -189,43 +150,39 @@ async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
     );
 }
 
-async fn cancel(app: &TestApp, order: &Value) {
-    let payer = app.as_user(PAYER);
-    let id = order["orderId"].as_str().unwrap();
-    let cancelled = payer
-        .send(payer.request(
-            reqwest::Method::POST,
-            &format!("/api/v1/orders/{id}/cancel"),
-        ))
-        .await;
-    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
-}
-
 async fn a_cancelled_order_has_its_trade_closed(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let (order, opened) = open_payment(&app).await;
-    cancel(&app, &order).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
+    app.cancel(PAYER, &order.order)
+        .await
+        .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
         fake.trade(id(&opened)).unwrap().state
             == domain_payment::providers::wechat_pay::TradeState::Closed
     })
     .await;
     assert_eq!(fake.calls(Op::Close), 1);
-    assert_eq!(payment(&app, &opened).await["status"], "closed");
+    assert_eq!(app.payment(PAYER, id(&opened)).await["status"], "closed");
 }
 
 async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let (order, opened) = open_payment(&app).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     // The buyer pays; the notification is lost; then the order is cancelled.
     fake.pay(id(&opened), false).await;
     fake.fail_next(Op::Refund, 2);
-    cancel(&app, &order).await;
+    app.cancel(PAYER, &order.order)
+        .await
+        .assert_status(StatusCode::OK);
     eventually("the payment is refunded", || async {
-        payment(&app, &opened).await["status"] == "refunded"
+        app.payment(PAYER, id(&opened)).await["status"] == "refunded"
     })
     .await;
-    assert_eq!(order_status(&app, &order).await, "cancelled");
+    assert_eq!(app.order_status(PAYER, &order.order).await, "cancelled");
     // The close found the trade paid, and did not close it.
     assert_eq!(fake.calls(Op::Close), 0);
     assert_eq!(fake.calls(Op::Refund), 3, "two failures, then the refund");
@@ -244,8 +201,12 @@ async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
 
 async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let (order, opened) = open_payment(&app).await;
-    cancel(&app, &order).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
+    app.cancel(PAYER, &order.order)
+        .await
+        .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
         fake.trade(id(&opened)).unwrap().state
             == domain_payment::providers::wechat_pay::TradeState::Closed
@@ -258,7 +219,7 @@ async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Back
     let late = fake.transaction(id(&opened));
     refused_not(&fake, &app, &fake.notification(&late)).await;
     eventually("the payment is refunded", || async {
-        payment(&app, &opened).await["status"] == "refunded"
+        app.payment(PAYER, id(&opened)).await["status"] == "refunded"
     })
     .await;
     assert_eq!(fake.calls(Op::Refund), 3, "PROCESSING twice, then SUCCESS");
@@ -287,8 +248,10 @@ async fn refused(
 
 async fn forged_stale_and_mismatched_notifications_change_nothing(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let (order, opened) = open_payment(&app).await;
-    let before = payment(&app, &opened).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
+    let before = app.payment(PAYER, id(&opened)).await;
     // Paid at WeChat Pay (its own notification lost), so that only what shop
     // checks stands between these forgeries and the order.
     fake.pay(id(&opened), false).await;
@@ -361,12 +324,19 @@ async fn forged_stale_and_mismatched_notifications_change_nothing(backend: Backe
         .unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
 
-    assert_eq!(payment(&app, &opened).await, before, "nothing changed");
-    assert_eq!(order_status(&app, &order).await, "pending_payment");
+    assert_eq!(
+        app.payment(PAYER, id(&opened)).await,
+        before,
+        "nothing changed"
+    );
+    assert_eq!(
+        app.order_status(PAYER, &order.order).await,
+        "pending_payment"
+    );
     // The genuine one is still taken.
     refused_not(&fake, &app, &fake.notification(&genuine)).await;
     eventually("the order is paid", || async {
-        order_status(&app, &order).await == "paid"
+        app.order_status(PAYER, &order.order).await == "paid"
     })
     .await;
 }
@@ -381,19 +351,21 @@ async fn refused_not(fake: &FakeWechatPay, app: &TestApp, notification: &SignedN
 
 async fn a_replayed_notification_applies_once(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let (order, opened) = open_payment(&app).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     fake.pay(id(&opened), false).await;
     let notification = fake.notification(&fake.transaction(id(&opened)));
     refused_not(&fake, &app, &notification).await;
     eventually("the order is paid", || async {
-        order_status(&app, &order).await == "paid"
+        app.order_status(PAYER, &order.order).await == "paid"
     })
     .await;
-    let paid = payment(&app, &opened).await;
+    let paid = app.payment(PAYER, id(&opened)).await;
     // WeChat Pay sends it again (as it does until it reads a 204): accepted, nothing moves.
     refused_not(&fake, &app, &notification).await;
     refused_not(&fake, &app, &notification).await;
-    assert_eq!(payment(&app, &opened).await, paid);
+    assert_eq!(app.payment(PAYER, id(&opened)).await, paid);
     let events = shop_tests::count(
         &app.database_url,
         "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.succeeded'",
@@ -403,11 +375,15 @@ async fn a_replayed_notification_applies_once(backend: Backend) {
 
 async fn an_unsigned_answer_is_never_believed(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let (order, opened) = open_payment(&app).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     // A forger answers the close's query "no such trade", unsigned: were it
     // believed, the trade would count as closed and stay payable at WeChat Pay.
     fake.forge_not_found_next(Op::Query, 1);
-    cancel(&app, &order).await;
+    app.cancel(PAYER, &order.order)
+        .await
+        .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
         fake.trade(id(&opened)).unwrap().state
             == domain_payment::providers::wechat_pay::TradeState::Closed
@@ -422,11 +398,13 @@ async fn an_unsigned_answer_is_never_believed(backend: Backend) {
     // An unsigned success is forged too: a lost notification is learned only
     // from a signed answer.
     let (fake, app) = spawn(backend, RECONCILE_NOW).await;
-    let (order, opened) = open_payment(&app).await;
+    let (order, opened) = app
+        .open_payment(PAYER, 999_900, 1, "wechat_pay", None)
+        .await;
     fake.answer_unsigned_next(Op::Query, 2);
     fake.pay(id(&opened), false).await;
     eventually("the order is paid by asking WeChat Pay", || async {
-        order_status(&app, &order).await == "paid"
+        app.order_status(PAYER, &order.order).await == "paid"
     })
     .await;
     assert!(
@@ -441,8 +419,8 @@ async fn the_notify_route_refuses_everything_when_wechat_pay_is_not_configured()
     let fake = FakeWechatPay::start().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (order, opened) = {
-        let order = place_order(&app, "CNY").await;
-        let opened = initiate(&app, &order, None).await;
+        let order = app.order_new_product(PAYER, 999_900, "CNY", 10, 1).await;
+        let opened = app.initiate(PAYER, &order.order, "wechat_pay", None).await;
         assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
         (order, opened.json)
     };
@@ -483,14 +461,20 @@ async fn the_notify_route_refuses_everything_when_wechat_pay_is_not_configured()
         .unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     assert!(unsigned.text().await.unwrap().contains("header is missing"));
-    assert_eq!(order_status(&app, &order).await, "pending_payment");
+    assert_eq!(
+        app.order_status(PAYER, &order.order).await,
+        "pending_payment"
+    );
 }
 
 async fn an_order_in_another_currency_is_refused(backend: Backend) {
     let (fake, app) = spawn(backend, &[]).await;
-    let order = place_order(&app, "USD").await;
-    let refused = initiate(&app, &order, None).await;
+    let order = app.order_new_product(PAYER, 999_900, "USD", 10, 1).await;
+    let refused = app.initiate(PAYER, &order.order, "wechat_pay", None).await;
     refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "currency_not_accepted");
     assert_eq!(fake.calls(Op::Create), 0);
-    assert_eq!(order_status(&app, &order).await, "pending_payment");
+    assert_eq!(
+        app.order_status(PAYER, &order.order).await,
+        "pending_payment"
+    );
 }

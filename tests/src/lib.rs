@@ -30,6 +30,7 @@ use shop::startup::{self, Application, Modules, Secrets};
 pub mod broker;
 pub mod events;
 pub mod fakes;
+pub mod purchase;
 
 pub use reqwest::StatusCode;
 pub use serde_json::{Value, json};
@@ -415,15 +416,13 @@ impl TestApp {
 
     /// Sends a gateway notification to `path`, signed with the test webhook secret at `timestamp`.
     pub async fn notify_at(&self, path: &str, body: &Value, timestamp: i64) -> Response {
-        let raw = serde_json::to_vec(body).expect("json");
-        let signature = signer().sign(timestamp, &raw);
-        let request = self
-            .client
-            .post(self.url(path))
-            .header("Shop-Signature", signature)
-            .header("content-type", "application/json")
-            .body(raw);
-        self.send(request).await
+        self.send(purchase::notification(
+            &self.client,
+            &self.url(path),
+            body,
+            timestamp,
+        ))
+        .await
     }
 
     /// Sends a gateway notification to `path`, signed now.
@@ -432,15 +431,141 @@ impl TestApp {
             .await
     }
 
-    /// Creates a product through the API and returns its JSON.
+    /// Creates a product through the API (priced in CNY) and returns its JSON.
     pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> Value {
-        let body = json!({"name": name, "description": "test product", "price": price, "currency": "CNY", "stock": stock});
-        let response = self
-            .admin_send(reqwest::Method::POST, "/api/v1/products", &body)
-            .await;
+        self.create_product_in(name, price, "CNY", stock).await
+    }
+
+    /// Creates a product priced in `currency` through the API and returns its JSON.
+    pub async fn create_product_in(
+        &self,
+        name: &str,
+        price: i64,
+        currency: &str,
+        stock: i64,
+    ) -> Value {
+        let request = self.caller(&self.admin_token).create_product(
+            &self.address,
+            name,
+            price,
+            currency,
+            stock,
+        );
+        let response = self.send(request).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
         response.json
     }
+
+    /// The purchase flow's requests to this app, with `token`.
+    pub fn caller<'a>(&'a self, token: &'a str) -> purchase::Caller<'a> {
+        purchase::Caller::new(&self.client, token)
+    }
+
+    /// `user` orders `quantity` of `product`; the order must be created.
+    pub async fn place_order(&self, user: &str, product: &str, quantity: i64) -> Placed {
+        let token = self.token(user);
+        let request = self
+            .caller(&token)
+            .place_order(&self.address, product, quantity);
+        let order = self.send(request).await;
+        assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+        Placed {
+            product: product.to_owned(),
+            order: order.json["orderId"].as_str().expect("orderId").to_owned(),
+            amount: order.json["amount"].as_i64().expect("amount"),
+            json: order.json,
+        }
+    }
+
+    /// A new product (`stock` units at `price` in `currency`) and `user`'s
+    /// order of `quantity` of it; both must be created.
+    pub async fn order_new_product(
+        &self,
+        user: &str,
+        price: i64,
+        currency: &str,
+        stock: i64,
+        quantity: i64,
+    ) -> Placed {
+        let product = self
+            .create_product_in("Phone", price, currency, stock)
+            .await;
+        let product = product["productId"].as_str().expect("productId");
+        self.place_order(user, product, quantity).await
+    }
+
+    /// `user` opens a payment of `order` by `method` (on `channel` when given).
+    pub async fn initiate(
+        &self,
+        user: &str,
+        order: &str,
+        method: &str,
+        channel: Option<&str>,
+    ) -> Response {
+        let token = self.token(user);
+        let request = self
+            .caller(&token)
+            .initiate(&self.address, order, method, channel);
+        self.send(request).await
+    }
+
+    /// A new product (10 units at `price` CNY), `user`'s order of `quantity`
+    /// of it and a payment of it by `method` (on `channel` when given); all
+    /// three must be created. The order and the payment.
+    pub async fn open_payment(
+        &self,
+        user: &str,
+        price: i64,
+        quantity: i64,
+        method: &str,
+        channel: Option<&str>,
+    ) -> (Placed, Value) {
+        let order = self
+            .order_new_product(user, price, "CNY", 10, quantity)
+            .await;
+        let opened = self.initiate(user, &order.order, method, channel).await;
+        opened.assert_status(StatusCode::CREATED);
+        (order, opened.json)
+    }
+
+    /// `user` cancels `order`.
+    pub async fn cancel(&self, user: &str, order: &str) -> Response {
+        let token = self.token(user);
+        self.send(self.caller(&token).cancel(&self.address, order))
+            .await
+    }
+
+    /// An order's status, as its customer `user` reads it.
+    pub async fn order_status(&self, user: &str, order: &str) -> Value {
+        let token = self.token(user);
+        let order = self.send(self.caller(&token).order(&self.address, order));
+        order.await.json["status"].clone()
+    }
+
+    /// A payment, as its customer `user` reads it.
+    pub async fn payment(&self, user: &str, payment: &str) -> Value {
+        let token = self.token(user);
+        self.send(self.caller(&token).payment(&self.address, payment))
+            .await
+            .json
+    }
+
+    /// A payment's status, as its customer `user` reads it.
+    pub async fn payment_status(&self, user: &str, payment: &str) -> Value {
+        self.payment(user, payment).await["status"].clone()
+    }
+}
+
+/// An order a test placed ([`TestApp::place_order`]).
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// The product it bought.
+    pub product: String,
+    /// Its id.
+    pub order: String,
+    pub amount: i64,
+    /// The order as created.
+    pub json: Value,
 }
 
 /// Requests to a [`TestApp`] as one customer: each carries `Authorization: Bearer <token>`.
@@ -597,6 +722,11 @@ impl Response {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
+    }
+
+    /// Asserts the status (the body in the message when it is another).
+    pub fn assert_status(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "{}", self.body);
     }
 
     /// Asserts this is a problem+json of the given status and code.

@@ -7,7 +7,7 @@
 //!   64 orders a commit, as the seam batches; PostgreSQL: pgbench running
 //!   them as a custom script, 32 clients, over 10,000 products; MySQL: the
 //!   same from 32 client threads over diesel, see ceiling.rs for why not
-//!   mariadb-slap); see shop-bench/ceiling.rs, where the statements are kept;
+//!   mariadb-slap); see ceiling.rs, where the statements are kept;
 //! - the original article's stack (Flask under gunicorn, started with
 //!   ../shared/peers/run_peer.sh, stopped with stop_peer.sh) on the same
 //!   database engine, loaded by the same generator with the same requests
@@ -23,7 +23,7 @@
 //!   between processes and the broker messages a purchase costs.
 //!
 //! Usage (BENCHMARKS.md), one command:
-//!   cargo run --release -p shop-tests --features mysql --bin shop-bench -- \
+//!   cargo run --release -p shop-bench --features mysql -- \
 //!     --postgres postgres://postgres@127.0.0.1:5432/postgres --mysql mysql://root@127.0.0.1:3306/mysql
 //! Options: --shop PATH (default: target/release/shop, built first with `cargo build --release -p shop`),
 //!          --seconds N (per scenario, default 10), --warmup N (unrecorded load before each, default 1),
@@ -49,15 +49,10 @@
 //! `SHOP__AUTH__JWT_SECRET` when set (else the bench's key), for a hand run of
 //! ../shared/peers/measure.sh against a shop: `WRK_BEARER=$(...) WRK_USER_ID=USER`.
 
-#[path = "shop-bench/ceiling.rs"]
 mod ceiling;
-#[path = "shop-bench/load.rs"]
 mod load;
-#[path = "shop-bench/peer.rs"]
 mod peer;
-#[path = "shop-bench/scenarios.rs"]
 mod scenarios;
-#[path = "shop-bench/server.rs"]
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -109,7 +104,7 @@ impl Options {
 }
 
 fn options() -> Result<Options> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut o = Options {
         shop: None,
         seconds: 10.0,
@@ -187,13 +182,13 @@ fn options() -> Result<Options> {
             "--expiry-orders" => {
                 o.expiry_orders = args.next().context("--expiry-orders N")?.parse()?;
             }
-            other => bail!("unknown argument {other}; see the top of tests/src/bin/shop-bench.rs"),
+            other => bail!("unknown argument {other}; see the top of tests/bench/src/main.rs"),
         }
     }
     if o.mysql.is_some() && !cfg!(feature = "mysql") {
         bail!(
             "--mysql (or SHOP_BENCH_MYSQL_URL) needs the driver built with the feature mysql: \
-             cargo run --release -p shop-tests --features mysql --bin shop-bench -- ..."
+             cargo run --release -p shop-bench --features mysql -- ..."
         );
     }
     if o.mysql.as_ref().is_some_and(|u| !u.starts_with("mysql://")) {
