@@ -46,6 +46,8 @@ pub enum TokenError {
     MissingClaim(String),
     #[error("The token's subject is not a valid user id")]
     Subject,
+    #[error("The token names critical header extensions (crit), which shop does not understand")]
+    Critical,
 }
 
 /// Where the identity provider publishes its keys.
@@ -196,6 +198,9 @@ impl TokenVerifier {
 
     /// The customer a token names, if it is genuine, current and meant for shop.
     pub async fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        if names_critical_extensions(token) {
+            return Err(TokenError::Critical);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg == Algorithm::HS256 {
             let key = self.secret.as_ref().ok_or(TokenError::Algorithm)?;
@@ -247,6 +252,19 @@ impl TokenVerifier {
     pub fn uses_jwks(&self) -> bool {
         self.jwks.is_some()
     }
+}
+
+/// Whether the token's header has `crit`: the extensions it names must be
+/// understood by whoever accepts the token (RFC 7515 section 4.1.11), and
+/// shop understands none, so such a token is refused whatever it names.
+fn names_critical_extensions(token: &str) -> bool {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok())
+        .is_some_and(|header| header.contains_key("crit"))
 }
 
 impl Jwks {
@@ -459,6 +477,30 @@ mod tests {
 
     fn now() -> i64 {
         chrono::Utc::now().timestamp()
+    }
+
+    #[tokio::test]
+    async fn a_token_naming_critical_extensions_is_refused_though_its_signature_holds() {
+        use base64::Engine as _;
+        let b64 = |json: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+        };
+        let claims = serde_json::json!({"sub": "alice", "exp": now() + 60});
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let signed = |header: serde_json::Value| {
+            let message = format!("{}.{}", b64(header), b64(claims.clone()));
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
+            format!("{message}.{signature}")
+        };
+        let verifier = TokenVerifier::load(&settings()).await.unwrap();
+        let plain = signed(serde_json::json!({"alg": "HS256", "typ": "JWT"}));
+        assert_eq!(verifier.verify(&plain).await.unwrap().as_str(), "alice");
+        let critical = signed(serde_json::json!({"alg": "HS256", "crit": ["exp"]}));
+        assert!(matches!(
+            verifier.verify(&critical).await,
+            Err(TokenError::Critical)
+        ));
     }
 
     #[tokio::test]
