@@ -31,6 +31,16 @@ fn metadata() -> Value {
     serde_json::from_slice(&output.stdout).expect("metadata JSON")
 }
 
+/// The workspace's package `name`.
+fn package<'a>(metadata: &'a Value, name: &str) -> &'a Value {
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no package {name} in the workspace"))
+}
+
 /// The workspace's domain crates: every package named `domain-*`.
 fn domain_crates(metadata: &Value) -> Vec<&Value> {
     metadata["packages"]
@@ -62,12 +72,7 @@ fn no_domain_crate_depends_on_another() {
 #[test]
 fn the_shared_kernel_depends_on_no_context() {
     let metadata = metadata();
-    let kernel = metadata["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "shared-kernel")
-        .unwrap();
+    let kernel = package(&metadata, "shared-kernel");
     for dependency in kernel["dependencies"].as_array().unwrap() {
         let dep = dependency["name"].as_str().unwrap();
         assert!(
@@ -491,13 +496,7 @@ fn source_dir(package: &Value) -> PathBuf {
 
 /// The shared kernel's port traits (`shared_kernel::model::ports`).
 fn port_traits(metadata: &Value) -> BTreeSet<String> {
-    let kernel = metadata["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "shared-kernel")
-        .unwrap();
-    let path = source_dir(kernel).join("model/ports.rs");
+    let path = source_dir(package(metadata, "shared-kernel")).join("model/ports.rs");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("the kernel's ports ({}): {e}", path.display()));
     let ports: BTreeSet<String> = syn::parse_file(&text)
