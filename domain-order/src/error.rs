@@ -36,17 +36,10 @@ impl From<diesel::result::Error> for OrderError {
     }
 }
 
-/// Order errors as HTTP problems, with the request's fields spelled as the
-/// REST routes' bodies spell them (`items[1].quantity`).
-impl From<OrderError> for Problem {
-    fn from(error: OrderError) -> Self {
-        error.into_problem(crate::http::rest_field)
-    }
-}
-
 impl OrderError {
-    /// The one place where order errors become HTTP problems; `spell` names
-    /// a request field in the terms of the body the route takes.
+    /// The one place where order errors become HTTP problems; `spell`, given
+    /// by the HTTP adapter, names a request field in the terms of the body
+    /// the route takes (errors know nothing of the routes).
     pub fn into_problem(self, spell: fn(RequestField) -> String) -> Problem {
         let violations = |errors: Vec<Violation>| -> Vec<FieldViolation> {
             errors

@@ -228,6 +228,14 @@ pub(crate) fn rest_field(field: RequestField) -> String {
     }
 }
 
+/// Order errors as the REST routes' problems, with the request's fields
+/// spelled as their bodies spell them (`items[1].quantity`).
+impl From<OrderError> for Problem {
+    fn from(error: OrderError) -> Self {
+        error.into_problem(rest_field)
+    }
+}
+
 /// A request field as the original spec's one-line `POST /createOrder` spells it.
 fn original_field(field: RequestField) -> String {
     match field {

@@ -1,13 +1,25 @@
 //! The order context: an order's lifecycle from placement to payment or
 //! cancellation.
 //!
-//! Rooms: [`model`] holds the pure rules (the status state machine, request
-//! validation, pricing); [`service`] the use cases behind the facade
-//! [`OrderService`]; `repository` the diesel adapter; [`http`] the actix
-//! adapter. Stock is reserved through the shared kernel's `Inventory` port;
-//! every state change publishes its event through the outbox in the same
-//! transaction. [`OrderDirectory`] implements the `OrderLookup` port for the
-//! payment context, and [`PaymentOutcomes`] pays orders on `PaymentSucceeded`.
+//! Rooms, the arrows pointing at the use cases:
+//!
+//! - [`model`]: the pure rules (the status state machine, request
+//!   validation, pricing).
+//! - [`service`]: the use cases behind the facade [`OrderService`], and those
+//!   run in the caller's transaction (an event's delivery) or for a port.
+//! - `repository`: the diesel adapter, called by the service only.
+//! - [`http`]: the actix adapter; it also tells [`error`] how its bodies
+//!   spell a request's fields; [`internal_http`]: the `OrderLookup` port
+//!   served to a payment context in another process.
+//! - [`lookup`]: [`OrderDirectory`], the shared kernel's `OrderLookup` port,
+//!   calling [`service::look_up_order`]; [`events`]: [`PaymentOutcomes`],
+//!   paying orders on `PaymentSucceeded` through the service.
+//! - [`error`]: what the use cases can go wrong with; [`context`]: the
+//!   context as it describes itself to the app ([`CONTEXT`]).
+//!
+//! Stock is reserved through the shared kernel's `Inventory` port; every
+//! state change publishes its event through the outbox in the same
+//! transaction.
 
 pub mod context;
 pub mod error;

@@ -1,11 +1,12 @@
-//! The order context's implementation of the [`OrderLookup`] port.
+//! The order context's implementation of the [`OrderLookup`] port: it calls
+//! the use case ([`service::look_up_order`]) and speaks the port's terms.
 
 use async_trait::async_trait;
 use shared_kernel::model::ports::{OrderLookup, OrderState, OrderSummary, PortError};
-use shared_kernel::storage::db::{Db, DbError};
+use shared_kernel::storage::db::Db;
 
 use crate::model::{OrderId, OrderStatus};
-use crate::repository;
+use crate::service;
 
 /// Orders as other contexts may see them.
 #[derive(Debug, Clone)]
@@ -23,10 +24,7 @@ impl OrderDirectory {
 impl OrderLookup for OrderDirectory {
     async fn order(&self, order_id: &str) -> Result<Option<OrderSummary>, PortError> {
         let id = OrderId::from(order_id.to_owned());
-        let order = self
-            .db
-            .run(move |conn| repository::find(conn, &id).map_err(DbError::from))
-            .await?;
+        let order = service::look_up_order(&self.db, id).await?;
         Ok(order.map(|order| OrderSummary {
             order_id: order.id.into_string(),
             user_id: order.user_id,

@@ -394,6 +394,14 @@ pub fn record_payment_success(
     Ok(PaymentRecorded::Refused(refusal))
 }
 
+/// The use case behind the `OrderLookup` port: an order as another context
+/// reads it (the payment context, before it opens a payment). No caller to
+/// check: contexts ask, not customers.
+pub async fn look_up_order(db: &Db, id: OrderId) -> Result<Option<Order>, DbError> {
+    db.run(move |conn| repository::find(conn, &id).map_err(DbError::from))
+        .await
+}
+
 /// The most orders one expiry sweep cancels in one write unit.
 pub const EXPIRY_BATCH: i64 = 500;
 

@@ -13,6 +13,7 @@ use shared_kernel::model::ports::Inventory;
 use shared_kernel::storage::db::{DatabaseUrl, Db};
 
 use crate::cache::{InvalidatingInventory, Invalidator};
+use crate::service::Reservations;
 use crate::{ProductCatalog, ProductInventory, StockReservations};
 
 /// The product context: the catalog and its stock.
@@ -50,11 +51,11 @@ fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
     let db: Db = wiring.get()?;
     let config: ProductConfig = wiring.get()?;
     let catalog = ProductCatalog::new(db.clone());
-    let reservations = ProductInventory::new(db.clone());
+    let reservations = Reservations::new(db.clone());
     // The port, as this process uses it and serves it to others: reservations
     // that change stock also drop the products from the cache.
     let inventory: Arc<dyn Inventory> = Arc::new(InvalidatingInventory::new(
-        reservations.clone(),
+        ProductInventory::new(reservations.clone()),
         catalog.cache().clone(),
     ));
     wiring.offer(inventory.clone());

@@ -1,5 +1,5 @@
 //! How the catalog reacts to other contexts' events: the handler decodes
-//! the events and calls the reservation use cases ([`crate::inventory`]), in
+//! the events and calls the reservation use cases ([`reservations`]), in
 //! the delivery's transaction.
 
 use shared_kernel::messaging::outbox::EventHandler;
@@ -8,7 +8,7 @@ use shared_kernel::model::events::{
 };
 use shared_kernel::storage::db::AnyConnection;
 
-use crate::inventory;
+use crate::service::reservations;
 
 /// Keeps stock reservations in step with their orders: placed orders confirm
 /// them, paid orders sell them, cancelled orders give their stock back.
@@ -46,13 +46,13 @@ impl EventHandler for StockReservations {
             }
         }
         if !placed.is_empty() {
-            inventory::confirm_reservations(conn, &ids(&placed))?;
+            reservations::confirm_reservations(conn, &ids(&placed))?;
         }
         for order in &paid {
-            inventory::sell_reservation(conn, order)?;
+            reservations::sell_reservation(conn, order)?;
         }
         if !cancelled.is_empty() {
-            inventory::release_reservations(conn, &ids(&cancelled))?;
+            reservations::release_reservations(conn, &ids(&cancelled))?;
         }
         Ok(())
     }

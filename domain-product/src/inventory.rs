@@ -1,99 +1,24 @@
-//! The product context's implementation of the [`Inventory`] port.
-
-use std::time::Duration;
+//! The product context's implementation of the [`Inventory`] port: it calls
+//! the reservation use cases ([`Reservations`]) and speaks the port's terms.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shared_kernel::model::clock;
 use shared_kernel::model::ports::{
     Inventory, PortError, ProductSnapshot, ReservationLine, ReserveError, ReservedLine,
 };
-use shared_kernel::storage::db::{AnyConnection, Db, DbError};
 
-use crate::model::{ProductId, ReservationStatus};
-use crate::repository;
-use crate::reservation_repository::{self as reservations, ReserveFailure};
-
-// The reservation lifecycle's use cases behind the order context's events,
-// each in the caller's transaction (the event delivery's). An order's
-// reservation id is its order id.
-
-/// Placed orders keep their stock: their reservations, held until now, are
-/// confirmed (no longer released as abandoned). Returns how many were confirmed.
-pub fn confirm_reservations(conn: &mut AnyConnection, orders: &[&str]) -> Result<usize, DbError> {
-    Ok(reservations::confirm_all(conn, orders, clock::now())?)
-}
-
-/// A paid order's stock is sold. Returns the reservation's status after
-/// (`Sold`; anything else means the stock was not reserved, and is logged).
-pub fn sell_reservation(
-    conn: &mut AnyConnection,
-    order: &str,
-) -> Result<Option<ReservationStatus>, DbError> {
-    let status = reservations::sell(conn, order, clock::now())?;
-    match status {
-        Some(ReservationStatus::Sold) => tracing::info!(order_id = %order, "reserved stock sold"),
-        other => tracing::error!(
-            order_id = %order,
-            reservation = ?other,
-            "a paid order's stock was not reserved; check the stock of its products"
-        ),
-    }
-    Ok(status)
-}
-
-/// Cancelled orders give their stock back (one UPDATE per product, in
-/// product order). Returns how many reservations were released.
-pub fn release_reservations(conn: &mut AnyConnection, orders: &[&str]) -> Result<usize, DbError> {
-    let released = reservations::release_all(conn, orders, clock::now())?;
-    if released > 0 {
-        tracing::info!(orders = orders.len(), released, "reserved stock released");
-    }
-    Ok(released)
-}
-
-/// The most abandoned reservations one write unit releases.
-const ABANDONED_BATCH: i64 = 500;
+use crate::model::ProductId;
+use crate::service::Reservations;
 
 /// Stock reservations backed by the catalog's tables.
 #[derive(Debug, Clone)]
 pub struct ProductInventory {
-    db: Db,
+    reservations: Reservations,
 }
 
 impl ProductInventory {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
-    /// Releases reservations whose order never arrived: held (never
-    /// confirmed by `OrderPlaced`) for longer than `grace` past their hold.
-    /// Returns how many were released.
-    pub async fn release_abandoned(&self, grace: Duration) -> Result<usize, DbError> {
-        let mut released = 0;
-        loop {
-            let n = self.release_abandoned_batch(grace).await?;
-            released += n;
-            if n < ABANDONED_BATCH as usize {
-                return Ok(released);
-            }
-        }
-    }
-
-    async fn release_abandoned_batch(&self, grace: Duration) -> Result<usize, DbError> {
-        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-        self.db
-            .write_alone(move |conn| {
-                let now = clock::now();
-                let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
-                let ids = reservations::abandoned(conn, cutoff, ABANDONED_BATCH)?;
-                for id in &ids {
-                    tracing::warn!(reservation_id = %id, "releasing a reservation whose order never arrived");
-                }
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                Ok::<_, DbError>(reservations::release_all(conn, &ids, now)?)
-            })
-            .await
+    pub fn new(reservations: Reservations) -> Self {
+        Self { reservations }
     }
 }
 
@@ -101,18 +26,7 @@ impl ProductInventory {
 impl Inventory for ProductInventory {
     async fn products(&self, product_ids: &[String]) -> Result<Vec<ProductSnapshot>, PortError> {
         let ids: Vec<ProductId> = product_ids.iter().cloned().map(ProductId::from).collect();
-        let found = self
-            .db
-            .run(move |conn| {
-                let mut found = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    if let Some(product) = repository::find(conn, id)? {
-                        found.push(product);
-                    }
-                }
-                Ok::<_, DbError>(found)
-            })
-            .await?;
+        let found = self.reservations.products(ids).await?;
         Ok(found
             .into_iter()
             .map(|p| ProductSnapshot {
@@ -130,38 +44,12 @@ impl Inventory for ProductInventory {
         lines: &[ReservationLine],
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<ReservedLine>, ReserveError> {
-        // An id no product can have (too long, NUL) never reaches the database.
-        let impossible: Vec<String> = lines
-            .iter()
-            .filter(|l| !ProductId::from(l.product_id.clone()).could_exist())
-            .map(|l| l.product_id.clone())
-            .collect();
-        if !impossible.is_empty() {
-            return Err(ReserveError::UnknownProducts(impossible));
-        }
-        let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
-        let products = requested.iter().map(|l| l.product_id.clone()).collect();
-        let outcome = self
-            .db
-            .write_locking(products, move |conn| {
-                reservations::reserve(conn, &id, &requested, hold_until.naive_utc(), clock::now())
-            })
-            .await;
-        match outcome {
-            Ok(reserved) => Ok(reserved),
-            Err(ReserveFailure::Db(error)) => Err(error.into()),
-            Err(ReserveFailure::Refused(refusal)) => Err(refusal),
-        }
+        self.reservations
+            .reserve(reservation_id, lines, hold_until)
+            .await
     }
 
     async fn release(&self, reservation_id: &str) -> Result<(), PortError> {
-        let id = reservation_id.to_owned();
-        // Its products are known only once its lines are read.
-        self.db
-            .write_alone(move |conn| {
-                reservations::release(conn, &id, clock::now()).map_err(DbError::from)
-            })
-            .await?;
-        Ok(())
+        Ok(self.reservations.release(reservation_id).await?)
     }
 }

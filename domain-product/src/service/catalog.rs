@@ -1,4 +1,4 @@
-//! The catalog's use cases, behind its module facade.
+//! The catalog's use cases, behind the module facade [`ProductCatalog`].
 
 use std::sync::Arc;
 

@@ -1,0 +1,153 @@
+//! The stock reservations' use cases: what the `Inventory` port offers other
+//! contexts ([`Reservations`]), and the reactions to the order context's
+//! events, each in the caller's transaction (the event delivery's). An
+//! order's reservation id is its order id.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use shared_kernel::model::clock;
+use shared_kernel::model::ports::{ReservationLine, ReserveError, ReservedLine};
+use shared_kernel::storage::db::{AnyConnection, Db, DbError};
+
+use crate::model::{Product, ProductId, ReservationStatus};
+use crate::repository;
+use crate::reservation_repository::{self as reservations, ReserveFailure};
+
+/// Placed orders keep their stock: their reservations, held until now, are
+/// confirmed (no longer released as abandoned). Returns how many were confirmed.
+pub fn confirm_reservations(conn: &mut AnyConnection, orders: &[&str]) -> Result<usize, DbError> {
+    Ok(reservations::confirm_all(conn, orders, clock::now())?)
+}
+
+/// A paid order's stock is sold. Returns the reservation's status after
+/// (`Sold`; anything else means the stock was not reserved, and is logged).
+pub fn sell_reservation(
+    conn: &mut AnyConnection,
+    order: &str,
+) -> Result<Option<ReservationStatus>, DbError> {
+    let status = reservations::sell(conn, order, clock::now())?;
+    match status {
+        Some(ReservationStatus::Sold) => tracing::info!(order_id = %order, "reserved stock sold"),
+        other => tracing::error!(
+            order_id = %order,
+            reservation = ?other,
+            "a paid order's stock was not reserved; check the stock of its products"
+        ),
+    }
+    Ok(status)
+}
+
+/// Cancelled orders give their stock back (one UPDATE per product, in
+/// product order). Returns how many reservations were released.
+pub fn release_reservations(conn: &mut AnyConnection, orders: &[&str]) -> Result<usize, DbError> {
+    let released = reservations::release_all(conn, orders, clock::now())?;
+    if released > 0 {
+        tracing::info!(orders = orders.len(), released, "reserved stock released");
+    }
+    Ok(released)
+}
+
+/// The most abandoned reservations one write unit releases.
+const ABANDONED_BATCH: i64 = 500;
+
+/// The stock use cases behind the `Inventory` port, backed by the catalog's tables.
+#[derive(Debug, Clone)]
+pub struct Reservations {
+    db: Db,
+}
+
+impl Reservations {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// The products among `ids` that exist, as the database has them now.
+    pub async fn products(&self, ids: Vec<ProductId>) -> Result<Vec<Product>, DbError> {
+        self.db
+            .run(move |conn| {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(product) = repository::find(conn, id)? {
+                        found.push(product);
+                    }
+                }
+                Ok::<_, DbError>(found)
+            })
+            .await
+    }
+
+    /// Reserves every line or none, until `hold_until` unless the order's
+    /// `OrderPlaced` confirms it first.
+    pub async fn reserve(
+        &self,
+        reservation_id: &str,
+        lines: &[ReservationLine],
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<ReservedLine>, ReserveError> {
+        // An id no product can have (too long, NUL) never reaches the database.
+        let impossible: Vec<String> = lines
+            .iter()
+            .filter(|l| !ProductId::from(l.product_id.clone()).could_exist())
+            .map(|l| l.product_id.clone())
+            .collect();
+        if !impossible.is_empty() {
+            return Err(ReserveError::UnknownProducts(impossible));
+        }
+        let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
+        let products = requested.iter().map(|l| l.product_id.clone()).collect();
+        let outcome = self
+            .db
+            .write_locking(products, move |conn| {
+                reservations::reserve(conn, &id, &requested, hold_until.naive_utc(), clock::now())
+            })
+            .await;
+        match outcome {
+            Ok(reserved) => Ok(reserved),
+            Err(ReserveFailure::Db(error)) => Err(error.into()),
+            Err(ReserveFailure::Refused(refusal)) => Err(refusal),
+        }
+    }
+
+    /// Gives a reservation's stock back (an order that was not placed).
+    pub async fn release(&self, reservation_id: &str) -> Result<(), DbError> {
+        let id = reservation_id.to_owned();
+        // Its products are known only once its lines are read.
+        self.db
+            .write_alone(move |conn| {
+                reservations::release(conn, &id, clock::now()).map_err(DbError::from)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Releases reservations whose order never arrived: held (never
+    /// confirmed by `OrderPlaced`) for longer than `grace` past their hold.
+    /// Returns how many were released.
+    pub async fn release_abandoned(&self, grace: Duration) -> Result<usize, DbError> {
+        let mut released = 0;
+        loop {
+            let n = self.release_abandoned_batch(grace).await?;
+            released += n;
+            if n < ABANDONED_BATCH as usize {
+                return Ok(released);
+            }
+        }
+    }
+
+    async fn release_abandoned_batch(&self, grace: Duration) -> Result<usize, DbError> {
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        self.db
+            .write_alone(move |conn| {
+                let now = clock::now();
+                let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
+                let ids = reservations::abandoned(conn, cutoff, ABANDONED_BATCH)?;
+                for id in &ids {
+                    tracing::warn!(reservation_id = %id, "releasing a reservation whose order never arrived");
+                }
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                Ok::<_, DbError>(reservations::release_all(conn, &ids, now)?)
+            })
+            .await
+    }
+}
