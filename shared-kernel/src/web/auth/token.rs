@@ -263,7 +263,9 @@ fn names_critical_extensions(token: &str) -> bool {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header)
         .ok()
-        .and_then(|json| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok())
+        .and_then(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
+        })
         .is_some_and(|header| header.contains_key("crit"))
 }
 
