@@ -7,12 +7,14 @@ pub mod cli;
 pub mod config;
 pub mod contexts;
 pub mod limits;
+pub mod modules;
 pub mod observability;
 pub mod run;
 pub mod startup;
 pub mod telemetry;
 pub mod workers;
 
+pub use modules::{Modules, Secrets};
 pub use startup::{Application, migrations};
 
 /// jemalloc, not the system allocator, wherever this crate is linked (the

@@ -9,7 +9,8 @@ use shared_kernel::web::auth::token;
 
 use crate::cli::{Cli, Command};
 use crate::config::Settings;
-use crate::startup::{self, Application, Secrets};
+use crate::modules::Secrets;
+use crate::startup::{self, Application};
 use crate::{api, telemetry};
 
 /// Parses the command line and runs the command (`serve` when none is given).

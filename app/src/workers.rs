@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::startup::Modules;
+use crate::modules::Modules;
 
 /// The running background tasks.
 pub struct Workers {

@@ -7,17 +7,17 @@ use std::time::Duration;
 
 use actix_web::web;
 use diesel_migrations::embed_migrations;
-use shared_kernel::context::{Context, Job, Migrations, Port, Routes, Started, Subscriber, Wiring};
+use shared_kernel::context::{Context, Job, Port, Routes, Started, Subscriber, Wiring};
 use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::ports::{Inventory, OrderLookup};
-use shared_kernel::storage::db::Db;
+use shared_kernel::storage::db::{Db, MigrationSet};
 
 use crate::{EXPIRY_BATCH, OrderDirectory, OrderService, PaymentOutcomes};
 
 /// The order context: an order's lifecycle from placement to payment or cancellation.
 pub const CONTEXT: Context = Context {
     name: "order",
-    migrations: Migrations {
+    migrations: MigrationSet {
         sqlite: &embed_migrations!("../migrations/sqlite/order"),
         postgres: &embed_migrations!("../migrations/postgres/order"),
         mysql: &embed_migrations!("../migrations/mysql/order"),

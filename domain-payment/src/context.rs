@@ -9,10 +9,10 @@ use actix_web::web;
 use diesel_migrations::embed_migrations;
 use secrecy::SecretString;
 use shared_kernel::context::Port;
-use shared_kernel::context::{Context, Job, Migrations, Routes, Started, Subscriber, Wiring};
+use shared_kernel::context::{Context, Job, Routes, Started, Subscriber, Wiring};
 use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::ports::{OrderLookup, PaymentGateway};
-use shared_kernel::storage::db::Db;
+use shared_kernel::storage::db::{Db, MigrationSet};
 
 use crate::model::PaymentMethod;
 use crate::providers::alipay::Alipay;
@@ -27,7 +27,7 @@ use crate::{
 /// The payment context: payments, gateways and their notifications.
 pub const CONTEXT: Context = Context {
     name: "payment",
-    migrations: Migrations {
+    migrations: MigrationSet {
         sqlite: &embed_migrations!("../migrations/sqlite/payment"),
         postgres: &embed_migrations!("../migrations/postgres/payment"),
         mysql: &embed_migrations!("../migrations/mysql/payment"),

@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use actix_web::web;
 use diesel_migrations::embed_migrations;
-use shared_kernel::context::{
-    self, Context, Job, Migrations, Port, Routes, Started, Subscriber, Wiring,
-};
+use shared_kernel::context::{self, Context, Job, Port, Routes, Started, Subscriber, Wiring};
 use shared_kernel::model::ports::Inventory;
-use shared_kernel::storage::db::{DatabaseUrl, Db};
+use shared_kernel::storage::db::{DatabaseUrl, Db, MigrationSet};
 
 use crate::cache::{InvalidatingInventory, Invalidator};
 use crate::service::Reservations;
@@ -19,7 +17,7 @@ use crate::{ProductCatalog, ProductInventory, StockReservations};
 /// The product context: the catalog and its stock.
 pub const CONTEXT: Context = Context {
     name: "product",
-    migrations: Migrations {
+    migrations: MigrationSet {
         sqlite: &embed_migrations!("../migrations/sqlite/product"),
         postgres: &embed_migrations!("../migrations/postgres/product"),
         mysql: &embed_migrations!("../migrations/mysql/product"),

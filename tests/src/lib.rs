@@ -25,7 +25,8 @@ use diesel::mysql::MysqlConnection;
 use diesel::{Connection, RunQueryDsl, pg::PgConnection};
 use secrecy::SecretString;
 use shop::config::Settings;
-use shop::startup::{self, Application, Modules, Secrets};
+use shop::modules::{Modules, Secrets};
+use shop::startup::{self, Application};
 
 pub mod broker;
 pub mod events;

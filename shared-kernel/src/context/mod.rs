@@ -12,7 +12,7 @@ mod wiring;
 use std::any::Any;
 use std::sync::Arc;
 
-use diesel_migrations::EmbeddedMigrations;
+use crate::storage::db::MigrationSet;
 use futures_util::future::BoxFuture;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -27,7 +27,7 @@ pub struct Context {
     /// its subscribers' names (`order.payment-outcomes`) and its broker queue.
     pub name: &'static str,
     /// Its tables, one embedded folder per backend.
-    pub migrations: Migrations,
+    pub migrations: MigrationSet,
     /// Its documented routes.
     pub routes: Routes,
     /// The tag its operations carry in the OpenAPI document: name, description.
@@ -57,15 +57,6 @@ impl std::fmt::Debug for Context {
             .field("needs", &self.needs)
             .finish_non_exhaustive()
     }
-}
-
-/// A context's migrations, one embedded folder per backend (the MySQL one is
-/// embedded in every build: it is text until a build with the `mysql`
-/// feature runs it).
-pub struct Migrations {
-    pub sqlite: &'static EmbeddedMigrations,
-    pub postgres: &'static EmbeddedMigrations,
-    pub mysql: &'static EmbeddedMigrations,
 }
 
 /// Mounts routes, collecting their OpenAPI operations.

@@ -84,7 +84,7 @@ diesel::allow_tables_to_appear_in_same_query!(
 
 /// The event bus's own tables (outbox, deliveries, subscriptions, inbox),
 /// which every process needs whatever contexts it runs.
-pub const MIGRATIONS: crate::context::Migrations = crate::context::Migrations {
+pub const MIGRATIONS: crate::storage::db::MigrationSet = crate::storage::db::MigrationSet {
     sqlite: &diesel_migrations::embed_migrations!("../migrations/sqlite/bus"),
     postgres: &diesel_migrations::embed_migrations!("../migrations/postgres/bus"),
     mysql: &diesel_migrations::embed_migrations!("../migrations/mysql/bus"),

@@ -13,9 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::Problem;
 use crate::web::auth::constant_time_eq;
 use crate::web::problem::PROBLEM_JSON;
+use crate::web::problem::Problem;
 
 /// Where the internal routes live.
 pub const PREFIX: &str = "/internal/v1";

@@ -31,153 +31,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use diesel::connection::SimpleConnection;
 #[cfg(feature = "mysql")]
 use diesel::mysql::MysqlConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
+/// The connection and the errors of database work, used beside the pool everywhere.
+pub use crate::storage::connection::{AnyConnection, DbError};
 use crate::storage::group_commit::{GroupCommit, Locks, LostRaceDetector};
-use crate::web::problem::Problem;
-
-/// A connection to whichever backend `DATABASE_URL` names.
-#[cfg(not(feature = "mysql"))]
-#[derive(diesel::MultiConnection)]
-pub enum AnyConnection {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
-}
-
-/// A connection to whichever backend `DATABASE_URL` names.
-// (Two definitions: the derive cannot see a `cfg` on one variant.)
-#[cfg(feature = "mysql")]
-#[derive(diesel::MultiConnection)]
-pub enum AnyConnection {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
-    Mysql(MysqlConnection),
-}
-
-/// Matches `conn` on its backend, one arm per backend: the one place the
-/// macros below spell the `mysql` feature (the MySQL arm is dropped, unread,
-/// from a build without it). Defined twice because a `cfg` inside an
-/// exported macro would be read in the crate that uses it, not here.
-#[cfg(not(feature = "mysql"))]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! match_backend {
-    ($conn:expr, sqlite($s:ident) => $sqlite:expr, postgres($p:ident) => $postgres:expr, mysql($m:ident) => $mysql:expr $(,)?) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Sqlite($s) => $sqlite,
-            $crate::storage::db::AnyConnection::Postgres($p) => $postgres,
-        }
-    };
-}
-
-/// See the other definition.
-#[cfg(feature = "mysql")]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! match_backend {
-    ($conn:expr, sqlite($s:ident) => $sqlite:expr, postgres($p:ident) => $postgres:expr, mysql($m:ident) => $mysql:expr $(,)?) => {
-        match $conn {
-            $crate::storage::db::AnyConnection::Sqlite($s) => $sqlite,
-            $crate::storage::db::AnyConnection::Postgres($p) => $postgres,
-            $crate::storage::db::AnyConnection::Mysql($m) => $mysql,
-        }
-    };
-}
-
-/// Runs the same diesel query on whichever concrete connection `conn` holds,
-/// for the few statements the multi-backend connection cannot express
-/// (multi-row inserts). The query is written once; each backend compiles it
-/// in its own dialect.
-///
-/// ```ignore
-/// per_backend!(conn, |c| diesel::insert_into(t::table).values(rows).execute(c))
-/// ```
-#[macro_export]
-macro_rules! per_backend {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        $crate::match_backend!($conn, sqlite($c) => $body, postgres($c) => $body, mysql($c) => $body)
-    };
-}
-
-/// The backends that lock rows (`FOR UPDATE SKIP LOCKED`) and those that do
-/// not need to (SQLite: its one writer's lock is the claim), for a query that
-/// claims rows other instances may be claiming too. Evaluates to `$query.load(c)`.
-#[macro_export]
-macro_rules! load_skip_locked {
-    ($conn:expr, $query:expr) => {
-        $crate::match_backend!($conn,
-            sqlite(c) => $query.load(c),
-            postgres(c) => $query.for_update().skip_locked().load(c),
-            mysql(c) => $query.for_update().skip_locked().load(c),
-        )
-    };
-}
-
-/// `INSERT INTO $table VALUES $values` unless a row with the same key is
-/// there; evaluates to the number of rows inserted (`QueryResult<usize>`).
-/// MySQL's `ON DUPLICATE KEY UPDATE` counts a duplicate as a row touched, so
-/// there it is `INSERT IGNORE` (which also turns other errors of the
-/// statement into warnings: use it only for values already validated).
-#[macro_export]
-macro_rules! insert_ignoring_duplicates {
-    ($conn:expr, $table:expr, $values:expr) => {
-        $crate::match_backend!($conn,
-            sqlite(c) => diesel::insert_into($table).values($values).on_conflict_do_nothing().execute(c),
-            postgres(c) => diesel::insert_into($table).values($values).on_conflict_do_nothing().execute(c),
-            mysql(c) => diesel::insert_or_ignore_into($table).values($values).execute(c),
-        )
-    };
-}
-
-/// Runs `$update` and answers the changed row's `$returning` columns
-/// (`QueryResult<Option<_>>`: `None` when no row matched): `RETURNING` where
-/// the backend has it; on MySQL the update, then `$select` (which must read
-/// the same columns of the same row) in the same transaction, where the
-/// update's row lock keeps them as the update left them.
-#[macro_export]
-macro_rules! update_returning {
-    ($conn:expr, $update:expr, $returning:expr, $select:expr) => {
-        $crate::match_backend!($conn,
-            sqlite(c) => diesel::OptionalExtension::optional($update.returning($returning).get_result(c)),
-            postgres(c) => diesel::OptionalExtension::optional($update.returning($returning).get_result(c)),
-            mysql(c) => match $update.execute(c) {
-                Ok(0) => Ok(None),
-                Ok(_) => diesel::OptionalExtension::optional($select.first(c)),
-                Err(error) => Err(error),
-            },
-        )
-    };
-}
-
-/// Inserts `rows` (a `Vec` of value tuples) into `table`: a lone row as a
-/// single-row insert (a statement the connection prepares once and keeps),
-/// several in one multi-row statement (one round trip). Evaluates to a
-/// `QueryResult<usize>`.
-#[macro_export]
-macro_rules! insert_rows {
-    ($conn:expr, $table:expr, $rows:expr) => {{
-        use diesel::RunQueryDsl as _;
-        let rows = $rows;
-        match rows.as_slice() {
-            [] => Ok(0),
-            [one] => diesel::insert_into($table)
-                .values(one.clone())
-                .execute($conn),
-            many => $crate::per_backend!($conn, |c| diesel::insert_into($table)
-                .values(many)
-                .execute(c)),
-        }
-    }};
-}
 
 /// The backends one binary can talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,53 +251,6 @@ impl ConnectionManager {
 pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 
-/// Why a piece of database work did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// No connection could be had in time: the database is down or every connection is busy.
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Query(#[from] DieselError),
-    #[error("database work panicked or was cancelled")]
-    Aborted,
-}
-
-impl DbError {
-    /// Whether the database refused a write because of a unique key.
-    pub fn is_unique_violation(&self) -> bool {
-        matches!(
-            self,
-            Self::Query(DieselError::DatabaseError(
-                DatabaseErrorKind::UniqueViolation,
-                _
-            ))
-        )
-    }
-}
-
-impl From<DbError> for Problem {
-    fn from(error: DbError) -> Self {
-        match error {
-            DbError::Unavailable(detail) => {
-                tracing::warn!(%detail, "database unavailable");
-                Problem::unavailable("The database is unavailable; try again shortly.")
-            }
-            DbError::Query(DieselError::DatabaseError(
-                DatabaseErrorKind::ClosedConnection,
-                info,
-            )) => {
-                tracing::warn!(detail = info.message(), "database connection lost");
-                Problem::unavailable("The database connection was lost; try again shortly.")
-            }
-            DbError::Query(DieselError::NotFound) => {
-                Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found")
-            }
-            other => Problem::internal(&anyhow::Error::new(other)),
-        }
-    }
-}
-
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -634,9 +452,18 @@ pub struct Migrations {
     pub mysql: Vec<&'static EmbeddedMigrations>,
 }
 
+/// One group of tables' migrations (the event bus's, or a context's), one
+/// embedded folder per backend (the MySQL one is embedded in every build: it
+/// is text until a build with the `mysql` feature runs it).
+pub struct MigrationSet {
+    pub sqlite: &'static EmbeddedMigrations,
+    pub postgres: &'static EmbeddedMigrations,
+    pub mysql: &'static EmbeddedMigrations,
+}
+
 impl Migrations {
     /// The migrations of `groups` (the event bus's, then the contexts'), for every backend.
-    pub fn of<'a>(groups: impl IntoIterator<Item = &'a crate::context::Migrations>) -> Self {
+    pub fn of<'a>(groups: impl IntoIterator<Item = &'a MigrationSet>) -> Self {
         let mut migrations = Self {
             sqlite: Vec::new(),
             postgres: Vec::new(),
@@ -742,6 +569,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
     #[test]
     fn sqlite_urls_keep_the_path_as_written() {

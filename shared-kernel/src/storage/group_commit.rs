@@ -29,7 +29,7 @@ use diesel::connection::{
 };
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::storage::db::{AnyConnection, DbError};
+use crate::storage::connection::{AnyConnection, DbError};
 
 /// How many times a unit that lost a deadlock or a conflict runs again before its caller gets a 503.
 const MAX_TRIES: u32 = 12;

@@ -27,7 +27,7 @@ use futures_util::future::LocalBoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::Problem;
+use crate::web::problem::Problem;
 pub use limiter::FailureLimiter;
 pub use token::{TokenError, TokenVerifier};
 
