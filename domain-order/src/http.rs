@@ -308,6 +308,52 @@ fn created(placed: Placed, body: impl Serialize) -> HttpResponse {
     response.json(body)
 }
 
+/// Why an order is not placed, on the REST route and its original-spec alias.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `Problem`s
+enum PlacementRefusals {
+    #[response(
+        status = 400,
+        description = "The body is not well-formed JSON, or the Idempotency-Key is malformed",
+        content_type = "application/problem+json"
+    )]
+    BadRequest(Problem),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] CustomerUnauthorized),
+    #[response(
+        status = 403,
+        description = "`userId` names another user than the token's subject (`user_mismatch`), or the admin token was presented (`customer_token_required`)",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+    #[response(
+        status = 404,
+        description = "A line names a product that does not exist (`product_not_found`; `errors` names the line)",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    #[response(
+        status = 409,
+        description = "Not enough stock (`insufficient_stock`; `errors` names the line and product); nothing was reserved",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
+    #[response(status = 413)]
+    TooLarge(#[ref_response] PayloadTooLarge),
+    #[response(status = 415)]
+    UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
+    #[response(
+        status = 422,
+        description = "A field is missing or invalid, a product is listed twice (`validation_failed`), the products have different currencies (`currency_mismatch`), or the Idempotency-Key was used with another body (`idempotency_key_reused`)",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+    #[response(status = 429)]
+    TooManyRequests(#[ref_response] TooManyAuthFailures),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
+
 /// Place an order
 ///
 /// Reserves the stock of every line (all or nothing), snapshots the unit
@@ -323,16 +369,7 @@ fn created(placed: Placed, body: impl Serialize) -> HttpResponse {
         (status = 201, description = "The order was placed (or, for a retried Idempotency-Key, the order it placed, as it is now)", body = OrderView,
             headers(("Location" = String, description = "The order's URL"),
                     ("Idempotent-Replayed" = String, description = "`true` when this answers a retry of an `Idempotency-Key`: the body is the order the first request placed, as it is now (paid or cancelled since, it says so), not a copy of the first response"))),
-        (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, response = CustomerUnauthorized),
-        (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`), or the admin token was presented (`customer_token_required`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "A line names a product that does not exist (`product_not_found`; `errors` names the line)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not enough stock (`insufficient_stock`; `errors` names the line and product); nothing was reserved", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "A field is missing or invalid, a product is listed twice (`validation_failed`), the products have different currencies (`currency_mismatch`), or the Idempotency-Key was used with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, response = TooManyAuthFailures),
-        (status = 503, response = Unavailable),
+        PlacementRefusals,
     )
 )]
 #[post("/orders")]
@@ -350,6 +387,24 @@ async fn create_order(
     Ok(created(placed, view))
 }
 
+/// Why an order is not read, on the REST route and its original-spec alias.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `Problem`s
+enum ReadRefusals {
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] CustomerUnauthorized),
+    #[response(
+        status = 404,
+        description = "No order of the caller has this id (`order_not_found`; another customer's order is not found either)",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    #[response(status = 429)]
+    TooManyRequests(#[ref_response] TooManyAuthFailures),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
+
 /// Get an order
 #[utoipa::path(
     operation_id = "getOrderInfo",
@@ -358,10 +413,7 @@ async fn create_order(
     params(("orderId" = String, Path, description = "The order's id", example = "019b3f2d-1a2b-7c3d-8e4f-5a6b7c8d9e0f")),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 401, response = CustomerUnauthorized),
-        (status = 404, description = "No order of the caller has this id (`order_not_found`; another customer's order is not found either)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, response = TooManyAuthFailures),
-        (status = 503, response = Unavailable),
+        ReadRefusals,
     )
 )]
 #[get("/orders/{orderId}")]
@@ -517,16 +569,7 @@ pub struct OriginalCreateOrder {
         (status = 201, description = "The order was placed", body = OriginalOrderView,
             headers(("Location" = String, description = "The order's URL"),
                     ("Idempotent-Replayed" = String, description = "`true` when this answers a retry of an `Idempotency-Key`: the body is the order the first request placed, as it is now (paid or cancelled since, it says so), not a copy of the first response"))),
-        (status = 400, description = "The body is not well-formed JSON, or the Idempotency-Key is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, response = CustomerUnauthorized),
-        (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`), or the admin token was presented (`customer_token_required`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The product does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not enough stock (`insufficient_stock`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "A field is missing or invalid, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 429, response = TooManyAuthFailures),
-        (status = 503, response = Unavailable),
+        PlacementRefusals,
     )
 )]
 #[post("/createOrder")]
@@ -577,10 +620,7 @@ pub struct OrderIdQuery {
     responses(
         (status = 200, description = "The order", body = OriginalOrderView),
         (status = 400, description = "`orderId` is missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, response = CustomerUnauthorized),
-        (status = 404, description = "No order of the caller has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 429, response = TooManyAuthFailures),
-        (status = 503, response = Unavailable),
+        ReadRefusals,
     )
 )]
 #[get("/getOrderInfo")]

@@ -115,6 +115,48 @@ fn payment_response(payment: Payment, created: bool) -> HttpResponse {
         .json(PaymentView::from(payment))
 }
 
+/// Why a payment is not opened, on the REST route and its original-spec alias.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `Problem`s
+enum InitiationRefusals {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] MalformedJson),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] CustomerUnauthorized),
+    #[response(status = 403)]
+    Forbidden(#[ref_response] CustomerOnly),
+    #[response(
+        status = 404,
+        description = "No order of the caller has this id (`order_not_found`)",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    #[response(
+        status = 409,
+        description = "The order is paid (`order_already_paid`), cancelled (`order_cancelled`) or expired (`order_expired`)",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
+    #[response(status = 413)]
+    TooLarge(#[ref_response] PayloadTooLarge),
+    #[response(status = 415)]
+    UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
+    #[response(
+        status = 422,
+        description = "A field is missing or invalid, such as an unknown `paymentMethod` (`validation_failed`), or the method's provider does not take the order's currency (`currency_not_accepted`: Alipay and WeChat Pay take CNY only)",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+    #[response(status = 429)]
+    TooManyRequests(#[ref_response] TooManyAuthFailures),
+    #[response(
+        status = 503,
+        description = "No payment gateway is configured (`no_payment_gateway`), or the database is unavailable",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 /// Pay for an order
 ///
 /// Opens a payment for a pending, unexpired order and answers where the
@@ -130,16 +172,7 @@ fn payment_response(payment: Payment, created: bool) -> HttpResponse {
             headers(("Location" = String, description = "The payment's URL"))),
         (status = 200, description = "The order's payment that is still open", body = PaymentView,
             headers(("Location" = String, description = "The payment's URL"))),
-        (status = 400, response = MalformedJson),
-        (status = 401, response = CustomerUnauthorized),
-        (status = 403, response = CustomerOnly),
-        (status = 404, description = "No order of the caller has this id (`order_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The order is paid (`order_already_paid`), cancelled (`order_cancelled`) or expired (`order_expired`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "A field is missing or invalid, such as an unknown `paymentMethod` (`validation_failed`), or the method's provider does not take the order's currency (`currency_not_accepted`: Alipay and WeChat Pay take CNY only)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, response = TooManyAuthFailures),
-        (status = 503, description = "No payment gateway is configured (`no_payment_gateway`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+        InitiationRefusals,
     )
 )]
 #[post("/payments")]
@@ -331,6 +364,36 @@ impl<B: serde::de::DeserializeOwned, A> NotifyRoute for ShopSigned<B, A> {
     }
 }
 
+/// Why a signed notification is refused before it is read, on both notify routes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `Problem`s
+enum SignatureRefusals {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] MalformedJson),
+    #[response(
+        status = 401,
+        description = "`Shop-Signature` is missing, malformed, wrong or stale (`invalid_signature`); nothing changed",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+}
+
+/// Why a signed notification is refused once it is read, on both notify routes (besides what names no payment).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `Problem`s
+enum NotificationRefusals {
+    #[response(status = 413)]
+    TooLarge(#[ref_response] PayloadTooLarge),
+    #[response(
+        status = 422,
+        description = "A field is missing or invalid, such as a `transactionId` that is not 1 to 128 visible ASCII characters (`validation_failed`), or the amount or currency does not match the payment (`amount_mismatch`); nothing changed",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
+
 /// Report a payment's outcome (gateways)
 ///
 /// Signed by the gateway with `Shop-Signature`. A notification (the same
@@ -353,13 +416,10 @@ impl<B: serde::de::DeserializeOwned, A> NotifyRoute for ShopSigned<B, A> {
     request_body = PaymentNotification,
     responses(
         (status = 200, description = "Applied (`applied: true`), or nothing to change (`applied: false`); `paymentStatus` is the payment's status now", body = NotificationResult),
-        (status = 400, response = MalformedJson),
-        (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale (`invalid_signature`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        SignatureRefusals,
         (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A failure for a payment that took money (`payment_already_final`), or a replay of a notification accepted before whose payment has since moved on (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, description = "A field is missing or invalid, such as a `transactionId` that is not 1 to 128 visible ASCII characters (`validation_failed`), or the amount or currency does not match the payment (`amount_mismatch`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = Unavailable),
+        NotificationRefusals,
     )
 )]
 #[post("/payments/notify")]
@@ -397,16 +457,7 @@ async fn payment_result_notify(
     responses(
         (status = 201, description = "A payment was opened", body = PaymentView),
         (status = 200, description = "The order's payment that is still open", body = PaymentView),
-        (status = 400, response = MalformedJson),
-        (status = 401, response = CustomerUnauthorized),
-        (status = 403, response = CustomerOnly),
-        (status = 404, description = "No order of the caller has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The order is paid, cancelled or expired", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "A field is missing or invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 429, response = TooManyAuthFailures),
-        (status = 503, description = "No payment gateway is configured, or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+        InitiationRefusals,
     )
 )]
 #[post("/initiatePayment")]
@@ -483,13 +534,10 @@ pub struct OriginalNotificationResult {
     request_body = OriginalPaymentNotification,
     responses(
         (status = 200, description = "Accepted: applied, or nothing to change; `paymentStatus` is the payment's status now", body = OriginalNotificationResult),
-        (status = 400, response = MalformedJson),
-        (status = 401, description = "`Shop-Signature` is missing, malformed, wrong or stale; nothing changed", body = Problem, content_type = "application/problem+json"),
+        SignatureRefusals,
         (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order has no payment (`no_payment_initiated`), its payment was opened after the notification was signed (`notification_predates_payment`), the notification is a failure for a payment that took money (`payment_already_final`), or it replays one accepted before whose payment has since moved on, or that named an earlier payment (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 422, description = "A field is missing or invalid, such as a `transactionId` that is not 1 to 128 visible ASCII characters (`validation_failed`), or the amount or currency does not match (`amount_mismatch`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = Unavailable),
+        NotificationRefusals,
     )
 )]
 #[post("/paymentResultNotify")]

@@ -251,6 +251,26 @@ async fn get_product_info(
     product_response(&product)
 }
 
+/// Why a stock update is refused, on the REST route and its original-spec alias.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `Problem`s
+enum StockRefusals {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] MalformedJson),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(
+        status = 404,
+        description = "No product has this id",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    #[response(status = 413)]
+    TooLarge(#[ref_response] PayloadTooLarge),
+    #[response(status = 415)]
+    UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
+}
+
 /// Set a product's stock (admin)
 ///
 /// Sets the units on hand to `newStock` (absolute, not a delta).
@@ -262,12 +282,8 @@ async fn get_product_info(
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The product with its new stock", body = ProductView),
-        (status = 400, response = MalformedJson),
-        (status = 401, response = Unauthorized),
+        StockRefusals,
         (status = 429, response = TooManyAuthFailures),
-        (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`newStock` is missing or out of range", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )
@@ -342,12 +358,8 @@ pub struct OriginalUpdateStock {
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The product with its new stock", body = ProductView),
-        (status = 400, response = MalformedJson),
-        (status = 401, response = Unauthorized),
+        StockRefusals,
         (status = 429, response = TooManyAuthFailures),
-        (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "A field is missing or out of range", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )
