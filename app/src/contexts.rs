@@ -156,6 +156,14 @@ mod tests {
                     port.name()
                 );
             }
+            for port in context.asks {
+                assert!(
+                    ALL.iter().any(|other| other.offers.contains(port)),
+                    "{} asks for {}, which no linked context offers",
+                    context.name,
+                    port.name()
+                );
+            }
             for subscriber in context.subscribers {
                 assert_eq!(
                     shared_kernel::messaging::rabbitmq::context_of(subscriber.name),

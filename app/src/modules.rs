@@ -124,6 +124,14 @@ impl Modules {
             stops.extend(started.take_stops());
             facades.extend(started.take_facades());
         }
+        for port in wiring.settle() {
+            tracing::warn!(
+                port,
+                "a context here asks for a port that no context of this process offers and no \
+                 SHOP__PORTS__<CONTEXT>_URL names; it works without it (the product context then \
+                 keeps the reservations whose order never arrived: set SHOP__PORTS__ORDER_URL)"
+            );
+        }
         let dispatch = DispatchOptions {
             poll_interval: Duration::from_millis(settings.worker.poll_ms),
             ..Default::default()
@@ -242,11 +250,13 @@ fn wiring(
             provider_work_every: Duration::from_millis(settings.worker.poll_ms),
         });
     for context in settings.contexts.iter() {
-        for port in context.needs {
+        for port in context.needs.iter().chain(context.asks) {
             let Some(offerer) = contexts::ALL.iter().find(|c| c.offers.contains(port)) else {
                 continue;
             };
-            if let Some(remote) = settings.ports.remote(offerer.name)? {
+            if let Some(remote) = settings.ports.remote(offerer.name)?
+                && !wiring.is_connected(*port)
+            {
                 tracing::info!(url = %remote.base_url, port = port.name(), "the {} context runs elsewhere: its port is called over HTTP", offerer.name);
                 port.connect(remote, &mut wiring)?;
             }

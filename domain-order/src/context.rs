@@ -37,6 +37,7 @@ pub const CONTEXT: Context = Context {
     }],
     offers: &[Port::OrderLookup],
     needs: &[Port::Inventory],
+    asks: &[],
     start,
 };
 

@@ -53,6 +53,7 @@ pub const CONTEXT: Context = Context {
     ],
     offers: &[],
     needs: &[Port::OrderLookup],
+    asks: &[],
     start,
 };
 

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use actix_web::web;
 use diesel_migrations::embed_migrations;
-use shared_kernel::context::{self, Context, Job, Port, Routes, Started, Subscriber, Wiring};
-use shared_kernel::model::ports::Inventory;
+use shared_kernel::context::{Context, Job, Port, Routes, Started, Subscriber, Wiring};
+use shared_kernel::model::ports::{Inventory, OrderLookup};
 use shared_kernel::storage::db::{DatabaseUrl, Db, MigrationSet};
 
 use crate::cache::{InvalidatingInventory, Invalidator};
-use crate::service::Reservations;
+use crate::service::{ABANDONED_BATCH, AbandonedReservations, Reservations};
 use crate::{ProductCatalog, ProductInventory, StockReservations};
 
 /// The product context: the catalog and its stock.
@@ -34,6 +34,8 @@ pub const CONTEXT: Context = Context {
     }],
     offers: &[Port::Inventory],
     needs: &[],
+    // The abandoned-reservation job asks whether a reservation's order exists.
+    asks: &[Port::OrderLookup],
     start,
 };
 
@@ -59,7 +61,10 @@ fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
     wiring.offer(inventory.clone());
     // Every instance of the context keeps its product cache right, whoever writes.
     let invalidator = Invalidator::start(catalog.cache(), &wiring.get::<DatabaseUrl>()?)?;
-    let grace = config.abandoned_reservation_grace;
+    let orders = wiring.later::<dyn OrderLookup>();
+    let abandoned =
+        AbandonedReservations::new(reservations, orders, config.abandoned_reservation_grace);
+    let releasing = abandoned.clone();
     let seeding = catalog.clone();
     let served = catalog.clone();
     Ok(Started::default()
@@ -72,15 +77,19 @@ fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
             "abandoned reservations",
             Duration::from_secs(60),
             move || {
-                let reservations = reservations.clone();
+                let abandoned = releasing.clone();
                 async move {
-                    reservations.release_abandoned(grace).await?;
-                    Ok::<_, shared_kernel::storage::db::DbError>(context::Progress::Done)
+                    let released = abandoned.release().await?;
+                    Ok::<_, shared_kernel::storage::db::DbError>(Job::progress(
+                        released,
+                        ABANDONED_BATCH as usize,
+                    ))
                 }
             },
         ))
         .on_stop(Box::new(move || Box::pin(invalidator.stop())))
         .expose(catalog)
+        .expose(abandoned)
         .seed(Arc::new(move || {
             let catalog = seeding.clone();
             Box::pin(async move { Ok(catalog.seed_demo().await?) })

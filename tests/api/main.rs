@@ -18,6 +18,7 @@ mod product_cache;
 mod products;
 mod rabbitmq;
 mod remote_ports;
+mod reservations;
 mod schema;
 mod split;
 mod startup;

@@ -8,4 +8,4 @@ pub mod catalog;
 pub mod reservations;
 
 pub use catalog::{ProductCatalog, ProductPage};
-pub use reservations::Reservations;
+pub use reservations::{ABANDONED_BATCH, AbandonedReservations, Reservations};

@@ -3,11 +3,13 @@
 //! events, each in the caller's transaction (the event delivery's). An
 //! order's reservation id is its order id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use shared_kernel::context::Later;
 use shared_kernel::model::clock;
-use shared_kernel::model::ports::{ReservationLine, ReserveError, ReservedLine};
+use shared_kernel::model::ports::{OrderLookup, ReservationLine, ReserveError, ReservedLine};
 use shared_kernel::storage::db::{AnyConnection, Db, DbError};
 
 use crate::model::{Product, ProductId, ReservationStatus};
@@ -48,8 +50,8 @@ pub fn release_reservations(conn: &mut AnyConnection, orders: &[&str]) -> Result
     Ok(released)
 }
 
-/// The most abandoned reservations one write unit releases.
-const ABANDONED_BATCH: i64 = 500;
+/// The most abandoned reservations one run of the job looks at.
+pub const ABANDONED_BATCH: i64 = 500;
 
 /// The stock use cases behind the `Inventory` port, backed by the catalog's tables.
 #[derive(Debug, Clone)]
@@ -122,32 +124,86 @@ impl Reservations {
     }
 
     /// Releases reservations whose order never arrived: held (never
-    /// confirmed by `OrderPlaced`) for longer than `grace` past their hold.
+    /// confirmed by `OrderPlaced`) for longer than `grace` past their hold,
+    /// and unknown to the order context. A reservation whose order exists is
+    /// kept: its events are on their way (a broker backlog, a process down),
+    /// and releasing its stock would sell it twice. So is one whose order
+    /// cannot be asked about now (`orders` unreachable, or none configured).
     /// Returns how many were released.
-    pub async fn release_abandoned(&self, grace: Duration) -> Result<usize, DbError> {
-        let mut released = 0;
-        loop {
-            let n = self.release_abandoned_batch(grace).await?;
-            released += n;
-            if n < ABANDONED_BATCH as usize {
-                return Ok(released);
+    pub async fn release_abandoned(
+        &self,
+        grace: Duration,
+        orders: Option<&Arc<dyn OrderLookup>>,
+    ) -> Result<usize, DbError> {
+        let Some(orders) = orders else {
+            return Ok(0);
+        };
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let now = clock::now();
+        let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
+        let candidates = self
+            .db
+            .run(move |conn| {
+                Ok::<_, DbError>(reservations::abandoned(conn, cutoff, ABANDONED_BATCH)?)
+            })
+            .await?;
+        let mut abandoned = Vec::new();
+        for id in candidates {
+            match orders.order(&id).await {
+                Ok(None) => abandoned.push(id),
+                Ok(Some(_)) => tracing::info!(
+                    reservation_id = %id,
+                    "a held reservation's order exists: kept until its events arrive"
+                ),
+                Err(error) => tracing::warn!(
+                    reservation_id = %id,
+                    %error,
+                    "cannot tell whether a held reservation's order exists: kept"
+                ),
             }
+        }
+        if abandoned.is_empty() {
+            return Ok(0);
+        }
+        self.db
+            .write_alone(move |conn| {
+                for id in &abandoned {
+                    tracing::warn!(reservation_id = %id, "releasing a reservation whose order never arrived");
+                }
+                let ids: Vec<&str> = abandoned.iter().map(String::as_str).collect();
+                Ok::<_, DbError>(reservations::release_all(conn, &ids, clock::now())?)
+            })
+            .await
+    }
+}
+
+/// Releases, now and then, the reservations whose order never arrived
+/// ([`Reservations::release_abandoned`]), asking the order context, through
+/// its `OrderLookup` port, which orders exist.
+#[derive(Clone)]
+pub struct AbandonedReservations {
+    reservations: Reservations,
+    orders: Later<dyn OrderLookup>,
+    grace: Duration,
+}
+
+impl AbandonedReservations {
+    pub fn new(
+        reservations: Reservations,
+        orders: Later<dyn OrderLookup>,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            reservations,
+            orders,
+            grace,
         }
     }
 
-    async fn release_abandoned_batch(&self, grace: Duration) -> Result<usize, DbError> {
-        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-        self.db
-            .write_alone(move |conn| {
-                let now = clock::now();
-                let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
-                let ids = reservations::abandoned(conn, cutoff, ABANDONED_BATCH)?;
-                for id in &ids {
-                    tracing::warn!(reservation_id = %id, "releasing a reservation whose order never arrived");
-                }
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                Ok::<_, DbError>(reservations::release_all(conn, &ids, now)?)
-            })
+    /// One run: how many reservations were released.
+    pub async fn release(&self) -> Result<usize, DbError> {
+        self.reservations
+            .release_abandoned(self.grace, self.orders.get())
             .await
     }
 }

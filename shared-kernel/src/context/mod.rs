@@ -19,7 +19,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::messaging::outbox::EventHandler;
 
 pub use jobs::{Job, Progress};
-pub use wiring::{Port, Wiring};
+pub use wiring::{Later, Port, Wiring};
 
 /// What a context is, known without running it.
 pub struct Context {
@@ -41,6 +41,10 @@ pub struct Context {
     /// The ports it calls: here, when the context that offers one runs in
     /// this process, or over HTTP (`SHOP__PORTS__<CONTEXT>_URL`).
     pub needs: &'static [Port],
+    /// The ports it calls only once the process has started (from its jobs),
+    /// taken with [`Wiring::later`]: the context that offers one may start
+    /// after it. Without them here or a URL, the context works without them.
+    pub asks: &'static [Port],
     /// Builds the running context from what the wiring holds (the database,
     /// the outbox, its settings, the ports it needs) and places the ports it
     /// offers there.
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Context {
             .field("subscribers", &self.subscribers)
             .field("offers", &self.offers)
             .field("needs", &self.needs)
+            .field("asks", &self.asks)
             .finish_non_exhaustive()
     }
 }

@@ -3,7 +3,7 @@
 
 use std::any::{Any, TypeId, type_name};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::model::ports::{Inventory, OrderLookup, PortError};
 use crate::remote::adapters::{RemoteInventory, RemoteOrderLookup, RemoteSettings};
@@ -22,6 +22,14 @@ impl Port {
         match self {
             Self::Inventory => "Inventory",
             Self::OrderLookup => "OrderLookup",
+        }
+    }
+
+    /// The `TypeId` its adapters are kept under in the wiring.
+    fn key(self) -> TypeId {
+        match self {
+            Self::Inventory => TypeId::of::<Arc<dyn Inventory>>(),
+            Self::OrderLookup => TypeId::of::<Arc<dyn OrderLookup>>(),
         }
     }
 
@@ -48,6 +56,33 @@ impl Port {
 
 type Values = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
 
+/// A port a context calls only once every context has started (its jobs,
+/// say), so that it may be offered by a context that starts after it: the
+/// order context needs the product context's `Inventory` to start, and the
+/// product context asks the order context's `OrderLookup` later.
+pub struct Later<P: ?Sized> {
+    port: Arc<OnceLock<Arc<P>>>,
+}
+
+impl<P: ?Sized> Clone for Later<P> {
+    fn clone(&self) -> Self {
+        Self {
+            port: self.port.clone(),
+        }
+    }
+}
+
+impl<P: ?Sized> Later<P> {
+    /// The port, once the process has started; `None` when no context here
+    /// offers it and no URL names the process that does.
+    pub fn get(&self) -> Option<&Arc<P>> {
+        self.port.get()
+    }
+}
+
+/// Fills a [`Later`] once every context has started.
+type Settle = Box<dyn FnOnce(&Wiring) -> bool + Send>;
+
 /// The values the contexts of one process are started from, by type: what
 /// the app provides (the database, the outbox, each context's settings), the
 /// ports the contexts started so far offer, and the HTTP adapters of the
@@ -57,6 +92,7 @@ pub struct Wiring {
     values: Values,
     offered: Values,
     remote: Values,
+    later: Vec<(&'static str, Settle)>,
 }
 
 impl Wiring {
@@ -64,6 +100,11 @@ impl Wiring {
     pub fn provide<T: Any + Send + Sync>(&mut self, value: T) -> &mut Self {
         self.values.insert(TypeId::of::<T>(), Box::new(value));
         self
+    }
+
+    /// Whether the HTTP adapter of `port` is in the wiring already.
+    pub fn is_connected(&self, port: Port) -> bool {
+        self.remote.contains_key(&port.key())
     }
 
     /// The value of type `T` the app provided.
@@ -99,6 +140,33 @@ impl Wiring {
                 )
             })
     }
+
+    /// The port of type `P` as [`Wiring::port`] will find it once every
+    /// context has started ([`Wiring::settle`]).
+    pub fn later<P: ?Sized + Send + Sync + 'static>(&mut self) -> Later<P> {
+        let later = Later {
+            port: Arc::new(OnceLock::new()),
+        };
+        let filled = later.clone();
+        self.later.push((
+            type_name::<P>(),
+            Box::new(move |wiring: &Wiring| match wiring.port::<P>() {
+                Ok(port) => filled.port.set(port).is_ok(),
+                Err(_) => false,
+            }),
+        ));
+        later
+    }
+
+    /// Every context has started: fills the ports asked for [`Wiring::later`].
+    /// Returns the names of those nobody offers.
+    pub fn settle(&mut self) -> Vec<&'static str> {
+        let later = std::mem::take(&mut self.later);
+        later
+            .into_iter()
+            .filter_map(|(name, settle)| (!settle(self)).then_some(name))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +193,21 @@ mod tests {
         assert!(wiring.port::<dyn Greeter>().is_err());
         wiring.offer::<dyn Greeter>(Arc::new(Here));
         assert_eq!(wiring.port::<dyn Greeter>().unwrap().greet(), "here");
+    }
+
+    #[test]
+    fn a_port_asked_for_later_is_found_once_the_contexts_started() {
+        let mut wiring = Wiring::default();
+        let later = wiring.later::<dyn Greeter>();
+        let missing = wiring.later::<dyn Send + Sync>();
+        assert!(
+            later.get().is_none(),
+            "offered by a context that starts after"
+        );
+        wiring.offer::<dyn Greeter>(Arc::new(Here));
+        let unsettled = wiring.settle();
+        assert_eq!(later.get().map(|p| p.greet()), Some("here"));
+        assert!(missing.get().is_none());
+        assert_eq!(unsettled, vec![type_name::<dyn Send + Sync>()]);
     }
 }
