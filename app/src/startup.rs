@@ -1,6 +1,7 @@
-//! Wiring: the one place that starts the contexts a process runs and mounts
-//! them on one server. Each context describes itself ([`contexts::ALL`]);
-//! this file loops over them.
+//! The server: the database opened and migrated for the contexts a process
+//! runs, what they run started ([`crate::modules`]), and one HTTP server that
+//! mounts their routes (each context describes itself: [`contexts::ALL`]),
+//! with the background workers beside it.
 
 use std::net::TcpListener;
 use std::sync::Arc;
