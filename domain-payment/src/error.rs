@@ -49,6 +49,15 @@ pub enum PaymentError {
     PredatesPayment,
     #[error("the payment is {0:?}; it cannot take this outcome")]
     AlreadyFinal(PaymentStatus),
+    /// A `Shop-Signature` notification about a payment whose gateway has a
+    /// channel of its own (Alipay, WeChat Pay): only that channel settles it.
+    #[error(
+        "the payment's outcome comes from its gateway {0}, not from a Shop-Signature notification"
+    )]
+    WrongChannel(String),
+    /// No gateway here takes `Shop-Signature` notifications (the sandbox is off).
+    #[error("no gateway takes Shop-Signature notifications")]
+    NoSignedChannel,
     #[error(transparent)]
     Port(#[from] PortError),
     #[error(transparent)]
@@ -155,6 +164,17 @@ impl From<PaymentError> for Problem {
                 in_words(expected),
                 claimed(expected.currency(), amount, currency.as_deref())
             )),
+            PaymentError::WrongChannel(gateway) => conflict(
+                "wrong_notification_channel",
+                "Wrong notification channel",
+                format!(
+                    "This payment was opened with {gateway}: its outcome comes from {gateway}'s own \
+                     notifications and queries, never from a Shop-Signature notification; nothing changed."
+                ),
+            ),
+            PaymentError::NoSignedChannel => Problem::for_status(StatusCode::NOT_FOUND).with_detail(
+                "No payment gateway here takes Shop-Signature notifications (the sandbox is off).",
+            ),
             PaymentError::Replayed => conflict(
                 "notification_replayed",
                 "Notification replayed",

@@ -37,6 +37,19 @@ impl Gateways {
         self.by_name.get(name)
     }
 
+    /// The gateways whose payments take their outcome from `Shop-Signature`
+    /// notifications (the sandbox, while it is on).
+    pub fn shop_signed(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .by_name
+            .values()
+            .filter(|gateway| gateway.signs_with_shop_signature())
+            .map(|gateway| gateway.name())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Which gateway serves which method, for the start-up log.
     pub fn describe(&self) -> Vec<(PaymentMethod, &'static str)> {
         let mut served: Vec<_> = self

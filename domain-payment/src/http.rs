@@ -417,8 +417,8 @@ enum NotificationRefusals {
     responses(
         (status = 200, description = "Applied (`applied: true`), or nothing to change (`applied: false`); `paymentStatus` is the payment's status now", body = NotificationResult),
         SignatureRefusals,
-        (status = 404, description = "No payment has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A failure for a payment that took money (`payment_already_final`), or a replay of a notification accepted before whose payment has since moved on (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No payment has this id, or no gateway here settles payments by `Shop-Signature` (the sandbox is off: `not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The payment was opened with a provider that has its own channel, Alipay or WeChat Pay, whose notifications and queries alone settle it (`wrong_notification_channel`), a failure for a payment that took money (`payment_already_final`), or a replay of a notification accepted before whose payment has since moved on (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
         NotificationRefusals,
     )
 )]
@@ -535,8 +535,8 @@ pub struct OriginalNotificationResult {
     responses(
         (status = 200, description = "Accepted: applied, or nothing to change; `paymentStatus` is the payment's status now", body = OriginalNotificationResult),
         SignatureRefusals,
-        (status = 404, description = "No order has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The order has no payment (`no_payment_initiated`), its payment was opened after the notification was signed (`notification_predates_payment`), the notification is a failure for a payment that took money (`payment_already_final`), or it replays one accepted before whose payment has since moved on, or that named an earlier payment (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No order has this id, or no gateway here settles payments by `Shop-Signature` (the sandbox is off: `not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order's payment was opened with a provider that has its own channel, Alipay or WeChat Pay (`wrong_notification_channel`), the order has no payment (`no_payment_initiated`), its payment was opened after the notification was signed (`notification_predates_payment`), the notification is a failure for a payment that took money (`payment_already_final`), or it replays one accepted before whose payment has since moved on, or that named an earlier payment (`notification_replayed`); nothing changed", body = Problem, content_type = "application/problem+json"),
         NotificationRefusals,
     )
 )]

@@ -26,6 +26,7 @@ shop_tests::on_each_backend!(
     a_forged_answer_pays_nothing,
     forged_and_mismatched_notifications_change_nothing,
     an_order_in_another_currency_is_refused,
+    a_shop_signed_notification_never_settles_an_alipay_payment,
 );
 
 /// The fake and an app pointed at it (the sandbox serves WeChat Pay).
@@ -575,4 +576,41 @@ fn alipay_settings_are_checked_at_start_and_keys_never_shown() {
         "Alipay serves alipay: {output}"
     );
     assert!(!output.contains(&key_line), "a key was shown: {output}");
+}
+
+/// Issue 24 item 3: the generic `Shop-Signature` routes settle the sandbox's
+/// payments only. A success signed with the webhook secret (which anyone
+/// holding it could send) about an Alipay payment is refused on both routes,
+/// and the payment and its order stay as they were, while Alipay's own
+/// notification still pays it.
+async fn a_shop_signed_notification_never_settles_an_alipay_payment(backend: Backend) {
+    let (app, alipay) = spawn(backend, &[], None).await;
+    let (purchase, opened) = app.open_payment(PAYER, 12_345, 1, "alipay", None).await;
+    let id = opened["paymentId"].as_str().unwrap().to_owned();
+    let rest = app
+        .notify(
+            "/api/v1/payments/notify",
+            &json!({"paymentId": id, "paymentStatus": "success", "amount": purchase.amount,
+                    "currency": "CNY", "transactionId": "forged-1"}),
+        )
+        .await;
+    rest.assert_problem(StatusCode::CONFLICT, "wrong_notification_channel");
+    let original = app
+        .notify(
+            "/paymentResultNotify",
+            &json!({"orderId": purchase.order, "paymentStatus": "success"}),
+        )
+        .await;
+    original.assert_problem(StatusCode::CONFLICT, "wrong_notification_channel");
+    assert_eq!(app.payment_status(PAYER, &id).await, "pending");
+    assert_eq!(
+        app.order_status(PAYER, &purchase.order).await,
+        "pending_payment"
+    );
+    assert_eq!(events(&app, "payment.succeeded"), 0);
+    // Its own channel settles it.
+    let url = opened["paymentUrl"].as_str().unwrap().to_owned();
+    let (_, reply) = alipay.pay(&url, true).await;
+    assert_eq!(reply, Some((200, "success".to_owned())));
+    assert_eq!(app.payment_status(PAYER, &id).await, "succeeded");
 }

@@ -838,6 +838,18 @@ mod sandbox_off {
         app.get("/sandbox/checkout/anything")
             .await
             .assert_problem(StatusCode::NOT_FOUND, "not_found");
+        // No gateway settles payments by `Shop-Signature`: its routes serve nothing.
+        let signed = json!({"paymentId": "01a21a60-79fb-7725-877b-4612200d19ee",
+                            "paymentStatus": "success", "amount": 1, "currency": "CNY"});
+        app.notify("/api/v1/payments/notify", &signed)
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not_found");
+        app.notify(
+            "/paymentResultNotify",
+            &json!({"orderId": purchase.order, "paymentStatus": "success"}),
+        )
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not_found");
     }
 
     shop_tests::on_each_backend!(without_the_sandbox_no_gateway_is_configured);

@@ -112,6 +112,11 @@ impl From<PaymentError> for ReportRefused {
 impl PaymentService {
     /// Checks a notification's `Shop-Signature` against its raw body.
     pub fn verify(&self, signature: Option<&str>, raw_body: &[u8]) -> Result<Signed, PaymentError> {
+        // Without a gateway that settles by `Shop-Signature` (the sandbox
+        // off), the routes serve nothing: 404 before anything is read.
+        if self.gateways.shop_signed().is_empty() {
+            return Err(PaymentError::NoSignedChannel);
+        }
         Ok(self
             .signature
             .verify(signature, raw_body, chrono::Utc::now().timestamp())?)
@@ -142,6 +147,12 @@ impl PaymentService {
         payment: PaymentRef,
         notification: Notification,
     ) -> Result<Notified, PaymentError> {
+        // Only gateways of that kind (the sandbox) settle their payments by
+        // `Shop-Signature`; without one, the routes serve nothing.
+        let shop_signed = self.gateways.shop_signed();
+        if shop_signed.is_empty() {
+            return Err(PaymentError::NoSignedChannel);
+        }
         let order_id = match &payment {
             PaymentRef::Order(order_id) => order_id.clone(),
             PaymentRef::Payment(id) => self.find(id.clone()).await?.order_id,
@@ -156,7 +167,17 @@ impl PaymentService {
         let outbox = self.outbox.clone();
         let notified = self
             .db
-            .write(move |conn| apply(conn, &outbox, &signed, &payment, &notification, order))
+            .write(move |conn| {
+                apply(
+                    conn,
+                    &outbox,
+                    &signed,
+                    &payment,
+                    &notification,
+                    order,
+                    &shop_signed,
+                )
+            })
             .await?;
         let payment = &notified.payment;
         if notified.applied {
@@ -273,6 +294,7 @@ fn apply(
     payment: &PaymentRef,
     notification: &Notification,
     order: Option<OrderState>,
+    shop_signed: &[&str],
 ) -> Result<Notified, PaymentError> {
     // Checked again here: the record of a notification outlives its
     // signature's tolerance by that much again, however long this unit waited.
@@ -280,6 +302,10 @@ fn apply(
         return Err(SignatureError::Stale.into());
     }
     let current = find_target(conn, payment)?;
+    // A payment takes outcomes only from its own gateway's verified channel.
+    if !shop_signed.contains(&current.gateway.as_str()) {
+        return Err(PaymentError::WrongChannel(current.gateway.clone()));
+    }
     if check_amount(
         current.amount,
         notification.amount,

@@ -228,6 +228,15 @@ pub trait PaymentGateway: Send + Sync + 'static {
         true
     }
 
+    /// Whether the outcomes of its payments arrive as notifications signed
+    /// with shop's own scheme (`Shop-Signature`, on the generic notify
+    /// routes), as the sandbox's do. A provider with a channel of its own
+    /// (Alipay's, WeChat Pay's notifications and queries) says no: a
+    /// `Shop-Signature` notification must never settle its payments.
+    fn signs_with_shop_signature(&self) -> bool {
+        false
+    }
+
     /// Opens the payment with the provider.
     async fn create_payment(
         &self,

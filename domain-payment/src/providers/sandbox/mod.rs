@@ -120,6 +120,11 @@ impl PaymentGateway for SandboxGateway {
         "sandbox"
     }
 
+    /// Its checkout page sends a `Shop-Signature` notification.
+    fn signs_with_shop_signature(&self) -> bool {
+        true
+    }
+
     async fn create_payment(
         &self,
         request: &GatewayPaymentRequest,
