@@ -562,7 +562,7 @@ impl Settings {
         let running = self.contexts;
         for context in running.iter() {
             for port in context.needs {
-                let Some(offerer) = contexts::ALL.iter().find(|c| c.offers.contains(port)) else {
+                let Some(offerer) = contexts::offering(*port) else {
                     anyhow::bail!(
                         "no context offers {}, which the {} context needs",
                         port.name(),

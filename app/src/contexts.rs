@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use shared_kernel::context::Context;
+use shared_kernel::context::{Context, Port};
 
 /// Every context this binary links, in the order they start: each after the
 /// contexts whose ports it needs. Adding a context is one crate and one line here.
@@ -15,6 +15,13 @@ pub const ALL: &[&Context] = &[
     &domain_order::CONTEXT,
     &domain_payment::CONTEXT,
 ];
+
+/// The linked context that offers `port`.
+pub fn offering(port: Port) -> Option<&'static Context> {
+    ALL.iter()
+        .copied()
+        .find(|context| context.offers.contains(&port))
+}
 
 /// A non-empty set of the linked contexts ([`ALL`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -158,7 +165,7 @@ mod tests {
             }
             for port in context.asks {
                 assert!(
-                    ALL.iter().any(|other| other.offers.contains(port)),
+                    offering(*port).is_some(),
                     "{} asks for {}, which no linked context offers",
                     context.name,
                     port.name()

@@ -113,16 +113,17 @@ impl Modules {
         let (mut serve, mut jobs, mut seeds, mut stops, mut facades) =
             (vec![], vec![], vec![], vec![], vec![]);
         for context in contexts.iter() {
-            let mut started = (context.start)(&mut wiring)
-                .with_context(|| format!("the {} context cannot start", context.name))?;
-            for (subscriber, handler) in started.subscriptions(context)? {
+            let started = (context.start)(&mut wiring)
+                .with_context(|| format!("the {} context cannot start", context.name))?
+                .into_parts(context)?;
+            for (subscriber, handler) in started.subscriptions {
                 bus = bus.subscribe(subscriber.name, subscriber.events, handler);
             }
-            serve.extend(started.serves().iter().cloned());
-            jobs.extend(started.jobs().iter().cloned());
-            seeds.extend(started.seeder().cloned());
-            stops.extend(started.take_stops());
-            facades.extend(started.take_facades());
+            serve.extend(started.serve);
+            jobs.extend(started.jobs);
+            seeds.extend(started.seed);
+            stops.extend(started.stops);
+            facades.extend(started.facades);
         }
         for port in wiring.settle() {
             tracing::warn!(
@@ -251,7 +252,7 @@ fn wiring(
         });
     for context in settings.contexts.iter() {
         for port in context.needs.iter().chain(context.asks) {
-            let Some(offerer) = contexts::ALL.iter().find(|c| c.offers.contains(port)) else {
+            let Some(offerer) = contexts::offering(*port) else {
                 continue;
             };
             if let Some(remote) = settings.ports.remote(offerer.name)?

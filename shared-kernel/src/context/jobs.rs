@@ -45,13 +45,12 @@ impl Job {
         Fut: Future<Output = Result<Progress, E>> + Send + 'static,
         E: std::fmt::Display,
     {
-        let run = Arc::new(run);
         Self {
             name,
             interval,
             run: Arc::new(move || {
-                let run = run.clone();
-                Box::pin(async move { run().await.map_err(|e| e.to_string()) })
+                let running = run();
+                Box::pin(async move { running.await.map_err(|e| e.to_string()) })
             }),
         }
     }

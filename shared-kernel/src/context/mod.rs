@@ -148,35 +148,11 @@ impl Started {
         self
     }
 
-    /// The facades shown, taken once.
-    pub fn take_facades(&mut self) -> Vec<Box<dyn Any + Send + Sync>> {
-        std::mem::take(&mut self.facades)
-    }
-
-    pub fn serves(&self) -> &[Serve] {
-        &self.serve
-    }
-
-    pub fn jobs(&self) -> &[Job] {
-        &self.jobs
-    }
-
-    pub fn seeder(&self) -> Option<&Seed> {
-        self.seed.as_ref()
-    }
-
-    /// The stops of the background work, taken once.
-    pub fn take_stops(&mut self) -> Vec<Stop> {
-        std::mem::take(&mut self.stops)
-    }
-
-    /// Each subscriber of `context` with its events and handler; fails when
-    /// a declared subscriber has no handler, or a handler no declaration, so
-    /// that the broker's routing and the process's deliveries cannot disagree.
-    pub fn subscriptions(
-        &self,
-        context: &Context,
-    ) -> anyhow::Result<Vec<(Subscriber, Arc<dyn EventHandler>)>> {
+    /// What the app takes from the started `context`, each subscriber with
+    /// its events and handler; fails when a declared subscriber has no
+    /// handler, or a handler no declaration, so that the broker's routing and
+    /// the process's deliveries cannot disagree.
+    pub fn into_parts(self, context: &Context) -> anyhow::Result<Parts> {
         let mut subscriptions = Vec::with_capacity(context.subscribers.len());
         for subscriber in context.subscribers {
             let handler = self
@@ -203,6 +179,23 @@ impl Started {
                 context.name
             );
         }
-        Ok(subscriptions)
+        Ok(Parts {
+            subscriptions,
+            serve: self.serve,
+            jobs: self.jobs,
+            stops: self.stops,
+            seed: self.seed,
+            facades: self.facades,
+        })
     }
+}
+
+/// A started context, taken apart by the app ([`Started::into_parts`]).
+pub struct Parts {
+    pub subscriptions: Vec<(Subscriber, Arc<dyn EventHandler>)>,
+    pub serve: Vec<Serve>,
+    pub jobs: Vec<Job>,
+    pub stops: Vec<Stop>,
+    pub seed: Option<Seed>,
+    pub facades: Vec<Box<dyn Any + Send + Sync>>,
 }

@@ -36,20 +36,15 @@ impl Port {
     /// Places the HTTP adapter of this port, calling the process `remote`
     /// names, in `wiring`: it wins over an implementation in this process.
     pub fn connect(self, remote: RemoteSettings, wiring: &mut Wiring) -> Result<(), PortError> {
-        match self {
+        let adapter: Box<dyn Any + Send + Sync> = match self {
             Self::Inventory => {
-                let port: Arc<dyn Inventory> = Arc::new(RemoteInventory::new(remote)?);
-                wiring
-                    .remote
-                    .insert(TypeId::of::<Arc<dyn Inventory>>(), Box::new(port));
+                Box::new(Arc::new(RemoteInventory::new(remote)?) as Arc<dyn Inventory>)
             }
             Self::OrderLookup => {
-                let port: Arc<dyn OrderLookup> = Arc::new(RemoteOrderLookup::new(remote)?);
-                wiring
-                    .remote
-                    .insert(TypeId::of::<Arc<dyn OrderLookup>>(), Box::new(port));
+                Box::new(Arc::new(RemoteOrderLookup::new(remote)?) as Arc<dyn OrderLookup>)
             }
-        }
+        };
+        wiring.remote.insert(self.key(), adapter);
         Ok(())
     }
 }
