@@ -27,6 +27,14 @@ pub enum PaymentError {
     /// The method's provider does not take the order's currency.
     #[error("{method} does not take payments in {currency}")]
     CurrencyNotAccepted { method: String, currency: Currency },
+    /// The method's provider cannot take the order's amount in one payment.
+    #[error("{method} takes {min} to {max} minor units, not {amount}")]
+    AmountNotAccepted {
+        method: String,
+        amount: Money,
+        min: i64,
+        max: i64,
+    },
     #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("invalid notification")]
@@ -143,6 +151,30 @@ impl From<PaymentError> for Problem {
             .with_detail(format!(
                 "The order is in {currency}; {method} takes payments in CNY only."
             )),
+            PaymentError::AmountNotAccepted {
+                method,
+                amount,
+                min,
+                max,
+            } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "amount_not_accepted",
+                "Amount not accepted",
+            )
+            .with_detail(if max == i64::MAX {
+                format!(
+                    "The order is for {}; {method} takes at least {} in one payment.",
+                    in_words(amount),
+                    Money::new(min, amount.currency()),
+                )
+            } else {
+                format!(
+                    "The order is for {}; {method} takes {} to {} in one payment.",
+                    in_words(amount),
+                    Money::new(min, amount.currency()),
+                    Money::new(max, amount.currency()),
+                )
+            }),
             PaymentError::Signature(reason) => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_signature",

@@ -143,7 +143,7 @@ enum InitiationRefusals {
     UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
     #[response(
         status = 422,
-        description = "A field is missing or invalid, such as an unknown `paymentMethod` (`validation_failed`), or the method's provider does not take the order's currency (`currency_not_accepted`: Alipay and WeChat Pay take CNY only)",
+        description = "A field is missing or invalid, such as an unknown `paymentMethod` (`validation_failed`), the method's provider does not take the order's currency (`currency_not_accepted`: Alipay and WeChat Pay take CNY only), or its amount in one payment (`amount_not_accepted`: Alipay 0.01 to 100,000,000.00 CNY, WeChat Pay 0.01 to 21,474,836.47 CNY; the detail names the range)",
         content_type = "application/problem+json"
     )]
     Invalid(Problem),

@@ -99,22 +99,29 @@ pub fn current_for_order(conn: &mut AnyConnection, order_id: &str) -> QueryResul
     if order_id.is_empty() || order_id.len() > 64 || order_id.contains('\0') {
         return Ok(None);
     }
-    let open = payments::table
+    if let Some(open) = open_for_order(conn, order_id)? {
+        return Ok(Some(open));
+    }
+    payments::table
+        .filter(payments::order_id.eq(order_id))
+        .order(payments::id.desc())
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(PaymentRow::into_domain)
+        .transpose()
+}
+
+/// The order's open (pending) payment: there is at most one.
+pub fn open_for_order(conn: &mut AnyConnection, order_id: &str) -> QueryResult<Option<Payment>> {
+    payments::table
         .filter(payments::order_id.eq(order_id))
         .filter(payments::status.eq(PaymentStatus::Pending.as_str()))
         .select(PaymentRow::as_select())
         .first(conn)
-        .optional()?;
-    let row = match open {
-        Some(row) => Some(row),
-        None => payments::table
-            .filter(payments::order_id.eq(order_id))
-            .order(payments::id.desc())
-            .select(PaymentRow::as_select())
-            .first(conn)
-            .optional()?,
-    };
-    row.map(PaymentRow::into_domain).transpose()
+        .optional()?
+        .map(PaymentRow::into_domain)
+        .transpose()
 }
 
 /// Moves a payment from `from` to `to` in one conditional UPDATE; returns

@@ -114,8 +114,9 @@ pub struct CreateProduct {
         example = "Apple iPhone 15, 128 GB, black"
     )]
     pub description: String,
-    /// Unit price in minor units of `currency` (fen for CNY).
-    #[schema(minimum = 0, maximum = 10_000_000_000_i64, example = 999_900)]
+    /// Unit price in minor units of `currency` (fen for CNY), at least 1: no
+    /// payment provider takes a payment of nothing.
+    #[schema(minimum = 1, maximum = 10_000_000_000_i64, example = 999_900)]
     #[serde(deserialize_with = "json_integer")]
     pub price: i64,
     /// ISO 4217 currency code.

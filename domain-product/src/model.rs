@@ -14,6 +14,9 @@ pub const NAME_MAX_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 /// The highest unit price, in minor units (100,000,000.00 in a two-decimal currency).
 pub const MAX_PRICE_MINOR: i64 = 10_000_000_000;
+/// The lowest unit price, in minor units: no payment provider takes a
+/// payment of nothing, so an order of free units could never be paid.
+pub const MIN_PRICE_MINOR: i64 = 1;
 /// The most units of one product the catalog tracks.
 pub const MAX_STOCK: i64 = 1_000_000_000;
 
@@ -68,13 +71,13 @@ impl Description {
     }
 }
 
-/// A unit price in minor units: 0 to [`MAX_PRICE_MINOR`].
+/// A unit price in minor units: [`MIN_PRICE_MINOR`] to [`MAX_PRICE_MINOR`].
 pub fn parse_price(minor: i64, currency: Currency) -> Result<Money, String> {
-    if (0..=MAX_PRICE_MINOR).contains(&minor) {
+    if (MIN_PRICE_MINOR..=MAX_PRICE_MINOR).contains(&minor) {
         Ok(Money::new(minor, currency))
     } else {
         Err(format!(
-            "must be between 0 and {MAX_PRICE_MINOR} (minor units)"
+            "must be between {MIN_PRICE_MINOR} and {MAX_PRICE_MINOR} (minor units)"
         ))
     }
 }
@@ -238,7 +241,8 @@ mod tests {
 
     #[test]
     fn price_and_stock_bounds() {
-        assert!(parse_price(0, Currency::CNY).is_ok());
+        assert!(parse_price(0, Currency::CNY).is_err());
+        assert!(parse_price(1, Currency::CNY).is_ok());
         assert!(parse_price(MAX_PRICE_MINOR, Currency::CNY).is_ok());
         assert!(parse_price(MAX_PRICE_MINOR + 1, Currency::CNY).is_err());
         assert!(Stock::new(0).is_ok());

@@ -26,6 +26,7 @@ shop_tests::on_each_backend!(
     a_forged_answer_pays_nothing,
     forged_and_mismatched_notifications_change_nothing,
     an_order_in_another_currency_is_refused,
+    an_amount_alipay_cannot_take_is_refused,
     a_shop_signed_notification_never_settles_an_alipay_payment,
 );
 
@@ -505,6 +506,38 @@ async fn an_order_in_another_currency_is_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+}
+
+/// Alipay takes 0.01 to 100,000,000.00 yuan in one payment: an order above
+/// that is refused with 422 `amount_not_accepted` naming the range, before
+/// Alipay is called, and stays payable by a method that takes it; the top
+/// of the range is opened.
+async fn an_amount_alipay_cannot_take_is_refused(backend: Backend) {
+    let (app, alipay) = spawn(backend, &[], None).await;
+    let above = app
+        .order_new_product(PAYER, 10_000_000_000, "CNY", 10, 2)
+        .await;
+    let refused = app
+        .initiate(PAYER, &above.order, "alipay", Some("qr"))
+        .await;
+    refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_not_accepted");
+    let detail = refused.json["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("0.01 CNY to 100000000.00 CNY"),
+        "the detail names Alipay's range: {detail}"
+    );
+    assert_eq!(alipay.calls(Method::Precreate), 0);
+    assert_eq!(
+        app.order_status(PAYER, &above.order).await,
+        "pending_payment"
+    );
+
+    let top = app
+        .order_new_product(PAYER, 10_000_000_000, "CNY", 10, 1)
+        .await;
+    let opened = app.initiate(PAYER, &top.order, "alipay", Some("qr")).await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    assert_eq!(alipay.calls(Method::Precreate), 1);
 }
 
 /// Alipay's settings are checked when shop starts: a bad key or a missing

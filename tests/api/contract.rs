@@ -13,7 +13,7 @@ use domain_order::model::{MAX_LINES, MAX_QUANTITY};
 use domain_payment::model::{TRANSACTION_ID_MAX_LEN, TRANSACTION_ID_PATTERN};
 use domain_product::model::{
     DESCRIPTION_MAX_CHARS, DESCRIPTION_PATTERN, Description, MAX_PRICE_MINOR, MAX_STOCK,
-    NAME_MAX_CHARS, NAME_PATTERN, ProductName,
+    MIN_PRICE_MINOR, NAME_MAX_CHARS, NAME_PATTERN, ProductName,
 };
 use proptest::prelude::*;
 use reqwest::Method;
@@ -276,7 +276,13 @@ fn documented_limits_are_the_validators_limits() {
             ("pattern", json!(DESCRIPTION_PATTERN)),
         ],
     );
-    expect("CreateProduct.price", &money(Some(MAX_PRICE_MINOR)));
+    expect(
+        "CreateProduct.price",
+        &[
+            ("minimum", json!(MIN_PRICE_MINOR)),
+            ("maximum", json!(MAX_PRICE_MINOR)),
+        ],
+    );
     expect(
         "CreateProduct.currency",
         &[

@@ -26,6 +26,8 @@ on_every_backend!(
     transaction_ids_are_short_visible_ascii_on_both_routes,
     notification_records_are_pruned_once_they_cannot_be_replayed,
     cancelling_an_order_closes_its_payments,
+    a_payment_racing_its_orders_cancellation_is_closed,
+    concurrent_initiations_of_one_order_answer_its_one_payment,
     money_that_cannot_be_kept_is_refunded_once,
 );
 
@@ -906,6 +908,119 @@ async fn cancelling_an_order_closes_its_payments(app: TestApp) {
     })
     .await;
     assert_eq!(app.payment_status(PAYER, &id).await, "closed");
+}
+
+/// `initiatePayment` and `cancelOrder` sent together, on many orders: a
+/// payment opened while its order was being cancelled is closed at once (the
+/// cancellation's reaction may have run before the payment was committed, so
+/// the initiation asks about the order again after its commit). None of the
+/// orders is left with a pending payment; an initiation that lost the race
+/// answers 409 `order_cancelled`.
+async fn a_payment_racing_its_orders_cancellation_is_closed(app: TestApp) {
+    const ORDERS: usize = 60;
+    let product = app.create_product("Raced", 100, ORDERS as i64).await;
+    let product = product["productId"].as_str().unwrap().to_owned();
+    let mut orders = Vec::new();
+    for _ in 0..ORDERS {
+        orders.push(app.place_order(PAYER, &product, 1).await.order);
+    }
+    // Every request is started before any is awaited.
+    let app = Arc::new(app);
+    let mut initiations = Vec::new();
+    let mut cancellations = Vec::new();
+    for order in &orders {
+        let (a, o) = (app.clone(), order.clone());
+        initiations.push(tokio::spawn(async move {
+            a.initiate(PAYER, &o, "wechat_pay", None).await
+        }));
+        let (a, o) = (app.clone(), order.clone());
+        cancellations.push(tokio::spawn(async move { a.cancel(PAYER, &o).await }));
+    }
+    let mut cancelled_all = Vec::new();
+    for task in cancellations {
+        cancelled_all.push(task.await.unwrap());
+    }
+    let mut initiated_all = Vec::new();
+    for task in initiations {
+        initiated_all.push(task.await.unwrap());
+    }
+    let (initiations, cancellations) = (initiated_all, cancelled_all);
+    for cancelled in &cancellations {
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    }
+    for initiated in &initiations {
+        assert!(
+            matches!(initiated.status, StatusCode::CREATED | StatusCode::OK)
+                || initiated.json["code"] == "order_cancelled",
+            "{} {}",
+            initiated.status,
+            initiated.body
+        );
+    }
+    let url = database_url(&app);
+    let listed = orders
+        .iter()
+        .map(|order| format!("'{order}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let opened = count(
+        &url,
+        &format!("SELECT COUNT(*) AS n FROM payments WHERE order_id IN ({listed})"),
+    );
+    assert!(opened > 0, "no payment was opened: nothing raced");
+    eventually("no cancelled order keeps a pending payment", || async {
+        count(
+            &url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM payments WHERE order_id IN ({listed}) AND status = 'pending'"
+            ),
+        ) == 0
+    })
+    .await;
+    assert_eq!(
+        count(
+            &url,
+            &format!(
+                "SELECT COUNT(*) AS n FROM payments WHERE order_id IN ({listed}) AND status = 'closed'"
+            ),
+        ),
+        opened,
+        "every payment opened is closed"
+    );
+}
+
+/// Initiations of one order sent together: one opens the payment (201),
+/// every other answers that open payment (200), as a retry sent after it
+/// would; none is refused by the one-open-payment index.
+async fn concurrent_initiations_of_one_order_answer_its_one_payment(app: TestApp) {
+    const ORDERS: usize = 10;
+    const TOGETHER: usize = 12;
+    let product = app.create_product("Wanted", 100, ORDERS as i64).await;
+    let product = product["productId"].as_str().unwrap().to_owned();
+    let app = Arc::new(app);
+    for _ in 0..ORDERS {
+        let order = app.place_order(PAYER, &product, 1).await.order;
+        // Every request is started before any is awaited.
+        let tasks: Vec<_> = (0..TOGETHER)
+            .map(|_| {
+                let (app, order) = (app.clone(), order.clone());
+                tokio::spawn(async move { app.initiate(PAYER, &order, "wechat_pay", None).await })
+            })
+            .collect();
+        let mut opened = 0;
+        let mut ids = std::collections::BTreeSet::new();
+        for task in tasks {
+            let answer = task.await.unwrap();
+            match answer.status {
+                StatusCode::CREATED => opened += 1,
+                StatusCode::OK => {}
+                _ => panic!("{} {}", answer.status, answer.body),
+            }
+            ids.insert(answer.json["paymentId"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(opened, 1, "one initiation opened the payment");
+        assert_eq!(ids.len(), 1, "every initiation answered the same payment");
+    }
 }
 
 /// Money that arrives for an order that can no longer take it goes back

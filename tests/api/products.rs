@@ -154,6 +154,11 @@ async fn invalid_fields_are_named_and_change_nothing(app: TestApp) {
             json!({"name": "ok", "price": -1, "currency": "CNY", "stock": 1}),
             vec!["price"],
         ),
+        // No provider takes a payment of nothing: a price is at least 1.
+        (
+            json!({"name": "ok", "price": 0, "currency": "CNY", "stock": 1}),
+            vec!["price"],
+        ),
         (
             json!({"name": "ok", "price": 10_000_000_001_i64, "currency": "CNY", "stock": 1}),
             vec!["price"],

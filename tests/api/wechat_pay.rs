@@ -22,6 +22,7 @@ shop_tests::on_each_backend!(
     a_replayed_notification_applies_once,
     an_unsigned_answer_is_never_believed,
     an_order_in_another_currency_is_refused,
+    an_amount_wechat_pay_cannot_take_is_refused,
 );
 
 const PAYER: &str = "wechat-payer";
@@ -477,4 +478,33 @@ async fn an_order_in_another_currency_is_refused(backend: Backend) {
         app.order_status(PAYER, &order.order).await,
         "pending_payment"
     );
+}
+
+/// WeChat Pay's `amount.total` is a 32-bit integer of fen: an order above
+/// 2,147,483,647 fen is refused with 422 `amount_not_accepted` naming the
+/// range, before WeChat Pay is called; the top of the range is opened.
+async fn an_amount_wechat_pay_cannot_take_is_refused(backend: Backend) {
+    let (fake, app) = spawn(backend, &[]).await;
+    let above = app
+        .order_new_product(PAYER, i64::from(i32::MAX) + 1, "CNY", 10, 1)
+        .await;
+    let refused = app.initiate(PAYER, &above.order, "wechat_pay", None).await;
+    refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "amount_not_accepted");
+    let detail = refused.json["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("0.01 CNY to 21474836.47 CNY"),
+        "the detail names WeChat Pay's range: {detail}"
+    );
+    assert_eq!(fake.calls(Op::Create), 0);
+    assert_eq!(
+        app.order_status(PAYER, &above.order).await,
+        "pending_payment"
+    );
+
+    let top = app
+        .order_new_product(PAYER, i64::from(i32::MAX), "CNY", 10, 1)
+        .await;
+    let opened = app.initiate(PAYER, &top.order, "wechat_pay", None).await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    assert_eq!(fake.calls(Op::Create), 1);
 }

@@ -60,6 +60,15 @@ impl PaymentService {
                 currency: order.amount.currency(),
             });
         }
+        let accepted = gateway.amounts();
+        if !accepted.contains(&order.amount.minor()) {
+            return Err(PaymentError::AmountNotAccepted {
+                method: method.as_str().to_owned(),
+                amount: order.amount,
+                min: *accepted.start(),
+                max: *accepted.end(),
+            });
+        }
         if let Some(open) = self.open_payment(&order_id).await? {
             return Ok((open, false));
         }
@@ -96,28 +105,61 @@ impl PaymentService {
         };
         let first_query = self.reconciliation.first_query(now, payment.expires_at);
         let stored = payment.clone();
-        match self
+        let inserted = self
             .db
             .write(move |conn| {
-                repository::insert(conn, &stored, first_query)
-                    .map_err(shared_kernel::storage::db::DbError::from)
+                // An initiation of the same order in this batch's transaction
+                // may have opened one a moment ago, not yet committed (a read
+                // through the pool cannot see it): that one is the answer.
+                if let Some(open) = repository::open_for_order(conn, &stored.order_id)? {
+                    return Ok(Some(open));
+                }
+                repository::insert(conn, &stored, first_query)?;
+                Ok::<_, PaymentError>(None)
             })
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, method = method.as_str(), "payment initiated");
-                metrics::counter!("shop_payments_initiated_total", "method" => method.as_str())
-                    .increment(1);
-                Ok((payment, true))
-            }
-            // Another request opened one first: that is the order's open payment.
-            Err(error) if error.is_unique_violation() => {
-                match self.open_payment(&order_id).await? {
+            .await;
+        match inserted {
+            Ok(None) => {}
+            Ok(Some(open)) => return Ok((open, false)),
+            // Another request opened one first, on another connection: it
+            // was committed before this insert was refused.
+            Err(PaymentError::Db(error)) if error.is_unique_violation() => {
+                return match self.open_payment(&order_id).await? {
                     Some(open) => Ok((open, false)),
                     None => Err(error.into()),
-                }
+                };
             }
-            Err(error) => Err(error.into()),
+            Err(error) => return Err(error),
+        }
+        tracing::info!(payment_id = %payment.id, order_id = %payment.order_id, method = method.as_str(), "payment initiated");
+        metrics::counter!("shop_payments_initiated_total", "method" => method.as_str())
+            .increment(1);
+        self.close_if_cancelled_meanwhile(&payment).await?;
+        Ok((payment, true))
+    }
+
+    /// The order may have been cancelled while its payment was being opened,
+    /// and the cancellation's reaction (closing the order's payments) may
+    /// have run before this payment was committed. Asked again now that it
+    /// is: either the cancellation committed before this question (the
+    /// payment is closed here, and the caller told `order_cancelled`), or
+    /// after the payment was committed, and its reaction closes it.
+    async fn close_if_cancelled_meanwhile(&self, payment: &Payment) -> Result<(), PaymentError> {
+        match self.orders.order(&payment.order_id).await {
+            Ok(Some(order)) if order.state == OrderState::Cancelled => {
+                let order_id = payment.order_id.clone();
+                self.db
+                    .write_alone(move |conn| super::close_for_cancelled_order(conn, &order_id))
+                    .await?;
+                Err(PaymentError::OrderCancelled)
+            }
+            Ok(_) => Ok(()),
+            // Unknown: the payment stays open until its deadline, when its
+            // trade is closed; money paid for a cancelled order is refunded.
+            Err(error) => {
+                tracing::warn!(payment_id = %payment.id, order_id = %payment.order_id, %error, "could not ask whether a new payment's order was cancelled meanwhile");
+                Ok(())
+            }
         }
     }
 

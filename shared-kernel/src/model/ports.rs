@@ -228,6 +228,13 @@ pub trait PaymentGateway: Send + Sync + 'static {
         true
     }
 
+    /// The amounts, in minor units, it can take in one payment: Alipay takes
+    /// 0.01 to 100,000,000.00 yuan, WeChat Pay 1 to 2,147,483,647 fen. Asked
+    /// before a payment is opened; by default, any positive amount.
+    fn amounts(&self) -> std::ops::RangeInclusive<i64> {
+        1..=i64::MAX
+    }
+
     /// Whether the outcomes of its payments arrive as notifications signed
     /// with shop's own scheme (`Shop-Signature`, on the generic notify
     /// routes), as the sandbox's do. A provider with a channel of its own

@@ -166,6 +166,11 @@ impl PaymentGateway for AlipayGateway {
         currency == Currency::CNY
     }
 
+    /// `total_amount`: 0.01 to 100,000,000.00 yuan.
+    fn amounts(&self) -> std::ops::RangeInclusive<i64> {
+        1..=10_000_000_000
+    }
+
     async fn create_payment(
         &self,
         request: &GatewayPaymentRequest,

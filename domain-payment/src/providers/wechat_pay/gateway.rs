@@ -205,6 +205,11 @@ impl PaymentGateway for WechatPayGateway {
         currency.as_str() == CURRENCY
     }
 
+    /// `amount.total`: a positive 32-bit integer of fen.
+    fn amounts(&self) -> std::ops::RangeInclusive<i64> {
+        1..=i64::from(i32::MAX)
+    }
+
     async fn create_payment(
         &self,
         request: &GatewayPaymentRequest,
