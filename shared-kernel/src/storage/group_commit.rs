@@ -3,8 +3,10 @@
 //! A *unit* is one use case's write (`Db::write`). Units queue here; a writer
 //! thread, owning one connection, takes whatever is waiting (the first unit
 //! at once, then every unit already queued, up to a bound: no timer ever
-//! makes a lone write wait), and runs them in one transaction, each in a
-//! savepoint of its own:
+//! makes a lone write wait), and runs them in one transaction: first with
+//! no savepoint between them (most units succeed); when one fails or loses a
+//! race, the transaction is rolled back whole and the batch runs again, each
+//! unit in a savepoint of its own (`run_batch`), so that:
 //!
 //! - a unit that fails rolls back to its savepoint alone and is answered
 //!   with its error at once (it wrote nothing);
