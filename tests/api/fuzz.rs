@@ -16,7 +16,7 @@ use domain_payment::http::PaymentNotification;
 use domain_payment::signature::{ShopSignature, SignatureError, Signed, TOLERANCE_SECS};
 use domain_product::http::CreateProduct;
 use domain_product::model::{
-    MAX_PRICE_MINOR, MAX_STOCK, NAME_MAX_CHARS, NewProduct, NewProductFields,
+    MAX_PRICE_MINOR, MAX_STOCK, MIN_PRICE_MINOR, NAME_MAX_CHARS, NewProduct, NewProductFields,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
@@ -265,7 +265,9 @@ fn new_products_are_accepted_only_within_the_rules() {
             match NewProduct::parse(fields) {
                 Ok(product) => {
                     Outcomes::count(&outcomes.accepted);
-                    prop_assert!((0..=MAX_PRICE_MINOR).contains(&product.price.minor()));
+                    prop_assert!(
+                        (MIN_PRICE_MINOR..=MAX_PRICE_MINOR).contains(&product.price.minor())
+                    );
                     prop_assert!((0..=MAX_STOCK).contains(&product.stock.units()));
                     prop_assert!(!product.name.as_str().trim().is_empty());
                     prop_assert!(!product.description.as_str().contains('\0'));
@@ -276,7 +278,7 @@ fn new_products_are_accepted_only_within_the_rules() {
                     // The numeric rules, exactly at their edges: a field is named if and only if it is out of range.
                     prop_assert_eq!(
                         has_violation(&errors, "price"),
-                        !(0..=MAX_PRICE_MINOR).contains(&body.price),
+                        !(MIN_PRICE_MINOR..=MAX_PRICE_MINOR).contains(&body.price),
                         "price {}: {:?}",
                         body.price,
                         errors
