@@ -4,8 +4,7 @@
 //! success refunded once despite failures, and every notification that must
 //! change nothing.
 
-use domain_payment::providers::alipay::{Method, Params};
-use shop_tests::fakes::alipay::{self as fake, FakeAlipay, FakeTradeStatus};
+use shop_tests::fakes::alipay::{self as fake, FakeAlipay, FakeTradeStatus, Method, Params};
 use shop_tests::{Backend, StatusCode, TestApp, Value, count, eventually, holds_for, json};
 
 const PAYER: &str = "alipay-payer";
@@ -75,19 +74,14 @@ async fn a_purchase_through_alipay_page_pay(backend: Backend) {
     assert!(opened["qrCode"].as_str().unwrap().contains("<svg"));
     // Nothing was called: the signed URL is the link. The deadline is the order's.
     assert_eq!(alipay.calls(Method::Precreate), 0);
-    let params =
-        domain_payment::providers::alipay::decode_form(url.split_once('?').unwrap().1.as_bytes())
-            .unwrap();
+    let params = fake::decode_form(url.split_once('?').unwrap().1.as_bytes()).unwrap();
     let biz = biz_content(&params);
     assert_eq!(biz["out_trade_no"], trade_no_of(&opened));
     assert_eq!(biz["total_amount"], "246.90");
     assert_eq!(biz["product_code"], "FAST_INSTANT_TRADE_PAY");
     let expires: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(opened["expiresAt"].clone()).unwrap();
-    assert_eq!(
-        biz["time_expire"],
-        domain_payment::providers::alipay::format_time(expires)
-    );
+    assert_eq!(biz["time_expire"], fake::beijing_time(expires));
     assert_eq!(
         params["notify_url"],
         format!("{}/api/v1/payments/notify/alipay", app.address)
@@ -333,16 +327,13 @@ async fn forged_and_mismatched_notifications_change_nothing(backend: Backend) {
         edit(&mut fields);
         alipay.sign_notification(&fields)
     };
-    let decoded =
-        |body: &str| domain_payment::providers::alipay::decode_form(body.as_bytes()).unwrap();
+    let decoded = |body: &str| fake::decode_form(body.as_bytes()).unwrap();
     let tampered_amount = {
         let mut params = decoded(&signed);
         params.insert("total_amount".into(), "0.01".into());
         fake::form(&params)
     };
-    let forged =
-        domain_payment::providers::alipay::signed_notification(&fake::app_private_key(), &genuine)
-            .unwrap();
+    let forged = fake::signed_notification(&fake::app_private_key(), &genuine);
     let unsigned = {
         let mut params = decoded(&signed);
         params.remove("sign");

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use shop_tests::fakes::wechat_pay::{FakeWechatPay, Op, SignedNotification};
+use shop_tests::fakes::wechat_pay::{
+    self as fake, FakeWechatPay, Op, SignedNotification, TradeState, Transaction, TransactionAmount,
+};
 use shop_tests::{Backend, StatusCode, TestApp, Value, eventually, holds_for};
 
 shop_tests::on_each_backend!(
@@ -159,8 +161,7 @@ async fn a_cancelled_order_has_its_trade_closed(backend: Backend) {
         .await
         .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
-        fake.trade(id(&opened)).unwrap().state
-            == domain_payment::providers::wechat_pay::TradeState::Closed
+        fake.trade(id(&opened)).unwrap().state == TradeState::Closed
     })
     .await;
     assert_eq!(fake.calls(Op::Close), 1);
@@ -208,8 +209,7 @@ async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Back
         .await
         .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
-        fake.trade(id(&opened)).unwrap().state
-            == domain_payment::providers::wechat_pay::TradeState::Closed
+        fake.trade(id(&opened)).unwrap().state == TradeState::Closed
     })
     .await;
     // Paid anyway (a close that came too late, as WeChat Pay may report):
@@ -265,7 +265,7 @@ async fn forged_stale_and_mismatched_notifications_change_nothing(backend: Backe
                 if let Some(amount) = t.amount.as_mut() {
                     amount.total += 1;
                 }
-            }) as fn(&mut domain_payment::providers::wechat_pay::Transaction),
+            }) as fn(&mut Transaction),
         ),
         ("another merchant", |t| t.mchid = "1900000002".into()),
         ("another app", |t| t.appid = "wx0000000000000000".into()),
@@ -385,8 +385,7 @@ async fn an_unsigned_answer_is_never_believed(backend: Backend) {
         .await
         .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
-        fake.trade(id(&opened)).unwrap().state
-            == domain_payment::providers::wechat_pay::TradeState::Closed
+        fake.trade(id(&opened)).unwrap().state == TradeState::Closed
     })
     .await;
     assert!(
@@ -425,18 +424,18 @@ async fn the_notify_route_refuses_everything_when_wechat_pay_is_not_configured()
         (order, opened.json)
     };
     // A notification genuinely signed with the fixture keys, for a sandbox payment.
-    let mut transaction = domain_payment::providers::wechat_pay::Transaction {
-        appid: shop_tests::fakes::wechat_pay::APP_ID.into(),
-        mchid: shop_tests::fakes::wechat_pay::MCH_ID.into(),
+    let mut transaction = Transaction {
+        appid: fake::APP_ID.into(),
+        mchid: fake::MCH_ID.into(),
         out_trade_no: id(&opened).replace('-', ""),
         transaction_id: Some("4200000000202500000000000001".into()),
         trade_type: Some("NATIVE".into()),
-        trade_state: domain_payment::providers::wechat_pay::TradeState::Success,
+        trade_state: TradeState::Success,
         trade_state_desc: None,
         success_time: None,
         amount: None,
     };
-    transaction.amount = Some(domain_payment::providers::wechat_pay::TransactionAmount {
+    transaction.amount = Some(TransactionAmount {
         total: 999_900,
         payer_total: None,
         currency: Some("CNY".into()),
