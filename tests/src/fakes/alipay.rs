@@ -721,6 +721,7 @@ impl FakeAlipay {
             .ok_or("neither a precreated code nor a URL of this gateway")?;
         let params = decode_form(query.as_bytes())?;
         let (method, biz) = check_common(&params, &app_public_key(), Utc::now()).map_err(|r| {
+            eprintln!("the fake Alipay refused a pay URL: {r}");
             lock(&self.state).refusals.push(format!("pay URL: {r}"));
             r.to_string()
         })?;
@@ -898,10 +899,9 @@ async fn gateway(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) 
     let (content, method) = match checked {
         Ok((params, method, biz)) => (answer(&mut state, method, &biz, &params), Some(method)),
         Err(refusal) => {
-            state.refusals.push(format!(
-                "{}: {refusal}",
-                method.map_or("(no method)", Method::name)
-            ));
+            let refused = format!("{}: {refusal}", method.map_or("(no method)", Method::name));
+            eprintln!("the fake Alipay refused {refused}");
+            state.refusals.push(refused);
             (refusal.content(), method)
         }
     };

@@ -871,7 +871,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             if refusal.code == "SIGN_ERROR" {
                 state.bad_signatures += 1;
             }
-            state.refusals.push(format!("{method} {path}: {refusal}"));
+            let refused = format!("{method} {path}: {refusal}");
+            eprintln!("the fake WeChat Pay refused {refused}");
+            state.refusals.push(refused);
             drop(state);
             return answer(
                 &shared,
