@@ -68,7 +68,7 @@ pub const SELLER_ID: &str = "2088000000000002";
 /// from UTC) or a request signed long ago.
 pub const TIMESTAMP_TOLERANCE: chrono::Duration = chrono::Duration::minutes(10);
 /// The largest amount Alipay takes, in fen (100000000 yuan).
-pub const MAX_AMOUNT_FEN: i64 = 100_000_000_00;
+pub const MAX_AMOUNT_FEN: i64 = 10_000_000_000;
 
 /// Parameters by name (a form, a notification's fields).
 pub type Params = BTreeMap<String, String>;
