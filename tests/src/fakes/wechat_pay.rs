@@ -827,19 +827,22 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         ("POST", "/v3/refund/domestic/refunds") => Op::Refund,
         _ => return answer(&shared, 404, error("NOT_FOUND", "no such API"), true),
     };
-    let (fail, signed, forged) = {
+    let (fail, forged) = {
         let mut state = shared.state();
         *state.calls.entry(op).or_default() += 1;
         let fail = take(&mut state.fail_next, op);
         let forged = take(&mut state.forged_not_found_next, op);
-        let unsigned = forged || take(&mut state.unsigned_next, op);
-        (fail, !unsigned, forged)
+        (fail, forged)
     };
+    // Whether this answer goes unsigned is decided once it is written, after
+    // the trade was read: a test that asks for unsigned answers and then
+    // pays gets no signed success from a call that arrived in between.
+    let signed = || !take(&mut shared.state().unsigned_next, op);
     if forged {
         return answer(&shared, 404, error("ORDER_NOT_EXIST", "订单不存在"), false);
     }
     if fail {
-        return answer(&shared, 500, error("SYSTEM_ERROR", "系统错误"), signed);
+        return answer(&shared, 500, error("SYSTEM_ERROR", "系统错误"), signed());
     }
     let header = |name: &str| {
         req.headers()
@@ -879,7 +882,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
                 &shared,
                 refusal.status,
                 error(refusal.code, &refusal.message),
-                signed,
+                signed(),
             );
         }
     };
@@ -889,7 +892,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         Op::Close => close(&shared, &path),
         Op::Refund => refund(&shared, &json),
     };
-    answer(&shared, status, body, signed)
+    answer(&shared, status, body, signed())
 }
 
 fn take(counts: &mut HashMap<Op, usize>, op: Op) -> bool {
