@@ -4,8 +4,7 @@
 //! success refunded once despite failures, and every notification that must
 //! change nothing.
 
-use domain_payment::providers::alipay::{Method, Params};
-use shop_tests::fakes::alipay::{self as fake, FakeAlipay, FakeTradeStatus};
+use shop_tests::fakes::alipay::{self as fake, FakeAlipay, FakeTradeStatus, Method, Params};
 use shop_tests::{Backend, StatusCode, TestApp, Value, count, eventually, holds_for, json};
 
 const PAYER: &str = "alipay-payer";
@@ -57,6 +56,15 @@ fn events(app: &TestApp, event_type: &str) -> i64 {
     )
 }
 
+/// The fake refused nothing shop sent (a refused call shows why).
+fn no_refusals(alipay: &FakeAlipay) {
+    assert_eq!(
+        alipay.refusals(),
+        Vec::<String>::new(),
+        "the gateway refused shop"
+    );
+}
+
 fn biz_content(params: &Params) -> Value {
     serde_json::from_str(&params["biz_content"]).unwrap()
 }
@@ -76,19 +84,14 @@ async fn a_purchase_through_alipay_page_pay(backend: Backend) {
     assert!(opened["qrCode"].as_str().unwrap().contains("<svg"));
     // Nothing was called: the signed URL is the link. The deadline is the order's.
     assert_eq!(alipay.calls(Method::Precreate), 0);
-    let params =
-        domain_payment::providers::alipay::decode_form(url.split_once('?').unwrap().1.as_bytes())
-            .unwrap();
+    let params = fake::decode_form(url.split_once('?').unwrap().1.as_bytes()).unwrap();
     let biz = biz_content(&params);
     assert_eq!(biz["out_trade_no"], trade_no_of(&opened));
     assert_eq!(biz["total_amount"], "246.90");
     assert_eq!(biz["product_code"], "FAST_INSTANT_TRADE_PAY");
     let expires: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(opened["expiresAt"].clone()).unwrap();
-    assert_eq!(
-        biz["time_expire"],
-        domain_payment::providers::alipay::format_time(expires)
-    );
+    assert_eq!(biz["time_expire"], fake::beijing_time(expires));
     assert_eq!(
         params["notify_url"],
         format!("{}/api/v1/payments/notify/alipay", app.address)
@@ -112,7 +115,7 @@ async fn a_purchase_through_alipay_page_pay(backend: Backend) {
     }
     assert_eq!(app.payment_status(PAYER, &id).await, "succeeded");
     assert_eq!(events(&app, "payment.succeeded"), 1);
-    assert_eq!(alipay.refused_requests(), 0);
+    no_refusals(&alipay);
 }
 
 async fn the_wap_and_qr_channels_pay_too(backend: Backend) {
@@ -153,6 +156,7 @@ async fn the_wap_and_qr_channels_pay_too(backend: Backend) {
         app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
+    no_refusals(&alipay);
 }
 
 async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
@@ -181,6 +185,7 @@ async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
         app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
+    no_refusals(&alipay);
 }
 
 async fn a_cancelled_orders_trade_is_closed_at_alipay(backend: Backend) {
@@ -211,6 +216,7 @@ async fn a_cancelled_orders_trade_is_closed_at_alipay(backend: Backend) {
     })
     .await;
     assert_eq!(alipay.calls(Method::Close), 1);
+    no_refusals(&alipay);
 }
 
 async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
@@ -254,6 +260,7 @@ async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
     .await;
     assert_eq!(events(&app, "payment.refunded"), 1);
     assert_eq!(app.order_status(PAYER, &purchase.order).await, "cancelled");
+    no_refusals(&alipay);
 }
 
 /// An unsigned refusal (a proxy's, or a forger's) says nothing about the
@@ -277,6 +284,7 @@ async fn unsigned_answers_are_never_believed(backend: Backend) {
     .await;
     assert!(alipay.calls(Method::Close) >= 3, "two unsigned, then one");
     assert_eq!(alipay.refunds(&format!("r{out_trade_no}")), 1);
+    no_refusals(&alipay);
 }
 
 /// An answer to a query that says "paid" but is not signed by Alipay's key
@@ -309,6 +317,7 @@ async fn a_forged_answer_pays_nothing(backend: Backend) {
         app.order_status(PAYER, &purchase.order).await == "paid"
     })
     .await;
+    no_refusals(&alipay);
 }
 
 /// Every notification that is forged, altered, about something else or not
@@ -334,16 +343,13 @@ async fn forged_and_mismatched_notifications_change_nothing(backend: Backend) {
         edit(&mut fields);
         alipay.sign_notification(&fields)
     };
-    let decoded =
-        |body: &str| domain_payment::providers::alipay::decode_form(body.as_bytes()).unwrap();
+    let decoded = |body: &str| fake::decode_form(body.as_bytes()).unwrap();
     let tampered_amount = {
         let mut params = decoded(&signed);
         params.insert("total_amount".into(), "0.01".into());
         fake::form(&params)
     };
-    let forged =
-        domain_payment::providers::alipay::signed_notification(&fake::app_private_key(), &genuine)
-            .unwrap();
+    let forged = fake::signed_notification(&fake::app_private_key(), &genuine);
     let unsigned = {
         let mut params = decoded(&signed);
         params.remove("sign");
@@ -646,4 +652,502 @@ async fn a_shop_signed_notification_never_settles_an_alipay_payment(backend: Bac
     let (_, reply) = alipay.pay(&url, true).await;
     assert_eq!(reply, Some((200, "success".to_owned())));
     assert_eq!(app.payment_status(PAYER, &id).await, "succeeded");
+}
+
+/// The fake gateway refuses what Alipay refuses, with Alipay's codes: each
+/// call below is a well-formed, well-signed `alipay.trade.precreate` (or
+/// refund, or pay URL) but for one thing. Were shop to send any of these,
+/// its end-to-end tests above would fail at the fake.
+mod the_fake {
+    use super::*;
+    use shop_tests::fakes::rsa2::PrivateKey;
+
+    const NOTIFY_URL: &str = "https://shop.example.com/api/v1/payments/notify/alipay";
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+
+    fn precreate_biz() -> Value {
+        json!({"out_trade_no": "0193a5b27c4d7e8f9a0b1c2d3e4f5a6b", "total_amount": "246.90",
+               "subject": "Order 0193a5b2", "time_expire": fake::beijing_time(now() + chrono::Duration::minutes(15))})
+    }
+
+    /// A call as a merchant signs it: the common parameters, `biz`, changed
+    /// by `edit`, then signed with `key` over every parameter but `sign`.
+    fn call(method: &str, biz: &Value, key: &PrivateKey, edit: impl FnOnce(&mut Params)) -> Params {
+        let mut params: Params = [
+            ("app_id", fake::APP_ID.to_owned()),
+            ("method", method.to_owned()),
+            ("format", "JSON".to_owned()),
+            ("charset", "utf-8".to_owned()),
+            ("sign_type", "RSA2".to_owned()),
+            ("timestamp", fake::beijing_time(now())),
+            ("version", "1.0".to_owned()),
+            ("notify_url", NOTIFY_URL.to_owned()),
+            ("biz_content", biz.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        edit(&mut params);
+        let content = fake::sign_content(&params, &["sign"]);
+        params.insert("sign".into(), key.sign(content.as_bytes()));
+        params
+    }
+
+    /// Posts `body` to the fake; answers the answer's `*_response` content.
+    async fn post(alipay: &FakeAlipay, content_type: &str, body: String) -> Value {
+        let answer: Value = reqwest::Client::new()
+            .post(&alipay.gateway_url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (_, content) = answer
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.ends_with("_response"))
+            .unwrap_or_else(|| panic!("no *_response: {answer}"));
+        content.clone()
+    }
+
+    async fn send(alipay: &FakeAlipay, params: &Params) -> Value {
+        post(
+            alipay,
+            "application/x-www-form-urlencoded;charset=utf-8",
+            fake::form(params),
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_what_alipay_refuses() {
+        let alipay = FakeAlipay::start().await;
+        let app_key = fake::app_private_key();
+        let precreate = Method::Precreate.name();
+        // The well-formed call succeeds.
+        let answer = send(
+            &alipay,
+            &call(precreate, &precreate_biz(), &app_key, |_| {}),
+        )
+        .await;
+        assert_eq!(answer["code"], "10000", "{answer}");
+        assert!(alipay.refusals().is_empty());
+
+        let set = |name: &'static str, value: &str| {
+            let value = value.to_owned();
+            move |p: &mut Params| {
+                p.insert(name.to_owned(), value);
+            }
+        };
+        let remove = |name: &'static str| move |p: &mut Params| drop(p.remove(name));
+        let biz_with = |name: &str, value: Value| {
+            let mut biz = precreate_biz();
+            biz[name] = value;
+            biz
+        };
+        let biz_without = |name: &str| {
+            let mut biz = precreate_biz();
+            biz.as_object_mut().unwrap().remove(name);
+            biz
+        };
+        let utc = now().format("%Y-%m-%d %H:%M:%S").to_string();
+        let stale = fake::beijing_time(now() - chrono::Duration::minutes(20));
+        let ahead = fake::beijing_time(now() + chrono::Duration::minutes(20));
+        let platform_key = fake::platform_private_key();
+        let biz = precreate_biz();
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(&str, Params, &str, &str)> = vec![
+            (
+                "no method",
+                call(precreate, &biz, &app_key, remove("method")),
+                "40001",
+                "isv.missing-method",
+            ),
+            (
+                "an unknown method",
+                call(
+                    precreate,
+                    &biz,
+                    &app_key,
+                    set("method", "alipay.trade.pay2"),
+                ),
+                "40002",
+                "isv.invalid-method",
+            ),
+            (
+                "another app_id",
+                call(precreate, &biz, &app_key, set("app_id", "2021000000000009")),
+                "40002",
+                "isv.invalid-app-id",
+            ),
+            (
+                "format XML",
+                call(precreate, &biz, &app_key, set("format", "XML")),
+                "40002",
+                "isv.invalid-format",
+            ),
+            (
+                "charset GBK",
+                call(precreate, &biz, &app_key, set("charset", "GBK")),
+                "40002",
+                "isv.invalid-charset",
+            ),
+            (
+                "no charset",
+                call(precreate, &biz, &app_key, remove("charset")),
+                "40002",
+                "isv.invalid-charset",
+            ),
+            (
+                "no sign_type",
+                call(precreate, &biz, &app_key, remove("sign_type")),
+                "40001",
+                "isv.missing-signature-type",
+            ),
+            (
+                "sign_type RSA",
+                call(precreate, &biz, &app_key, set("sign_type", "RSA")),
+                "40002",
+                "isv.invalid-signature-type",
+            ),
+            (
+                "no timestamp",
+                call(precreate, &biz, &app_key, remove("timestamp")),
+                "40001",
+                "isv.missing-timestamp",
+            ),
+            (
+                "a timestamp in UTC",
+                call(precreate, &biz, &app_key, set("timestamp", &utc)),
+                "40002",
+                "isv.invalid-timestamp",
+            ),
+            (
+                "a timestamp 20 minutes old",
+                call(precreate, &biz, &app_key, set("timestamp", &stale)),
+                "40002",
+                "isv.invalid-timestamp",
+            ),
+            (
+                "a timestamp 20 minutes ahead",
+                call(precreate, &biz, &app_key, set("timestamp", &ahead)),
+                "40002",
+                "isv.invalid-timestamp",
+            ),
+            (
+                "an RFC 3339 timestamp",
+                call(
+                    precreate,
+                    &biz,
+                    &app_key,
+                    set("timestamp", &now().to_rfc3339()),
+                ),
+                "40002",
+                "isv.invalid-timestamp",
+            ),
+            (
+                "no version",
+                call(precreate, &biz, &app_key, remove("version")),
+                "40001",
+                "isv.missing-version",
+            ),
+            (
+                "version 2.0",
+                call(precreate, &biz, &app_key, set("version", "2.0")),
+                "40002",
+                "isv.invalid-parameter",
+            ),
+            (
+                "signed with Alipay's key, not the application's",
+                call(precreate, &biz, &platform_key, |_| {}),
+                "40002",
+                "isv.invalid-signature",
+            ),
+            (
+                "a notify_url with a query string",
+                call(
+                    precreate,
+                    &biz,
+                    &app_key,
+                    set("notify_url", &format!("{NOTIFY_URL}?a=1")),
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "biz_content not JSON",
+                call(
+                    precreate,
+                    &biz,
+                    &app_key,
+                    set("biz_content", "out_trade_no=1"),
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "no out_trade_no",
+                call(precreate, &biz_without("out_trade_no"), &app_key, |_| {}),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "an out_trade_no with a hyphen",
+                call(
+                    precreate,
+                    &biz_with("out_trade_no", json!("0193a5b2-7c4d-7e8f")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "an out_trade_no of 65 characters",
+                call(
+                    precreate,
+                    &biz_with("out_trade_no", json!("a".repeat(65))),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "total_amount with one decimal",
+                call(
+                    precreate,
+                    &biz_with("total_amount", json!("246.9")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "total_amount without decimals",
+                call(
+                    precreate,
+                    &biz_with("total_amount", json!("246")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "total_amount as a JSON number",
+                call(
+                    precreate,
+                    &biz_with("total_amount", json!(246.9)),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "total_amount in fen",
+                call(
+                    precreate,
+                    &biz_with("total_amount", json!("24690")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "total_amount 0.00",
+                call(
+                    precreate,
+                    &biz_with("total_amount", json!("0.00")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "total_amount above 100000000",
+                call(
+                    precreate,
+                    &biz_with("total_amount", json!("100000000.01")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.TOTAL_FEE_EXCEED",
+            ),
+            (
+                "no subject",
+                call(precreate, &biz_without("subject"), &app_key, |_| {}),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "a subject with /",
+                call(
+                    precreate,
+                    &biz_with("subject", json!("a/b")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "precreate with the wap product_code",
+                call(
+                    precreate,
+                    &biz_with("product_code", json!("QUICK_WAP_WAY")),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "a time_expire in UTC, already past in Beijing",
+                call(
+                    precreate,
+                    &biz_with(
+                        "time_expire",
+                        json!(
+                            (now() - chrono::Duration::minutes(1))
+                                .format("%Y-%m-%d %H:%M:%S")
+                                .to_string()
+                        ),
+                    ),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "a refund without out_request_no",
+                call(
+                    Method::Refund.name(),
+                    &json!({"out_trade_no": "0193a5b27c4d7e8f9a0b1c2d3e4f5a6b", "refund_amount": "1.00"}),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+            (
+                "a refund_amount with three decimals",
+                call(
+                    Method::Refund.name(),
+                    &json!({"out_trade_no": "0193a5b27c4d7e8f9a0b1c2d3e4f5a6b",
+                            "refund_amount": "1.000", "out_request_no": "r1"}),
+                    &app_key,
+                    |_| {},
+                ),
+                "40004",
+                "ACQ.INVALID_PARAMETER",
+            ),
+        ];
+        let count = cases.len();
+        for (what, params, code, sub_code) in cases {
+            let answer = send(&alipay, &params).await;
+            assert_eq!(
+                (answer["code"].as_str(), answer["sub_code"].as_str()),
+                (Some(code), Some(sub_code)),
+                "{what}: {answer}"
+            );
+        }
+        assert_eq!(alipay.refusals().len(), count, "{:#?}", alipay.refusals());
+        // A body that is not a form is not read: no method at all.
+        let params = call(precreate, &biz, &app_key, |_| {});
+        let answer = post(&alipay, "application/json", fake::form(&params)).await;
+        assert_eq!(answer["sub_code"], "isv.missing-method", "{answer}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pay_url_is_checked_when_the_buyer_opens_it() {
+        let alipay = FakeAlipay::start().await;
+        let app_key = fake::app_private_key();
+        let url = |method: Method, product_code: &str, edit: &dyn Fn(&mut Params)| {
+            let mut biz = precreate_biz();
+            biz["product_code"] = json!(product_code);
+            let params = call(method.name(), &biz, &app_key, edit);
+            format!("{}?{}", alipay.gateway_url, fake::form(&params))
+        };
+        assert!(alipay.can_pay(&url(Method::PagePay, "FAST_INSTANT_TRADE_PAY", &|_| {})));
+        assert!(alipay.can_pay(&url(Method::WapPay, "QUICK_WAP_WAY", &|_| {})));
+        assert!(alipay.refusals().is_empty());
+        for (what, refused) in [
+            (
+                "page pay with the wap product_code",
+                url(Method::PagePay, "QUICK_WAP_WAY", &|_| {}),
+            ),
+            (
+                "wap pay with the page product_code",
+                url(Method::WapPay, "FAST_INSTANT_TRADE_PAY", &|_| {}),
+            ),
+            (
+                "a stale timestamp",
+                url(Method::PagePay, "FAST_INSTANT_TRADE_PAY", &|p| {
+                    p.insert(
+                        "timestamp".into(),
+                        fake::beijing_time(now() - chrono::Duration::hours(8)),
+                    );
+                }),
+            ),
+        ] {
+            assert!(!alipay.can_pay(&refused), "{what}");
+        }
+        // A URL altered after signing.
+        let tampered =
+            url(Method::PagePay, "FAST_INSTANT_TRADE_PAY", &|_| {}).replace("246.90", "0.01");
+        assert!(!alipay.can_pay(&tampered));
+        assert_eq!(alipay.refusals().len(), 4, "{:#?}", alipay.refusals());
+    }
+
+    #[test]
+    fn amounts_and_times_are_written_as_alipay_writes_them() {
+        assert_eq!(fake::yuan(24_690), "246.90");
+        assert_eq!(fake::yuan(1), "0.01");
+        assert_eq!(fake::fen("246.90"), Some(24_690));
+        assert_eq!(fake::fen("0.01"), Some(1));
+        for bad in [
+            "246.9", "246", "246.900", "-1.00", "01.00", "1,00", ".50", "1.5O", "",
+        ] {
+            assert_eq!(fake::fen(bad), None, "{bad}");
+        }
+        let at = chrono::DateTime::parse_from_rfc3339("2025-01-31T16:45:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(fake::beijing_time(at), "2025-02-01 00:45:00");
+        // Sorted by key, empty values dropped, raw values, `sign` left out.
+        let params: Params = [
+            ("b", "2 +%"),
+            ("a", "1"),
+            ("sign", "x"),
+            ("c", ""),
+            ("sign_type", "RSA2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            fake::sign_content(&params, &["sign"]),
+            "a=1&b=2 +%&sign_type=RSA2"
+        );
+        assert_eq!(
+            fake::form(&params),
+            "a=1&b=2+%2B%25&c=&sign=x&sign_type=RSA2"
+        );
+        assert_eq!(fake::decode_form(b"a=1&b=2+%2B%25").unwrap()["b"], "2 +%");
+        assert!(fake::decode_form(b"a=1&a=2").is_err());
+    }
 }

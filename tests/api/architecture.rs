@@ -596,3 +596,133 @@ fn the_arrow_check_catches_what_it_forbids() {
         "{broken:#?}"
     );
 }
+
+/// Crates of shop's own whose names a fake provider must never use.
+const SHOP_CRATES: &[&str] = &[
+    "domain_payment",
+    "domain_order",
+    "domain_product",
+    "shared_kernel",
+    "shop",
+];
+
+/// The paths in a file that start at one of `crates` (`use`s, paths in code,
+/// and `name::` inside macros); doc comments aside.
+fn names_of(crates: &[&str], text: &str) -> Vec<String> {
+    struct Names<'a> {
+        crates: &'a [&'a str],
+        in_macros: regex::Regex,
+        found: Vec<String>,
+    }
+    impl<'ast> Visit<'ast> for Names<'_> {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if let Some(first) = path.segments.first()
+                && (path.segments.len() > 1 || path.leading_colon.is_some())
+                && self.crates.iter().any(|c| first.ident == c)
+            {
+                let segments: Vec<String> =
+                    path.segments.iter().map(|s| s.ident.to_string()).collect();
+                self.found.push(segments.join("::"));
+            }
+            visit::visit_path(self, path);
+        }
+        fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+            let root = match &item.tree {
+                syn::UseTree::Path(p) => Some(&p.ident),
+                syn::UseTree::Name(n) => Some(&n.ident),
+                syn::UseTree::Rename(r) => Some(&r.ident),
+                _ => None,
+            };
+            if let Some(root) = root
+                && self.crates.iter().any(|c| root == c)
+            {
+                self.found.push(format!("use {root}::.."));
+            }
+        }
+        fn visit_item_extern_crate(&mut self, item: &'ast syn::ItemExternCrate) {
+            if self.crates.iter().any(|c| item.ident == c) {
+                self.found.push(format!("extern crate {}", item.ident));
+            }
+        }
+        fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+            let tokens = mac.tokens.to_string();
+            for found in self.in_macros.find_iter(&tokens) {
+                self.found.push(format!("{} (in a macro)", found.as_str()));
+            }
+            visit::visit_macro(self, mac);
+        }
+        // Doc comments may name shop's code they stand apart from.
+        fn visit_attribute(&mut self, _: &'ast syn::Attribute) {}
+    }
+    let alternatives = crates.join("|");
+    let mut names = Names {
+        crates,
+        in_macros: regex::Regex::new(&format!(r"\b({alternatives})\s*::")).unwrap(),
+        found: Vec::new(),
+    };
+    names.visit_file(&syn::parse_file(text).unwrap());
+    names.found
+}
+
+/// Issue 24 item 12: the fake providers are the providers' side, written
+/// from their documentation; were they to sign, verify, encode or parse with
+/// shop's code, the end-to-end tests would check shop against itself. No
+/// file under `tests/src/fakes/` names a crate of shop's, and the provider
+/// tests build the providers' messages with the fakes, not `domain_payment`.
+#[test]
+fn the_fake_providers_share_no_code_with_shop() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut fakes = Vec::new();
+    rust_files(root, &root.join("src/fakes"), &mut fakes);
+    assert!(fakes.len() >= 2, "no fakes found: {fakes:?}");
+    let mut found = Vec::new();
+    for (path, text) in &fakes {
+        found.extend(
+            names_of(SHOP_CRATES, text)
+                .into_iter()
+                .map(|n| format!("{path}: {n}")),
+        );
+    }
+    for path in ["api/alipay.rs", "api/wechat_pay.rs"] {
+        let text = std::fs::read_to_string(root.join(path)).unwrap();
+        found.extend(
+            names_of(&["domain_payment"], &text)
+                .into_iter()
+                .map(|n| format!("{path}: {n}")),
+        );
+    }
+    assert!(
+        found.is_empty(),
+        "the fake providers use shop's code:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_shared_code_check_catches_what_it_forbids() {
+    let text = r#"
+        //! Unlike `domain_payment::providers`, this is the provider's side.
+        use domain_payment::providers::alipay;
+        use shop as app;
+        use shared_kernel::{self};
+        fn f() {
+            let shop = 1;
+            let _ = shop + 1;
+            let _ = ::domain_order::X;
+            let _ = format!("{}", domain_product::name());
+            let _ = format!("the shop answers");
+            let _: shared_kernel::Money;
+        }
+    "#;
+    assert_eq!(
+        names_of(SHOP_CRATES, text),
+        [
+            "use domain_payment::..",
+            "use shop::..",
+            "use shared_kernel::..",
+            "domain_order::X",
+            "domain_product :: (in a macro)",
+            "shared_kernel::Money",
+        ]
+    );
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use shop_tests::fakes::wechat_pay::{FakeWechatPay, Op, SignedNotification};
+use shop_tests::fakes::wechat_pay::{
+    self as fake, FakeWechatPay, Op, SignedNotification, TradeState, Transaction, TransactionAmount,
+};
 use shop_tests::{Backend, StatusCode, TestApp, Value, eventually, holds_for};
 
 shop_tests::on_each_backend!(
@@ -47,6 +49,16 @@ async fn spawn(backend: Backend, extra: &[(&str, &str)]) -> (FakeWechatPay, Test
     (fake, app)
 }
 
+/// The fake refused nothing shop sent (a refused call shows why).
+fn no_refusals(fake: &FakeWechatPay) {
+    assert_eq!(
+        fake.refusals(),
+        Vec::<String>::new(),
+        "WeChat Pay refused shop"
+    );
+    assert_eq!(fake.bad_signatures(), 0);
+}
+
 fn id(payment: &Value) -> &str {
     payment["paymentId"].as_str().unwrap()
 }
@@ -82,7 +94,7 @@ async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
         "{}",
         trade.time_expire
     );
-    assert_eq!(fake.bad_signatures(), 0);
+    no_refusals(&fake);
 
     let (status, body) = fake.pay(id(&opened), true).await.unwrap();
     assert_eq!(status, 204, "{body}");
@@ -110,6 +122,7 @@ async fn a_purchase_by_qr_code_through_wechat_pay(backend: Backend) {
             .unwrap()
             .starts_with("weixin://")
     );
+    no_refusals(&fake);
 }
 
 async fn the_wap_channel_opens_an_h5_payment(backend: Backend) {
@@ -130,6 +143,7 @@ async fn the_wap_channel_opens_an_h5_payment(backend: Backend) {
         app.order_status(PAYER, &order.order).await == "paid"
     })
     .await;
+    no_refusals(&fake);
 }
 
 async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
@@ -149,6 +163,7 @@ async fn a_lost_notification_is_paid_through_reconciliation(backend: Backend) {
         paid["transactionId"].as_str(),
         fake.trade(id(&opened)).unwrap().transaction_id.as_deref()
     );
+    no_refusals(&fake);
 }
 
 async fn a_cancelled_order_has_its_trade_closed(backend: Backend) {
@@ -160,12 +175,12 @@ async fn a_cancelled_order_has_its_trade_closed(backend: Backend) {
         .await
         .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
-        fake.trade(id(&opened)).unwrap().state
-            == domain_payment::providers::wechat_pay::TradeState::Closed
+        fake.trade(id(&opened)).unwrap().state == TradeState::Closed
     })
     .await;
     assert_eq!(fake.calls(Op::Close), 1);
     assert_eq!(app.payment(PAYER, id(&opened)).await["status"], "closed");
+    no_refusals(&fake);
 }
 
 async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
@@ -198,6 +213,7 @@ async fn a_late_success_is_refunded_once_despite_failures(backend: Backend) {
         || async { fake.refunds_made(refund_no) == 1 && fake.calls(Op::Refund) == 3 },
     )
     .await;
+    no_refusals(&fake);
 }
 
 async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Backend) {
@@ -209,8 +225,7 @@ async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Back
         .await
         .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
-        fake.trade(id(&opened)).unwrap().state
-            == domain_payment::providers::wechat_pay::TradeState::Closed
+        fake.trade(id(&opened)).unwrap().state == TradeState::Closed
     })
     .await;
     // Paid anyway (a close that came too late, as WeChat Pay may report):
@@ -229,6 +244,7 @@ async fn a_refund_still_processing_is_asked_again_with_the_same_id(backend: Back
     assert_eq!(refunds.len(), 1);
     assert_eq!(refund_no, &format!("r{}", id(&opened).replace('-', "")));
     assert_eq!(fake.refunds_made(refund_no), 1);
+    no_refusals(&fake);
 }
 
 /// Asserts shop refused `notification` with a `FAIL` of `status`.
@@ -266,7 +282,7 @@ async fn forged_stale_and_mismatched_notifications_change_nothing(backend: Backe
                 if let Some(amount) = t.amount.as_mut() {
                     amount.total += 1;
                 }
-            }) as fn(&mut domain_payment::providers::wechat_pay::Transaction),
+            }) as fn(&mut Transaction),
         ),
         ("another merchant", |t| t.mchid = "1900000002".into()),
         ("another app", |t| t.appid = "wx0000000000000000".into()),
@@ -386,8 +402,7 @@ async fn an_unsigned_answer_is_never_believed(backend: Backend) {
         .await
         .assert_status(StatusCode::OK);
     eventually("the trade is closed at WeChat Pay", || async {
-        fake.trade(id(&opened)).unwrap().state
-            == domain_payment::providers::wechat_pay::TradeState::Closed
+        fake.trade(id(&opened)).unwrap().state == TradeState::Closed
     })
     .await;
     assert!(
@@ -412,6 +427,7 @@ async fn an_unsigned_answer_is_never_believed(backend: Backend) {
         fake.calls(Op::Query) >= 3,
         "the two unsigned answers were not believed"
     );
+    no_refusals(&fake);
 }
 
 /// Without WeChat Pay configured, its notify route takes nothing.
@@ -426,18 +442,18 @@ async fn the_notify_route_refuses_everything_when_wechat_pay_is_not_configured()
         (order, opened.json)
     };
     // A notification genuinely signed with the fixture keys, for a sandbox payment.
-    let mut transaction = domain_payment::providers::wechat_pay::Transaction {
-        appid: shop_tests::fakes::wechat_pay::APP_ID.into(),
-        mchid: shop_tests::fakes::wechat_pay::MCH_ID.into(),
+    let mut transaction = Transaction {
+        appid: fake::APP_ID.into(),
+        mchid: fake::MCH_ID.into(),
         out_trade_no: id(&opened).replace('-', ""),
         transaction_id: Some("4200000000202500000000000001".into()),
         trade_type: Some("NATIVE".into()),
-        trade_state: domain_payment::providers::wechat_pay::TradeState::Success,
+        trade_state: TradeState::Success,
         trade_state_desc: None,
         success_time: None,
         amount: None,
     };
-    transaction.amount = Some(domain_payment::providers::wechat_pay::TransactionAmount {
+    transaction.amount = Some(TransactionAmount {
         total: 999_900,
         payer_total: None,
         currency: Some("CNY".into()),
@@ -507,4 +523,436 @@ async fn an_amount_wechat_pay_cannot_take_is_refused(backend: Backend) {
     let opened = app.initiate(PAYER, &top.order, "wechat_pay", None).await;
     assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
     assert_eq!(fake.calls(Op::Create), 1);
+}
+
+/// The fake refuses what WeChat Pay refuses, with its errors: each call below
+/// is well-formed and signed as a merchant signs but for one thing. Were shop
+/// to send any of these, its end-to-end tests above would fail at the fake.
+mod the_fake {
+    use super::*;
+    use shop_tests::fakes::rsa2::PrivateKey;
+    use shop_tests::json;
+
+    /// A request as a merchant sends it; each field can be spoilt.
+    #[derive(Clone)]
+    struct Call {
+        method: &'static str,
+        path_and_query: String,
+        /// What was signed as the path and query (unless the same).
+        signed_path: Option<String>,
+        body: String,
+        /// What was signed as the body (unless the same).
+        signed_body: Option<String>,
+        timestamp: i64,
+        mchid: &'static str,
+        serial: &'static str,
+        key: PrivateKey,
+        user_agent: Option<&'static str>,
+        accept: Option<&'static str>,
+        content_type: Option<&'static str>,
+        authorization: bool,
+    }
+
+    impl Call {
+        fn post(path: &str, body: Value) -> Self {
+            Self {
+                method: "POST",
+                path_and_query: path.to_owned(),
+                signed_path: None,
+                body: body.to_string(),
+                signed_body: None,
+                timestamp: chrono::Utc::now().timestamp(),
+                mchid: fake::MCH_ID,
+                serial: fake::MERCHANT_SERIAL_NO,
+                key: fake::merchant_private_key(),
+                user_agent: Some("shop-test/1"),
+                accept: Some("application/json"),
+                content_type: Some("application/json"),
+                authorization: true,
+            }
+        }
+
+        fn get(path_and_query: &str) -> Self {
+            Self {
+                method: "GET",
+                body: String::new(),
+                content_type: None,
+                ..Self::post(path_and_query, Value::Null)
+            }
+        }
+
+        fn with(mut self, edit: impl FnOnce(&mut Self)) -> Self {
+            edit(&mut self);
+            self
+        }
+
+        async fn send(&self, fake: &FakeWechatPay) -> (u16, Value) {
+            let nonce = "593BEC0C930BF1AFEB40B4A08C8FB242";
+            let message = format!(
+                "{}\n{}\n{}\n{nonce}\n{}\n",
+                self.method,
+                self.signed_path.as_deref().unwrap_or(&self.path_and_query),
+                self.timestamp,
+                self.signed_body.as_deref().unwrap_or(&self.body),
+            );
+            let signature = self.key.sign(message.as_bytes());
+            let url = format!("{}{}", fake.base_url, self.path_and_query);
+            let client = reqwest::Client::new();
+            let mut request = if self.method == "GET" {
+                client.get(url)
+            } else {
+                client.post(url).body(self.body.clone())
+            };
+            if self.authorization {
+                request = request.header(
+                    "Authorization",
+                    format!(
+                        r#"WECHATPAY2-SHA256-RSA2048 mchid="{}",nonce_str="{nonce}",timestamp="{}",serial_no="{}",signature="{signature}""#,
+                        self.mchid, self.timestamp, self.serial
+                    ),
+                );
+            }
+            for (name, value) in [
+                ("User-Agent", self.user_agent),
+                ("Accept", self.accept),
+                ("Content-Type", self.content_type),
+            ] {
+                if let Some(value) = value {
+                    request = request.header(name, value);
+                }
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+    }
+
+    fn create_body(out_trade_no: &str) -> Value {
+        json!({
+            "appid": fake::APP_ID, "mchid": fake::MCH_ID, "description": "Order 1",
+            "out_trade_no": out_trade_no,
+            "time_expire": fake::beijing_time(chrono::Utc::now() + chrono::Duration::minutes(15)),
+            "notify_url": "https://shop.example.com/api/v1/payments/notify/wechat_pay",
+            "amount": {"total": 999_900, "currency": "CNY"},
+        })
+    }
+
+    const NATIVE: &str = "/v3/pay/transactions/native";
+    const H5: &str = "/v3/pay/transactions/h5";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_what_wechat_pay_refuses() {
+        let fake = FakeWechatPay::start().await;
+        let no = "0193a5b27c4d7e8f9a0b1c2d3e4f5a6b";
+        let create = Call::post(NATIVE, create_body(no));
+        // The well-formed calls succeed.
+        let (status, body) = create.send(&fake).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["code_url"].as_str().unwrap().starts_with("weixin://"));
+        let query = Call::get(&format!(
+            "/v3/pay/transactions/out-trade-no/{no}?mchid={}",
+            fake::MCH_ID
+        ));
+        assert_eq!(query.send(&fake).await.0, 200);
+        let mut h5_body = create_body("shop_-|*1");
+        h5_body["scene_info"] =
+            json!({"payer_client_ip": "203.0.113.7", "h5_info": {"type": "Wap"}});
+        assert_eq!(Call::post(H5, h5_body.clone()).send(&fake).await.0, 200);
+        assert!(fake.refusals().is_empty(), "{:?}", fake.refusals());
+
+        let body_with = |path: &[&str], value: Value| {
+            let mut body = create_body("0193a5b27c4d7e8f9a0b1c2d3e4f5a6c");
+            let (last, parents) = path.split_last().unwrap();
+            let mut at = &mut body;
+            for p in parents {
+                at = &mut at[*p];
+            }
+            if value.is_null() {
+                at.as_object_mut().unwrap().remove(*last);
+            } else {
+                at[*last] = value;
+            }
+            body
+        };
+        let other_key = fake::platform_private_key();
+        let cases: Vec<(&str, Call, u16, &str)> = vec![
+            (
+                "no User-Agent",
+                create.clone().with(|c| c.user_agent = None),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "Accept */*",
+                create.clone().with(|c| c.accept = Some("*/*")),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "no Accept",
+                create.clone().with(|c| c.accept = None),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a form Content-Type",
+                create
+                    .clone()
+                    .with(|c| c.content_type = Some("application/x-www-form-urlencoded")),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "no Authorization",
+                create.clone().with(|c| c.authorization = false),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "another merchant in the Authorization",
+                create.clone().with(|c| c.mchid = "1900000002"),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "another certificate serial",
+                create
+                    .clone()
+                    .with(|c| c.serial = "5157F09EFDC096DE15EBE81A47057A7232F1B8E2"),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "a timestamp 300 s old",
+                create
+                    .clone()
+                    .with(|c| c.timestamp -= fake::TIMESTAMP_TOLERANCE_SECS),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "a timestamp in milliseconds",
+                create.clone().with(|c| c.timestamp *= 1000),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "signed with another key",
+                create.clone().with(|c| c.key = other_key.clone()),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "a body other than the one signed",
+                create.clone().with(|c| {
+                    c.signed_body = Some(c.body.replace("999900", "1"));
+                }),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "a query signed without its query string",
+                query.clone().with(|c| {
+                    c.signed_path = Some(c.path_and_query.split('?').next().unwrap().to_owned());
+                }),
+                401,
+                "SIGN_ERROR",
+            ),
+            (
+                "an out_trade_no of 5 characters",
+                Call::post(NATIVE, body_with(&["out_trade_no"], json!("abcde"))),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "an out_trade_no of 33 characters",
+                Call::post(NATIVE, body_with(&["out_trade_no"], json!("a".repeat(33)))),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "an out_trade_no with a dot",
+                Call::post(NATIVE, body_with(&["out_trade_no"], json!("abc.def"))),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "an out_trade_no with a non-ASCII digit",
+                Call::post(NATIVE, body_with(&["out_trade_no"], json!("abcdef١"))),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "another app",
+                Call::post(NATIVE, body_with(&["appid"], json!("wx0000000000000000"))),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "no description",
+                Call::post(NATIVE, body_with(&["description"], Value::Null)),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a notify_url with a query string",
+                Call::post(
+                    NATIVE,
+                    body_with(&["notify_url"], json!("https://shop.example.com/n?a=1")),
+                ),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a plain-http notify_url",
+                Call::post(
+                    NATIVE,
+                    body_with(&["notify_url"], json!("http://shop.example.com/n")),
+                ),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a time_expire without an offset",
+                Call::post(
+                    NATIVE,
+                    body_with(&["time_expire"], json!("2099-01-01T00:00:00")),
+                ),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "an amount in yuan",
+                Call::post(NATIVE, body_with(&["amount", "total"], json!(9999.0))),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "an amount in USD",
+                Call::post(NATIVE, body_with(&["amount", "currency"], json!("USD"))),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "H5 without scene_info",
+                Call::post(H5, body_with(&["scene_info"], Value::Null)),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "H5 without h5_info.type",
+                Call::post(H5, {
+                    let mut body = h5_body.clone();
+                    body["scene_info"]["h5_info"] = json!({});
+                    body
+                }),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a query without mchid",
+                Call::get(&format!("/v3/pay/transactions/out-trade-no/{no}")),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a close without mchid",
+                Call::post(
+                    &format!("/v3/pay/transactions/out-trade-no/{no}/close"),
+                    json!({}),
+                ),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a refund numbered with #",
+                Call::post(
+                    "/v3/refund/domestic/refunds",
+                    json!({"out_trade_no": no, "out_refund_no": "r#1",
+                           "amount": {"refund": 1, "total": 999_900, "currency": "CNY"}}),
+                ),
+                400,
+                "PARAM_ERROR",
+            ),
+            (
+                "a refund without currency",
+                Call::post(
+                    "/v3/refund/domestic/refunds",
+                    json!({"out_trade_no": no, "out_refund_no": "r1",
+                           "amount": {"refund": 1, "total": 999_900}}),
+                ),
+                400,
+                "PARAM_ERROR",
+            ),
+        ];
+        let count = cases.len();
+        for (what, call, status, code) in cases {
+            let (got, body) = call.send(&fake).await;
+            assert_eq!(
+                (got, body["code"].as_str()),
+                (status, Some(code)),
+                "{what}: {body}"
+            );
+        }
+        assert_eq!(fake.refusals().len(), count, "{:#?}", fake.refusals());
+    }
+
+    #[test]
+    fn the_authorization_header_is_read_as_wechat_pay_reads_it() {
+        let parsed = fake::Authorization::parse(
+            r#"WECHATPAY2-SHA256-RSA2048 mchid="1900000001",nonce_str="n",signature="s=",timestamp="1",serial_no="AB""#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                parsed.mchid.as_str(),
+                parsed.signature.as_str(),
+                parsed.serial_no.as_str()
+            ),
+            ("1900000001", "s=", "AB")
+        );
+        for bad in [
+            r#"WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="n",timestamp="1",serial_no="AB""#,
+            r#"WECHATPAY2-SHA256-RSA mchid="1",nonce_str="n",signature="s",timestamp="1",serial_no="AB""#,
+            r#"WECHATPAY2-SHA256-RSA2048 mchid=1,nonce_str="n",signature="s",timestamp="1",serial_no="AB""#,
+            r#"WECHATPAY2-SHA256-RSA2048 mchid="1",mchid="2",nonce_str="n",signature="s",timestamp="1",serial_no="AB""#,
+        ] {
+            assert!(fake::Authorization::parse(bad).is_err(), "{bad}");
+        }
+        assert!(fake::is_out_trade_no("0193a5b27c4d7e8f9a0b1c2d3e4f5a6b"));
+        assert!(fake::is_out_trade_no("ab_-|*"));
+        assert!(!fake::is_out_trade_no(
+            "0193a5b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b"
+        ));
+        assert!(fake::is_out_refund_no("r@1"));
+    }
+
+    #[test]
+    fn a_resource_is_sealed_as_wechat_pay_seals_it() {
+        // The GCM specification's test case 14 (AES-256, zero key, zero
+        // 96-bit nonce, one zero block, no associated data): the ciphertext,
+        // then the 16-byte tag.
+        let zeros = |n: usize| "\0".repeat(n);
+        let sealed = fake::encrypt_resource(&zeros(32), &zeros(12), "", "transaction", &[0; 16]);
+        assert_eq!(
+            sealed.ciphertext,
+            "zqdAPU1ga24HTsXTuvOdGNDRyKeZmWvwJluYtdSKuRk="
+        );
+        assert_eq!(sealed.algorithm, "AEAD_AES_256_GCM");
+        // The associated data is authenticated: the same plaintext, another tag.
+        let with_aad = fake::encrypt_resource(
+            &zeros(32),
+            &zeros(12),
+            "transaction",
+            "transaction",
+            &[0; 16],
+        );
+        let (a, b) = (
+            STANDARD.decode(&sealed.ciphertext).unwrap(),
+            STANDARD.decode(&with_aad.ciphertext).unwrap(),
+        );
+        assert_eq!(a[..16], b[..16]);
+        assert_ne!(a[16..], b[16..]);
+    }
 }

@@ -1,9 +1,39 @@
-//! A fake Alipay gateway on loopback, with its own key pair (the committed
-//! test-only fixtures): it verifies shop's request signatures with the
-//! application's public key, keeps its trades, answers signed with the
-//! "Alipay" private key over the exact bytes it sends (escaped slashes and
-//! Chinese text included, as the real one writes them), and sends
+//! A fake Alipay gateway (OpenAPI v2) on loopback, with its own key pair (the
+//! committed test-only fixtures), written from the gateway's side of
+//! `PAYMENT_GATEWAYS.md` with no code of shop's: it reads shop's form POSTs,
+//! refuses what Alipay refuses (below), keeps its trades, answers signed with
+//! the "Alipay" private key over the exact bytes it sends (escaped slashes
+//! and Chinese text included, as the real one writes them), and sends
 //! notifications signed as the real one does.
+//!
+//! What it checks of every call, and of a page or wap pay URL when the buyer
+//! opens it, in the gateway's order, with Alipay's public error codes
+//! (`40001 Missing Required Arguments`, `40002 Invalid Arguments`):
+//! - the parameters come as a form (`application/x-www-form-urlencoded`; a
+//!   body of another type is not read), each once;
+//! - `method` (`isv.missing-method`, `isv.invalid-method`), `app_id`
+//!   (`isv.missing-app-id`, `isv.invalid-app-id`), `format` absent or `JSON`
+//!   (`isv.invalid-format`), `charset` `utf-8` (`isv.invalid-charset`),
+//!   `sign_type` `RSA2` (`isv.missing-signature-type`,
+//!   `isv.invalid-signature-type`), `sign` (`isv.missing-signature`),
+//!   `timestamp` as `yyyy-MM-dd HH:mm:ss` in Beijing time within
+//!   [`TIMESTAMP_TOLERANCE`] of now (`isv.missing-timestamp`,
+//!   `isv.invalid-timestamp`), `version` `1.0` (`isv.missing-version`,
+//!   `isv.invalid-parameter`);
+//! - the signature (`isv.invalid-signature`): SHA256withRSA under the
+//!   application's public key over every parameter but `sign` (`sign_type`
+//!   included), empty ones dropped, sorted by key, `k=v` joined with `&`,
+//!   raw values;
+//! - `biz_content`, a JSON object, with each method's fields
+//!   (`40004 ACQ.INVALID_PARAMETER`, `ACQ.TOTAL_FEE_EXCEED` above the
+//!   maximum): `out_trade_no` (1 to 64 letters, digits, `_`); for a payment
+//!   `total_amount` (yuan with exactly two decimals, 0.01 to 100000000),
+//!   `subject` (1 to 256 characters, none of `/ = &`), `product_code`
+//!   (`FAST_INSTANT_TRADE_PAY` for page pay, `QUICK_WAP_WAY` for wap pay,
+//!   absent or `FACE_TO_FACE_PAYMENT` for precreate), `time_expire` when
+//!   given (`yyyy-MM-dd HH:mm:ss`, Beijing time, not past); for a refund
+//!   `refund_amount` (as `total_amount`) and `out_request_no` (1 to 64
+//!   characters); a `notify_url` without a query string.
 //!
 //! Trades: unknown until the buyer pays (a precreated QR code is not a trade
 //! yet: `ACQ.TRADE_NOT_EXIST`, as before a real scan); paid; closed (a close
@@ -13,46 +43,190 @@
 //! Test controls: [`FakeAlipay::pay`] (the buyer pays, with or without the
 //! notification), [`FakeAlipay::fail_next`] (503s), [`FakeAlipay::unsigned_next`]
 //! (unsigned refusals), [`FakeAlipay::forge_next`] (answers signed with the
-//! wrong key), and counters of calls per method and of refunds.
+//! wrong key), counters of calls per method and of refunds, and
+//! [`FakeAlipay::refusals`] (every call refused, and why).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use domain_payment::providers::alipay::{
-    self, Method, Params, decode_form, encode_form, format_time, signed_notification,
-    signed_response, verify_request, yuan,
-};
-use domain_payment::providers::keys::{PrivateKey, PublicKey};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Value, json};
+
+pub use super::fixture;
+use super::read_fixture;
+use super::rsa2::{PrivateKey, PublicKey};
 
 /// The application id shop is configured with.
 pub const APP_ID: &str = "2021000000000001";
 /// The merchant (seller) the fake's notifications name.
 pub const SELLER_ID: &str = "2088000000000002";
+/// How far a request's `timestamp` may be from the gateway's clock. The
+/// providers' notes give no figure; a gateway must allow for clock drift,
+/// and what this must catch is a time that is not Beijing's (8 hours off
+/// from UTC) or a request signed long ago.
+pub const TIMESTAMP_TOLERANCE: chrono::Duration = chrono::Duration::minutes(10);
+/// The largest amount Alipay takes, in fen (100000000 yuan).
+pub const MAX_AMOUNT_FEN: i64 = 10_000_000_000;
 
-/// A committed test-only key or fixture file.
-pub fn fixture(name: &str) -> String {
-    format!(
-        "{}/../domain-payment/tests/fixtures/providers/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+/// Parameters by name (a form, a notification's fields).
+pub type Params = BTreeMap<String, String>;
+
+/// The Alipay API methods shop calls (or links to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    PagePay,
+    WapPay,
+    Precreate,
+    Query,
+    Close,
+    Refund,
 }
 
-fn read_fixture(name: &str) -> String {
-    std::fs::read_to_string(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+impl Method {
+    const ALL: [Method; 6] = [
+        Method::PagePay,
+        Method::WapPay,
+        Method::Precreate,
+        Method::Query,
+        Method::Close,
+        Method::Refund,
+    ];
+
+    /// The `method` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::PagePay => "alipay.trade.page.pay",
+            Method::WapPay => "alipay.trade.wap.pay",
+            Method::Precreate => "alipay.trade.precreate",
+            Method::Query => "alipay.trade.query",
+            Method::Close => "alipay.trade.close",
+            Method::Refund => "alipay.trade.refund",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The key of the answer's content: the method with `_` for `.`, and `_response`.
+    pub fn response_key(self) -> String {
+        format!("{}_response", self.name().replace('.', "_"))
+    }
+}
+
+/// The time as Alipay writes it: `yyyy-MM-dd HH:mm:ss`, Beijing time.
+pub fn beijing_time(at: DateTime<Utc>) -> String {
+    at.with_timezone(&beijing())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8")
+}
+
+/// A time Alipay reads: exactly `yyyy-MM-dd HH:mm:ss`, Beijing time.
+fn parse_beijing_time(text: &str) -> Option<DateTime<Utc>> {
+    if text.len() != "yyyy-MM-dd HH:mm:ss".len() {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()?;
+    Some(beijing().from_local_datetime(&naive).single()?.to_utc())
+}
+
+/// Fen as Alipay's yuan: two decimals, from integers (never a float).
+pub fn yuan(fen: i64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// Yuan as Alipay reads them (`\d+\.\d{2}`, no sign, no superfluous leading
+/// zero), in fen; `None` for any other shape.
+pub fn fen(yuan: &str) -> Option<i64> {
+    let (whole, cents) = yuan.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || cents.len() != 2 || !digits(cents) {
+        return None;
+    }
+    if whole.len() > 1 && whole.starts_with('0') || whole.len() > 12 {
+        return None;
+    }
+    Some(whole.parse::<i64>().ok()? * 100 + cents.parse::<i64>().ok()?)
+}
+
+/// A form decoded once (`+` is a space, `%XX` a byte), refusing a name
+/// given twice.
+pub fn decode_form(bytes: &[u8]) -> Result<Params, String> {
+    let mut params = Params::new();
+    for (name, value) in form_urlencoded::parse(bytes) {
+        if params
+            .insert(name.clone().into_owned(), value.into_owned())
+            .is_some()
+        {
+            return Err(format!("{name} given twice"));
+        }
+    }
+    Ok(params)
+}
+
+/// Parameters as a form, every value URL-encoded.
+pub fn form(params: &Params) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// What Alipay signs and verifies: the parameters but those in `leave_out`,
+/// empty values dropped, sorted by key (byte order), `k=v` joined with `&`,
+/// with the raw (decoded) values.
+pub fn sign_content(params: &Params, leave_out: &[&str]) -> String {
+    // A BTreeMap of Strings iterates in byte order of its keys.
+    params
+        .iter()
+        .filter(|(k, v)| !v.is_empty() && !leave_out.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A notification's body signed with `key` as Alipay signs it: `sign_type`
+/// `RSA2`, the signature over every field but `sign` and `sign_type`, all
+/// form-encoded.
+pub fn signed_notification(key: &PrivateKey, fields: &Params) -> String {
+    let mut params = fields.clone();
+    params.remove("sign");
+    params.remove("sign_type");
+    let signature = key.sign(sign_content(&params, &[]).as_bytes());
+    params.insert("sign_type".into(), "RSA2".into());
+    params.insert("sign".into(), signature);
+    form(&params)
+}
+
+/// An answer as Alipay writes it: `{"<method>_response":<content>,"sign":".."}`,
+/// the signature over the exact bytes of `content`.
+fn signed_answer(key: &PrivateKey, method: Method, content: &str) -> String {
+    format!(
+        r#"{{"{}":{content},"sign":"{}"}}"#,
+        method.response_key(),
+        key.sign(content.as_bytes())
+    )
 }
 
 /// The key the fake signs answers and notifications with ("Alipay's").
 pub fn platform_private_key() -> PrivateKey {
-    PrivateKey::parse(&read_fixture("alipay_platform_private_pkcs8.pem")).expect("platform key")
+    PrivateKey::from_pkcs8_pem(&read_fixture("alipay_platform_private_pkcs8.pem"))
 }
 
 /// The application's private key (shop's): what a forger who stole nothing
 /// of Alipay's might sign with.
 pub fn app_private_key() -> PrivateKey {
-    PrivateKey::parse(&read_fixture("alipay_app_private_pkcs8.pem")).expect("app key")
+    PrivateKey::from_pkcs8_pem(&read_fixture("alipay_app_private_pkcs8.pem"))
+}
+
+/// The application's public key (what Alipay holds to verify shop).
+fn app_public_key() -> PublicKey {
+    PublicKey::from_spki_pem(&read_fixture("alipay_app_public_spki.pem"))
 }
 
 /// Where a trade stands at the fake.
@@ -83,6 +257,249 @@ struct Offer {
     notify_url: Option<String>,
 }
 
+/// Alipay's refusal of a call: `code`, `msg`, `sub_code`, `sub_msg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub sub_code: &'static str,
+    pub sub_msg: String,
+}
+
+impl Refusal {
+    fn missing(sub_code: &'static str, sub_msg: &str) -> Self {
+        Self {
+            code: "40001",
+            sub_code,
+            sub_msg: sub_msg.to_owned(),
+        }
+    }
+
+    fn invalid(sub_code: &'static str, sub_msg: impl Into<String>) -> Self {
+        Self {
+            code: "40002",
+            sub_code,
+            sub_msg: sub_msg.into(),
+        }
+    }
+
+    fn business(sub_code: &'static str, sub_msg: impl Into<String>) -> Self {
+        Self {
+            code: "40004",
+            sub_code,
+            sub_msg: sub_msg.into(),
+        }
+    }
+
+    fn msg(&self) -> &'static str {
+        match self.code {
+            "40001" => "Missing Required Arguments",
+            "40002" => "Invalid Arguments",
+            _ => "Business Failed",
+        }
+    }
+
+    /// The `*_response` content.
+    fn content(&self) -> String {
+        json!({"code": self.code, "msg": self.msg(), "sub_code": self.sub_code,
+               "sub_msg": self.sub_msg})
+        .to_string()
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.code, self.sub_code, self.sub_msg)
+    }
+}
+
+/// What the gateway checks of every request, before its method's business:
+/// the common parameters and the signature (module docs). Answers the
+/// method and the decoded `biz_content`.
+pub fn check_common(
+    params: &Params,
+    app_public_key: &PublicKey,
+    now: DateTime<Utc>,
+) -> Result<(Method, serde_json::Map<String, Value>), Refusal> {
+    let get = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let method = get("method").ok_or(Refusal::missing("isv.missing-method", "缺少方法名参数"))?;
+    let method = Method::from_name(method)
+        .ok_or_else(|| Refusal::invalid("isv.invalid-method", "不存在的方法名"))?;
+    let app_id = get("app_id").ok_or(Refusal::missing("isv.missing-app-id", "缺少AppID参数"))?;
+    if app_id != APP_ID {
+        return Err(Refusal::invalid("isv.invalid-app-id", "无效的AppID参数"));
+    }
+    if get("format").is_some_and(|f| !f.eq_ignore_ascii_case("JSON")) {
+        return Err(Refusal::invalid("isv.invalid-format", "无效的数据格式"));
+    }
+    if !get("charset").is_some_and(|c| c.eq_ignore_ascii_case("utf-8")) {
+        return Err(Refusal::invalid("isv.invalid-charset", "字符集错误"));
+    }
+    let sign_type = get("sign_type").ok_or(Refusal::missing(
+        "isv.missing-signature-type",
+        "缺少签名类型参数",
+    ))?;
+    if sign_type != "RSA2" {
+        return Err(Refusal::invalid(
+            "isv.invalid-signature-type",
+            "无效的签名类型",
+        ));
+    }
+    let sign = get("sign").ok_or(Refusal::missing("isv.missing-signature", "缺少签名参数"))?;
+    let timestamp =
+        get("timestamp").ok_or(Refusal::missing("isv.missing-timestamp", "缺少时间戳参数"))?;
+    let sent = parse_beijing_time(timestamp).ok_or_else(|| {
+        Refusal::invalid(
+            "isv.invalid-timestamp",
+            format!("非法的时间戳参数: {timestamp:?} is not yyyy-MM-dd HH:mm:ss"),
+        )
+    })?;
+    if (sent - now).abs() > TIMESTAMP_TOLERANCE {
+        return Err(Refusal::invalid(
+            "isv.invalid-timestamp",
+            format!(
+                "非法的时间戳参数: {timestamp} is {}s from Beijing time {}",
+                (sent - now).num_seconds(),
+                beijing_time(now)
+            ),
+        ));
+    }
+    let version = get("version").ok_or(Refusal::missing("isv.missing-version", "缺少版本参数"))?;
+    if version != "1.0" {
+        return Err(Refusal::invalid(
+            "isv.invalid-parameter",
+            format!("参数无效: version {version}"),
+        ));
+    }
+    if !app_public_key.verifies(sign_content(params, &["sign"]).as_bytes(), sign) {
+        return Err(Refusal::invalid(
+            "isv.invalid-signature",
+            "验签出错，建议检查签名字符串或签名私钥与应用公钥证书是否匹配",
+        ));
+    }
+    if let Some(url) = get("notify_url")
+        && (!(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?'))
+    {
+        return Err(Refusal::business(
+            "ACQ.INVALID_PARAMETER",
+            format!("参数无效: notify_url {url}"),
+        ));
+    }
+    let biz = get("biz_content")
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .and_then(|b| match b {
+            Value::Object(map) => Some(map),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Refusal::business(
+                "ACQ.INVALID_PARAMETER",
+                "参数无效: biz_content is no JSON object",
+            )
+        })?;
+    check_biz(method, &biz, now)?;
+    Ok((method, biz))
+}
+
+/// The fields of `biz_content` each method needs (module docs).
+fn check_biz(
+    method: Method,
+    biz: &serde_json::Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    let invalid =
+        |what: String| Refusal::business("ACQ.INVALID_PARAMETER", format!("参数无效: {what}"));
+    // Every field is a JSON string.
+    let text = |name: &str| -> Result<Option<&str>, Refusal> {
+        match biz.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(invalid(format!("{name} {other} is not a string"))),
+        }
+    };
+    let required = |name: &str| -> Result<&str, Refusal> {
+        text(name)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| invalid(format!("{name} is missing")))
+    };
+    let amount = |name: &str| -> Result<i64, Refusal> {
+        let value = required(name)?;
+        let fen = fen(value)
+            .ok_or_else(|| invalid(format!("{name} {value:?} is not yuan with two decimals")))?;
+        if fen < 1 {
+            return Err(invalid(format!("{name} {value} is below 0.01")));
+        }
+        if fen > MAX_AMOUNT_FEN {
+            return Err(Refusal::business(
+                "ACQ.TOTAL_FEE_EXCEED",
+                format!("订单金额超过限额: {name} {value}"),
+            ));
+        }
+        Ok(fen)
+    };
+    let out_trade_no = required("out_trade_no")?;
+    if out_trade_no.len() > 64
+        || !out_trade_no
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(invalid(format!(
+            "out_trade_no {out_trade_no:?}: 1 to 64 letters, digits or _"
+        )));
+    }
+    match method {
+        Method::PagePay | Method::WapPay | Method::Precreate => {
+            amount("total_amount")?;
+            let subject = required("subject")?;
+            if subject.chars().count() > 256 || subject.contains(['/', '=', '&']) {
+                return Err(invalid(format!(
+                    "subject {subject:?}: at most 256 characters, none of / = &"
+                )));
+            }
+            let product_code = text("product_code")?;
+            let expected = match method {
+                Method::PagePay => Some("FAST_INSTANT_TRADE_PAY"),
+                Method::WapPay => Some("QUICK_WAP_WAY"),
+                _ => product_code.map(|_| "FACE_TO_FACE_PAYMENT"),
+            };
+            if product_code != expected {
+                return Err(invalid(format!(
+                    "product_code {product_code:?} for {}, not {expected:?}",
+                    method.name()
+                )));
+            }
+            if let Some(time_expire) = text("time_expire")? {
+                let at = parse_beijing_time(time_expire).ok_or_else(|| {
+                    invalid(format!(
+                        "time_expire {time_expire:?} is not yyyy-MM-dd HH:mm:ss"
+                    ))
+                })?;
+                if at < now {
+                    return Err(invalid(format!(
+                        "time_expire {time_expire} is past (Beijing time is {})",
+                        beijing_time(now)
+                    )));
+                }
+            }
+        }
+        Method::Refund => {
+            amount("refund_amount")?;
+            let request_no = required("out_request_no")?;
+            if request_no.chars().count() > 64 {
+                return Err(invalid(format!(
+                    "out_request_no {request_no:?}: at most 64"
+                )));
+            }
+        }
+        Method::Query | Method::Close => {}
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct State {
     trades: HashMap<String, FakeTrade>,
@@ -94,8 +511,8 @@ struct State {
     forged: HashMap<&'static str, u32>,
     /// Successful refunds (money moved) per `out_request_no`.
     refunds: HashMap<String, u32>,
-    /// Requests whose signature or app id was wrong.
-    refused_requests: u32,
+    /// Calls refused before their method's business, and why.
+    refusals: Vec<String>,
     /// The last request of each method (its decoded parameters).
     last: HashMap<&'static str, Params>,
 }
@@ -133,8 +550,7 @@ impl FakeAlipay {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = web::Data::new(Shared {
             state: state.clone(),
-            app_public_key: PublicKey::parse(&read_fixture("alipay_app_public_spki.pem"))
-                .expect("app public key"),
+            app_public_key: app_public_key(),
             platform_key: platform_private_key(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("fake Alipay port");
@@ -207,9 +623,15 @@ impl FakeAlipay {
             .unwrap_or(0)
     }
 
-    /// Requests refused for their signature or app id.
-    pub fn refused_requests(&self) -> u32 {
-        lock(&self.state).refused_requests
+    /// Every call refused for its common parameters, its signature or its
+    /// `biz_content` (not for the state of a trade), and why.
+    pub fn refusals(&self) -> Vec<String> {
+        lock(&self.state).refusals.clone()
+    }
+
+    /// How many calls were refused (see [`FakeAlipay::refusals`]).
+    pub fn refused_requests(&self) -> usize {
+        lock(&self.state).refusals.len()
     }
 
     /// The last request of `method`, decoded.
@@ -243,14 +665,16 @@ impl FakeAlipay {
         lock(&self.state).forged.insert(method.name(), n);
     }
 
-    /// The buyer pays what `payment_url` offers (a page or wap URL, verified
-    /// as the real gateway verifies it, or a precreated QR code). With
-    /// `notify`, the fake then sends the notification and answers shop's
-    /// reply. Answers the trade number and that reply. Panics when the
-    /// offer cannot be paid (a bad signature, an unknown code, a trade
-    /// closed or paid).
+    /// The buyer pays what `payment_url` offers (a page or wap URL, checked
+    /// as the real gateway checks it when the buyer opens it, or a
+    /// precreated QR code). With `notify`, the fake then sends the
+    /// notification and answers shop's reply. Answers the trade number and
+    /// that reply. Panics when the offer cannot be paid (a URL the gateway
+    /// refuses, an unknown code, a trade closed or paid).
     pub async fn pay(&self, payment_url: &str, notify: bool) -> (String, Option<(u16, String)>) {
-        let offer = self.offer(payment_url).expect("an offer the buyer can pay");
+        let offer = self
+            .offer(payment_url)
+            .unwrap_or_else(|refusal| panic!("the buyer cannot pay {payment_url}: {refusal}"));
         let trade_no = {
             let mut state = lock(&self.state);
             if let Some(trade) = state.trades.get(&offer.out_trade_no) {
@@ -284,27 +708,31 @@ impl FakeAlipay {
     /// Whether the buyer could pay `payment_url` (its trade is not closed or paid).
     pub fn can_pay(&self, payment_url: &str) -> bool {
         self.offer(payment_url)
-            .is_some_and(|offer| !lock(&self.state).trades.contains_key(&offer.out_trade_no))
+            .is_ok_and(|offer| !lock(&self.state).trades.contains_key(&offer.out_trade_no))
     }
 
-    fn offer(&self, payment_url: &str) -> Option<Offer> {
+    /// What `payment_url` offers the buyer, or why the gateway refuses it.
+    fn offer(&self, payment_url: &str) -> Result<Offer, String> {
         if let Some(offer) = lock(&self.state).codes.get(payment_url) {
-            return Some(offer.clone());
+            return Ok(offer.clone());
         }
-        let query = payment_url.strip_prefix(&format!("{}?", self.gateway_url))?;
-        let params = decode_form(query.as_bytes()).ok()?;
-        let app_public_key =
-            PublicKey::parse(&read_fixture("alipay_app_public_spki.pem")).expect("app public key");
-        verify_request(&app_public_key, &params).ok()?;
-        let method = params.get("method")?;
-        if method != Method::PagePay.name() && method != Method::WapPay.name() {
-            return None;
+        let query = payment_url
+            .strip_prefix(&format!("{}?", self.gateway_url))
+            .ok_or("neither a precreated code nor a URL of this gateway")?;
+        let params = decode_form(query.as_bytes())?;
+        let (method, biz) = check_common(&params, &app_public_key(), Utc::now()).map_err(|r| {
+            eprintln!("the fake Alipay refused a pay URL: {r}");
+            lock(&self.state).refusals.push(format!("pay URL: {r}"));
+            r.to_string()
+        })?;
+        if method != Method::PagePay && method != Method::WapPay {
+            return Err(format!("{} is not a pay URL's method", method.name()));
         }
-        let biz: Value = serde_json::from_str(params.get("biz_content")?).ok()?;
-        Some(Offer {
-            out_trade_no: biz["out_trade_no"].as_str()?.to_owned(),
-            total_fen: alipay::fen(biz["total_amount"].as_str()?).ok()?,
-            subject: biz["subject"].as_str()?.to_owned(),
+        let field = |name: &str| biz[name].as_str().unwrap_or_default().to_owned();
+        Ok(Offer {
+            out_trade_no: field("out_trade_no"),
+            total_fen: fen(&field("total_amount")).unwrap_or_default(),
+            subject: field("subject"),
             notify_url: params.get("notify_url").cloned(),
         })
     }
@@ -321,10 +749,10 @@ impl FakeAlipay {
             .get(out_trade_no)
             .cloned()
             .expect("a trade the fake knows");
-        let now = chrono::Utc::now();
-        let amount = yuan(trade.total_fen).expect("amount");
+        let now = beijing_time(Utc::now());
+        let amount = yuan(trade.total_fen);
         let mut fields: Params = [
-            ("notify_time", format_time(now)),
+            ("notify_time", now.clone()),
             ("notify_type", "trade_status_sync".to_owned()),
             (
                 "notify_id",
@@ -342,8 +770,8 @@ impl FakeAlipay {
             ("receipt_amount", amount.clone()),
             ("buyer_pay_amount", amount),
             ("subject", trade.subject.clone()),
-            ("gmt_create", format_time(now)),
-            ("gmt_payment", format_time(now)),
+            ("gmt_create", now.clone()),
+            ("gmt_payment", now),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -354,7 +782,7 @@ impl FakeAlipay {
 
     /// A notification's body signed as the real Alipay signs it.
     pub fn sign_notification(&self, fields: &Params) -> String {
-        signed_notification(&platform_private_key(), fields).expect("signed")
+        signed_notification(&platform_private_key(), fields)
     }
 
     /// Sends the notification of a paid trade (changed by `edit`) to the
@@ -392,94 +820,124 @@ impl FakeAlipay {
     }
 }
 
+/// The parameters of a call: its query string, and its body when that is a
+/// form (the gateway reads a body of any other type as no parameters).
+fn call_params(req: &HttpRequest, body: &[u8]) -> Result<Params, String> {
+    let mut params = decode_form(req.query_string().as_bytes())?;
+    let is_form = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if is_form {
+        for (name, value) in decode_form(body)? {
+            if params.insert(name.clone(), value).is_some() {
+                return Err(format!("{name} given twice"));
+            }
+        }
+    }
+    Ok(params)
+}
+
 /// `POST /gateway.do`: one server call.
-async fn gateway(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
-    let Ok(params) = decode_form(&body) else {
-        return HttpResponse::BadRequest().finish();
+async fn gateway(req: HttpRequest, shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let json_answer = |text: String| {
+        HttpResponse::Ok()
+            .content_type("application/json;charset=utf-8")
+            .body(text)
     };
-    let Some(method) = params.get("method").and_then(|m| Method::from_name(m)) else {
-        return HttpResponse::BadRequest().finish();
-    };
+    let params = call_params(&req, &body);
+    let method = params
+        .as_ref()
+        .ok()
+        .and_then(|p| p.get("method"))
+        .and_then(|m| Method::from_name(m));
     let mut state = lock(&shared.state);
-    *state.calls.entry(method.name()).or_default() += 1;
-    state.last.insert(method.name(), params.clone());
-    if let Some(left) = state.failing.get_mut(method.name())
-        && *left > 0
-    {
-        *left -= 1;
-        return HttpResponse::ServiceUnavailable().body("busy");
+    if let (Ok(params), Some(method)) = (&params, method) {
+        *state.calls.entry(method.name()).or_default() += 1;
+        state.last.insert(method.name(), params.clone());
+        if let Some(left) = state.failing.get_mut(method.name())
+            && *left > 0
+        {
+            *left -= 1;
+            return HttpResponse::ServiceUnavailable().body("busy");
+        }
+        if let Some(left) = state.unsigned.get_mut(method.name())
+            && *left > 0
+        {
+            *left -= 1;
+            let content = Refusal::business("ACQ.TRADE_NOT_EXIST", "交易不存在").content();
+            return json_answer(format!(r#"{{"{}":{content}}}"#, method.response_key()));
+        }
+        if let Some(left) = state.forged.get_mut(method.name())
+            && *left > 0
+        {
+            *left -= 1;
+            let out_trade_no = params
+                .get("biz_content")
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .and_then(|b| b["out_trade_no"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let content = format!(
+                r#"{{"code":"10000","msg":"Success","trade_no":"2026forged","out_trade_no":"{out_trade_no}","trade_status":"TRADE_SUCCESS","total_amount":"246.90","fund_change":"Y","refund_fee":"246.90"}}"#
+            );
+            return json_answer(signed_answer(&app_private_key(), method, &content));
+        }
     }
-    if let Some(left) = state.unsigned.get_mut(method.name())
-        && *left > 0
-    {
-        *left -= 1;
-        let content = r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在"}"#;
-        return HttpResponse::Ok()
-            .content_type("application/json;charset=utf-8")
-            .body(format!(r#"{{"{}":{content}}}"#, method.response_key()));
-    }
-    if let Some(left) = state.forged.get_mut(method.name())
-        && *left > 0
-    {
-        *left -= 1;
-        let out_trade_no = params
-            .get("biz_content")
-            .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            .and_then(|b| b["out_trade_no"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let content = format!(
-            r#"{{"code":"10000","msg":"Success","trade_no":"2026forged","out_trade_no":"{out_trade_no}","trade_status":"TRADE_SUCCESS","total_amount":"246.90","fund_change":"Y","refund_fee":"246.90"}}"#
-        );
-        let response = signed_response(&app_private_key(), method, &content).expect("forged");
-        return HttpResponse::Ok()
-            .content_type("application/json;charset=utf-8")
-            .body(response);
-    }
-    let signed = verify_request(&shared.app_public_key, &params).is_ok()
-        && params.get("app_id").map(String::as_str) == Some(APP_ID)
-        && params.get("sign_type").map(String::as_str) == Some("RSA2")
-        && params.get("charset").map(String::as_str) == Some("utf-8");
-    let content = if signed {
-        let biz: Value = params
-            .get("biz_content")
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
-        answer(&mut state, method, &biz, &params)
-    } else {
-        state.refused_requests += 1;
-        r#"{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature","sub_msg":"验签出错"}"#.to_owned()
+    let checked = match params {
+        Ok(params) => check_common(&params, &shared.app_public_key, Utc::now())
+            .map(|(method, biz)| (params, method, biz)),
+        Err(duplicate) => Err(Refusal::invalid(
+            "isv.invalid-parameter",
+            format!("参数无效: {duplicate}"),
+        )),
+    };
+    let (content, method) = match checked {
+        Ok((params, method, biz)) => (answer(&mut state, method, &biz, &params), Some(method)),
+        Err(refusal) => {
+            let refused = format!("{}: {refusal}", method.map_or("(no method)", Method::name));
+            eprintln!("the fake Alipay refused {refused}");
+            state.refusals.push(refused);
+            (refusal.content(), method)
+        }
     };
     drop(state);
-    let response = signed_response(&shared.platform_key, method, &content).expect("signed answer");
-    HttpResponse::Ok()
-        .content_type("application/json;charset=utf-8")
-        .body(response)
+    match method {
+        Some(method) => json_answer(signed_answer(&shared.platform_key, method, &content)),
+        // No method to answer for: Alipay's `error_response`, unsigned.
+        None => json_answer(format!(r#"{{"error_response":{content}}}"#)),
+    }
 }
 
-fn refusal(sub_code: &str, sub_msg: &str) -> String {
-    json!({"code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg})
-        .to_string()
+fn refusal(sub_code: &'static str, sub_msg: &str) -> String {
+    Refusal::business(sub_code, sub_msg).content()
 }
 
-/// The `*_response` value's text for a verified call. Written by hand where
-/// the real Alipay escapes `/` as `\/` and writes Chinese as is: shop must
-/// verify these bytes, not a re-serialisation.
-fn answer(state: &mut State, method: Method, biz: &Value, params: &Params) -> String {
-    let out_trade_no = biz["out_trade_no"].as_str().unwrap_or_default().to_owned();
+/// The `*_response` value's text for a call the gateway accepted. Written by
+/// hand where the real Alipay escapes `/` as `\/` and writes Chinese as is:
+/// shop must verify these bytes, not a re-serialisation.
+fn answer(
+    state: &mut State,
+    method: Method,
+    biz: &serde_json::Map<String, Value>,
+    params: &Params,
+) -> String {
+    let field = |name: &str| biz.get(name).and_then(Value::as_str).unwrap_or_default();
+    let out_trade_no = field("out_trade_no").to_owned();
     let not_exist = || refusal("ACQ.TRADE_NOT_EXIST", "交易不存在");
     match method {
         Method::Precreate => {
             let code = format!("https://qr.alipay.com/bax{out_trade_no}");
-            let total_fen = biz["total_amount"]
-                .as_str()
-                .and_then(|a| alipay::fen(a).ok())
-                .unwrap_or(0);
             state.codes.insert(
                 code.clone(),
                 Offer {
                     out_trade_no: out_trade_no.clone(),
-                    total_fen,
-                    subject: biz["subject"].as_str().unwrap_or_default().to_owned(),
+                    total_fen: fen(field("total_amount")).unwrap_or_default(),
+                    subject: field("subject").to_owned(),
                     notify_url: params.get("notify_url").cloned(),
                 },
             );
@@ -497,7 +955,7 @@ fn answer(state: &mut State, method: Method, biz: &Value, params: &Params) -> St
                 format!(
                     r#"{{"code":"10000","msg":"Success","trade_no":"{}","out_trade_no":"{out_trade_no}","buyer_logon_id":"159****5620","trade_status":"{status}","total_amount":"{}","store_name":"测试店\/一号"}}"#,
                     trade.trade_no.clone().unwrap_or_default(),
-                    yuan(trade.total_fen).unwrap_or_default()
+                    yuan(trade.total_fen)
                 )
             }
             _ => not_exist(),
@@ -529,14 +987,8 @@ fn answer(state: &mut State, method: Method, biz: &Value, params: &Params) -> St
             }
         },
         Method::Refund => {
-            let request_no = biz["out_request_no"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let amount = biz["refund_amount"]
-                .as_str()
-                .and_then(|a| alipay::fen(a).ok())
-                .unwrap_or(0);
+            let request_no = field("out_request_no").to_owned();
+            let amount = fen(field("refund_amount")).unwrap_or_default();
             let done_before = state.refunds.contains_key(&request_no);
             let Some(trade) = state.trades.get_mut(&out_trade_no) else {
                 return not_exist();
@@ -546,7 +998,7 @@ fn answer(state: &mut State, method: Method, biz: &Value, params: &Params) -> St
             };
             let fund_change = if done_before {
                 "N"
-            } else if amount <= 0 || trade.refunded_fen + amount > trade.total_fen {
+            } else if trade.refunded_fen + amount > trade.total_fen {
                 return refusal("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限");
             } else {
                 trade.refunded_fen += amount;
@@ -561,15 +1013,11 @@ fn answer(state: &mut State, method: Method, biz: &Value, params: &Params) -> St
             }
             format!(
                 r#"{{"code":"10000","msg":"Success","trade_no":"{trade_no}","out_trade_no":"{out_trade_no}","buyer_logon_id":"159****5620","fund_change":"{fund_change}","refund_fee":"{}","gmt_refund_pay":"{}"}}"#,
-                yuan(refunded).unwrap_or_default(),
-                format_time(chrono::Utc::now())
+                yuan(refunded),
+                beijing_time(Utc::now())
             )
         }
+        // Not server calls: the buyer's browser opens these.
         Method::PagePay | Method::WapPay => refusal("ACQ.INVALID_PARAMETER", "参数无效"),
     }
-}
-
-/// Encodes parameters as a form (for tests that forge bodies by hand).
-pub fn form(params: &Params) -> String {
-    encode_form(params)
 }
