@@ -10,6 +10,7 @@ use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
 use serde::Serialize;
 use shared_kernel::Problem;
+use shared_kernel::audit;
 use shared_kernel::storage::db::Db;
 use shared_kernel::web::problem::PROBLEM_JSON;
 use shared_kernel::web::problem::responses::{
@@ -55,6 +56,7 @@ use crate::contexts::Contexts;
     ),
     tags(
         (name = "original spec", description = "The original spec's literal paths, thin aliases over the REST routes"),
+        (name = "audit", description = "The audit log: every staff write, who made it and what it changed"),
         (name = "operations", description = "Health checks and metrics"),
     ),
     components(
@@ -114,14 +116,15 @@ impl<T> Factory for T where
 }
 
 /// Mounts the documented routes of `contexts` (their REST routes and
-/// original-spec aliases), and the health and metrics routes every process
-/// serves, on `app`, collecting the OpenAPI document as it goes.
+/// original-spec aliases), and the audit log, health and metrics routes
+/// every process serves, on `app`, collecting the OpenAPI document as it goes.
 pub fn mount<T: Factory>(app: UtoipaApp<T>, contexts: Contexts) -> UtoipaApp<T> {
     let api = contexts
         .iter()
         .fold(scope::scope("/api/v1"), |scope, context| {
             scope.configure(context.routes.api)
-        });
+        })
+        .configure(audit::http::routes);
     contexts
         .iter()
         .fold(

@@ -12,6 +12,7 @@ use actix_web::middleware::{Compress, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, web};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
+use shared_kernel::audit;
 use shared_kernel::context::Stop;
 use shared_kernel::messaging::outbox;
 use shared_kernel::messaging::rabbitmq::{RabbitMq, Subscription};
@@ -46,10 +47,12 @@ pub fn migrations() -> Migrations {
     migrations_for(Contexts::ALL)
 }
 
-/// The SQL migrations of the event bus and of `contexts`, for every backend.
+/// The SQL migrations of the event bus, the audit log and `contexts`, for every backend.
 pub fn migrations_for(contexts: Contexts) -> Migrations {
     Migrations::of(
-        std::iter::once(&outbox::MIGRATIONS).chain(contexts.iter().map(|c| &c.migrations)),
+        [&outbox::MIGRATIONS, &audit::MIGRATIONS]
+            .into_iter()
+            .chain(contexts.iter().map(|c| &c.migrations)),
     )
 }
 

@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared_kernel::audit::Actor;
 use shared_kernel::model::clock;
 use shared_kernel::web::auth::Admin;
 use shared_kernel::web::extract::{Json, Query, json_integer};
@@ -217,12 +218,12 @@ async fn list_products(
 )]
 #[post("/products")]
 async fn create_product(
-    _admin: Admin,
+    admin: Admin,
     catalog: web::Data<ProductCatalog>,
     body: Json<CreateProduct>,
 ) -> Result<HttpResponse, Problem> {
     let new = body.into_inner().into_domain()?;
-    let product = catalog.create(new).await?;
+    let product = catalog.create(&Actor::from(admin), new).await?;
     tracing::info!(product_id = %product.id, "product created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/products/{}", product.id)))
@@ -291,14 +292,14 @@ enum StockRefusals {
 )]
 #[put("/products/{productId}/stock")]
 async fn update_product_stock(
-    _admin: Admin,
+    admin: Admin,
     catalog: web::Data<ProductCatalog>,
     id: web::Path<String>,
     body: Json<UpdateStock>,
 ) -> Result<HttpResponse, Problem> {
     let stock = parse_stock("newStock", body.0.new_stock)?;
     let product = catalog
-        .set_stock(ProductId::from(id.into_inner()), stock)
+        .set_stock(&Actor::from(admin), ProductId::from(id.into_inner()), stock)
         .await?;
     tracing::info!(product_id = %product.id, stock = stock.units(), "stock set");
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
@@ -367,7 +368,7 @@ pub struct OriginalUpdateStock {
 )]
 #[post("/updateProductStock")]
 async fn original_update_product_stock(
-    _admin: Admin,
+    admin: Admin,
     catalog: web::Data<ProductCatalog>,
     body: Json<OriginalUpdateStock>,
 ) -> Result<HttpResponse, Problem> {
@@ -377,7 +378,7 @@ async fn original_update_product_stock(
     } = body.into_inner();
     let stock = parse_stock("newStock", new_stock)?;
     let product = catalog
-        .set_stock(ProductId::from(product_id), stock)
+        .set_stock(&Actor::from(admin), ProductId::from(product_id), stock)
         .await?;
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }

@@ -17,10 +17,13 @@
 //! - [`remote`]: ports over HTTP (split mode): the internal API a process
 //!   serves for the ports it offers (`internal`) and the adapters that call
 //!   another process's (`adapters`).
+//! - [`audit`]: the audit log: every staff write, recorded in the
+//!   transaction of its change, and `listAuditEvents` that reads it.
 //! - [`context`]: a bounded context as it describes itself to the app (its
 //!   migrations, routes, subscribers, jobs, ports), the wiring it starts
 //!   from, and background jobs.
 
+pub mod audit;
 pub mod context;
 pub mod messaging;
 pub mod model;

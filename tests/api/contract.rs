@@ -17,6 +17,9 @@ use domain_product::model::{
 };
 use proptest::prelude::*;
 use reqwest::Method;
+use shared_kernel::audit::http::{
+    ACTION_PATTERN, ACTOR_PATTERN, TARGET_ID_PATTERN, is_action, is_actor, is_target_id,
+};
 use shared_kernel::model::money::{CURRENCY_PATTERN, Currency};
 use shared_kernel::web::pagination::{MAX_CURSOR_LEN, MAX_LIMIT, decode_cursor};
 use shop_tests::{StatusCode, TestApp, Value, eventually, json, on_every_backend};
@@ -339,7 +342,7 @@ fn documented_limits_are_the_validators_limits() {
     );
 
     // Parameters.
-    for operation in ["listProducts", "listOrders"] {
+    for operation in ["listProducts", "listOrders", "listAuditEvents"] {
         expect(
             &format!("{operation}(limit)"),
             &[("minimum", json!(1)), ("maximum", json!(MAX_LIMIT))],
@@ -353,6 +356,18 @@ fn documented_limits_are_the_validators_limits() {
             ],
         );
     }
+    expect(
+        "listAuditEvents(actor)",
+        &[("pattern", json!(ACTOR_PATTERN))],
+    );
+    expect(
+        "listAuditEvents(targetId)",
+        &[("pattern", json!(TARGET_ID_PATTERN))],
+    );
+    expect(
+        "listAuditEvents(action)",
+        &[("pattern", json!(ACTION_PATTERN))],
+    );
     for operation in ["createOrder", "originalCreateOrder"] {
         expect(
             &format!("{operation}(Idempotency-Key)"),
@@ -429,6 +444,9 @@ fn string_rules() -> Vec<StringRule> {
         StringRule::new("cursor", (1, MAX_CURSOR_LEN), CURSOR_PATTERN, |s| {
             decode_cursor(s).is_some()
         }),
+        StringRule::new("actor", (1, 64), ACTOR_PATTERN, is_actor),
+        StringRule::new("targetId", (1, 64), TARGET_ID_PATTERN, is_target_id),
+        StringRule::new("action", (3, 65), ACTION_PATTERN, is_action),
         StringRule::new(
             "Idempotency-Key",
             (1, IDEMPOTENCY_KEY_MAX_LEN),

@@ -2,6 +2,7 @@
 
 mod alipay;
 mod architecture;
+mod audit;
 mod contexts;
 mod contract;
 mod crash;

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
+use shared_kernel::audit::{self, Actor, AuditEntry};
 use shared_kernel::model::clock;
 use shared_kernel::model::money::{Currency, Money};
 use shared_kernel::storage::db::Db;
@@ -42,14 +44,29 @@ impl ProductCatalog {
         &self.cache
     }
 
-    pub async fn create(&self, new: NewProduct) -> Result<Product, ProductError> {
+    /// Adds a product; `actor`'s write is in the audit log (`product.created`).
+    pub async fn create(&self, actor: &Actor, new: NewProduct) -> Result<Product, ProductError> {
         let id = ProductId::generate();
         let key = id.clone();
+        let actor = actor.clone();
         let created = self
             .db
             .write(move |conn| {
                 repository::insert(conn, &id, &new, clock::now())?;
-                repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
+                let product = repository::find(conn, &id)?
+                    .ok_or_else(|| ProductError::NotFound(id.clone()))?;
+                audit::record(
+                    conn,
+                    &actor,
+                    AuditEntry {
+                        action: "product.created",
+                        target_type: TARGET,
+                        target_id: product.id.to_string(),
+                        before: None,
+                        after: Some(audited(&product)),
+                    },
+                )?;
+                Ok(product)
             })
             .await;
         self.cache.invalidate([key.as_str()]);
@@ -83,16 +100,38 @@ impl ProductCatalog {
             .await
     }
 
-    /// Sets the units on hand to an absolute number.
-    pub async fn set_stock(&self, id: ProductId, stock: Stock) -> Result<Product, ProductError> {
+    /// Sets the units on hand to an absolute number; `actor`'s write is in
+    /// the audit log (`product.stock_set`, the stock as it was and became).
+    pub async fn set_stock(
+        &self,
+        actor: &Actor,
+        id: ProductId,
+        stock: Stock,
+    ) -> Result<Product, ProductError> {
         let key = id.clone();
+        let actor = actor.clone();
         let updated = self
             .db
             .write_locking(vec![id.as_str().to_owned()], move |conn| {
+                let was = repository::find(conn, &id)?
+                    .ok_or_else(|| ProductError::NotFound(id.clone()))?;
                 if !repository::set_stock(conn, &id, stock, clock::now())? {
                     return Err(ProductError::NotFound(id.clone()));
                 }
-                repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
+                let product = repository::find(conn, &id)?
+                    .ok_or_else(|| ProductError::NotFound(id.clone()))?;
+                audit::record(
+                    conn,
+                    &actor,
+                    AuditEntry {
+                        action: "product.stock_set",
+                        target_type: TARGET,
+                        target_id: product.id.to_string(),
+                        before: Some(json!({"stock": was.stock.units()})),
+                        after: Some(json!({"stock": product.stock.units()})),
+                    },
+                )?;
+                Ok(product)
             })
             .await;
         // After the commit, and even after an error (a commit whose answer was lost may have happened).
@@ -115,6 +154,20 @@ impl ProductCatalog {
             })
             .await
     }
+}
+
+/// The audit log's target type for products.
+const TARGET: &str = "product";
+
+/// A product's fields as the audit log shows them.
+fn audited(p: &Product) -> serde_json::Value {
+    json!({
+        "name": p.name.as_str(),
+        "description": p.description.as_str(),
+        "price": p.price.minor(),
+        "currency": p.price.currency().as_str(),
+        "stock": p.stock.units(),
+    })
 }
 
 /// The original spec's example product and a few more. Prices are in fen:
