@@ -138,6 +138,10 @@ fn describe() {
         "shop_auth_addresses_limited_total",
         "Times a client address used up its failed authentications and was answered 429"
     );
+    describe_counter!(
+        "shop_broker_link_failures_total",
+        "Failed attempts on a link to RabbitMQ (the publisher, or a context's consumer), by link: an outage logs one line down and one back"
+    );
 
     metrics::counter!("shop_orders_created_total").increment(0);
     metrics::counter!("shop_orders_paid_total").increment(0);
