@@ -46,7 +46,9 @@ use crate::contexts::Contexts;
             within the server's request timeout answers 408 `request_timeout` \
             (`#/components/responses/RequestTimeout`); a connection opened while its client \
             address holds the most one address may answers 429 `too_many_connections` \
-            (`#/components/responses/TooManyConnections`); both close the connection.",
+            (`#/components/responses/TooManyConnections`); both close the connection (behind a \
+            trusted reverse proxy, a client past its share of requests in flight gets the same 429, \
+            and the proxy's connection stays open).",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     servers(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use shared_kernel::messaging::rabbitmq::RabbitSettings;
 use shared_kernel::remote::adapters::RemoteSettings;
 use shared_kernel::web::auth::token::JwksLocation;
+use shared_kernel::web::client::TrustedProxies;
 
 use crate::contexts::{self, Contexts};
 
@@ -254,8 +255,22 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Connections one client address may hold at once
     /// (`SHOP__SERVER__MAX_CONNECTIONS_PER_CLIENT`); a connection past it is
-    /// answered 429 and closed. Behind a reverse proxy, set it above the proxy's pool.
+    /// answered 429 and closed. Through a trusted proxy, requests in flight
+    /// for one forwarded client count instead.
     pub max_connections_per_client: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client
+    /// (`SHOP__SERVER__TRUSTED_PROXIES`): addresses and CIDR networks,
+    /// comma-separated; empty (the default) trusts none.
+    pub trusted_proxies: String,
+}
+
+impl ServerSettings {
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<TrustedProxies> {
+        TrustedProxies::parse(&self.trusted_proxies).map_err(|e| {
+            anyhow::anyhow!("SHOP__SERVER__TRUSTED_PROXIES (server.trusted_proxies): {e}")
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -370,6 +385,7 @@ max_body_bytes = 65536
 request_timeout_ms = 10000
 max_connections = 10000
 max_connections_per_client = 1000
+trusted_proxies = ""
 
 [database]
 url = "sqlite://data/shop.db"
@@ -544,6 +560,7 @@ impl Settings {
             alipay.protocol = Some(std::sync::Arc::new(alipay.load()?));
         }
         settings.auth.jwks()?;
+        settings.server.trusted_proxies()?;
         settings.ports.check_token()?;
         for context in contexts::ALL {
             settings.ports.remote(context.name)?;

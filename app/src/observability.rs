@@ -132,11 +132,15 @@ fn describe() {
     );
     describe_counter!(
         "shop_auth_failures_total",
-        "Credentials refused, by kind (customer_token, admin_token)"
+        "Credentials refused, by kind (customer_token, admin_token, service_token)"
     );
     describe_counter!(
         "shop_auth_addresses_limited_total",
-        "Times a client address used up its failed authentications and was answered 429"
+        "Times a client address used up its failed authentications (its further failures are answered 429, slowly)"
+    );
+    describe_counter!(
+        "shop_auth_failures_limited_total",
+        "Failed authentications answered 429 because their client address was past its limit"
     );
     describe_counter!(
         "shop_broker_link_failures_total",
@@ -170,6 +174,7 @@ fn describe() {
         metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(0);
     }
     metrics::counter!("shop_auth_addresses_limited_total").increment(0);
+    metrics::counter!("shop_auth_failures_limited_total").increment(0);
     metrics::counter!("shop_http_connection_errors_total").increment(0);
     metrics::counter!("shop_http_connections_refused_total").increment(0);
 }

@@ -10,13 +10,15 @@
 //! List the extractor first among a handler's arguments, so that a request
 //! without credentials is refused (401) before its body is even read. Every
 //! refusal is a problem+json with `WWW-Authenticate: Bearer`; presented
-//! credentials that fail are counted per client address, and an address that
-//! fails too often is answered 429 for the rest of the minute.
+//! credentials that fail are counted per client address (see
+//! [`crate::web::client`]), and the failures of an address that fails too
+//! often are answered 429, slowly, for the rest of the minute; valid
+//! credentials always pass.
 
 mod limiter;
 pub mod token;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
@@ -27,6 +29,7 @@ use futures_util::future::LocalBoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use crate::web::client::client_address;
 use crate::web::problem::Problem;
 pub use limiter::FailureLimiter;
 pub use token::{TokenError, TokenVerifier};
@@ -142,28 +145,35 @@ impl Authenticator {
         let Some(token) = credentials else {
             return Err(AuthError::missing(need));
         };
-        if let Err(retry_after) = self.failures.check(address) {
-            return Err(AuthError::too_many(retry_after.as_secs().max(1)));
-        }
+        // Valid credentials pass whatever the address did before: only
+        // failures are counted, and only failures are refused.
         // (Whether staff may do what the route does, its extractor decides.)
         if self.admin.matches(&token) {
             return Ok(Caller::Staff);
         }
         if need == Need::Admin {
-            self.failures.record_failure(address);
-            metrics::counter!("shop_auth_failures_total", "kind" => "admin_token").increment(1);
+            self.failed(address, "admin_token").await?;
             return Err(AuthError::bad_admin_token());
         }
         match self.tokens.verify(&token).await {
             Ok(user) => Ok(Caller::Customer(user)),
             Err(error) => {
-                self.failures.record_failure(address);
-                metrics::counter!("shop_auth_failures_total", "kind" => "customer_token")
-                    .increment(1);
                 tracing::debug!(%error, %address, "refused a customer token");
+                self.failed(address, "customer_token").await?;
                 Err(AuthError::invalid_token(&error))
             }
         }
+    }
+
+    /// Counts a failed authentication of `kind` from `address`: `Err(429)`,
+    /// after a delay, once the address is past its limit; `Ok` before (the
+    /// caller answers the failure itself).
+    pub async fn failed(&self, address: IpAddr, kind: &'static str) -> Result<(), AuthError> {
+        metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(1);
+        self.failures
+            .record_failure(address)
+            .await
+            .map_err(|retry_after| AuthError::too_many(retry_after.as_secs().max(1)))
     }
 }
 
@@ -181,9 +191,7 @@ fn authenticate(
 ) -> LocalBoxFuture<'static, Result<Caller, AuthError>> {
     let auth = req.app_data::<web::Data<Authenticator>>().cloned();
     let credentials = bearer(req);
-    let address = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let address = client_address(req);
     Box::pin(async move {
         let Some(auth) = auth else {
             tracing::error!("no authenticator is configured; refusing the request");
