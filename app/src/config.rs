@@ -126,9 +126,8 @@ pub struct PortsSettings {
 }
 
 /// The shortest service token accepted: it is the internal API's only
-/// defence (its failures are not rate-limited, since a limit per address would
-/// let anyone sharing a service's address lock that service out), so it must
-/// be too long to guess.
+/// defence, so it must be too long to guess (its failures are also counted
+/// by the failure limiter, which slows them and never refuses the right token).
 pub const MIN_SERVICE_TOKEN_CHARS: usize = 16;
 
 impl PortsSettings {

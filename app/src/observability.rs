@@ -132,7 +132,7 @@ fn describe() {
     );
     describe_counter!(
         "shop_auth_failures_total",
-        "Credentials refused, by kind (customer_token, admin_token, service_token)"
+        "Credentials refused, by kind (customer_token, admin_token, service_token, ambiguous: two Authorization headers)"
     );
     describe_counter!(
         "shop_auth_addresses_limited_total",
@@ -170,7 +170,12 @@ fn describe() {
     }
     metrics::counter!("shop_payment_notifications_duplicate_total").increment(0);
     metrics::gauge!("shop_db_pool_waiting").increment(0.0);
-    for kind in ["customer_token", "admin_token", "service_token"] {
+    for kind in [
+        "customer_token",
+        "admin_token",
+        "service_token",
+        "ambiguous",
+    ] {
         metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(0);
     }
     metrics::counter!("shop_auth_addresses_limited_total").increment(0);

@@ -623,6 +623,81 @@ fn trusted_proxies_must_be_addresses_or_networks() {
     );
 }
 
+/// Two `Authorization` headers are answered 400 `ambiguous_credentials`,
+/// whichever they hold: the server does not pick one (a proxy might have
+/// read the other).
+async fn two_authorization_headers_are_refused(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("SHOP__PORTS__TOKEN", SERVICE_TOKEN)]).await;
+    let alice = app.token("alice");
+    let twice = |method: Method, path: &str, first: &str, second: &str| {
+        app.client
+            .request(method, app.url(path))
+            .header("Authorization", format!("Bearer {first}"))
+            .header("Authorization", format!("Bearer {second}"))
+    };
+    for request in [
+        twice(Method::GET, "/api/v1/orders", &alice, &alice),
+        twice(Method::GET, "/api/v1/orders", &alice, "garbage"),
+        twice(Method::GET, "/api/v1/orders", "garbage", &alice),
+        twice(Method::GET, "/metrics", ADMIN_TOKEN, ADMIN_TOKEN),
+        twice(Method::POST, "/api/v1/products", ADMIN_TOKEN, &alice).json(&json!({})),
+        twice(
+            Method::GET,
+            "/internal/v1/orders/no-such-order",
+            SERVICE_TOKEN,
+            SERVICE_TOKEN,
+        ),
+    ] {
+        app.send(request)
+            .await
+            .assert_problem(StatusCode::BAD_REQUEST, "ambiguous_credentials");
+    }
+    // One header is fine; a public route ignores credentials altogether.
+    let one = app
+        .send_as(&alice, Method::GET, "/api/v1/orders", None)
+        .await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    let public = app
+        .send(twice(Method::GET, "/api/v1/products", &alice, "garbage"))
+        .await;
+    assert_eq!(public.status, StatusCode::OK, "{}", public.body);
+}
+
+shop_tests::on_each_backend!(two_authorization_headers_are_refused);
+
+const SERVICE_TOKEN: &str = "a-service-token-of-at-least-32-chars";
+
+/// Wrong service tokens on the internal routes are limited like every other
+/// failed credential, and the right token still passes from that address.
+async fn wrong_service_tokens_are_limited(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("SHOP__PORTS__TOKEN", SERVICE_TOKEN),
+            ("SHOP__AUTH__FAILURES_PER_MINUTE", "2"),
+        ],
+    )
+    .await;
+    let call = |token: &str| {
+        app.client
+            .get(app.url("/internal/v1/orders/no-such-order"))
+            .bearer_auth(token)
+    };
+    for _ in 0..2 {
+        app.send(call("wrong-service-token"))
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let limited = app.send(call("wrong-service-token")).await;
+    limited.assert_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
+    assert!(limited.headers.contains_key("retry-after"));
+    app.send(call(SERVICE_TOKEN))
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
+}
+
+shop_tests::on_each_backend!(wrong_service_tokens_are_limited);
+
 shop_tests::on_each_backend!(repeated_failures_are_rate_limited);
 
 /// A JWKS the test serves, and can change while the app runs.

@@ -13,7 +13,8 @@
 //! credentials that fail are counted per client address (see
 //! [`crate::web::client`]), and the failures of an address that fails too
 //! often are answered 429, slowly, for the rest of the minute; valid
-//! credentials always pass.
+//! credentials always pass. Two `Authorization` headers are answered 400
+//! `ambiguous_credentials`: which one counts is not guessed.
 
 mod limiter;
 pub mod token;
@@ -190,9 +191,10 @@ fn authenticate(
     need: Need,
 ) -> LocalBoxFuture<'static, Result<Caller, AuthError>> {
     let auth = req.app_data::<web::Data<Authenticator>>().cloned();
-    let credentials = bearer(req);
+    let credentials = bearer(req).map(|token| token.map(str::to_owned));
     let address = client_address(req);
     Box::pin(async move {
+        let credentials = credentials?;
         let Some(auth) = auth else {
             tracing::error!("no authenticator is configured; refusing the request");
             return Err(AuthError::missing(need));
@@ -202,14 +204,21 @@ fn authenticate(
 }
 
 /// The bearer token of the `Authorization` header; `None` without one (or
-/// with another scheme, which RFC 6750 treats as no credentials).
-fn bearer(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::AUTHORIZATION)
+/// with another scheme, which RFC 6750 treats as no credentials); 400
+/// `ambiguous_credentials` with more than one `Authorization` header,
+/// whatever their schemes (a proxy and shop could each read a different one).
+pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthError> {
+    let mut headers = req.headers().get_all(header::AUTHORIZATION);
+    let first = headers.next();
+    if headers.next().is_some() {
+        metrics::counter!("shop_auth_failures_total", "kind" => "ambiguous").increment(1);
+        return Err(AuthError::ambiguous());
+    }
+    Ok(first
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned())
+        .map(|(_, token)| token.trim()))
 }
 
 impl FromRequest for Customer {
@@ -251,7 +260,7 @@ impl FromRequest for Admin {
     }
 }
 
-/// A refused request: 401 (with `WWW-Authenticate`), 403 or 429 (with `Retry-After`).
+/// A refused request: 400, 401 (with `WWW-Authenticate`), 403 or 429 (with `Retry-After`).
 #[derive(Debug)]
 pub struct AuthError {
     problem: Problem,
@@ -313,6 +322,31 @@ impl AuthError {
             )
             .with_detail(
                 "This route acts for a customer: call it with the customer's token, not the admin token.",
+            ),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 401 `unauthorized` with the challenge of `realm`.
+    pub fn unauthorized(detail: &str, realm: &str) -> Self {
+        Self {
+            problem: Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .with_detail(detail),
+            challenge: Some(format!("Bearer realm=\"{realm}\"")),
+            retry_after: None,
+        }
+    }
+
+    fn ambiguous() -> Self {
+        Self {
+            problem: Problem::new(
+                StatusCode::BAD_REQUEST,
+                "ambiguous_credentials",
+                "Ambiguous credentials",
+            )
+            .with_detail(
+                "The request carries more than one Authorization header: send exactly one.",
             ),
             challenge: None,
             retry_after: None,

@@ -85,6 +85,14 @@ pub mod responses {
     )]
     pub struct CustomerOnly(pub Problem);
 
+    /// More than one `Authorization` header (`ambiguous_credentials`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "What any route that takes credentials answers to a request with more than one `Authorization` header (`ambiguous_credentials`): which one was meant is not guessed. Nothing was changed.",
+        content_type = "application/problem+json"
+    )]
+    pub struct AmbiguousCredentials(pub Problem);
+
     /// Too many failed authentications from this address (`too_many_auth_failures`).
     #[derive(ToResponse)]
     #[response(
