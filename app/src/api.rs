@@ -14,9 +14,9 @@ use shared_kernel::audit;
 use shared_kernel::storage::db::Db;
 use shared_kernel::web::problem::PROBLEM_JSON;
 use shared_kernel::web::problem::responses::{
-    CustomerOnly, CustomerUnauthorized, MalformedJson, MethodNotAllowed, NotFound, PayloadTooLarge,
-    RequestTimeout, TooManyAuthFailures, TooManyConnections, Unauthorized, Unavailable,
-    UnsupportedMediaType,
+    AmbiguousCredentials, CustomerOnly, CustomerUnauthorized, MalformedJson, MethodNotAllowed,
+    NotFound, PayloadTooLarge, RequestTimeout, TooManyAuthFailures, TooManyConnections,
+    Unauthorized, Unavailable, UnsupportedMediaType,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -47,7 +47,12 @@ use crate::contexts::Contexts;
             within the server's request timeout answers 408 `request_timeout` \
             (`#/components/responses/RequestTimeout`); a connection opened while its client \
             address holds the most one address may answers 429 `too_many_connections` \
-            (`#/components/responses/TooManyConnections`); both close the connection.",
+            (`#/components/responses/TooManyConnections`); both close the connection (behind a \
+            trusted reverse proxy, a client past its share of requests in flight gets the same 429, \
+            and the proxy's connection stays open). \
+            A request with more than one `Authorization` header, to any route that takes \
+            credentials, answers 400 `ambiguous_credentials` \
+            (`#/components/responses/AmbiguousCredentials`).",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     servers(
@@ -64,7 +69,7 @@ use crate::contexts::Contexts;
         responses(
             MalformedJson, Unauthorized, CustomerUnauthorized, CustomerOnly, TooManyAuthFailures,
             PayloadTooLarge, UnsupportedMediaType, Unavailable, NotFound, MethodNotAllowed,
-            RequestTimeout, TooManyConnections
+            RequestTimeout, TooManyConnections, AmbiguousCredentials
         ),
     ),
     modifiers(&BearerAuth),
@@ -162,7 +167,10 @@ fn document_for(contexts: Contexts) -> utoipa::openapi::OpenApi {
             `OrderLookup` port, called by shop's own HTTP adapters \
             (`SHOP__PORTS__PRODUCT_URL`, `SHOP__PORTS__ORDER_URL`).\n\n\
             Served only when `SHOP__PORTS__TOKEN` is set (otherwise every path here answers 404), \
-            and only to callers presenting that token (`Authorization: Bearer <token>`). \
+            and only to callers presenting that token (`Authorization: Bearer <token>`); a wrong \
+            token from a client address that keeps presenting wrong credentials answers 429 \
+            `too_many_auth_failures` (the right token always passes), and more than one \
+            `Authorization` header answers 400 `ambiguous_credentials`. \
             Keep these paths off the public network: a reverse proxy in front of shop should \
             not route `/internal/`. `X-Request-Id` is honoured and echoed as on the public routes; \
             callers also send a W3C `traceparent`. Every error is an RFC 9457 \

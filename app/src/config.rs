@@ -10,6 +10,7 @@ use serde::Deserialize;
 use shared_kernel::messaging::rabbitmq::RabbitSettings;
 use shared_kernel::remote::adapters::RemoteSettings;
 use shared_kernel::web::auth::token::JwksLocation;
+use shared_kernel::web::client::TrustedProxies;
 
 use crate::contexts::{self, Contexts};
 
@@ -125,9 +126,8 @@ pub struct PortsSettings {
 }
 
 /// The shortest service token accepted: it is the internal API's only
-/// defence (its failures are not rate-limited, since a limit per address would
-/// let anyone sharing a service's address lock that service out), so it must
-/// be too long to guess.
+/// defence, so it must be too long to guess (its failures are also counted
+/// by the failure limiter, which slows them and never refuses the right token).
 pub const MIN_SERVICE_TOKEN_CHARS: usize = 16;
 
 impl PortsSettings {
@@ -254,8 +254,22 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Connections one client address may hold at once
     /// (`SHOP__SERVER__MAX_CONNECTIONS_PER_CLIENT`); a connection past it is
-    /// answered 429 and closed. Behind a reverse proxy, set it above the proxy's pool.
+    /// answered 429 and closed. Through a trusted proxy, requests in flight
+    /// for one forwarded client count instead.
     pub max_connections_per_client: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client
+    /// (`SHOP__SERVER__TRUSTED_PROXIES`): addresses and CIDR networks,
+    /// comma-separated; empty (the default) trusts none.
+    pub trusted_proxies: String,
+}
+
+impl ServerSettings {
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<TrustedProxies> {
+        TrustedProxies::parse(&self.trusted_proxies).map_err(|e| {
+            anyhow::anyhow!("SHOP__SERVER__TRUSTED_PROXIES (server.trusted_proxies): {e}")
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -370,6 +384,7 @@ max_body_bytes = 65536
 request_timeout_ms = 10000
 max_connections = 10000
 max_connections_per_client = 1000
+trusted_proxies = ""
 
 [database]
 url = "sqlite://data/shop.db"
@@ -544,6 +559,7 @@ impl Settings {
             alipay.protocol = Some(std::sync::Arc::new(alipay.load()?));
         }
         settings.auth.jwks()?;
+        settings.server.trusted_proxies()?;
         settings.ports.check_token()?;
         for context in contexts::ALL {
             settings.ports.remote(context.name)?;

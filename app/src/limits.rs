@@ -9,7 +9,10 @@
 //! the open-files limit allows, so that it never fails to accept, open a
 //! database connection or read a file because slow clients took every
 //! descriptor; and [`PeerConnections`] keeps one client address from taking
-//! all of them, so that the server goes on answering everyone else.
+//! all of them, so that the server goes on answering everyone else. Behind
+//! a trusted reverse proxy (`SHOP__SERVER__TRUSTED_PROXIES`) the client is
+//! the address the proxy forwards, and what it holds is its requests in
+//! flight (each one a connection the proxy holds for it).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -31,6 +34,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, ResponseError};
 use futures_core::Stream;
+use shared_kernel::web::client::{ClientAddress, TrustedProxies, forwarded_for};
 use shared_kernel::web::problem::Problem;
 
 /// Descriptors kept back from connections: database connections, the
@@ -117,11 +121,15 @@ impl Stream for Deadline {
 /// its address already holds the limit is answered 429
 /// `too_many_connections` at its first request, before its body is read,
 /// and closed: one address cannot hold every connection the server keeps.
-/// (Behind a reverse proxy every connection comes from the proxy: set the
-/// limit above the proxy's own pool.)
+/// The connections of a trusted proxy are not counted (they carry every
+/// client's requests); instead each client it forwards may have at most the
+/// limit of requests in flight through it, one more is answered 429.
 #[derive(Clone)]
 pub struct PeerConnections {
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Requests in flight per client forwarded by a trusted proxy.
+    forwarded: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    trusted: Arc<TrustedProxies>,
     limit: usize,
 }
 
@@ -129,13 +137,16 @@ pub struct PeerConnections {
 struct PeerConnection {
     peer: IpAddr,
     over_limit: bool,
-    registry: PeerConnections,
+    /// `None` for a trusted proxy's connection, which is not counted.
+    registry: Option<PeerConnections>,
 }
 
 impl PeerConnections {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, trusted: TrustedProxies) -> Self {
         Self {
             open: Arc::default(),
+            forwarded: Arc::default(),
+            trusted: Arc::new(trusted),
             limit,
         }
     }
@@ -148,52 +159,119 @@ impl PeerConnections {
         else {
             return;
         };
-        let peer = peer.ip();
-        let held = {
-            let mut open = self
-                .open
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let held = open.entry(peer).or_insert(0);
-            *held += 1;
-            *held
-        };
+        let peer = peer.ip().to_canonical();
+        if self.trusted.contains(peer) {
+            data.insert(PeerConnection {
+                peer,
+                over_limit: false,
+                registry: None,
+            });
+            return;
+        }
+        let held = add(&self.open, peer);
         data.insert(PeerConnection {
             peer,
             over_limit: held > self.limit,
-            registry: self.clone(),
+            registry: Some(self.clone()),
         });
+    }
+
+    /// The client of `req`: its peer, or the address a trusted proxy
+    /// forwarded; and whether it is such a forwarded client (a trusted
+    /// proxy's own requests, without the header, are not limited).
+    fn client_of(&self, req: &ServiceRequest) -> (IpAddr, bool) {
+        let peer = req
+            .peer_addr()
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |peer| {
+                peer.ip().to_canonical()
+            });
+        let client = self.trusted.client(peer, forwarded_for(req.headers()));
+        (client, client != peer && self.trusted.contains(peer))
+    }
+}
+
+/// One more for `address`; how many it holds now.
+fn add(counts: &Mutex<HashMap<IpAddr, usize>>, address: IpAddr) -> usize {
+    let mut counts = counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let held = counts.entry(address).or_insert(0);
+    *held += 1;
+    *held
+}
+
+/// One fewer for `address`.
+fn remove(counts: &Mutex<HashMap<IpAddr, usize>>, address: IpAddr) {
+    let mut counts = counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(held) = counts.get_mut(&address) {
+        *held -= 1;
+        if *held == 0 {
+            counts.remove(&address);
+        }
     }
 }
 
 impl Drop for PeerConnection {
     fn drop(&mut self) {
-        let mut open = self
-            .registry
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(held) = open.get_mut(&self.peer) {
-            *held -= 1;
-            if *held == 0 {
-                open.remove(&self.peer);
-            }
+        if let Some(registry) = &self.registry {
+            remove(&registry.open, self.peer);
         }
     }
 }
 
-/// Answers the requests of a connection past its address's limit with 429
-/// and closes it.
+/// A request in flight for a client a trusted proxy forwarded.
+struct InFlight {
+    client: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        remove(&self.counts, self.client);
+    }
+}
+
+/// Finds the request's client (stored as [`ClientAddress`] for the failure
+/// limiter and the handlers), and answers the requests of a client past its
+/// share with 429: a connection past its address's limit is closed; a
+/// request past the limit of a client a trusted proxy forwards is refused alone.
 pub async fn refuse_crowding(
+    peers: PeerConnections,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let (client, forwarded) = peers.client_of(&req);
+    req.extensions_mut().insert(ClientAddress(client));
     let crowding = req
         .conn_data::<PeerConnection>()
         .is_some_and(|connection| connection.over_limit);
-    if !crowding {
-        return Ok(next.call(req).await?.map_into_left_body());
+    if crowding {
+        return Ok(req
+            .into_response(too_many_connections(true))
+            .map_into_right_body());
     }
+    let _in_flight = if forwarded {
+        let held = add(&peers.forwarded, client);
+        let in_flight = InFlight {
+            client,
+            counts: peers.forwarded.clone(),
+        };
+        if held > peers.limit {
+            return Ok(req
+                .into_response(too_many_connections(false))
+                .map_into_right_body());
+        }
+        Some(in_flight)
+    } else {
+        None
+    };
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// 429 `too_many_connections`, closing the connection when `close`.
+fn too_many_connections(close: bool) -> actix_web::HttpResponse {
     metrics::counter!("shop_http_connections_refused_total").increment(1);
     let mut response = Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -204,13 +282,15 @@ pub async fn refuse_crowding(
         "This address holds too many open connections; reuse one, or close some and retry.",
     )
     .error_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    Ok(req.into_response(response).map_into_right_body())
+    response
 }
 
 #[cfg(test)]

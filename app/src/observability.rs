@@ -132,11 +132,19 @@ fn describe() {
     );
     describe_counter!(
         "shop_auth_failures_total",
-        "Credentials refused, by kind (customer_token, admin_token)"
+        "Credentials refused, by kind (customer_token, admin_token, service_token, ambiguous: two Authorization headers)"
     );
     describe_counter!(
         "shop_auth_addresses_limited_total",
-        "Times a client address used up its failed authentications and was answered 429"
+        "Times a client address used up its failed authentications (its further failures are answered 429, slowly)"
+    );
+    describe_counter!(
+        "shop_auth_failures_limited_total",
+        "Failed authentications answered 429 because their client address was past its limit"
+    );
+    describe_counter!(
+        "shop_broker_link_failures_total",
+        "Failed attempts on a link to RabbitMQ (the publisher, or a context's consumer), by link: an outage logs one line down and one back"
     );
 
     metrics::counter!("shop_orders_created_total").increment(0);
@@ -162,10 +170,16 @@ fn describe() {
     }
     metrics::counter!("shop_payment_notifications_duplicate_total").increment(0);
     metrics::gauge!("shop_db_pool_waiting").increment(0.0);
-    for kind in ["customer_token", "admin_token", "service_token"] {
+    for kind in [
+        "customer_token",
+        "admin_token",
+        "service_token",
+        "ambiguous",
+    ] {
         metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(0);
     }
     metrics::counter!("shop_auth_addresses_limited_total").increment(0);
+    metrics::counter!("shop_auth_failures_limited_total").increment(0);
     metrics::counter!("shop_http_connection_errors_total").increment(0);
     metrics::counter!("shop_http_connections_refused_total").increment(0);
 }

@@ -154,10 +154,16 @@ struct Site {
     document: web::Bytes,
     max_body: usize,
     request_timeout: Duration,
+    /// The connections and requests each client holds, and who its client is.
+    peers: limits::PeerConnections,
 }
 
 impl Site {
-    fn new(modules: &Modules, settings: &Settings) -> anyhow::Result<Self> {
+    fn new(
+        modules: &Modules,
+        settings: &Settings,
+        peers: limits::PeerConnections,
+    ) -> anyhow::Result<Self> {
         // The routes of the contexts this process runs: any other path is an unknown one (404).
         let served = api::openapi_for(modules.contexts);
         Ok(Self {
@@ -166,6 +172,7 @@ impl Site {
             document: web::Bytes::from(serde_json::to_vec(&api::document_of(served))?),
             max_body: settings.server.max_body_bytes,
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            peers,
         })
     }
 
@@ -190,6 +197,7 @@ impl Site {
         let (app, _) = app.split_for_parts();
         let document = self.document.clone();
         let request_timeout = self.request_timeout;
+        let peers = self.peers.clone();
         app.app_data(web::Data::new(state.db.clone()))
             .app_data(state.auth.clone())
             .app_data(web::PayloadConfig::new(self.max_body))
@@ -227,7 +235,9 @@ impl Site {
             .wrap(from_fn(move |req, next| {
                 limits::body_deadline(request_timeout, req, next)
             }))
-            .wrap(from_fn(limits::refuse_crowding))
+            .wrap(from_fn(move |req, next| {
+                limits::refuse_crowding(peers.clone(), req, next)
+            }))
             .wrap(from_fn(observability::observe))
     }
 }
@@ -266,11 +276,14 @@ impl Application {
         let broker = connect_broker(settings).await?;
         let (modules, stops) = Modules::new(db, settings, secrets, tokens, &urls, broker)?;
         tracing::info!(contexts = %modules.contexts, "contexts run by this process");
-        let site = Site::new(&modules, settings)?;
+        let peers = limits::PeerConnections::new(
+            settings.server.max_connections_per_client,
+            settings.server.trusted_proxies()?,
+        );
+        let site = Site::new(&modules, settings, peers.clone())?;
         let request_timeout = site.request_timeout;
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let connections = limits::connection_budget(settings.server.max_connections);
-        let peers = limits::PeerConnections::new(settings.server.max_connections_per_client);
         let server = actix_web::HttpServer::new(move || site.app())
             .on_connect(move |connection, data| peers.on_connect(connection, data))
             .workers(threads)

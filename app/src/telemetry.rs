@@ -18,10 +18,16 @@ use crate::config::LogFormat;
 /// client's mistake is not an operator's concern; 5xx stay, at error level).
 pub const DEFAULT_FILTER: &str = "info,tracing_actix_web::middleware=error";
 
+/// The AMQP client's own logs, unless `RUST_LOG` names `lapin`: off. lapin
+/// logs every I/O error of a broken connection, at error level, each time it
+/// tries (a thousand lines in a 15-second outage); shop logs each link's
+/// outage itself, once when it starts and once when it ends, with the error
+/// that started it (`shared_kernel::messaging::rabbitmq`).
+pub const QUIET_LAPIN: &str = "lapin=off";
+
 /// Installs the global subscriber. `RUST_LOG` refines the default filter.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     let writer = std::io::stderr.with_max_level(tracing::Level::TRACE);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -38,6 +44,22 @@ pub fn init(format: LogFormat) {
             .with(ClientConnectionErrors)
             .try_init(),
     };
+}
+
+/// The filter of `RUST_LOG` (the default when unset or unreadable), with
+/// lapin's logs off unless it names them.
+fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let directives = rust_log
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or(DEFAULT_FILTER);
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    if directives.contains("lapin") {
+        return filter;
+    }
+    match QUIET_LAPIN.parse() {
+        Ok(quiet) => filter.add_directive(quiet),
+        Err(_) => filter,
+    }
 }
 
 /// actix's HTTP/1 layer logs every connection that ends in an error at error

@@ -27,6 +27,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses(
         (status = 200, description = "The order", body = OrderEntry),
         (status = 401, description = "No or a wrong service token (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A wrong service token from a client address that keeps presenting wrong credentials (`too_many_auth_failures`), answered after a delay; `Retry-After` tells when to try again. The right token always passes.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No order has this id (`order_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )

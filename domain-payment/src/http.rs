@@ -8,6 +8,7 @@ use shared_kernel::Problem;
 use shared_kernel::model::clock;
 use shared_kernel::model::ports::PaymentChannel;
 use shared_kernel::web::auth::{Caller, Customer};
+use shared_kernel::web::client::client_address;
 use shared_kernel::web::extract::{Json, json_integer, parse_json};
 use shared_kernel::web::problem::responses::{
     CustomerOnly, CustomerUnauthorized, MalformedJson, PayloadTooLarge, TooManyAuthFailures,
@@ -195,9 +196,10 @@ async fn initiate(
         order_id: body.order_id,
         method: body.payment_method,
         channel: body.channel,
-        // The peer, not a forwarded header a client could write: behind a
-        // proxy, the proxy's address (WeChat Pay uses it for risk checks only).
-        client_ip: req.peer_addr().map(|peer| peer.ip().to_string()),
+        // The peer, or the address a trusted proxy forwarded
+        // (SHOP__SERVER__TRUSTED_PROXIES), never a header anyone else wrote
+        // (WeChat Pay uses it for risk checks only).
+        client_ip: Some(client_address(req).to_string()),
     };
     let (payment, created) = payments.initiate(&customer.0, opening).await?;
     Ok(payment_response(payment, created))

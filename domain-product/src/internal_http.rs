@@ -59,6 +59,7 @@ fn reservation_id(raw: &str) -> Result<(), Problem> {
         (status = 200, description = "The products that exist, in no particular order", body = ProductsAnswer),
         (status = 400, response = MalformedJson),
         (status = 401, description = "No or a wrong service token (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A wrong service token from a client address that keeps presenting wrong credentials (`too_many_auth_failures`), answered after a delay; `Retry-After` tells when to try again. The right token always passes.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "More than 1000 ids (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )
@@ -98,6 +99,7 @@ async fn inventory_products(
         (status = 200, description = "Every line is reserved", body = ReserveAnswer),
         (status = 400, response = MalformedJson),
         (status = 401, description = "No or a wrong service token (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A wrong service token from a client address that keeps presenting wrong credentials (`too_many_auth_failures`), answered after a delay; `Retry-After` tells when to try again. The right token always passes.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock (`insufficient_stock`, with `shortages`), or the reservation was released before (`reservation_released`); nothing was reserved", body = Refusal, content_type = "application/problem+json"),
         (status = 422, description = "Some products do not exist (`unknown_products`, with `productIds`), or the request is invalid (`validation_failed`); nothing was reserved", body = Refusal, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
@@ -200,6 +202,7 @@ async fn reserve(
     responses(
         (status = 204, description = "Released (or released before)"),
         (status = 401, description = "No or a wrong service token (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A wrong service token from a client address that keeps presenting wrong credentials (`too_many_auth_failures`), answered after a delay; `Retry-After` tells when to try again. The right token always passes.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The reservation id is invalid (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )

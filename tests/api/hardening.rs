@@ -358,3 +358,75 @@ async fn an_undecodable_body_is_told_without_internals() {
     }
     assert_eq!(app.get("/api/v1/products").await.json["items"], json!([]));
 }
+
+/// Behind a trusted proxy (`SHOP__SERVER__TRUSTED_PROXIES`) every
+/// connection comes from the proxy: those are not counted against one
+/// address, and the limit applies to each forwarded client instead, as
+/// requests in flight (each one a connection the proxy holds for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_holds_its_own_share() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("SHOP__SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+            ("SHOP__SERVER__MAX_CONNECTIONS_PER_CLIENT", "2"),
+            ("SHOP__SERVER__REQUEST_TIMEOUT_MS", "120000"),
+        ],
+    )
+    .await;
+    // Requests whose bodies never finish, as the proxy forwards them.
+    let slow = |client: Option<&str>| {
+        let mut stream = connect(&app.address);
+        let forwarded = client.map_or(String::new(), |c| format!("X-Forwarded-For: {c}\r\n"));
+        stream
+            .write_all(
+                format!(
+                    "POST /api/v1/payments/notify HTTP/1.1\r\nHost: shop\r\n{forwarded}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        stream
+    };
+    let mut streams: Vec<(&str, TcpStream)> = Vec::new();
+    for client in [
+        "198.51.100.1",
+        "198.51.100.1",
+        "198.51.100.1",
+        "198.51.100.2",
+    ] {
+        streams.push((client, slow(Some(client))));
+    }
+    for _ in 0..3 {
+        streams.push(("the proxy", slow(None)));
+    }
+    let outcomes = tokio::task::spawn_blocking(move || {
+        streams
+            .iter_mut()
+            .map(|(client, stream)| {
+                (
+                    *client,
+                    read_until_closed(stream, Duration::from_millis(500)).0,
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let refused: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, answer)| {
+            answer.starts_with("HTTP/1.1 429") && answer.contains("too_many_connections")
+        })
+        .map(|(client, _)| *client)
+        .collect();
+    let held = outcomes
+        .iter()
+        .filter(|(_, answer)| answer.is_empty())
+        .count();
+    assert_eq!(
+        (refused, held),
+        (vec!["198.51.100.1"], 6),
+        "only the client past its share was refused: {outcomes:?}"
+    );
+}

@@ -481,8 +481,9 @@ on_every_backend!(
 );
 
 /// Failed credentials are counted per client address: past the limit, the
-/// address is answered 429 with `Retry-After` (even with a valid token, so
-/// that guessing learns nothing), while a client that never fails is never slowed.
+/// address's failures are answered 429 with `Retry-After` (after a delay),
+/// while valid credentials from it still pass: many clients may share an
+/// address, and one of them guessing must not lock out the others.
 async fn repeated_failures_are_rate_limited(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("SHOP__AUTH__FAILURES_PER_MINUTE", "3")]).await;
     let alice = app.as_user("alice");
@@ -512,11 +513,17 @@ async fn repeated_failures_are_rate_limited(backend: Backend) {
     )
     .await
     .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
-    for token in [forged.as_str(), alice.token.as_str(), ADMIN_TOKEN] {
-        let limited = app
-            .send_as(token, Method::GET, "/api/v1/orders?userId=alice", None)
-            .await;
+    for (token, path) in [
+        (forged.as_str(), "/api/v1/orders?userId=alice"),
+        ("wrong-admin", "/metrics"),
+    ] {
+        let started = std::time::Instant::now();
+        let limited = app.send_as(token, Method::GET, path, None).await;
         limited.assert_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "a failure past the limit is slowed"
+        );
         let retry: u64 = limited.headers["retry-after"]
             .to_str()
             .unwrap()
@@ -524,9 +531,172 @@ async fn repeated_failures_are_rate_limited(backend: Backend) {
             .unwrap();
         assert!((1..=60).contains(&retry), "Retry-After {retry}");
     }
+    // Valid credentials from the same address still pass, at once.
+    for (token, path) in [
+        (alice.token.as_str(), "/api/v1/orders?userId=alice"),
+        (ADMIN_TOKEN, "/api/v1/orders?userId=alice"),
+        (ADMIN_TOKEN, "/metrics"),
+    ] {
+        let passed = app.send_as(token, Method::GET, path, None).await;
+        assert_eq!(passed.status, StatusCode::OK, "{path}: {}", passed.body);
+    }
     // Public routes are not affected.
     assert_eq!(app.get("/api/v1/products").await.status, StatusCode::OK);
 }
+
+/// With `SHOP__SERVER__TRUSTED_PROXIES`, the client of a request from a
+/// trusted proxy is the right-most address of `X-Forwarded-For` that is no
+/// trusted proxy: one client's failures limit that client only. From any
+/// other peer the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_names_the_client_that_failed() {
+    let garbage = "not-a-token";
+    let from = |app: &TestApp, forwarded: &str| {
+        app.request_as(garbage, Method::GET, "/api/v1/orders")
+            .header("X-Forwarded-For", forwarded)
+    };
+    let behind = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("SHOP__AUTH__FAILURES_PER_MINUTE", "2"),
+            ("SHOP__SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+        ],
+    )
+    .await;
+    for _ in 0..2 {
+        assert_invalid_token(&behind.send(from(&behind, "198.51.100.1")).await, "garbage");
+    }
+    behind
+        .send(from(&behind, "198.51.100.1"))
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
+    // A client that writes the limited address into its own header: the
+    // proxy appends the real one, which is what counts.
+    assert_invalid_token(
+        &behind
+            .send(from(&behind, "198.51.100.1, 198.51.100.2"))
+            .await,
+        "another client",
+    );
+    // Through a second trusted hop, the client is still the one before it.
+    behind
+        .send(from(&behind, "198.51.100.1, 10.1.2.3"))
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
+    let valid = behind
+        .send(
+            behind
+                .as_user("alice")
+                .request(Method::GET, "/api/v1/orders")
+                .header("X-Forwarded-For", "198.51.100.1"),
+        )
+        .await;
+    assert_eq!(valid.status, StatusCode::OK, "{}", valid.body);
+
+    // Without trusted proxies the header is anyone's to write: ignored.
+    let direct =
+        TestApp::spawn_with(Backend::Sqlite, &[("SHOP__AUTH__FAILURES_PER_MINUTE", "2")]).await;
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        assert_invalid_token(&direct.send(from(&direct, client)).await, "garbage");
+    }
+    direct
+        .send(from(&direct, "198.51.100.3"))
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
+}
+
+/// A bad `SHOP__SERVER__TRUSTED_PROXIES` stops start-up, naming the setting.
+#[test]
+fn trusted_proxies_must_be_addresses_or_networks() {
+    let error = shop::config::Settings::load_from(
+        None,
+        vec![(
+            "SHOP__SERVER__TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, nginx".to_owned(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("SHOP__SERVER__TRUSTED_PROXIES") && error.contains("nginx"),
+        "{error}"
+    );
+}
+
+/// Two `Authorization` headers are answered 400 `ambiguous_credentials`,
+/// whichever they hold: the server does not pick one (a proxy might have
+/// read the other).
+async fn two_authorization_headers_are_refused(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("SHOP__PORTS__TOKEN", SERVICE_TOKEN)]).await;
+    let alice = app.token("alice");
+    let twice = |method: Method, path: &str, first: &str, second: &str| {
+        app.client
+            .request(method, app.url(path))
+            .header("Authorization", format!("Bearer {first}"))
+            .header("Authorization", format!("Bearer {second}"))
+    };
+    for request in [
+        twice(Method::GET, "/api/v1/orders", &alice, &alice),
+        twice(Method::GET, "/api/v1/orders", &alice, "garbage"),
+        twice(Method::GET, "/api/v1/orders", "garbage", &alice),
+        twice(Method::GET, "/metrics", ADMIN_TOKEN, ADMIN_TOKEN),
+        twice(Method::POST, "/api/v1/products", ADMIN_TOKEN, &alice).json(&json!({})),
+        twice(
+            Method::GET,
+            "/internal/v1/orders/no-such-order",
+            SERVICE_TOKEN,
+            SERVICE_TOKEN,
+        ),
+    ] {
+        app.send(request)
+            .await
+            .assert_problem(StatusCode::BAD_REQUEST, "ambiguous_credentials");
+    }
+    // One header is fine; a public route ignores credentials altogether.
+    let one = app
+        .send_as(&alice, Method::GET, "/api/v1/orders", None)
+        .await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    let public = app
+        .send(twice(Method::GET, "/api/v1/products", &alice, "garbage"))
+        .await;
+    assert_eq!(public.status, StatusCode::OK, "{}", public.body);
+}
+
+shop_tests::on_each_backend!(two_authorization_headers_are_refused);
+
+const SERVICE_TOKEN: &str = "a-service-token-of-at-least-32-chars";
+
+/// Wrong service tokens on the internal routes are limited like every other
+/// failed credential, and the right token still passes from that address.
+async fn wrong_service_tokens_are_limited(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("SHOP__PORTS__TOKEN", SERVICE_TOKEN),
+            ("SHOP__AUTH__FAILURES_PER_MINUTE", "2"),
+        ],
+    )
+    .await;
+    let call = |token: &str| {
+        app.client
+            .get(app.url("/internal/v1/orders/no-such-order"))
+            .bearer_auth(token)
+    };
+    for _ in 0..2 {
+        app.send(call("wrong-service-token"))
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let limited = app.send(call("wrong-service-token")).await;
+    limited.assert_problem(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
+    assert!(limited.headers.contains_key("retry-after"));
+    app.send(call(SERVICE_TOKEN))
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "order_not_found");
+}
+
+shop_tests::on_each_backend!(wrong_service_tokens_are_limited);
 
 shop_tests::on_each_backend!(repeated_failures_are_rate_limited);
 

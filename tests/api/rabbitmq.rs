@@ -414,3 +414,160 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_and_counted() {
     assert_eq!(broker.ready(&queue).await, Some(0));
     broker.remove(&exchange).await;
 }
+
+/// A cut of the way to the broker is logged once per link when it goes down
+/// and once when it comes back, whatever its length: lapin's own errors and
+/// each reconnection attempt are counted (`shop_broker_link_failures_total`),
+/// not written. The process logs through its real subscriber (JSON lines on
+/// stderr, `RUST_LOG=info` as in production), which only a process of its
+/// own has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_rabbitmq),
+    ignore = "set SHOP_TEST_RABBITMQ_URL to run the RabbitMQ tests"
+)]
+async fn a_cut_to_the_broker_is_logged_once_down_and_once_up() {
+    const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
+    let exchange = broker::fresh_exchange();
+    let proxy = TcpProxy::start(&broker::address()).await;
+    let database = TestDatabase::create(Backend::Sqlite);
+    let via_proxy = broker::url_via(proxy.port());
+    let shop = shop_tests::ShopProcess::start(
+        SHOP,
+        &database.url(),
+        &[
+            ("SHOP__BUS__KIND", "rabbitmq"),
+            ("SHOP__BUS__RABBITMQ_URL", via_proxy.as_str()),
+            ("SHOP__BUS__EXCHANGE", exchange.as_str()),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/api/v1/products", shop.address))
+        .bearer_auth(shop_tests::ADMIN_TOKEN)
+        .json(&json!({"name": "Phone", "description": "", "price": 100, "currency": "CNY", "stock": 50}))
+        .send()
+        .await
+        .expect("created");
+    assert_eq!(created.status(), 201);
+    let product = created.json::<serde_json::Value>().await.expect("product")["productId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Each order's `order.placed` goes out through the relay's publisher.
+    let order = || {
+        client
+            .post(format!("{}/api/v1/orders", shop.address))
+            .bearer_auth(shop_tests::mint("buyer"))
+            .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+            .send()
+    };
+    assert_eq!(order().await.expect("placed").status(), 201);
+    let consuming = |log: &[String]| {
+        log.iter()
+            .filter(|line| line.contains("consuming events from the broker"))
+            .count()
+    };
+    wait_until("every consumer is consuming", DEADLINE, || async {
+        consuming(&shop.log()) >= 3
+    })
+    .await;
+    eventually("the relay sent what there was", || async {
+        count(&database.url(), UNSENT) == 0 && count(&database.url(), SENT) >= 1
+    })
+    .await;
+    let before = shop.log().len();
+
+    // Cut for a few seconds, with events waiting to be published meanwhile.
+    proxy.cut();
+    for _ in 0..3 {
+        assert_eq!(order().await.expect("placed").status(), 201);
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    proxy.resume().await;
+    eventually("the relay sent what waited", || async {
+        count(&database.url(), UNSENT) == 0 && count(&database.url(), SENT) >= 4
+    })
+    .await;
+    wait_until("every consumer is back", DEADLINE, || async {
+        consuming(&shop.log()[before..]) >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let written: Vec<String> = shop.log()[before..].to_vec();
+    let level = |line: &String| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|entry| entry["level"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let loud: Vec<&String> = written
+        .iter()
+        .filter(|line| matches!(level(line).as_str(), "WARN" | "ERROR"))
+        .collect();
+    let lapin = written
+        .iter()
+        .filter(|line| line.contains("\"target\":\"lapin"))
+        .count();
+    // Four links (the publisher, three consumers): one line down each.
+    assert!(
+        loud.len() <= 8 && lapin == 0,
+        "{} warnings and errors ({lapin} of lapin's) for one cut of {} lines:\n{}",
+        loud.len(),
+        written.len(),
+        loud.iter()
+            .take(20)
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let down = written
+        .iter()
+        .filter(|line| line.contains("lost the message broker"))
+        .count();
+    let back = written
+        .iter()
+        .filter(|line| line.contains("the message broker is back"))
+        .count();
+    assert_eq!(
+        (down, back),
+        (4, 4),
+        "one line down and one back for each link:\n{}",
+        written.join("\n")
+    );
+    // Everything written, the requests' own lines included: a handful a link.
+    assert!(
+        written.len() <= 40,
+        "{} lines for one cut:\n{}",
+        written.len(),
+        written
+            .iter()
+            .take(40)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let metrics = client
+        .get(format!("{}/metrics", shop.address))
+        .bearer_auth(shop_tests::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        sum(
+            &parse_metrics(&metrics),
+            "shop_broker_link_failures_total",
+            ""
+        ) >= 4.0,
+        "each link's failures are counted: {metrics}"
+    );
+    drop(shop);
+    Broker::connect().await.remove(&exchange).await;
+}
+
+const SENT: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE subscriber = 'bus.relay' AND handled_at IS NOT NULL";
+const UNSENT: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE subscriber = 'bus.relay' AND handled_at IS NULL";

@@ -524,8 +524,11 @@ impl Dispatcher {
         let marks: Vec<(String, i32, Option<String>)> = outcomes
             .into_iter()
             .map(|(delivery, event_type, result)| {
+                // The publisher logs its link's outages (once down, once
+                // back); each event it could not publish is only counted
+                // (shop_bus_published_total{result="failed"}).
                 if let Err(error) = &result {
-                    tracing::warn!(event_id = %delivery.event_id, %event_type, %error, "could not publish an event to the broker; it is tried again");
+                    tracing::debug!(event_id = %delivery.event_id, %event_type, %error, "could not publish an event to the broker; it is tried again");
                 }
                 (delivery.event_id, delivery.attempts, result.err())
             })

@@ -25,6 +25,11 @@
 //!   outage is not mistaken for a bad message. The queue's own
 //!   `x-delivery-limit` (100) dead-letters a message that keeps killing its
 //!   consumer before it can reject it.
+//! - **Outages.** Each link (the relay's publisher, each context's consumer)
+//!   logs one warning when it goes down and one line when it is back; every
+//!   failed attempt in between is counted in
+//!   `shop_broker_link_failures_total{link}` and logged at debug level only
+//!   (lapin's own logs are off by default: see `app/src/telemetry.rs`).
 //! - **Headers.** `message_id` = event id, `type` = event type, `timestamp`,
 //!   `correlation_id` = request id; headers `event-version`, `occurred-at`,
 //!   `request-id` and a W3C `traceparent` whose trace id is the request id.
@@ -100,6 +105,60 @@ struct Link {
     channel: Channel,
 }
 
+/// Whether a link to the broker is up, so that an outage is logged when it
+/// starts and when it ends, and only counted in between.
+#[derive(Debug)]
+struct LinkHealth {
+    /// The `link` label: `publisher`, or the context of a consumer.
+    link: String,
+    /// Since when the link is down, and how many attempts failed since.
+    down: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+/// How an outage ended: how long it lasted, and the attempts that failed in it.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    lasted: Duration,
+    failures: u64,
+}
+
+impl LinkHealth {
+    fn new(link: impl Into<String>) -> Self {
+        let link = link.into();
+        metrics::counter!("shop_broker_link_failures_total", "link" => link.clone()).increment(0);
+        Self {
+            link,
+            down: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// An attempt on the link failed: a warning if it was up, a count always.
+    fn failed(&self, error: &anyhow::Error, retry_in: Duration) {
+        metrics::counter!("shop_broker_link_failures_total", "link" => self.link.clone())
+            .increment(1);
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        match down.as_mut() {
+            Some((_, failures)) => {
+                *failures += 1;
+                tracing::debug!(link = %self.link, error = format!("{error:#}"), retry_in_ms = retry_in.as_millis() as u64, "the message broker is still unreachable");
+            }
+            None => {
+                *down = Some((std::time::Instant::now(), 1));
+                tracing::warn!(link = %self.link, error = format!("{error:#}"), "lost the message broker; connecting again until it is back (logged once it is; attempts are counted in shop_broker_link_failures_total)");
+            }
+        }
+    }
+
+    /// The link works: the outage it ends, if it was down.
+    fn up(&self) -> Option<Outage> {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        down.take().map(|(since, failures)| Outage {
+            lasted: since.elapsed(),
+            failures,
+        })
+    }
+}
+
 /// A subscriber's name and the event types it takes: the routing the broker's
 /// queues are bound by (the subscriber's context is the part of its name
 /// before the first dot).
@@ -122,6 +181,8 @@ pub struct RabbitMq {
     subscriptions: Vec<Subscription>,
     /// The relay's link, made again after it broke.
     publishing: Mutex<Option<Link>>,
+    /// Whether the relay's link is up.
+    publisher: LinkHealth,
 }
 
 impl std::fmt::Debug for RabbitMq {
@@ -144,6 +205,7 @@ impl RabbitMq {
             settings,
             subscriptions: subscriptions.to_vec(),
             publishing: Mutex::new(None),
+            publisher: LinkHealth::new("publisher"),
         };
         let link = bus.open_publisher().await?;
         *bus.publishing.lock().await = Some(link);
@@ -292,19 +354,22 @@ impl RabbitMq {
         let bus = self.clone();
         tokio::spawn(async move {
             let mut pause = Duration::from_millis(100);
+            let health = LinkHealth::new(format!("{context} consumer"));
             while !stop.is_cancelled() {
                 match bus
-                    .consume_session(context, &subscribers, &dispatcher, &stop, &mut pause)
+                    .consume_session(
+                        context,
+                        &subscribers,
+                        &dispatcher,
+                        &stop,
+                        &mut pause,
+                        &health,
+                    )
                     .await
                 {
                     Ok(()) => break,
                     Err(error) => {
-                        tracing::warn!(
-                            context,
-                            error = format!("{error:#}"),
-                            retry_in_ms = pause.as_millis() as u64,
-                            "lost the message broker; connecting again"
-                        );
+                        health.failed(&error, pause);
                         tokio::select! {
                             () = tokio::time::sleep(pause) => {}
                             () = stop.cancelled() => {}
@@ -325,6 +390,7 @@ impl RabbitMq {
         dispatcher: &Dispatcher,
         stop: &CancellationToken,
         pause: &mut Duration,
+        health: &LinkHealth,
     ) -> anyhow::Result<()> {
         let link = self.open(&format!("{context} consumer")).await?;
         let mut event_types: Vec<&'static str> = subscribers
@@ -352,7 +418,18 @@ impl RabbitMq {
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(context, %queue, ?event_types, "consuming events from the broker");
+        match health.up() {
+            None => {
+                tracing::info!(context, %queue, ?event_types, "consuming events from the broker");
+            }
+            Some(outage) => tracing::info!(
+                context,
+                %queue,
+                down_ms = outage.lasted.as_millis() as u64,
+                failed_attempts = outage.failures,
+                "the message broker is back: consuming events from the broker again"
+            ),
+        }
         // Connected: the next outage starts its backoff afresh.
         *pause = Duration::from_millis(100);
         loop {
@@ -495,6 +572,7 @@ impl Publisher for RabbitMq {
             match self.open_publisher().await {
                 Ok(link) => *publishing = Some(link),
                 Err(error) => {
+                    self.publisher.failed(&error, Duration::ZERO);
                     let error = format!("cannot reach the message broker: {error:#}");
                     return events
                         .iter()
@@ -548,10 +626,19 @@ impl Publisher for RabbitMq {
             results.push(result);
         }
         if broken {
+            if let Some(Err(error)) = results.iter().find(|result| result.is_err()) {
+                self.publisher.failed(error, Duration::ZERO);
+            }
             // Start afresh next time: a channel that lost a confirm is not trusted again.
             if let Some(link) = publishing.take() {
                 let _ = link.connection.close(200, "starting afresh".into()).await;
             }
+        } else if let Some(outage) = self.publisher.up() {
+            tracing::info!(
+                down_ms = outage.lasted.as_millis() as u64,
+                failed_attempts = outage.failures,
+                "the message broker is back: publishing events again"
+            );
         }
         results
     }

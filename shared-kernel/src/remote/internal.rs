@@ -5,15 +5,16 @@
 //! sides speak one shape; the document is `openapi-internal.yaml`.
 
 use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
+use futures_util::future::LocalBoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::web::auth::constant_time_eq;
+use crate::web::auth::{AuthError, Authenticator, bearer, constant_time_eq};
+use crate::web::client::client_address;
 use crate::web::problem::PROBLEM_JSON;
 use crate::web::problem::Problem;
 
@@ -56,56 +57,47 @@ impl std::fmt::Debug for ServiceToken {
 #[derive(Debug, Clone, Copy)]
 pub struct Service;
 
-/// A request without the service token: 401 `unauthorized`.
-#[derive(Debug)]
-pub struct ServiceUnauthorized(Problem);
+/// The realm of the internal API's challenge.
+const REALM: &str = "shop internal";
 
-impl std::fmt::Display for ServiceUnauthorized {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl ResponseError for ServiceUnauthorized {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::UNAUTHORIZED
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = self.0.error_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"shop internal\""),
-        );
-        response
-    }
-}
-
+/// A request without the service token: 401 `unauthorized`; a wrong token
+/// from an address that keeps presenting wrong credentials: 429
+/// `too_many_auth_failures` (counted with the public routes' failures, by
+/// the same limiter: the right token always passes); two `Authorization`
+/// headers: 400 `ambiguous_credentials`.
 impl FromRequest for Service {
-    type Error = ServiceUnauthorized;
-    type Future = std::future::Ready<Result<Self, ServiceUnauthorized>>;
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
+        let unauthorized = || {
+            AuthError::unauthorized(
+                "The internal API needs the service token: Authorization: Bearer <SHOP__PORTS__TOKEN>.",
+                REALM,
+            )
+        };
+        let presented = match bearer(req) {
+            Ok(presented) => presented,
+            Err(ambiguous) => return Box::pin(std::future::ready(Err(ambiguous))),
+        };
         let token = req.app_data::<web::Data<ServiceToken>>();
-        let ok = matches!((token, presented), (Some(token), Some(presented)) if token.matches(presented));
-        std::future::ready(if ok {
-            Ok(Service)
-        } else {
-            if presented.is_some() {
-                metrics::counter!("shop_auth_failures_total", "kind" => "service_token")
-                    .increment(1);
+        if matches!((token, presented), (Some(token), Some(presented)) if token.matches(presented))
+        {
+            return Box::pin(std::future::ready(Ok(Service)));
+        }
+        let auth = req.app_data::<web::Data<Authenticator>>().cloned();
+        let address = client_address(req);
+        let presented = presented.is_some();
+        Box::pin(async move {
+            match auth {
+                Some(auth) if presented => auth.failed(address, "service_token").await?,
+                None if presented => {
+                    metrics::counter!("shop_auth_failures_total", "kind" => "service_token")
+                        .increment(1);
+                }
+                _ => {}
             }
-            Err(ServiceUnauthorized(
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                    .with_detail("The internal API needs the service token: Authorization: Bearer <SHOP__PORTS__TOKEN>."),
-            ))
+            Err(unauthorized())
         })
     }
 }

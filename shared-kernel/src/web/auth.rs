@@ -10,13 +10,16 @@
 //! List the extractor first among a handler's arguments, so that a request
 //! without credentials is refused (401) before its body is even read. Every
 //! refusal is a problem+json with `WWW-Authenticate: Bearer`; presented
-//! credentials that fail are counted per client address, and an address that
-//! fails too often is answered 429 for the rest of the minute.
+//! credentials that fail are counted per client address (see
+//! [`crate::web::client`]), and the failures of an address that fails too
+//! often are answered 429, slowly, for the rest of the minute; valid
+//! credentials always pass. Two `Authorization` headers are answered 400
+//! `ambiguous_credentials`: which one counts is not guessed.
 
 mod limiter;
 pub mod token;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
@@ -27,6 +30,7 @@ use futures_util::future::LocalBoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use crate::web::client::client_address;
 use crate::web::problem::Problem;
 pub use limiter::FailureLimiter;
 pub use token::{TokenError, TokenVerifier};
@@ -142,28 +146,35 @@ impl Authenticator {
         let Some(token) = credentials else {
             return Err(AuthError::missing(need));
         };
-        if let Err(retry_after) = self.failures.check(address) {
-            return Err(AuthError::too_many(retry_after.as_secs().max(1)));
-        }
+        // Valid credentials pass whatever the address did before: only
+        // failures are counted, and only failures are refused.
         // (Whether staff may do what the route does, its extractor decides.)
         if self.admin.matches(&token) {
             return Ok(Caller::Staff);
         }
         if need == Need::Admin {
-            self.failures.record_failure(address);
-            metrics::counter!("shop_auth_failures_total", "kind" => "admin_token").increment(1);
+            self.failed(address, "admin_token").await?;
             return Err(AuthError::bad_admin_token());
         }
         match self.tokens.verify(&token).await {
             Ok(user) => Ok(Caller::Customer(user)),
             Err(error) => {
-                self.failures.record_failure(address);
-                metrics::counter!("shop_auth_failures_total", "kind" => "customer_token")
-                    .increment(1);
                 tracing::debug!(%error, %address, "refused a customer token");
+                self.failed(address, "customer_token").await?;
                 Err(AuthError::invalid_token(&error))
             }
         }
+    }
+
+    /// Counts a failed authentication of `kind` from `address`: `Err(429)`,
+    /// after a delay, once the address is past its limit; `Ok` before (the
+    /// caller answers the failure itself).
+    pub async fn failed(&self, address: IpAddr, kind: &'static str) -> Result<(), AuthError> {
+        metrics::counter!("shop_auth_failures_total", "kind" => kind).increment(1);
+        self.failures
+            .record_failure(address)
+            .await
+            .map_err(|retry_after| AuthError::too_many(retry_after.as_secs().max(1)))
     }
 }
 
@@ -180,11 +191,10 @@ fn authenticate(
     need: Need,
 ) -> LocalBoxFuture<'static, Result<Caller, AuthError>> {
     let auth = req.app_data::<web::Data<Authenticator>>().cloned();
-    let credentials = bearer(req);
-    let address = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let credentials = bearer(req).map(|token| token.map(str::to_owned));
+    let address = client_address(req);
     Box::pin(async move {
+        let credentials = credentials?;
         let Some(auth) = auth else {
             tracing::error!("no authenticator is configured; refusing the request");
             return Err(AuthError::missing(need));
@@ -194,14 +204,21 @@ fn authenticate(
 }
 
 /// The bearer token of the `Authorization` header; `None` without one (or
-/// with another scheme, which RFC 6750 treats as no credentials).
-fn bearer(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::AUTHORIZATION)
+/// with another scheme, which RFC 6750 treats as no credentials); 400
+/// `ambiguous_credentials` with more than one `Authorization` header,
+/// whatever their schemes (a proxy and shop could each read a different one).
+pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthError> {
+    let mut headers = req.headers().get_all(header::AUTHORIZATION);
+    let first = headers.next();
+    if headers.next().is_some() {
+        metrics::counter!("shop_auth_failures_total", "kind" => "ambiguous").increment(1);
+        return Err(AuthError::ambiguous());
+    }
+    Ok(first
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned())
+        .map(|(_, token)| token.trim()))
 }
 
 impl FromRequest for Customer {
@@ -243,7 +260,7 @@ impl FromRequest for Admin {
     }
 }
 
-/// A refused request: 401 (with `WWW-Authenticate`), 403 or 429 (with `Retry-After`).
+/// A refused request: 400, 401 (with `WWW-Authenticate`), 403 or 429 (with `Retry-After`).
 #[derive(Debug)]
 pub struct AuthError {
     problem: Problem,
@@ -305,6 +322,31 @@ impl AuthError {
             )
             .with_detail(
                 "This route acts for a customer: call it with the customer's token, not the admin token.",
+            ),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 401 `unauthorized` with the challenge of `realm`.
+    pub fn unauthorized(detail: &str, realm: &str) -> Self {
+        Self {
+            problem: Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .with_detail(detail),
+            challenge: Some(format!("Bearer realm=\"{realm}\"")),
+            retry_after: None,
+        }
+    }
+
+    fn ambiguous() -> Self {
+        Self {
+            problem: Problem::new(
+                StatusCode::BAD_REQUEST,
+                "ambiguous_credentials",
+                "Ambiguous credentials",
+            )
+            .with_detail(
+                "The request carries more than one Authorization header: send exactly one.",
             ),
             challenge: None,
             retry_after: None,

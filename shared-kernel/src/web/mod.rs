@@ -3,6 +3,7 @@
 //! cursor pagination.
 
 pub mod auth;
+pub mod client;
 pub mod extract;
 pub mod pagination;
 pub mod problem;

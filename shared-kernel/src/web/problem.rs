@@ -85,10 +85,18 @@ pub mod responses {
     )]
     pub struct CustomerOnly(pub Problem);
 
+    /// More than one `Authorization` header (`ambiguous_credentials`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "What any route that takes credentials answers to a request with more than one `Authorization` header (`ambiguous_credentials`): which one was meant is not guessed. Nothing was changed.",
+        content_type = "application/problem+json"
+    )]
+    pub struct AmbiguousCredentials(pub Problem);
+
     /// Too many failed authentications from this address (`too_many_auth_failures`).
     #[derive(ToResponse)]
     #[response(
-        description = "Too many requests from this client address presented invalid credentials (`too_many_auth_failures`); retry after `Retry-After` seconds",
+        description = "These credentials are not valid, and too many requests from this client address presented invalid credentials (`too_many_auth_failures`): answered after a delay; retry after `Retry-After` seconds. Valid credentials are never refused this way.",
         content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "Seconds until this address may try again"))
     )]
@@ -138,7 +146,7 @@ pub mod responses {
     /// The client address holds too many connections (`too_many_connections`).
     #[derive(ToResponse)]
     #[response(
-        description = "What every request answers on a connection opened while its client address already held the most connections one address may (`too_many_connections`); the connection is then closed",
+        description = "What every request answers on a connection opened while its client address already held the most connections one address may (`too_many_connections`); the connection is then closed. Behind a trusted reverse proxy (`SHOP__SERVER__TRUSTED_PROXIES`), what a request answers while the client the proxy names already has that many requests in flight; that connection stays open",
         content_type = "application/problem+json",
         headers(("Retry-After" = String, description = "Seconds to wait before opening another connection"))
     )]
