@@ -20,6 +20,9 @@ pub enum OrderError {
     /// The lines whose quantity is more than the stock, and by how much.
     #[error("not enough stock")]
     InsufficientStock(Vec<(RequestField, Shortage)>),
+    /// The lines that name a product staff took off sale.
+    #[error("archived products")]
+    ArchivedProducts(Vec<(RequestField, String)>),
     #[error("the order is {0:?} and can no longer be cancelled")]
     NotCancellable(OrderStatus),
     #[error("the idempotency key was used with another request")]
@@ -64,6 +67,27 @@ impl OrderError {
                     .into_iter()
                     .map(|(field, id)| {
                         FieldViolation::new(spell(field), format!("no product has the id {id:?}"))
+                    })
+                    .collect(),
+            ),
+            OrderError::ArchivedProducts(lines) => Problem::new(
+                StatusCode::CONFLICT,
+                "product_archived",
+                "Product archived",
+            )
+            .with_detail(format!(
+                "An order line names a product that is no longer on sale ({}); nothing was reserved.",
+                lines
+                    .iter()
+                    .map(|(_, id)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .with_errors(
+                lines
+                    .into_iter()
+                    .map(|(field, id)| {
+                        FieldViolation::new(spell(field), format!("product {id:?} is archived"))
                     })
                     .collect(),
             ),

@@ -334,7 +334,7 @@ enum PlacementRefusals {
     NotFound(Problem),
     #[response(
         status = 409,
-        description = "Not enough stock (`insufficient_stock`; `errors` names the line and product); nothing was reserved",
+        description = "Not enough stock (`insufficient_stock`; `errors` names the line and product), or a line names a product staff archived (`product_archived`; `errors` names the line); nothing was reserved",
         content_type = "application/problem+json"
     )]
     Conflict(Problem),

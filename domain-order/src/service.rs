@@ -194,6 +194,11 @@ impl OrderService {
                         })
                         .collect(),
                 ),
+                ReserveError::ArchivedProducts(ids) => OrderError::ArchivedProducts(
+                    ids.into_iter()
+                        .map(|id| (line_field(request, &id, RequestField::ProductId), id))
+                        .collect(),
+                ),
                 ReserveError::AlreadyReleased => OrderError::Port(PortError::Unexpected(
                     anyhow::anyhow!("a fresh reservation id {id} was already released"),
                 )),

@@ -331,6 +331,8 @@ mod tests {
             description: Description::parse("warm white").unwrap(),
             price: Money::new(100, Currency::CNY),
             stock: Stock::stored(stock).unwrap(),
+            status: crate::model::ProductStatus::Active,
+            low_stock_threshold: None,
             created_at: chrono::NaiveDateTime::default(),
             updated_at: chrono::NaiveDateTime::default(),
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::web;
 use diesel_migrations::embed_migrations;
 use shared_kernel::context::{Context, Job, Port, Routes, Started, Subscriber, Wiring};
+use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::ports::{Inventory, OrderLookup};
 use shared_kernel::storage::db::{DatabaseUrl, Db, MigrationSet};
 
@@ -50,7 +51,7 @@ pub struct ProductConfig {
 fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
     let db: Db = wiring.get()?;
     let config: ProductConfig = wiring.get()?;
-    let catalog = ProductCatalog::new(db.clone());
+    let catalog = ProductCatalog::new(db.clone(), wiring.get::<Outbox>()?);
     let reservations = Reservations::new(db.clone());
     // The port, as this process uses it and serves it to others: reservations
     // that change stock also drop the products from the cache.

@@ -1,5 +1,6 @@
 use actix_web::http::StatusCode;
 use shared_kernel::storage::db::DbError;
+use shared_kernel::web::extract::invalid_query;
 use shared_kernel::{FieldViolation, Problem};
 
 use crate::model::ProductId;
@@ -11,6 +12,10 @@ pub enum ProductError {
     NotFound(ProductId),
     #[error("invalid product fields")]
     Invalid(Vec<FieldViolation>),
+    /// A page's cursor names no product (a cursor of another sort's pages
+    /// names one too: only a made-up one names none).
+    #[error("the cursor names no product")]
+    UnknownCursor,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -32,6 +37,10 @@ impl From<ProductError> for Problem {
             )
             .with_detail(format!("No product has the id \"{id}\".")),
             ProductError::Invalid(errors) => Problem::validation(errors),
+            ProductError::UnknownCursor => invalid_query(vec![FieldViolation::new(
+                "cursor",
+                "names no product: pass the nextCursor of the previous page",
+            )]),
             ProductError::Db(error) => error.into(),
         }
     }

@@ -3,33 +3,38 @@
 //! (`into_domain`); handlers only translate.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, get, post, put, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared_kernel::audit::Actor;
 use shared_kernel::model::clock;
 use shared_kernel::web::auth::Admin;
-use shared_kernel::web::extract::{Json, Query, json_integer};
+use shared_kernel::web::extract::{Json, Query, invalid_query, json_integer};
 use shared_kernel::web::pagination::{PageQuery, PageRequest};
 use shared_kernel::web::problem::responses::{
     MalformedJson, PayloadTooLarge, TooManyAuthFailures, Unauthorized, Unavailable,
     UnsupportedMediaType,
 };
 use shared_kernel::{FieldViolation, Problem};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::ProductCatalog;
 use crate::cache::CachedProduct;
 use crate::error::ProductError;
-use crate::model::{NewProduct, NewProductFields, Product, ProductId, Stock, checked};
+use crate::model::{
+    NewProduct, NewProductFields, Product, ProductFilter, ProductId, ProductSort, ProductStatus,
+    Stock, checked, parse_search,
+};
 
 /// Mounts the REST routes (under the app's `/api/v1` scope).
 pub fn configure_api(cfg: &mut ServiceConfig) {
     cfg.service(list_products)
         .service(create_product)
         .service(get_product_info)
-        .service(update_product_stock);
+        .service(update_product_stock)
+        .service(archive_product)
+        .service(restore_product);
 }
 
 /// Mounts the original spec's literal paths, thin aliases over the same use cases.
@@ -59,8 +64,31 @@ pub struct ProductView {
     /// 1,000,000,000; units released by cancelled orders come on top.)
     #[schema(minimum = 0, example = 100)]
     pub stock: i64,
+    /// `active`: on sale. `archived`: off sale (still read by id; ordering it is 409 `product_archived`).
+    #[schema(example = "active")]
+    pub status: ProductStatusView,
+    /// Below this many units in stock, `product.stock_low` is told once; null: never.
+    #[schema(required = true, minimum = 0, example = 10)]
+    pub low_stock_threshold: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Whether a product is on sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductStatusView {
+    Active,
+    Archived,
+}
+
+impl From<ProductStatus> for ProductStatusView {
+    fn from(status: ProductStatus) -> Self {
+        match status {
+            ProductStatus::Active => Self::Active,
+            ProductStatus::Archived => Self::Archived,
+        }
+    }
 }
 
 impl From<Product> for ProductView {
@@ -78,6 +106,8 @@ impl From<&Product> for ProductView {
             price: p.price.minor(),
             currency: p.price.currency().to_string(),
             stock: p.stock.units(),
+            status: p.status.into(),
+            low_stock_threshold: p.low_stock_threshold,
             created_at: clock::to_utc(p.created_at),
             updated_at: clock::to_utc(p.updated_at),
         }
@@ -171,27 +201,125 @@ fn parse_stock(field: &str, units: i64) -> Result<Stock, ProductError> {
     checked(field, Stock::new(units), &mut errors).ok_or(ProductError::Invalid(errors))
 }
 
+/// Which products `listProducts` lists.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFilter {
+    /// On sale (the default; anyone may list them).
+    #[default]
+    Active,
+    /// Off sale (staff only).
+    Archived,
+    /// Both (staff only).
+    All,
+}
+
+/// The order of `listProducts`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+pub enum SortParam {
+    /// Oldest first (the default).
+    #[default]
+    #[serde(rename = "createdAt")]
+    CreatedAt,
+    /// Newest first.
+    #[serde(rename = "-createdAt")]
+    NewestFirst,
+    /// Cheapest first.
+    #[serde(rename = "price")]
+    Price,
+    /// Dearest first.
+    #[serde(rename = "-price")]
+    DearestFirst,
+    /// By name, case-insensitively.
+    #[serde(rename = "name")]
+    Name,
+}
+
+impl From<SortParam> for ProductSort {
+    fn from(sort: SortParam) -> Self {
+        match sort {
+            SortParam::CreatedAt => Self::Oldest,
+            SortParam::NewestFirst => Self::Newest,
+            SortParam::Price => Self::CheapestFirst,
+            SortParam::DearestFirst => Self::DearestFirst,
+            SortParam::Name => Self::Name,
+        }
+    }
+}
+
+/// The filters and order of `listProducts` beside its page ([`PageQuery`]).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListProductsQuery {
+    /// `active` (the default), or, for staff, `archived` or `all`.
+    #[param(inline)]
+    pub status: Option<StatusFilter>,
+    /// Only products whose name contains this text, case-insensitively and
+    /// literally (`%` and `_` are plain characters).
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*$",
+        example = "phone"
+    )]
+    pub q: Option<String>,
+    /// The order: `createdAt` (the default: oldest first), `-createdAt`,
+    /// `price`, `-price` or `name`. Every order ends with the id, so pages
+    /// never repeat or skip a product; keep the same `sort` across pages.
+    #[param(inline)]
+    pub sort: Option<SortParam>,
+}
+
 /// List the catalog
 ///
-/// Products in a stable order (oldest first), a page at a time.
+/// Products on sale, oldest first unless `sort` says otherwise, a page at a
+/// time; `q` finds them by name. Staff may list archived products too
+/// (`status=archived` or `all`: 401 without credentials, 403 with a
+/// customer's token).
 #[utoipa::path(
     operation_id = "listProducts",
     tag = "products",
-    security(()),
-    params(PageQuery),
+    security((), ("adminToken" = [])),
+    params(ListProductsQuery, PageQuery),
     responses(
         (status = 200, description = "A page of products", body = ProductList),
-        (status = 400, description = "Invalid `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An invalid `status`, `q`, `sort`, `limit` or `cursor` (`invalid_query`, `errors` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`status=archived` or `all` without staff credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
         (status = 503, response = Unavailable),
     )
 )]
 #[get("/products")]
 async fn list_products(
+    req: HttpRequest,
     catalog: web::Data<ProductCatalog>,
-    query: Query<PageQuery>,
-) -> Result<HttpResponse, Problem> {
-    let page = PageRequest::try_from(query.0)?;
-    let page = catalog.list(page).await?;
+    query: Query<ListProductsQuery>,
+    page: Query<PageQuery>,
+) -> actix_web::Result<HttpResponse> {
+    let ListProductsQuery { status, q, sort } = query.0;
+    let status = match status.unwrap_or_default() {
+        StatusFilter::Active => Some(ProductStatus::Active),
+        staff_only => {
+            Admin::extract(&req).await?;
+            match staff_only {
+                StatusFilter::Archived => Some(ProductStatus::Archived),
+                _ => None,
+            }
+        }
+    };
+    let name_contains = q
+        .map(|q| parse_search(&q))
+        .transpose()
+        .map_err(|message| invalid_query(vec![FieldViolation::new("q", message)]))?;
+    let page = PageRequest::try_from(page.0)?;
+    let filter = ProductFilter {
+        status,
+        name_contains,
+    };
+    let page = catalog
+        .list(filter, sort.unwrap_or_default().into(), page)
+        .await
+        .map_err(Problem::from)?;
     Ok(HttpResponse::Ok().json(ProductList {
         items: page.products.into_iter().map(ProductView::from).collect(),
         next_cursor: page.next_cursor,
@@ -379,6 +507,88 @@ async fn original_update_product_stock(
     let stock = parse_stock("newStock", new_stock)?;
     let product = catalog
         .set_stock(&Actor::from(admin), ProductId::from(product_id), stock)
+        .await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// Why archiving or restoring a product is refused.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: the handlers answer `Problem`s
+enum StatusRefusals {
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(
+        status = 404,
+        description = "No product has this id (`product_not_found`)",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    #[response(status = 429)]
+    TooMany(#[ref_response] TooManyAuthFailures),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
+
+/// Take a product off sale (staff)
+///
+/// An archived product is no longer listed (unless `status=archived` or
+/// `all` is asked for) and no order can reserve it (409
+/// `product_archived`, naming the line); it still reads by id, since
+/// orders point at it. Idempotent: archiving an archived product answers
+/// it as it is. Recorded in the audit log (`product.archived`); tells
+/// `product.archived`.
+#[utoipa::path(
+    operation_id = "archiveProduct",
+    tag = "products",
+    params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The product, archived", body = ProductView),
+        StatusRefusals,
+    )
+)]
+#[post("/products/{productId}/archive")]
+async fn archive_product(
+    admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let product = catalog
+        .set_status(
+            &Actor::from(admin),
+            ProductId::from(id.into_inner()),
+            ProductStatus::Archived,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// Put an archived product back on sale (staff)
+///
+/// Idempotent: restoring an active product answers it as it is. Recorded
+/// in the audit log (`product.restored`); tells `product.restored`.
+#[utoipa::path(
+    operation_id = "restoreProduct",
+    tag = "products",
+    params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The product, on sale", body = ProductView),
+        StatusRefusals,
+    )
+)]
+#[post("/products/{productId}/restore")]
+async fn restore_product(
+    admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let product = catalog
+        .set_status(
+            &Actor::from(admin),
+            ProductId::from(id.into_inner()),
+            ProductStatus::Active,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }

@@ -175,6 +175,20 @@ async fn reserve(
             shortages: shortages.iter().map(ShortageEntry::from).collect(),
         }
         .response()),
+        Err(ReserveError::ArchivedProducts(ids)) => Ok(Refusal {
+            problem: Problem::new(
+                StatusCode::CONFLICT,
+                codes::PRODUCT_ARCHIVED,
+                "Product archived",
+            )
+            .with_detail(format!(
+                "Archived products are not on sale: {}; nothing was reserved.",
+                ids.join(", ")
+            )),
+            product_ids: ids,
+            shortages: Vec::new(),
+        }
+        .response()),
         Err(ReserveError::AlreadyReleased) => Ok(Refusal {
             problem: Problem::new(
                 StatusCode::CONFLICT,

@@ -112,6 +112,74 @@ impl Stock {
     }
 }
 
+/// Whether a product is on sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductStatus {
+    /// On sale: listed, and orders reserve it.
+    Active,
+    /// Off sale: still read by id (orders point at it), never reserved.
+    Archived,
+}
+
+impl ProductStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Archived => "archived",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "archived" => Some(Self::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// A name as searches and the name sort read it: lower-cased by Unicode's
+/// rules, the same on every backend (SQLite's `LOWER` folds ASCII only).
+pub fn fold_name(name: &ProductName) -> String {
+    name.as_str().to_lowercase()
+}
+
+/// Which products a catalog page holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductFilter {
+    /// Only products in this status; `None`: every product.
+    pub status: Option<ProductStatus>,
+    /// Only products whose name holds this text, case folded ([`fold_name`]).
+    pub name_contains: Option<String>,
+}
+
+/// The order of a catalog page; every order ends with the id, so that it is total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProductSort {
+    /// Oldest first (ids are time-ordered: the order of the id alone).
+    #[default]
+    Oldest,
+    Newest,
+    CheapestFirst,
+    DearestFirst,
+    /// By name, case folded.
+    Name,
+}
+
+/// The longest text `listProducts?q=` takes: a name's length.
+pub const SEARCH_MAX_CHARS: usize = NAME_MAX_CHARS;
+
+/// What a search must be: 1 to [`SEARCH_MAX_CHARS`] characters, no NUL.
+pub fn parse_search(raw: &str) -> Result<String, String> {
+    let chars = raw.chars().count();
+    if chars == 0 || chars > SEARCH_MAX_CHARS || raw.contains('\0') {
+        return Err(format!(
+            "must be 1 to {SEARCH_MAX_CHARS} characters, with no NUL"
+        ));
+    }
+    Ok(raw.to_lowercase())
+}
+
 /// A product as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
@@ -120,6 +188,9 @@ pub struct Product {
     pub description: Description,
     pub price: Money,
     pub stock: Stock,
+    pub status: ProductStatus,
+    /// Below this many units, `product.stock_low` is told once (none: never).
+    pub low_stock_threshold: Option<i64>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }

@@ -7,7 +7,10 @@ use shared_kernel::model::money::{Currency, Money};
 use shared_kernel::storage::db::AnyConnection;
 use shared_kernel::web::pagination::PageRequest;
 
-use crate::model::{Description, NewProduct, Product, ProductId, ProductName, Stock};
+use crate::model::{
+    Description, NewProduct, Product, ProductFilter, ProductId, ProductName, ProductSort,
+    ProductStatus, Stock, fold_name,
+};
 use crate::schema::products;
 
 /// A row as stored.
@@ -22,6 +25,8 @@ struct ProductRow {
     stock: i64,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    status: String,
+    low_stock_threshold: Option<i64>,
 }
 
 /// A row to insert.
@@ -36,6 +41,8 @@ struct NewProductRow<'a> {
     stock: i64,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    status: &'a str,
+    name_folded: &'a str,
 }
 
 impl ProductRow {
@@ -49,6 +56,9 @@ impl ProductRow {
             description: Description::parse(&self.description).map_err(corrupt)?,
             price: Money::new(self.price_minor, currency),
             stock: Stock::stored(self.stock).map_err(corrupt)?,
+            status: ProductStatus::parse(&self.status)
+                .ok_or_else(|| corrupt(format!("unknown product status {:?}", self.status)))?,
+            low_stock_threshold: self.low_stock_threshold,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -62,6 +72,7 @@ pub fn insert(
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     let currency = new.price.currency();
+    let folded = fold_name(&new.name);
     diesel::insert_into(products::table)
         .values(NewProductRow {
             id: id.as_str(),
@@ -72,6 +83,8 @@ pub fn insert(
             stock: new.stock.units(),
             created_at: now,
             updated_at: now,
+            status: ProductStatus::Active.as_str(),
+            name_folded: &folded,
         })
         .execute(conn)?;
     Ok(())
@@ -90,21 +103,144 @@ pub fn find(conn: &mut AnyConnection, id: &ProductId) -> QueryResult<Option<Prod
         .transpose()
 }
 
-/// One page in id order, plus one extra row to tell whether more follow.
-pub fn list(conn: &mut AnyConnection, page: &PageRequest) -> QueryResult<Vec<Product>> {
-    let mut query = products::table
-        .select(ProductRow::as_select())
-        .order(products::id.asc())
-        .into_boxed();
-    if let Some(after) = &page.after {
-        query = query.filter(products::id.gt(after.clone()));
+/// Where a page after `cursor` starts, in the sort's keys: the keys of the
+/// product the cursor names (the last one of the previous page).
+struct CursorKeys {
+    id: String,
+    created_at: NaiveDateTime,
+    price_minor: i64,
+    name_folded: String,
+}
+
+/// The keys of the product `cursor` names; `None` when it names none.
+fn cursor_keys(conn: &mut AnyConnection, cursor: &str) -> QueryResult<Option<CursorKeys>> {
+    let keys: Option<(NaiveDateTime, i64, String)> = products::table
+        .find(cursor)
+        .select((
+            products::created_at,
+            products::price_minor,
+            products::name_folded,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        keys.map(|(created_at, price_minor, name_folded)| CursorKeys {
+            id: cursor.to_owned(),
+            created_at,
+            price_minor,
+            name_folded,
+        }),
+    )
+}
+
+/// `text` as a LIKE pattern that matches it anywhere, literally: `%` and
+/// `_` in it are not wildcards (escaped with `!`, which needs no quoting in
+/// any backend's SQL, unlike a backslash in MySQL's).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
     }
+    pattern.push('%');
+    pattern
+}
+
+/// One page of the products `filter` selects in `sort` order, plus one
+/// extra row to tell whether more follow; `None` when the page's cursor
+/// names no product.
+pub fn list(
+    conn: &mut AnyConnection,
+    filter: &ProductFilter,
+    sort: ProductSort,
+    page: &PageRequest,
+) -> QueryResult<Option<Vec<Product>>> {
+    let mut query = products::table.select(ProductRow::as_select()).into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(products::status.eq(status.as_str()));
+    }
+    if let Some(text) = &filter.name_contains {
+        query = query.filter(
+            products::name_folded
+                .like(contains_pattern(text))
+                .escape('!'),
+        );
+    }
+    // Oldest first is the order of the id alone: the cursor is the key.
+    // Other orders start after the cursor's product's own keys.
+    let after = match (&page.after, sort) {
+        (Some(_), ProductSort::Oldest) | (None, _) => None,
+        (Some(cursor), _) => match cursor_keys(conn, cursor)? {
+            Some(keys) => Some(keys),
+            None => return Ok(None),
+        },
+    };
+    query = match sort {
+        ProductSort::Oldest => {
+            if let Some(cursor) = &page.after {
+                query = query.filter(products::id.gt(cursor.clone()));
+            }
+            query.order(products::id.asc())
+        }
+        ProductSort::Newest => {
+            if let Some(k) = after {
+                query = query.filter(
+                    products::created_at
+                        .lt(k.created_at)
+                        .or(products::created_at
+                            .eq(k.created_at)
+                            .and(products::id.lt(k.id))),
+                );
+            }
+            query.order((products::created_at.desc(), products::id.desc()))
+        }
+        ProductSort::CheapestFirst => {
+            if let Some(k) = after {
+                query = query.filter(
+                    products::price_minor
+                        .gt(k.price_minor)
+                        .or(products::price_minor
+                            .eq(k.price_minor)
+                            .and(products::id.gt(k.id))),
+                );
+            }
+            query.order((products::price_minor.asc(), products::id.asc()))
+        }
+        ProductSort::DearestFirst => {
+            if let Some(k) = after {
+                query = query.filter(
+                    products::price_minor
+                        .lt(k.price_minor)
+                        .or(products::price_minor
+                            .eq(k.price_minor)
+                            .and(products::id.lt(k.id))),
+                );
+            }
+            query.order((products::price_minor.desc(), products::id.desc()))
+        }
+        ProductSort::Name => {
+            if let Some(k) = after {
+                query = query.filter(
+                    products::name_folded
+                        .gt(k.name_folded.clone())
+                        .or(products::name_folded
+                            .eq(k.name_folded)
+                            .and(products::id.gt(k.id))),
+                );
+            }
+            query.order((products::name_folded.asc(), products::id.asc()))
+        }
+    };
     query
         .limit(page.fetch_size())
         .load(conn)?
         .into_iter()
         .map(ProductRow::into_domain)
-        .collect()
+        .collect::<QueryResult<Vec<_>>>()
+        .map(Some)
 }
 
 /// Sets the units on hand; returns whether the product exists.
@@ -123,6 +259,30 @@ pub fn set_stock(
             products::updated_at.eq(now),
         ))
         .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Moves the product to `status`; returns whether it moved (it exists and
+/// was in the other status).
+pub fn set_status(
+    conn: &mut AnyConnection,
+    id: &ProductId,
+    status: ProductStatus,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    if !id.could_exist() {
+        return Ok(false);
+    }
+    let updated = diesel::update(
+        products::table
+            .find(id.as_str())
+            .filter(products::status.ne(status.as_str())),
+    )
+    .set((
+        products::status.eq(status.as_str()),
+        products::updated_at.eq(now),
+    ))
+    .execute(conn)?;
     Ok(updated == 1)
 }
 

@@ -10,7 +10,7 @@ use shared_kernel::model::money::{Currency, Money};
 use shared_kernel::model::ports::{ReservationLine, ReserveError, ReservedLine, Shortage};
 use shared_kernel::storage::db::{AnyConnection, DbError};
 
-use crate::model::ReservationStatus;
+use crate::model::{ProductStatus, ReservationStatus};
 use crate::schema::{
     products, stock_reservation_lines as lines, stock_reservations as reservations,
 };
@@ -107,7 +107,8 @@ pub fn reserve(
             diesel::update(
                 products::table
                     .filter(products::id.eq(&line.product_id))
-                    .filter(products::stock.ge(line.quantity)),
+                    .filter(products::stock.ge(line.quantity))
+                    .filter(products::status.eq(ProductStatus::Active.as_str())),
             )
             .set((
                 products::stock.eq(products::stock - line.quantity),
@@ -152,28 +153,41 @@ pub fn reserve(
     Ok(reserved)
 }
 
-/// Why a reservation could not take every line: unknown products first, then shortages.
+/// Why a reservation could not take every line: unknown products first,
+/// then archived ones, then shortages.
 fn explain_refusal(
     conn: &mut AnyConnection,
     requested: &[&ReservationLine],
 ) -> QueryResult<ReserveError> {
     let ids: Vec<&str> = requested.iter().map(|l| l.product_id.as_str()).collect();
-    let stock: Vec<(String, i64)> = products::table
+    let stock: Vec<(String, i64, String)> = products::table
         .filter(products::id.eq_any(&ids))
-        .select((products::id, products::stock))
+        .select((products::id, products::stock, products::status))
         .load(conn)?;
     let unknown: Vec<String> = requested
         .iter()
-        .filter(|l| !stock.iter().any(|(id, _)| *id == l.product_id))
+        .filter(|l| !stock.iter().any(|(id, _, _)| *id == l.product_id))
         .map(|l| l.product_id.clone())
         .collect();
     if !unknown.is_empty() {
         return Ok(ReserveError::UnknownProducts(unknown));
     }
+    let archived: Vec<String> = requested
+        .iter()
+        .filter(|l| {
+            stock.iter().any(|(id, _, status)| {
+                *id == l.product_id && status != ProductStatus::Active.as_str()
+            })
+        })
+        .map(|l| l.product_id.clone())
+        .collect();
+    if !archived.is_empty() {
+        return Ok(ReserveError::ArchivedProducts(archived));
+    }
     let shortages = requested
         .iter()
         .filter_map(|line| {
-            let (_, on_hand) = stock.iter().find(|(id, _)| *id == line.product_id)?;
+            let (_, on_hand, _) = stock.iter().find(|(id, _, _)| *id == line.product_id)?;
             (*on_hand < line.quantity).then(|| Shortage {
                 product_id: line.product_id.clone(),
                 requested: line.quantity,

@@ -8,6 +8,23 @@ diesel::table! {
         stock -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        status -> Text,
+        low_stock_threshold -> Nullable<BigInt>,
+        name_folded -> Text,
+    }
+}
+
+diesel::table! {
+    stock_movements (id) {
+        id -> Text,
+        product_id -> Text,
+        actor -> Text,
+        reason -> Text,
+        note -> Nullable<Text>,
+        delta -> BigInt,
+        stock_after -> BigInt,
+        request_id -> Nullable<Text>,
+        occurred_at -> Timestamp,
     }
 }
 
@@ -35,6 +52,7 @@ diesel::joinable!(stock_reservation_lines -> stock_reservations (reservation_id)
 diesel::joinable!(stock_reservation_lines -> products (product_id));
 diesel::allow_tables_to_appear_in_same_query!(
     products,
+    stock_movements,
     stock_reservations,
     stock_reservation_lines
 );

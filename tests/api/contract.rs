@@ -13,7 +13,7 @@ use domain_order::model::{MAX_LINES, MAX_QUANTITY};
 use domain_payment::model::{TRANSACTION_ID_MAX_LEN, TRANSACTION_ID_PATTERN};
 use domain_product::model::{
     DESCRIPTION_MAX_CHARS, DESCRIPTION_PATTERN, Description, MAX_PRICE_MINOR, MAX_STOCK,
-    MIN_PRICE_MINOR, NAME_MAX_CHARS, NAME_PATTERN, ProductName,
+    MIN_PRICE_MINOR, NAME_MAX_CHARS, NAME_PATTERN, ProductName, SEARCH_MAX_CHARS, parse_search,
 };
 use proptest::prelude::*;
 use reqwest::Method;
@@ -300,6 +300,7 @@ fn documented_limits_are_the_validators_limits() {
     expect("OriginalUpdateStock.newStock", &stock);
     expect("ProductView.price", &money(Some(MAX_PRICE_MINOR)));
     expect("ProductView.currency", &currency);
+    expect("ProductView.lowStockThreshold", &[("minimum", json!(0))]);
     // Units released by cancelled orders may lift stored stock above MAX_STOCK.
     expect("ProductView.stock", &money(None));
 
@@ -367,6 +368,14 @@ fn documented_limits_are_the_validators_limits() {
     expect(
         "listAuditEvents(action)",
         &[("pattern", json!(ACTION_PATTERN))],
+    );
+    expect(
+        "listProducts(q)",
+        &[
+            ("minLength", json!(1)),
+            ("maxLength", json!(SEARCH_MAX_CHARS)),
+            ("pattern", json!(DESCRIPTION_PATTERN)),
+        ],
     );
     for operation in ["createOrder", "originalCreateOrder"] {
         expect(
@@ -443,6 +452,9 @@ fn string_rules() -> Vec<StringRule> {
         }),
         StringRule::new("cursor", (1, MAX_CURSOR_LEN), CURSOR_PATTERN, |s| {
             decode_cursor(s).is_some()
+        }),
+        StringRule::new("q", (1, SEARCH_MAX_CHARS), DESCRIPTION_PATTERN, |s| {
+            parse_search(s).is_ok()
         }),
         StringRule::new("actor", (1, 64), ACTOR_PATTERN, is_actor),
         StringRule::new("targetId", (1, 64), TARGET_ID_PATTERN, is_target_id),

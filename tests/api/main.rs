@@ -3,6 +3,7 @@
 mod alipay;
 mod architecture;
 mod audit;
+mod catalog;
 mod contexts;
 mod contract;
 mod crash;

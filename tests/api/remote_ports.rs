@@ -139,6 +139,24 @@ async fn orders_placed_on_a_reserve_the_stock_of_b(backend: Backend) {
         .await
         .assert_problem(StatusCode::NOT_FOUND, "product_not_found");
     assert_eq!(stock_at(&b.address, &product).await, 7);
+    // A product B's staff archived is refused as in one process, naming the line.
+    let archived = send(
+        client()
+            .post(format!("{}/api/v1/products/{product}/archive", b.address))
+            .bearer_auth(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(archived.status, StatusCode::OK, "{}", archived.body);
+    let refused = a
+        .as_user("buyer")
+        .post_json(
+            "/api/v1/orders",
+            &json!({"items": [{"productId": product, "quantity": 1}]}),
+        )
+        .await;
+    refused.assert_problem(StatusCode::CONFLICT, "product_archived");
+    assert_eq!(refused.problem_fields(), ["items[0].productId"]);
+    assert_eq!(stock_at(&b.address, &product).await, 7);
 
     // The request id A was given reached B, on its internal route, with a
     // traceparent whose trace id is that request id's.

@@ -4,20 +4,26 @@ use std::sync::Arc;
 
 use serde_json::json;
 use shared_kernel::audit::{self, Actor, AuditEntry};
+use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::clock;
+use shared_kernel::model::events::{ProductArchived, ProductRestored};
 use shared_kernel::model::money::{Currency, Money};
 use shared_kernel::storage::db::Db;
 use shared_kernel::web::pagination::PageRequest;
 
 use crate::cache::{CachedProduct, Lookup, ProductCache};
 use crate::error::ProductError;
-use crate::model::{Description, NewProduct, Product, ProductId, ProductName, Stock};
+use crate::model::{
+    Description, NewProduct, Product, ProductFilter, ProductId, ProductName, ProductSort,
+    ProductStatus, Stock,
+};
 use crate::repository;
 
 /// The product context's facade: everything the rest of the app may ask of the catalog.
 #[derive(Debug, Clone)]
 pub struct ProductCatalog {
     db: Db,
+    outbox: Outbox,
     cache: ProductCache,
 }
 
@@ -31,9 +37,10 @@ pub struct ProductPage {
 impl ProductCatalog {
     /// The catalog, with an empty read cache of its own (which caches
     /// nothing until an [`Invalidator`](crate::cache::Invalidator) runs for it).
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, outbox: Outbox) -> Self {
         Self {
             db,
+            outbox,
             cache: ProductCache::default(),
         }
     }
@@ -87,10 +94,17 @@ impl ProductCatalog {
         Ok(self.cache.fill(ticket, product))
     }
 
-    pub async fn list(&self, page: PageRequest) -> Result<ProductPage, ProductError> {
+    /// One page of the products `filter` selects, in `sort` order.
+    pub async fn list(
+        &self,
+        filter: ProductFilter,
+        sort: ProductSort,
+        page: PageRequest,
+    ) -> Result<ProductPage, ProductError> {
         self.db
             .run(move |conn| {
-                let rows = repository::list(conn, &page)?;
+                let rows = repository::list(conn, &filter, sort, &page)?
+                    .ok_or(ProductError::UnknownCursor)?;
                 let (products, next_cursor) = page.finish(rows, |p| p.id.as_str());
                 Ok(ProductPage {
                     products,
@@ -136,6 +150,71 @@ impl ProductCatalog {
             .await;
         // After the commit, and even after an error (a commit whose answer was lost may have happened).
         self.cache.invalidate([key.as_str()]);
+        updated
+    }
+
+    /// Takes a product off sale (`archive`) or puts it back (`restore`):
+    /// idempotent (a product already there is answered as it is, with no
+    /// audit entry and no event); otherwise `actor`'s change is in the audit
+    /// log (`product.archived`, `product.restored`) and its event in the
+    /// outbox, in the transaction of the change. A reservation that waits
+    /// for the product's row lock sees the new status.
+    pub async fn set_status(
+        &self,
+        actor: &Actor,
+        id: ProductId,
+        status: ProductStatus,
+    ) -> Result<Product, ProductError> {
+        let key = id.clone();
+        let (actor, outbox) = (actor.clone(), self.outbox.clone());
+        let updated = self
+            .db
+            .write_locking(vec![id.as_str().to_owned()], move |conn| {
+                let now = clock::now();
+                if repository::set_status(conn, &id, status, now)? {
+                    let action = match status {
+                        ProductStatus::Archived => {
+                            outbox.publish(
+                                conn,
+                                &ProductArchived {
+                                    product_id: id.to_string(),
+                                },
+                            )?;
+                            "product.archived"
+                        }
+                        ProductStatus::Active => {
+                            outbox.publish(
+                                conn,
+                                &ProductRestored {
+                                    product_id: id.to_string(),
+                                },
+                            )?;
+                            "product.restored"
+                        }
+                    };
+                    let was = match status {
+                        ProductStatus::Archived => ProductStatus::Active,
+                        ProductStatus::Active => ProductStatus::Archived,
+                    };
+                    audit::record(
+                        conn,
+                        &actor,
+                        AuditEntry {
+                            action,
+                            target_type: TARGET,
+                            target_id: id.to_string(),
+                            before: Some(json!({"status": was.as_str()})),
+                            after: Some(json!({"status": status.as_str()})),
+                        },
+                    )?;
+                }
+                repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
+            })
+            .await;
+        self.cache.invalidate([key.as_str()]);
+        if updated.is_ok() {
+            self.outbox.wake();
+        }
         updated
     }
 

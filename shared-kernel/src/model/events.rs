@@ -222,6 +222,30 @@ impl IntegrationEvent for OrderPaymentRefused {
     const VERSION: u16 = 1;
 }
 
+/// Staff took a product off sale: it still reads by id, but no order can reserve it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductArchived {
+    pub product_id: String,
+}
+
+impl IntegrationEvent for ProductArchived {
+    const TYPE: &'static str = "product.archived";
+    const VERSION: u16 = 1;
+}
+
+/// Staff put an archived product back on sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductRestored {
+    pub product_id: String,
+}
+
+impl IntegrationEvent for ProductRestored {
+    const TYPE: &'static str = "product.restored";
+    const VERSION: u16 = 1;
+}
+
 /// Every integration event type: what a relay to a message broker takes.
 pub const ALL_TYPES: &[&str] = &[
     OrderPlaced::TYPE,
@@ -231,6 +255,8 @@ pub const ALL_TYPES: &[&str] = &[
     PaymentSucceeded::TYPE,
     PaymentFailed::TYPE,
     PaymentRefunded::TYPE,
+    ProductArchived::TYPE,
+    ProductRestored::TYPE,
 ];
 
 #[cfg(test)]

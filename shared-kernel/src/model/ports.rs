@@ -65,6 +65,9 @@ pub enum ReserveError {
     UnknownProducts(Vec<String>),
     #[error("not enough stock")]
     InsufficientStock(Vec<Shortage>),
+    /// Products staff took off sale (archived): they are never reserved.
+    #[error("archived products: {0:?}")]
+    ArchivedProducts(Vec<String>),
     /// This reservation id was released before; it cannot be reserved again.
     #[error("the reservation was already released")]
     AlreadyReleased,

@@ -579,6 +579,9 @@ impl Inventory for RemoteInventory {
                             codes::RESERVATION_RELEASED => {
                                 Ok(Answer::Refused(ReserveError::AlreadyReleased))
                             }
+                            codes::PRODUCT_ARCHIVED => Ok(Answer::Refused(
+                                ReserveError::ArchivedProducts(refusal.product_ids),
+                            )),
                             _ => unexpected(port, status, bytes),
                         }
                     }

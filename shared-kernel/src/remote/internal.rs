@@ -27,6 +27,8 @@ pub mod codes {
     pub const UNKNOWN_PRODUCTS: &str = "unknown_products";
     /// 409: not enough stock (`shortages` lists what is missing).
     pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+    /// 409: some products are archived (`productIds` lists them).
+    pub const PRODUCT_ARCHIVED: &str = "product_archived";
     /// 409: this reservation id was released before and cannot be reserved again.
     pub const RESERVATION_RELEASED: &str = "reservation_released";
     /// 404: no order has this id.

@@ -1,0 +1,372 @@
+//! Staff run the catalog: products taken off sale and put back, found by
+//! name and listed in several orders, every page to the end.
+
+use std::sync::Arc;
+
+use shop_tests::{StatusCode, TestApp, Value, json, on_every_backend};
+
+on_every_backend!(
+    an_archived_product_reads_by_id_but_is_never_ordered,
+    archiving_is_idempotent_audited_and_told,
+    only_staff_list_archived_products,
+    an_archive_racing_orders_never_lets_one_through_after_it,
+    the_name_search_is_literal_and_case_insensitive,
+    every_sort_pages_to_the_end,
+);
+
+const BUYER: &str = "buyer";
+
+async fn archive(app: &TestApp, product: &str) -> shop_tests::Response {
+    let path = format!("/api/v1/products/{product}/archive");
+    app.admin_send(reqwest::Method::POST, &path, &json!({}))
+        .await
+}
+
+async fn restore(app: &TestApp, product: &str) -> shop_tests::Response {
+    let path = format!("/api/v1/products/{product}/restore");
+    app.admin_send(reqwest::Method::POST, &path, &json!({}))
+        .await
+}
+
+fn id(product: &Value) -> String {
+    product["productId"].as_str().unwrap().to_owned()
+}
+
+/// The ids of every product `query` lists, page after page (`limit` 2).
+async fn list_all(app: &TestApp, query: &str, staff: bool) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/products?limit=2{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = if staff {
+            app.admin_get(&path).await
+        } else {
+            app.get(&path).await
+        };
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        let got = page.json["items"].as_array().cloned().unwrap_or_default();
+        assert!(got.len() <= 2);
+        items.extend(got);
+        match page.json["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+fn names(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn an_archived_product_reads_by_id_but_is_never_ordered(app: TestApp) {
+    let lamp = app.create_product("Lamp", 500, 10).await;
+    let lamp = id(&lamp);
+    let other = id(&app.create_product("Shade", 300, 10).await);
+    assert_eq!(
+        app.get(&format!("/api/v1/products/{lamp}")).await.json["status"],
+        "active"
+    );
+    let archived = archive(&app, &lamp).await;
+    assert_eq!(archived.status, StatusCode::OK, "{}", archived.body);
+    assert_eq!(archived.json["status"], "archived");
+    let read = app.get(&format!("/api/v1/products/{lamp}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.json["status"], "archived");
+
+    // Refused on the REST route, naming the line, with nothing reserved of any line.
+    let refused = app
+        .as_user(BUYER)
+        .post_json(
+            "/api/v1/orders",
+            &json!({"items": [{"productId": other, "quantity": 1}, {"productId": lamp, "quantity": 2}]}),
+        )
+        .await;
+    refused.assert_problem(StatusCode::CONFLICT, "product_archived");
+    assert_eq!(refused.problem_fields(), ["items[1].productId"]);
+    // And on the original spec's alias.
+    let alias = app
+        .as_user(BUYER)
+        .post_json("/createOrder", &json!({"productId": lamp, "quantity": 1}))
+        .await;
+    alias.assert_problem(StatusCode::CONFLICT, "product_archived");
+    assert_eq!(app.stock(&lamp).await, 10);
+    assert_eq!(app.stock(&other).await, 10);
+
+    // Back on sale, it sells.
+    assert_eq!(restore(&app, &lamp).await.json["status"], "active");
+    app.place_order(BUYER, &lamp, 2).await;
+    assert_eq!(app.stock(&lamp).await, 8);
+}
+
+async fn archiving_is_idempotent_audited_and_told(app: TestApp) {
+    let lamp = id(&app.create_product("Lamp", 500, 10).await);
+    for _ in 0..2 {
+        let archived = archive(&app, &lamp).await;
+        assert_eq!(archived.status, StatusCode::OK, "{}", archived.body);
+        assert_eq!(archived.json["status"], "archived");
+    }
+    for _ in 0..2 {
+        assert_eq!(restore(&app, &lamp).await.json["status"], "active");
+    }
+    archive(&app, "no-such-product")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "product_not_found");
+    let log = app
+        .admin_get(&format!("/api/v1/audit-events?targetId={lamp}"))
+        .await;
+    let actions: Vec<&str> = log.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["product.restored", "product.archived", "product.created"],
+        "one entry a change, none for a repeat"
+    );
+    assert_eq!(log.json["items"][1]["before"], json!({"status": "active"}));
+    assert_eq!(log.json["items"][1]["after"], json!({"status": "archived"}));
+    let url = app.database_url.clone();
+    let told = |kind: &str| {
+        shop_tests::count(
+            &url,
+            &format!("SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = '{kind}'"),
+        )
+    };
+    assert_eq!(told("product.archived"), 1);
+    assert_eq!(told("product.restored"), 1);
+}
+
+async fn only_staff_list_archived_products(app: TestApp) {
+    let on_sale = id(&app.create_product("On sale", 100, 1).await);
+    let off_sale = id(&app.create_product("Off sale", 100, 1).await);
+    assert_eq!(archive(&app, &off_sale).await.status, StatusCode::OK);
+
+    let public = list_all(&app, "", false).await;
+    assert_eq!(names(&public), ["On sale"]);
+    assert_eq!(public[0]["productId"], on_sale.as_str());
+    assert_eq!(
+        names(&list_all(&app, "&status=archived", true).await),
+        ["Off sale"]
+    );
+    assert_eq!(
+        names(&list_all(&app, "&status=all", true).await),
+        ["On sale", "Off sale"]
+    );
+    for status in ["archived", "all"] {
+        let anonymous = app.get(&format!("/api/v1/products?status={status}")).await;
+        assert_eq!(
+            anonymous.status,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            anonymous.body
+        );
+        let customer = app
+            .as_user(BUYER)
+            .get(&format!("/api/v1/products?status={status}"))
+            .await;
+        assert!(
+            matches!(
+                customer.status,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            ),
+            "{} {}",
+            customer.status,
+            customer.body
+        );
+    }
+    let bad = app.get("/api/v1/products?status=deleted").await;
+    bad.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
+}
+
+/// Buyers keep ordering one unit at a time while staff archive the product:
+/// every order is placed (holding its unit) or refused with
+/// `product_archived` (taking nothing), and every order sent after the
+/// archive answered (so after it committed) is refused.
+async fn an_archive_racing_orders_never_lets_one_through_after_it(app: TestApp) {
+    const BUYERS: usize = 8;
+    let lamp = id(&app.create_product("Lamp", 100, 100_000).await);
+    let app = Arc::new(app);
+    let archived_at: Arc<std::sync::OnceLock<std::time::Instant>> = Arc::default();
+    // The buyers start before the archive; each orders until it is refused twice.
+    let mut buyers = Vec::new();
+    for _ in 0..BUYERS {
+        let (a, l, done) = (app.clone(), lamp.clone(), archived_at.clone());
+        buyers.push(tokio::spawn(async move {
+            let token = a.token(BUYER);
+            let mut answers = Vec::new();
+            // Until one order is sent after the archive answered.
+            loop {
+                let sent = std::time::Instant::now();
+                let answer = a
+                    .send(a.caller(&token).place_order(&a.address, &l, 1))
+                    .await;
+                answers.push((sent, answer));
+                if done.get().is_some_and(|archived| sent > *archived) {
+                    break;
+                }
+                assert!(answers.len() < 20_000, "the archive never answered");
+            }
+            answers
+        }));
+    }
+    // Let the orders flow, then archive.
+    shop_tests::eventually("orders are being placed", || async {
+        app.stock(&lamp).await < 100_000 - 20
+    })
+    .await;
+    let archived = archive(&app, &lamp).await;
+    assert_eq!(archived.status, StatusCode::OK, "{}", archived.body);
+    archived_at.set(std::time::Instant::now()).unwrap();
+    let archived_at = *archived_at.get().unwrap();
+
+    let mut placed = 0_i64;
+    let mut refused_after = 0;
+    for buyer in buyers {
+        for (sent, answer) in buyer.await.unwrap() {
+            match answer.status {
+                StatusCode::CREATED => {
+                    assert!(
+                        sent < archived_at,
+                        "an order sent after the archive answered was placed"
+                    );
+                    placed += 1;
+                }
+                _ => {
+                    answer.assert_problem(StatusCode::CONFLICT, "product_archived");
+                    if sent > archived_at {
+                        refused_after += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(placed >= 20, "orders were placed before the archive");
+    assert!(
+        refused_after >= BUYERS,
+        "orders were sent after the archive"
+    );
+    // Every unit taken belongs to an order placed; none was taken by a refused one.
+    assert_eq!(app.stock(&lamp).await, 100_000 - placed);
+}
+
+async fn the_name_search_is_literal_and_case_insensitive(app: TestApp) {
+    for name in [
+        "100% Cotton Shirt",
+        "1000 Cotton Shirts",
+        "snake_case mug",
+        "snakeXcase mug",
+        "Crème Brûlée Set",
+        "ÉCLAIR tray",
+        "手机壳 Phone Case",
+        "Plain Phone",
+    ] {
+        app.create_product(name, 100, 1).await;
+    }
+    for (q, expected) in [
+        ("100%", vec!["100% Cotton Shirt"]),
+        ("%", vec!["100% Cotton Shirt"]),
+        ("e_c", vec!["snake_case mug"]),
+        ("_", vec!["snake_case mug"]),
+        ("COTTON", vec!["100% Cotton Shirt", "1000 Cotton Shirts"]),
+        ("crème", vec!["Crème Brûlée Set"]),
+        ("BRÛLÉE", vec!["Crème Brûlée Set"]),
+        ("éclair", vec!["ÉCLAIR tray"]),
+        ("手机", vec!["手机壳 Phone Case"]),
+        ("phone", vec!["手机壳 Phone Case", "Plain Phone"]),
+        ("no such thing", vec![]),
+    ] {
+        let encoded: String = url_encode(q);
+        let found = list_all(&app, &format!("&q={encoded}"), false).await;
+        assert_eq!(names(&found), expected, "q={q}");
+    }
+    let empty = app.get("/api/v1/products?q=").await;
+    empty.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
+    assert_eq!(empty.problem_fields(), ["q"]);
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn every_sort_pages_to_the_end(app: TestApp) {
+    // Names out of order, prices with ties, one archived product that no sort shows.
+    let made = [
+        ("pear", 300),
+        ("Apple", 100),
+        ("banana", 300),
+        ("Cherry", 200),
+        ("apricot", 100),
+        ("Date", 500),
+        ("fig", 300),
+    ];
+    let mut ids = Vec::new();
+    for (name, price) in made {
+        ids.push(id(&app.create_product(name, price, 1).await));
+    }
+    let hidden = id(&app.create_product("zzz archived", 1, 1).await);
+    archive(&app, &hidden).await;
+
+    let oldest = names(&list_all(&app, "", false).await);
+    assert_eq!(
+        oldest,
+        [
+            "pear", "Apple", "banana", "Cherry", "apricot", "Date", "fig"
+        ]
+    );
+    assert_eq!(
+        names(&list_all(&app, "&sort=createdAt", false).await),
+        oldest
+    );
+    let mut newest = oldest.clone();
+    newest.reverse();
+    assert_eq!(
+        names(&list_all(&app, "&sort=-createdAt", false).await),
+        newest
+    );
+    // Ties are broken by id, which is the order of creation.
+    assert_eq!(
+        names(&list_all(&app, "&sort=price", false).await),
+        [
+            "Apple", "apricot", "Cherry", "pear", "banana", "fig", "Date"
+        ]
+    );
+    assert_eq!(
+        names(&list_all(&app, "&sort=-price", false).await),
+        [
+            "Date", "fig", "banana", "pear", "Cherry", "apricot", "Apple"
+        ]
+    );
+    assert_eq!(
+        names(&list_all(&app, "&sort=name", false).await),
+        [
+            "Apple", "apricot", "banana", "Cherry", "Date", "fig", "pear"
+        ]
+    );
+    // A search and a sort together.
+    assert_eq!(
+        names(&list_all(&app, "&q=a&sort=-price", false).await),
+        ["Date", "banana", "pear", "apricot", "Apple"]
+    );
+    let bad = app.get("/api/v1/products?sort=stock").await;
+    bad.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
+    let made_up = app
+        .get("/api/v1/products?sort=price&cursor=nothing-here")
+        .await;
+    made_up.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
+}
