@@ -12,6 +12,13 @@ pub enum ProductError {
     NotFound(ProductId),
     #[error("invalid product fields")]
     Invalid(Vec<FieldViolation>),
+    /// An adjustment would take the stock below zero: it has `available`.
+    #[error("not enough stock")]
+    InsufficientStock {
+        product_id: ProductId,
+        available: i64,
+        delta: i64,
+    },
     /// A page's cursor names no product (a cursor of another sort's pages
     /// names one too: only a made-up one names none).
     #[error("the cursor names no product")]
@@ -37,6 +44,22 @@ impl From<ProductError> for Problem {
             )
             .with_detail(format!("No product has the id \"{id}\".")),
             ProductError::Invalid(errors) => Problem::validation(errors),
+            ProductError::InsufficientStock {
+                product_id,
+                available,
+                delta,
+            } => Problem::new(
+                StatusCode::CONFLICT,
+                "insufficient_stock",
+                "Insufficient stock",
+            )
+            .with_detail(format!(
+                "Product {product_id} has {available} in stock; an adjustment of {delta} would take it below zero. Nothing changed."
+            ))
+            .with_errors(vec![FieldViolation::new(
+                "delta",
+                format!("must be at least -{available}"),
+            )]),
             ProductError::UnknownCursor => invalid_query(vec![FieldViolation::new(
                 "cursor",
                 "names no product: pass the nextCursor of the previous page",

@@ -23,8 +23,8 @@ use crate::ProductCatalog;
 use crate::cache::CachedProduct;
 use crate::error::ProductError;
 use crate::model::{
-    NewProduct, NewProductFields, Product, ProductFilter, ProductId, ProductSort, ProductStatus,
-    Stock, checked, parse_search,
+    MAX_STOCK, NewProduct, NewProductFields, Product, ProductFilter, ProductId, ProductSort,
+    ProductStatus, Stock, StockAdjustment, StockMovement, checked, parse_search,
 };
 
 /// Mounts the REST routes (under the app's `/api/v1` scope).
@@ -34,7 +34,9 @@ pub fn configure_api(cfg: &mut ServiceConfig) {
         .service(get_product_info)
         .service(update_product_stock)
         .service(archive_product)
-        .service(restore_product);
+        .service(restore_product)
+        .service(adjust_product_stock)
+        .service(list_stock_movements);
 }
 
 /// Mounts the original spec's literal paths, thin aliases over the same use cases.
@@ -184,6 +186,116 @@ pub struct UpdateStock {
     #[schema(minimum = 0, maximum = 1_000_000_000, example = 80)]
     #[serde(deserialize_with = "json_integer")]
     pub new_stock: i64,
+}
+
+/// A change of the units on hand by a delta.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdjustStock {
+    /// Units to add (a restock, units found or returned) or, negative, to
+    /// take away (damaged, lost); not 0, at most 1,000,000,000 either way.
+    #[schema(schema_with = delta_schema, example = -3)]
+    #[serde(deserialize_with = "json_integer")]
+    pub delta: i64,
+    /// Why the stock changed.
+    #[schema(value_type = ReasonView)]
+    pub reason: String,
+    /// What staff want to remember of it.
+    #[serde(default)]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00]*$",
+        example = "dropped in the warehouse"
+    )]
+    pub note: Option<String>,
+}
+
+/// Why staff changed the units on hand.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // documentation only: `reason` is read as text and checked with the other fields
+pub enum ReasonView {
+    Restock,
+    Damaged,
+    Lost,
+    Found,
+    Returned,
+    Correction,
+}
+
+/// A delta: an integer from -1,000,000,000 to 1,000,000,000 that is not 0.
+fn delta_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let range = |min: i64, max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    OneOfBuilder::new()
+        .item(range(-MAX_STOCK, -1))
+        .item(range(1, MAX_STOCK))
+        .description(Some("Not 0; at most 1,000,000,000 either way."))
+        .build()
+        .into()
+}
+
+/// One staff change of a product's stock (a set or an adjustment).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockMovementView {
+    #[schema(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub movement_id: String,
+    #[schema(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: String,
+    /// A staff token's `sub`, or `admin-token`.
+    #[schema(example = "admin-token")]
+    pub actor: String,
+    /// `set` (updateProductStock), or the adjustment's reason.
+    #[schema(example = "damaged")]
+    pub reason: String,
+    #[schema(required = true, example = "dropped in the warehouse")]
+    pub note: Option<String>,
+    /// The change of the units on hand (for a set: the new stock less the old).
+    #[schema(example = -3)]
+    pub delta: i64,
+    /// The units on hand after it.
+    #[schema(minimum = 0, example = 97)]
+    pub stock_after: i64,
+    /// The id of the request that made it (its `X-Request-Id`).
+    #[schema(required = true, example = "7f0c3a52-9d1e-4b8a-a3c2-5e6f7a8b9c0d")]
+    pub request_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl From<StockMovement> for StockMovementView {
+    fn from(m: StockMovement) -> Self {
+        Self {
+            movement_id: m.id,
+            product_id: m.product_id.to_string(),
+            actor: m.actor,
+            reason: m.reason,
+            note: m.note,
+            delta: m.delta,
+            stock_after: m.stock_after,
+            request_id: m.request_id,
+            occurred_at: clock::to_utc(m.occurred_at),
+        }
+    }
+}
+
+/// A page of a product's stock movements, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockMovementList {
+    pub items: Vec<StockMovementView>,
+    /// Pass as `cursor` to read the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
 }
 
 /// A product read by id: its JSON body is rendered once per cached entry.
@@ -591,4 +703,97 @@ async fn restore_product(
         )
         .await?;
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// Change a product's stock by a delta (staff)
+///
+/// Adds units (`restock`, `found`, `returned`, a `correction` up) or takes
+/// them away (`damaged`, `lost`, a `correction` down). It goes through the
+/// same locked path as orders' reservations: adjustments and orders racing
+/// on one product never lose an update. Taking more than is on hand is 409
+/// `insufficient_stock`, naming what is there, and changes nothing.
+/// Recorded as a stock movement and in the audit log
+/// (`product.stock_adjusted`).
+#[utoipa::path(
+    operation_id = "adjustProductStock",
+    tag = "products",
+    params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
+    request_body = AdjustStock,
+    security(("adminToken" = [])),
+    responses(
+        (status = 201, description = "The stock movement made, with the units now on hand", body = StockMovementView),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No product has this id (`product_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The delta would take the stock below zero (`insufficient_stock`; the detail says what is on hand); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "A field is missing or invalid; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
+        (status = 503, response = Unavailable),
+    )
+)]
+#[post("/products/{productId}/stock-adjustments")]
+async fn adjust_product_stock(
+    admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    id: web::Path<String>,
+    body: Json<AdjustStock>,
+) -> Result<HttpResponse, Problem> {
+    let AdjustStock {
+        delta,
+        reason,
+        note,
+    } = body.into_inner();
+    let adjustment =
+        StockAdjustment::parse(delta, &reason, note.as_deref()).map_err(ProductError::Invalid)?;
+    let moved = catalog
+        .adjust_stock(
+            &Actor::from(admin),
+            ProductId::from(id.into_inner()),
+            adjustment,
+        )
+        .await?;
+    tracing::info!(product_id = %moved.product_id, delta = moved.delta, stock = moved.stock_after, "stock adjusted");
+    Ok(HttpResponse::Created().json(StockMovementView::from(moved)))
+}
+
+/// List a product's stock movements (staff)
+///
+/// Every staff change of the product's stock, a set (`updateProductStock`)
+/// or an adjustment, newest first: who, why, by how much, the units after
+/// it, the request and the time. (Orders' reservations are not movements.)
+#[utoipa::path(
+    operation_id = "listStockMovements",
+    tag = "products",
+    params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b"), PageQuery),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "A page of the product's stock movements, newest first", body = StockMovementList),
+        (status = 400, description = "Invalid `limit` or `cursor` (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No product has this id (`product_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
+        (status = 503, response = Unavailable),
+    )
+)]
+#[get("/products/{productId}/stock-movements")]
+async fn list_stock_movements(
+    _admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    id: web::Path<String>,
+    page: Query<PageQuery>,
+) -> Result<HttpResponse, Problem> {
+    let page = PageRequest::try_from(page.0)?;
+    let page = catalog
+        .movements(ProductId::from(id.into_inner()), page)
+        .await?;
+    Ok(HttpResponse::Ok().json(StockMovementList {
+        items: page
+            .movements
+            .into_iter()
+            .map(StockMovementView::from)
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

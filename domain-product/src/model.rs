@@ -144,6 +144,114 @@ pub fn fold_name(name: &ProductName) -> String {
     name.as_str().to_lowercase()
 }
 
+/// Why staff changed the units on hand by a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustmentReason {
+    Restock,
+    Damaged,
+    Lost,
+    Found,
+    Returned,
+    Correction,
+}
+
+impl AdjustmentReason {
+    pub const ALL: [Self; 6] = [
+        Self::Restock,
+        Self::Damaged,
+        Self::Lost,
+        Self::Found,
+        Self::Returned,
+        Self::Correction,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restock => "restock",
+            Self::Damaged => "damaged",
+            Self::Lost => "lost",
+            Self::Found => "found",
+            Self::Returned => "returned",
+            Self::Correction => "correction",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+}
+
+/// What a stock movement records as its reason: a set (`set`), or an adjustment's reason.
+pub const SET_REASON: &str = "set";
+
+/// The longest note an adjustment takes.
+pub const NOTE_MAX_CHARS: usize = 500;
+
+/// A change of the units on hand by `delta`, for a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockAdjustment {
+    /// Not zero; at most [`MAX_STOCK`] either way.
+    pub delta: i64,
+    pub reason: AdjustmentReason,
+    /// Up to [`NOTE_MAX_CHARS`] characters, no NUL.
+    pub note: Option<String>,
+}
+
+impl StockAdjustment {
+    /// Checks every field, naming each that fails.
+    pub fn parse(
+        delta: i64,
+        reason: &str,
+        note: Option<&str>,
+    ) -> Result<Self, Vec<FieldViolation>> {
+        let mut errors = Vec::new();
+        if delta == 0 || delta.abs() > MAX_STOCK {
+            errors.push(FieldViolation::new(
+                "delta",
+                format!("must be -{MAX_STOCK} to {MAX_STOCK}, and not 0"),
+            ));
+        }
+        let reason = AdjustmentReason::parse(reason);
+        if reason.is_none() {
+            errors.push(FieldViolation::new(
+                "reason",
+                "must be restock, damaged, lost, found, returned or correction",
+            ));
+        }
+        if let Some(note) = note
+            && (note.chars().count() > NOTE_MAX_CHARS || note.contains('\0'))
+        {
+            errors.push(FieldViolation::new(
+                "note",
+                format!("must be at most {NOTE_MAX_CHARS} characters, with no NUL"),
+            ));
+        }
+        match reason {
+            Some(reason) if errors.is_empty() => Ok(Self {
+                delta,
+                reason,
+                note: note.map(str::to_owned),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// One staff change of a product's stock, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockMovement {
+    pub id: String,
+    pub product_id: ProductId,
+    pub actor: String,
+    /// [`SET_REASON`] or an [`AdjustmentReason`].
+    pub reason: String,
+    pub note: Option<String>,
+    pub delta: i64,
+    pub stock_after: i64,
+    pub request_id: Option<String>,
+    pub occurred_at: NaiveDateTime,
+}
+
 /// Which products a catalog page holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProductFilter {
@@ -396,5 +504,29 @@ mod reservation_tests {
             assert_eq!(S::parse(status.as_str()), Some(status));
         }
         assert_eq!(S::parse("lost"), None);
+    }
+}
+
+#[cfg(test)]
+mod adjustment_tests {
+    use super::*;
+
+    #[test]
+    fn an_adjustment_names_every_bad_field() {
+        let ok = StockAdjustment::parse(-3, "damaged", Some("dropped")).unwrap();
+        assert_eq!((ok.delta, ok.reason), (-3, AdjustmentReason::Damaged));
+        let fields =
+            |e: Vec<FieldViolation>| -> Vec<String> { e.into_iter().map(|v| v.field).collect() };
+        assert_eq!(
+            fields(StockAdjustment::parse(0, "stolen", Some("a\0")).unwrap_err()),
+            ["delta", "reason", "note"]
+        );
+        assert!(StockAdjustment::parse(MAX_STOCK + 1, "restock", None).is_err());
+        assert!(StockAdjustment::parse(-MAX_STOCK, "lost", None).is_ok());
+        assert!(StockAdjustment::parse(1, "found", Some(&"n".repeat(NOTE_MAX_CHARS))).is_ok());
+        assert!(StockAdjustment::parse(1, "found", Some(&"n".repeat(NOTE_MAX_CHARS + 1))).is_err());
+        for reason in AdjustmentReason::ALL {
+            assert_eq!(AdjustmentReason::parse(reason.as_str()), Some(reason));
+        }
     }
 }

@@ -9,9 +9,9 @@ use shared_kernel::web::pagination::PageRequest;
 
 use crate::model::{
     Description, NewProduct, Product, ProductFilter, ProductId, ProductName, ProductSort,
-    ProductStatus, Stock, fold_name,
+    ProductStatus, Stock, StockMovement, fold_name,
 };
-use crate::schema::products;
+use crate::schema::{products, stock_movements};
 
 /// A row as stored.
 #[derive(Debug, Queryable, Selectable)]
@@ -243,22 +243,28 @@ pub fn list(
         .map(Some)
 }
 
-/// Sets the units on hand; returns whether the product exists.
+/// Sets the units on hand to `stock` while they are still `was`; returns
+/// whether it did (the product exists and its stock had not moved).
 pub fn set_stock(
     conn: &mut AnyConnection,
     id: &ProductId,
+    was: Stock,
     stock: Stock,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     if !id.could_exist() {
         return Ok(false);
     }
-    let updated = diesel::update(products::table.find(id.as_str()))
-        .set((
-            products::stock.eq(stock.units()),
-            products::updated_at.eq(now),
-        ))
-        .execute(conn)?;
+    let updated = diesel::update(
+        products::table
+            .find(id.as_str())
+            .filter(products::stock.eq(was.units())),
+    )
+    .set((
+        products::stock.eq(stock.units()),
+        products::updated_at.eq(now),
+    ))
+    .execute(conn)?;
     Ok(updated == 1)
 }
 
@@ -284,6 +290,114 @@ pub fn set_status(
     ))
     .execute(conn)?;
     Ok(updated == 1)
+}
+
+/// Changes the units on hand by `delta` unless that would take them below
+/// zero, in one conditional statement (the row lock orders it with
+/// reservations and other adjustments); returns the stock it left, or
+/// `None` when it changed nothing (no such product, or not enough stock).
+pub fn adjust_stock(
+    conn: &mut AnyConnection,
+    id: &ProductId,
+    delta: i64,
+    now: NaiveDateTime,
+) -> QueryResult<Option<i64>> {
+    if !id.could_exist() {
+        return Ok(None);
+    }
+    shared_kernel::update_returning!(
+        conn,
+        diesel::update(
+            products::table
+                .filter(products::id.eq(id.as_str()))
+                .filter(products::stock.ge(-delta)),
+        )
+        .set((
+            products::stock.eq(products::stock + delta),
+            products::updated_at.eq(now),
+        )),
+        products::stock,
+        products::table
+            .filter(products::id.eq(id.as_str()))
+            .select(products::stock)
+    )
+}
+
+/// Records a staff change of stock.
+pub fn insert_movement(conn: &mut AnyConnection, movement: &StockMovement) -> QueryResult<()> {
+    diesel::insert_into(stock_movements::table)
+        .values((
+            stock_movements::id.eq(&movement.id),
+            stock_movements::product_id.eq(movement.product_id.as_str()),
+            stock_movements::actor.eq(&movement.actor),
+            stock_movements::reason.eq(&movement.reason),
+            stock_movements::note.eq(&movement.note),
+            stock_movements::delta.eq(movement.delta),
+            stock_movements::stock_after.eq(movement.stock_after),
+            stock_movements::request_id.eq(&movement.request_id),
+            stock_movements::occurred_at.eq(movement.occurred_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+type MovementRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    NaiveDateTime,
+);
+
+/// A page of a product's stock movements, newest first, plus one extra row
+/// to tell whether more follow (the cursor is the last id seen).
+pub fn movements(
+    conn: &mut AnyConnection,
+    id: &ProductId,
+    page: &PageRequest,
+) -> QueryResult<Vec<StockMovement>> {
+    let mut query = stock_movements::table
+        .filter(stock_movements::product_id.eq(id.as_str()))
+        .select((
+            stock_movements::id,
+            stock_movements::product_id,
+            stock_movements::actor,
+            stock_movements::reason,
+            stock_movements::note,
+            stock_movements::delta,
+            stock_movements::stock_after,
+            stock_movements::request_id,
+            stock_movements::occurred_at,
+        ))
+        .order(stock_movements::id.desc())
+        .limit(page.fetch_size())
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(stock_movements::id.lt(after.clone()));
+    }
+    let rows: Vec<MovementRow> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, product_id, actor, reason, note, delta, stock_after, request_id, occurred_at)| {
+                StockMovement {
+                    id,
+                    product_id: ProductId::from(product_id),
+                    actor,
+                    reason,
+                    note,
+                    delta,
+                    stock_after,
+                    request_id,
+                    occurred_at,
+                }
+            },
+        )
+        .collect())
 }
 
 pub fn is_empty(conn: &mut AnyConnection) -> QueryResult<bool> {

@@ -12,7 +12,25 @@ on_every_backend!(
     an_archive_racing_orders_never_lets_one_through_after_it,
     the_name_search_is_literal_and_case_insensitive,
     every_sort_pages_to_the_end,
+    adjustments_and_sets_are_movements_audited_newest_first,
+    an_adjustment_below_zero_changes_nothing,
+    adjustments_racing_orders_lose_no_update,
 );
+
+async fn adjust(app: &TestApp, product: &str, body: Value) -> shop_tests::Response {
+    let path = format!("/api/v1/products/{product}/stock-adjustments");
+    app.admin_send(reqwest::Method::POST, &path, &body).await
+}
+
+async fn movements(app: &TestApp, product: &str) -> Vec<Value> {
+    let page = app
+        .admin_get(&format!(
+            "/api/v1/products/{product}/stock-movements?limit=100"
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.json["items"].as_array().cloned().unwrap_or_default()
+}
 
 const BUYER: &str = "buyer";
 
@@ -369,4 +387,146 @@ async fn every_sort_pages_to_the_end(app: TestApp) {
         .get("/api/v1/products?sort=price&cursor=nothing-here")
         .await;
     made_up.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
+}
+
+async fn adjustments_and_sets_are_movements_audited_newest_first(app: TestApp) {
+    let lamp = id(&app.create_product("Lamp", 100, 10).await);
+    let restock = adjust(&app, &lamp, json!({"delta": 5, "reason": "restock"})).await;
+    assert_eq!(restock.status, StatusCode::CREATED, "{}", restock.body);
+    assert_eq!(restock.json["stockAfter"], 15);
+    assert_eq!(restock.json["delta"], 5);
+    assert_eq!(restock.json["reason"], "restock");
+    assert_eq!(restock.json["actor"], "admin-token");
+    let broke = adjust(
+        &app,
+        &lamp,
+        json!({"delta": -3, "reason": "damaged", "note": "dropped in the warehouse"}),
+    )
+    .await;
+    assert_eq!(broke.json["stockAfter"], 12);
+    let set = app
+        .admin_send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/products/{lamp}/stock"),
+            &json!({"newStock": 20}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(app.stock(&lamp).await, 20);
+
+    let moved = movements(&app, &lamp).await;
+    let summary: Vec<(String, i64, i64)> = moved
+        .iter()
+        .map(|m| {
+            (
+                m["reason"].as_str().unwrap().to_owned(),
+                m["delta"].as_i64().unwrap(),
+                m["stockAfter"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("set".to_owned(), 8, 20),
+            ("damaged".to_owned(), -3, 12),
+            ("restock".to_owned(), 5, 15)
+        ]
+    );
+    assert_eq!(moved[1]["note"], "dropped in the warehouse");
+    assert_eq!(moved[0]["note"], Value::Null);
+    assert!(moved[0]["requestId"].as_str().is_some());
+    let log = app
+        .admin_get(&format!(
+            "/api/v1/audit-events?targetId={lamp}&action=product.stock_adjusted"
+        ))
+        .await;
+    let entries = log.json["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["before"], json!({"stock": 15}));
+    assert_eq!(entries[0]["after"]["stock"], 12);
+    assert_eq!(entries[0]["after"]["reason"], "damaged");
+    // Invalid adjustments name each field; movements are for staff and known products.
+    let invalid = adjust(&app, &lamp, json!({"delta": 0, "reason": "stolen"})).await;
+    invalid.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(invalid.problem_fields(), ["delta", "reason"]);
+    let long = adjust(
+        &app,
+        &lamp,
+        json!({"delta": 1, "reason": "found", "note": "n".repeat(501)}),
+    )
+    .await;
+    assert_eq!(long.problem_fields(), ["note"]);
+    adjust(
+        &app,
+        "no-such-product",
+        json!({"delta": 1, "reason": "found"}),
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "product_not_found");
+    app.admin_get("/api/v1/products/no-such-product/stock-movements")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "product_not_found");
+    let anonymous = app
+        .get(&format!("/api/v1/products/{lamp}/stock-movements"))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        movements(&app, &lamp).await.len(),
+        3,
+        "refusals made no movement"
+    );
+}
+
+async fn an_adjustment_below_zero_changes_nothing(app: TestApp) {
+    let lamp = id(&app.create_product("Lamp", 100, 4).await);
+    let refused = adjust(&app, &lamp, json!({"delta": -5, "reason": "lost"})).await;
+    refused.assert_problem(StatusCode::CONFLICT, "insufficient_stock");
+    let detail = refused.json["detail"].as_str().unwrap();
+    assert!(detail.contains("has 4 in stock"), "{detail}");
+    assert_eq!(app.stock(&lamp).await, 4);
+    assert!(movements(&app, &lamp).await.is_empty());
+    let log = app
+        .admin_get(&format!("/api/v1/audit-events?targetId={lamp}"))
+        .await;
+    assert_eq!(
+        log.json["items"].as_array().unwrap().len(),
+        1,
+        "only the creation"
+    );
+    // All of it may go.
+    let all = adjust(&app, &lamp, json!({"delta": -4, "reason": "lost"})).await;
+    assert_eq!(all.json["stockAfter"], 0);
+}
+
+/// 100 adjustments (50 of +3, 50 of -1) race 100 orders of one unit on one
+/// product, all started before any is awaited: the final stock is exact.
+async fn adjustments_racing_orders_lose_no_update(app: TestApp) {
+    const EACH: usize = 50;
+    let lamp = id(&app.create_product("Lamp", 100, 1_000).await);
+    let app = Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..(2 * EACH) {
+        let (a, l) = (app.clone(), lamp.clone());
+        tasks.push(tokio::spawn(async move {
+            let delta = if i % 2 == 0 { 3 } else { -1 };
+            let answer = adjust(&a, &l, json!({"delta": delta, "reason": "correction"})).await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        }));
+        let (a, l) = (app.clone(), lamp.clone());
+        tasks.push(tokio::spawn(async move {
+            let token = a.token(BUYER);
+            let answer = a
+                .send(a.caller(&token).place_order(&a.address, &l, 1))
+                .await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let expected = 1_000 + 3 * EACH as i64 - EACH as i64 - 2 * EACH as i64;
+    assert_eq!(app.stock(&lamp).await, expected);
+    let moved = movements(&app, &lamp).await;
+    assert_eq!(moved.len(), 2 * EACH);
 }

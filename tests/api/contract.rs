@@ -13,7 +13,8 @@ use domain_order::model::{MAX_LINES, MAX_QUANTITY};
 use domain_payment::model::{TRANSACTION_ID_MAX_LEN, TRANSACTION_ID_PATTERN};
 use domain_product::model::{
     DESCRIPTION_MAX_CHARS, DESCRIPTION_PATTERN, Description, MAX_PRICE_MINOR, MAX_STOCK,
-    MIN_PRICE_MINOR, NAME_MAX_CHARS, NAME_PATTERN, ProductName, SEARCH_MAX_CHARS, parse_search,
+    MIN_PRICE_MINOR, NAME_MAX_CHARS, NAME_PATTERN, NOTE_MAX_CHARS, ProductName, SEARCH_MAX_CHARS,
+    parse_search,
 };
 use proptest::prelude::*;
 use reqwest::Method;
@@ -301,6 +302,23 @@ fn documented_limits_are_the_validators_limits() {
     expect("ProductView.price", &money(Some(MAX_PRICE_MINOR)));
     expect("ProductView.currency", &currency);
     expect("ProductView.lowStockThreshold", &[("minimum", json!(0))]);
+    // A delta is -MAX_STOCK..=-1 or 1..=MAX_STOCK (oneOf: the walk keeps the
+    // second branch; the first is checked below).
+    expect(
+        "AdjustStock.delta",
+        &[("minimum", json!(1)), ("maximum", json!(MAX_STOCK))],
+    );
+    let delta = &document()["components"]["schemas"]["AdjustStock"]["properties"]["delta"];
+    assert_eq!(delta["oneOf"][0]["minimum"], json!(-MAX_STOCK));
+    assert_eq!(delta["oneOf"][0]["maximum"], json!(-1));
+    expect(
+        "AdjustStock.note",
+        &[
+            ("maxLength", json!(NOTE_MAX_CHARS)),
+            ("pattern", json!(DESCRIPTION_PATTERN)),
+        ],
+    );
+    expect("StockMovementView.stockAfter", &[("minimum", json!(0))]);
     // Units released by cancelled orders may lift stored stock above MAX_STOCK.
     expect("ProductView.stock", &money(None));
 
@@ -343,7 +361,12 @@ fn documented_limits_are_the_validators_limits() {
     );
 
     // Parameters.
-    for operation in ["listProducts", "listOrders", "listAuditEvents"] {
+    for operation in [
+        "listProducts",
+        "listOrders",
+        "listAuditEvents",
+        "listStockMovements",
+    ] {
         expect(
             &format!("{operation}(limit)"),
             &[("minimum", json!(1)), ("maximum", json!(MAX_LIMIT))],

@@ -8,14 +8,14 @@ use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::clock;
 use shared_kernel::model::events::{ProductArchived, ProductRestored};
 use shared_kernel::model::money::{Currency, Money};
-use shared_kernel::storage::db::Db;
+use shared_kernel::storage::db::{Db, DbError};
 use shared_kernel::web::pagination::PageRequest;
 
 use crate::cache::{CachedProduct, Lookup, ProductCache};
 use crate::error::ProductError;
 use crate::model::{
     Description, NewProduct, Product, ProductFilter, ProductId, ProductName, ProductSort,
-    ProductStatus, Stock,
+    ProductStatus, SET_REASON, Stock, StockAdjustment, StockMovement,
 };
 use crate::repository;
 
@@ -25,6 +25,13 @@ pub struct ProductCatalog {
     db: Db,
     outbox: Outbox,
     cache: ProductCache,
+}
+
+/// One page of a product's stock movements.
+#[derive(Debug, Clone)]
+pub struct MovementPage {
+    pub movements: Vec<StockMovement>,
+    pub next_cursor: Option<String>,
 }
 
 /// One page of products.
@@ -127,13 +134,34 @@ impl ProductCatalog {
         let updated = self
             .db
             .write_locking(vec![id.as_str().to_owned()], move |conn| {
-                let was = repository::find(conn, &id)?
-                    .ok_or_else(|| ProductError::NotFound(id.clone()))?;
-                if !repository::set_stock(conn, &id, stock, clock::now())? {
-                    return Err(ProductError::NotFound(id.clone()));
-                }
+                // The stock as this set found it, exactly: the set applies
+                // only while the stock is still what was read (an order may
+                // take units in between), else it reads again.
+                let mut tries = 0;
+                let was = loop {
+                    let was = repository::find(conn, &id)?
+                        .ok_or_else(|| ProductError::NotFound(id.clone()))?;
+                    if repository::set_stock(conn, &id, was.stock, stock, clock::now())? {
+                        break was;
+                    }
+                    tries += 1;
+                    if tries == SET_TRIES {
+                        return Err(ProductError::Db(DbError::Aborted));
+                    }
+                };
                 let product = repository::find(conn, &id)?
                     .ok_or_else(|| ProductError::NotFound(id.clone()))?;
+                repository::insert_movement(
+                    conn,
+                    &movement(
+                        &actor,
+                        &id,
+                        SET_REASON,
+                        None,
+                        product.stock.units() - was.stock.units(),
+                        product.stock.units(),
+                    ),
+                )?;
                 audit::record(
                     conn,
                     &actor,
@@ -151,6 +179,87 @@ impl ProductCatalog {
         // After the commit, and even after an error (a commit whose answer was lost may have happened).
         self.cache.invalidate([key.as_str()]);
         updated
+    }
+
+    /// Changes the units on hand by an adjustment's delta, through the same
+    /// locked, conditional path as reservations (so that adjustments and
+    /// orders racing on one product never lose an update), unless that
+    /// would take them below zero; records the movement and `actor`'s write
+    /// in the audit log (`product.stock_adjusted`) in its transaction.
+    pub async fn adjust_stock(
+        &self,
+        actor: &Actor,
+        id: ProductId,
+        adjustment: StockAdjustment,
+    ) -> Result<StockMovement, ProductError> {
+        let key = id.clone();
+        let actor = actor.clone();
+        let adjusted = self
+            .db
+            .write_locking(vec![id.as_str().to_owned()], move |conn| {
+                let delta = adjustment.delta;
+                let Some(stock_after) = repository::adjust_stock(conn, &id, delta, clock::now())?
+                else {
+                    let product = repository::find(conn, &id)?
+                        .ok_or_else(|| ProductError::NotFound(id.clone()))?;
+                    return Err(ProductError::InsufficientStock {
+                        product_id: id.clone(),
+                        available: product.stock.units(),
+                        delta,
+                    });
+                };
+                let moved = movement(
+                    &actor,
+                    &id,
+                    adjustment.reason.as_str(),
+                    adjustment.note.clone(),
+                    delta,
+                    stock_after,
+                );
+                repository::insert_movement(conn, &moved)?;
+                audit::record(
+                    conn,
+                    &actor,
+                    AuditEntry {
+                        action: "product.stock_adjusted",
+                        target_type: TARGET,
+                        target_id: id.to_string(),
+                        before: Some(json!({"stock": stock_after - delta})),
+                        after: Some(json!({
+                            "stock": stock_after,
+                            "delta": delta,
+                            "reason": adjustment.reason.as_str(),
+                            "note": adjustment.note,
+                        })),
+                    },
+                )?;
+                Ok(moved)
+            })
+            .await;
+        self.cache.invalidate([key.as_str()]);
+        adjusted
+    }
+
+    /// A page of a product's stock movements (sets and adjustments by
+    /// staff), newest first.
+    pub async fn movements(
+        &self,
+        id: ProductId,
+        page: PageRequest,
+    ) -> Result<MovementPage, ProductError> {
+        self.db
+            .run(move |conn| {
+                if repository::find(conn, &id)?.is_none() {
+                    return Err(ProductError::NotFound(id));
+                }
+                let rows = repository::movements(conn, &id, &page)?;
+                let (movements, next_cursor) = page.finish(rows, |m| m.id.as_str());
+                Ok(MovementPage {
+                    movements,
+                    next_cursor,
+                })
+            })
+            .await
     }
 
     /// Takes a product off sale (`archive`) or puts it back (`restore`):
@@ -234,6 +343,31 @@ impl ProductCatalog {
             .await
     }
 }
+
+/// A stock movement made now by `actor`, in the current request.
+fn movement(
+    actor: &Actor,
+    id: &ProductId,
+    reason: &str,
+    note: Option<String>,
+    delta: i64,
+    stock_after: i64,
+) -> StockMovement {
+    StockMovement {
+        id: uuid::Uuid::now_v7().to_string(),
+        product_id: id.clone(),
+        actor: actor.as_str().to_owned(),
+        reason: reason.to_owned(),
+        note,
+        delta,
+        stock_after,
+        request_id: shared_kernel::web::request_id::current(),
+        occurred_at: clock::now(),
+    }
+}
+
+/// How many times a stock set reads the stock again when orders keep changing it.
+const SET_TRIES: u32 = 20;
 
 /// The audit log's target type for products.
 const TARGET: &str = "product";
