@@ -19,6 +19,9 @@ pub enum ProductError {
         available: i64,
         delta: i64,
     },
+    /// The product changed since the representation the client's `If-Match` names.
+    #[error("the product changed since it was read")]
+    PreconditionFailed(ProductId),
     /// A page's cursor names no product (a cursor of another sort's pages
     /// names one too: only a made-up one names none).
     #[error("the cursor names no product")]
@@ -60,6 +63,14 @@ impl From<ProductError> for Problem {
                 "delta",
                 format!("must be at least -{available}"),
             )]),
+            ProductError::PreconditionFailed(id) => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Precondition failed",
+            )
+            .with_detail(format!(
+                "Product {id} changed since the representation If-Match names (someone saved first, or its stock moved); read it again. Nothing changed."
+            )),
             ProductError::UnknownCursor => invalid_query(vec![FieldViolation::new(
                 "cursor",
                 "names no product: pass the nextCursor of the previous page",

@@ -2,8 +2,8 @@
 //! OpenAPI descriptions. Bodies become validated domain values in one place
 //! (`into_domain`); handlers only translate.
 
-use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, get, post, put, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared_kernel::audit::Actor;
@@ -23,9 +23,10 @@ use crate::ProductCatalog;
 use crate::cache::CachedProduct;
 use crate::error::ProductError;
 use crate::model::{
-    MAX_STOCK, NewProduct, NewProductFields, Product, ProductFilter, ProductId, ProductSort,
-    ProductStatus, Stock, StockAdjustment, StockMovement, checked, parse_search,
+    MAX_STOCK, NewProduct, NewProductFields, Product, ProductFilter, ProductId, ProductPatch,
+    ProductSort, ProductStatus, Stock, StockAdjustment, StockMovement, checked, parse_search,
 };
+use crate::service::Precondition;
 
 /// Mounts the REST routes (under the app's `/api/v1` scope).
 pub fn configure_api(cfg: &mut ServiceConfig) {
@@ -36,7 +37,8 @@ pub fn configure_api(cfg: &mut ServiceConfig) {
         .service(archive_product)
         .service(restore_product)
         .service(adjust_product_stock)
-        .service(list_stock_movements);
+        .service(list_stock_movements)
+        .service(update_product);
 }
 
 /// Mounts the original spec's literal paths, thin aliases over the same use cases.
@@ -298,12 +300,95 @@ pub struct StockMovementList {
     pub next_cursor: Option<String>,
 }
 
-/// A product read by id: its JSON body is rendered once per cached entry.
-fn product_response(product: &CachedProduct) -> Result<HttpResponse, Problem> {
-    let body = product
-        .rendered(|p| serde_json::to_vec(&ProductView::from(p)).map(web::Bytes::from))
-        .map_err(|e| Problem::internal(&anyhow::Error::new(e)))?;
+/// A product's representation, as every product answer carries it.
+fn render(product: &Product) -> Result<web::Bytes, Problem> {
+    serde_json::to_vec(&ProductView::from(product))
+        .map(web::Bytes::from)
+        .map_err(|e| Problem::internal(&anyhow::Error::new(e)))
+}
+
+/// A strong validator of a representation: FNV-1a (64 bits) of its bytes,
+/// quoted. Every change of a product (an edit, its stock, its status)
+/// changes its body, and so its tag.
+fn etag_of(body: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in body {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("\"{hash:016x}\"")
+}
+
+/// The entity tags of an `If-Match` or `If-None-Match` header: `*` (any),
+/// or a list of tags, strong (`"..."`) or weak (`W/"..."`).
+enum Tags {
+    Any,
+    List(Vec<String>),
+}
+
+impl Tags {
+    fn of(req: &HttpRequest, name: header::HeaderName) -> Option<Self> {
+        let values: Vec<&str> = req
+            .headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if values.is_empty() {
+            return None;
+        }
+        if values.iter().any(|v| v.trim() == "*") {
+            return Some(Self::Any);
+        }
+        Some(Self::List(
+            values
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        ))
+    }
+
+    /// Strong comparison (`If-Match`): a weak tag never matches.
+    fn match_strong(&self, etag: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(tags) => tags.iter().any(|t| t == etag),
+        }
+    }
+
+    /// Weak comparison (`If-None-Match`): `W/` is ignored.
+    fn match_weak(&self, etag: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(tags) => tags
+                .iter()
+                .any(|t| t.strip_prefix("W/").unwrap_or(t) == etag),
+        }
+    }
+}
+
+/// A product answer: its representation with its `ETag`.
+fn product_answer(status: StatusCode, product: &Product) -> Result<HttpResponse, Problem> {
+    let body = render(product)?;
+    Ok(HttpResponse::build(status)
+        .insert_header((header::ETAG, etag_of(&body)))
+        .content_type(header::ContentType::json())
+        .body(body))
+}
+
+/// A product read by id: its JSON body is rendered once per cached entry;
+/// a client that holds it already (`If-None-Match`) gets 304.
+fn product_response(req: &HttpRequest, product: &CachedProduct) -> Result<HttpResponse, Problem> {
+    let body = product.rendered(render)?;
+    let etag = etag_of(&body);
+    if Tags::of(req, header::IF_NONE_MATCH).is_some_and(|tags| tags.match_weak(&etag)) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
     Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
         .content_type(header::ContentType::json())
         .body(body))
 }
@@ -465,9 +550,13 @@ async fn create_product(
     let new = body.into_inner().into_domain()?;
     let product = catalog.create(&Actor::from(admin), new).await?;
     tracing::info!(product_id = %product.id, "product created");
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/products/{}", product.id)))
-        .json(ProductView::from(product)))
+    let mut answer = product_answer(StatusCode::CREATED, &product)?;
+    answer.headers_mut().insert(
+        header::LOCATION,
+        header::HeaderValue::try_from(format!("/api/v1/products/{}", product.id))
+            .map_err(|e| Problem::internal(&anyhow::Error::new(e)))?,
+    );
+    Ok(answer)
 }
 
 /// Get a product
@@ -477,20 +566,27 @@ async fn create_product(
     operation_id = "getProductInfo",
     tag = "products",
     security(()),
-    params(("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")),
+    params(
+        ("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The `ETag` of a representation the client holds: 304 while it is current"),
+    ),
     responses(
-        (status = 200, description = "The product", body = ProductView),
+        (status = 200, description = "The product", body = ProductView,
+            headers(("ETag" = String, description = "A strong validator of this representation (it changes with any change of the product, its stock included)"))),
+        (status = 304, description = "The representation `If-None-Match` names is current",
+            headers(("ETag" = String, description = "The current representation's validator"))),
         (status = 404, description = "No product has this id", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
     )
 )]
 #[get("/products/{productId}")]
 async fn get_product_info(
+    req: HttpRequest,
     catalog: web::Data<ProductCatalog>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let product = catalog.get(ProductId::from(id.into_inner())).await?;
-    product_response(&product)
+    product_response(&req, &product)
 }
 
 /// Why a stock update is refused, on the REST route and its original-spec alias.
@@ -542,7 +638,7 @@ async fn update_product_stock(
         .set_stock(&Actor::from(admin), ProductId::from(id.into_inner()), stock)
         .await?;
     tracing::info!(product_id = %product.id, stock = stock.units(), "stock set");
-    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+    product_answer(StatusCode::OK, &product)
 }
 
 /// The original spec's query for one product.
@@ -572,11 +668,12 @@ pub struct ProductIdQuery {
 )]
 #[get("/getProductInfo")]
 async fn original_get_product_info(
+    req: HttpRequest,
     catalog: web::Data<ProductCatalog>,
     query: Query<ProductIdQuery>,
 ) -> Result<HttpResponse, Problem> {
     let product = catalog.get(ProductId::from(query.0.product_id)).await?;
-    product_response(&product)
+    product_response(&req, &product)
 }
 
 /// The original spec's stock update.
@@ -620,7 +717,7 @@ async fn original_update_product_stock(
     let product = catalog
         .set_stock(&Actor::from(admin), ProductId::from(product_id), stock)
         .await?;
-    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+    product_answer(StatusCode::OK, &product)
 }
 
 /// Why archiving or restoring a product is refused.
@@ -672,7 +769,7 @@ async fn archive_product(
             ProductStatus::Archived,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+    product_answer(StatusCode::OK, &product)
 }
 
 /// Put an archived product back on sale (staff)
@@ -702,7 +799,7 @@ async fn restore_product(
             ProductStatus::Active,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+    product_answer(StatusCode::OK, &product)
 }
 
 /// Change a product's stock by a delta (staff)
@@ -796,4 +893,111 @@ async fn list_stock_movements(
             .collect(),
         next_cursor: page.next_cursor,
     }))
+}
+
+/// A staff edit of a product: a JSON Merge Patch (RFC 7396) of these
+/// fields; a field left out is left as it is.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: the body is read as a JSON object and checked field by field
+pub struct UpdateProduct {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+        example = "iPhone 15 (2024)"
+    )]
+    name: Option<String>,
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\x00]*$",
+        example = "Apple iPhone 15, 128 GB, black"
+    )]
+    description: Option<String>,
+    /// Unit price in minor units of the product's currency after the edit.
+    /// New orders pay it; an order keeps the unit prices it was placed at.
+    #[schema(minimum = 1, maximum = 10_000_000_000_i64, example = 949_900)]
+    price: Option<i64>,
+    /// ISO 4217 currency code.
+    #[schema(
+        pattern = "^[A-Z]{3}$",
+        min_length = 3,
+        max_length = 3,
+        example = "CNY"
+    )]
+    currency: Option<String>,
+    /// Below this many units in stock, `product.stock_low` is told once;
+    /// null clears it.
+    #[schema(minimum = 0, maximum = 1_000_000_000, nullable = true, example = 10)]
+    low_stock_threshold: Option<Option<i64>>,
+}
+
+/// Edit a product (staff)
+///
+/// A JSON Merge Patch (`application/merge-patch+json`, or
+/// `application/json`) of `name`, `description`, `price`, `currency` and
+/// `lowStockThreshold` (`null` clears it). Checked as `createProduct`
+/// checks (a 422 names each bad field; `stock` and `status` have routes of
+/// their own; an empty patch is 422). With `If-Match` (the product's
+/// `ETag`), a product that changed since is 412 `precondition_failed` and
+/// nothing changes. Recorded in the audit log (`product.updated`, the
+/// fields that changed) and told as `product.updated`.
+#[utoipa::path(
+    operation_id = "updateProduct",
+    tag = "products",
+    params(
+        ("productId" = String, Path, description = "The product's id", example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` of the representation the edit was made from (or `*`): 412 if the product changed since"),
+    ),
+    request_body(
+        content(
+            (UpdateProduct = "application/merge-patch+json"),
+            (UpdateProduct = "application/json"),
+        ),
+    ),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The product as edited", body = ProductView,
+            headers(("ETag" = String, description = "The validator of the new representation"))),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No product has this id (`product_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The product changed since the representation `If-Match` names (`precondition_failed`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "A field is invalid, unknown, or the patch is empty (`validation_failed`, `errors` names each)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = TooManyAuthFailures),
+        (status = 503, response = Unavailable),
+    )
+)]
+#[patch("/products/{productId}")]
+async fn update_product(
+    req: HttpRequest,
+    admin: Admin,
+    catalog: web::Data<ProductCatalog>,
+    id: web::Path<String>,
+    body: Json<serde_json::Value>,
+) -> Result<HttpResponse, Problem> {
+    let serde_json::Value::Object(document) = body.into_inner() else {
+        return Err(Problem::validation(vec![FieldViolation::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    };
+    let patch = ProductPatch::parse(&document).map_err(ProductError::Invalid)?;
+    let current = Tags::of(&req, header::IF_MATCH).map(|tags| -> Precondition {
+        Box::new(move |product: &Product| {
+            render(product).is_ok_and(|body| tags.match_strong(&etag_of(&body)))
+        })
+    });
+    let product = catalog
+        .update(
+            &Actor::from(admin),
+            ProductId::from(id.into_inner()),
+            patch,
+            current,
+        )
+        .await?;
+    tracing::info!(product_id = %product.id, "product edited");
+    product_answer(StatusCode::OK, &product)
 }

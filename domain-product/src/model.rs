@@ -355,6 +355,174 @@ impl NewProduct {
     }
 }
 
+/// The most units a low-stock threshold may name.
+pub const MAX_LOW_STOCK_THRESHOLD: i64 = MAX_STOCK;
+
+/// A staff edit of a product, read as a JSON Merge Patch (RFC 7396): a
+/// field left out is left as it is; `lowStockThreshold: null` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductPatch {
+    pub name: Option<ProductName>,
+    pub description: Option<Description>,
+    /// Minor units of the currency the product has after the patch.
+    pub price: Option<i64>,
+    pub currency: Option<Currency>,
+    /// `Some(None)` clears the threshold.
+    pub low_stock_threshold: Option<Option<i64>>,
+}
+
+impl ProductPatch {
+    /// Checks every member of the patch document, naming each that fails
+    /// (an unknown member, or `null` for a field that cannot be cleared,
+    /// fails too); an empty patch fails.
+    pub fn parse(
+        document: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, Vec<FieldViolation>> {
+        use serde_json::Value;
+        let mut errors = Vec::new();
+        let mut patch = Self::default();
+        if document.is_empty() {
+            errors.push(FieldViolation::new(
+                "body",
+                "must change at least one of name, description, price, currency, lowStockThreshold",
+            ));
+        }
+        fn text(value: &serde_json::Value) -> Result<&str, String> {
+            value.as_str().ok_or_else(|| "must be a string".to_owned())
+        }
+        let integer = |value: &Value| {
+            value
+                .as_i64()
+                .or_else(|| {
+                    value
+                        .as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                })
+                .ok_or_else(|| "must be an integer".to_owned())
+        };
+        for (field, value) in document {
+            match field.as_str() {
+                "name" => {
+                    patch.name =
+                        checked(field, text(value).and_then(ProductName::parse), &mut errors);
+                }
+                "description" => {
+                    patch.description =
+                        checked(field, text(value).and_then(Description::parse), &mut errors);
+                }
+                "price" => {
+                    patch.price = checked(
+                        field,
+                        integer(value)
+                            .and_then(|minor| parse_price(minor, Currency::CNY).map(|_| minor)),
+                        &mut errors,
+                    );
+                }
+                "currency" => {
+                    patch.currency = checked(
+                        field,
+                        text(value).and_then(|c| Currency::parse(c).map_err(|e| e.to_string())),
+                        &mut errors,
+                    );
+                }
+                "lowStockThreshold" if value.is_null() => patch.low_stock_threshold = Some(None),
+                "lowStockThreshold" => {
+                    patch.low_stock_threshold = checked(
+                        field,
+                        integer(value).and_then(|units| {
+                            if (0..=MAX_LOW_STOCK_THRESHOLD).contains(&units) {
+                                Ok(Some(units))
+                            } else {
+                                Err(format!(
+                                    "must be between 0 and {MAX_LOW_STOCK_THRESHOLD}, or null"
+                                ))
+                            }
+                        }),
+                        &mut errors,
+                    );
+                }
+                "stock" => errors.push(FieldViolation::new(
+                    field,
+                    "is changed by updateProductStock or adjustProductStock, not by an edit",
+                )),
+                "status" => errors.push(FieldViolation::new(
+                    field,
+                    "is changed by archiveProduct or restoreProduct, not by an edit",
+                )),
+                _ => errors.push(FieldViolation::new(
+                    field,
+                    "is not a field of a product that staff edit",
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// `product` as the patch leaves it.
+    pub fn apply(&self, product: &Product) -> Product {
+        let currency = self.currency.unwrap_or(product.price.currency());
+        let price = self.price.unwrap_or(product.price.minor());
+        Product {
+            name: self.name.clone().unwrap_or_else(|| product.name.clone()),
+            description: self
+                .description
+                .clone()
+                .unwrap_or_else(|| product.description.clone()),
+            price: Money::new(price, currency),
+            low_stock_threshold: self
+                .low_stock_threshold
+                .unwrap_or(product.low_stock_threshold),
+            ..product.clone()
+        }
+    }
+}
+
+/// What an edit changed: each field whose value differs, as it was and as
+/// it became (as the API names and shows them).
+pub fn edited_fields(
+    before: &Product,
+    after: &Product,
+) -> Vec<(&'static str, serde_json::Value, serde_json::Value)> {
+    use serde_json::json;
+    let mut changed = Vec::new();
+    let mut compare = |field: &'static str, was: serde_json::Value, now: serde_json::Value| {
+        if was != now {
+            changed.push((field, was, now));
+        }
+    };
+    compare(
+        "name",
+        json!(before.name.as_str()),
+        json!(after.name.as_str()),
+    );
+    compare(
+        "description",
+        json!(before.description.as_str()),
+        json!(after.description.as_str()),
+    );
+    compare(
+        "price",
+        json!(before.price.minor()),
+        json!(after.price.minor()),
+    );
+    compare(
+        "currency",
+        json!(before.price.currency().as_str()),
+        json!(after.price.currency().as_str()),
+    );
+    compare(
+        "lowStockThreshold",
+        json!(before.low_stock_threshold),
+        json!(after.low_stock_threshold),
+    );
+    changed
+}
+
 /// Keeps a valid value, or records why the field was refused.
 pub fn checked<T>(
     field: &str,
@@ -528,5 +696,71 @@ mod adjustment_tests {
         for reason in AdjustmentReason::ALL {
             assert_eq!(AdjustmentReason::parse(reason.as_str()), Some(reason));
         }
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn lamp() -> Product {
+        Product {
+            id: ProductId::from("p1".to_owned()),
+            name: ProductName::parse("Lamp").unwrap(),
+            description: Description::parse("warm").unwrap(),
+            price: Money::new(100, Currency::CNY),
+            stock: Stock::stored(5).unwrap(),
+            status: ProductStatus::Active,
+            low_stock_threshold: Some(3),
+            created_at: NaiveDateTime::default(),
+            updated_at: NaiveDateTime::default(),
+        }
+    }
+
+    fn parse(document: serde_json::Value) -> Result<ProductPatch, Vec<String>> {
+        ProductPatch::parse(document.as_object().unwrap())
+            .map_err(|errors| errors.into_iter().map(|e| e.field).collect())
+    }
+
+    #[test]
+    fn a_patch_changes_what_it_names_and_null_clears_the_threshold() {
+        let patch = parse(json!({"price": 120, "lowStockThreshold": null})).unwrap();
+        let after = patch.apply(&lamp());
+        assert_eq!(after.price, Money::new(120, Currency::CNY));
+        assert_eq!(after.low_stock_threshold, None);
+        assert_eq!(after.name, lamp().name);
+        let changed: Vec<&str> = edited_fields(&lamp(), &after).iter().map(|c| c.0).collect();
+        assert_eq!(changed, ["price", "lowStockThreshold"]);
+    }
+
+    #[test]
+    fn every_bad_member_is_named() {
+        assert_eq!(parse(json!({})).unwrap_err(), ["body"]);
+        let mut fields = parse(json!({
+            "name": "", "description": 5, "price": 0, "currency": "yuan",
+            "lowStockThreshold": -1, "stock": 3, "status": "archived", "colour": "red",
+            "currency2": null
+        }))
+        .unwrap_err();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "colour",
+                "currency",
+                "currency2",
+                "description",
+                "lowStockThreshold",
+                "name",
+                "price",
+                "status",
+                "stock"
+            ]
+        );
+        assert_eq!(parse(json!({"name": null})).unwrap_err(), ["name"]);
+        assert!(parse(json!({"price": 5.0})).is_ok(), "5.0 is the integer 5");
+        assert_eq!(parse(json!({"price": 5.5})).unwrap_err(), ["price"]);
     }
 }

@@ -268,6 +268,33 @@ pub fn set_stock(
     Ok(updated == 1)
 }
 
+/// Writes an edit's fields while the product is still as it was read
+/// (`was_updated_at`: every change of the row moves it); returns whether
+/// it did.
+pub fn update_fields(
+    conn: &mut AnyConnection,
+    after: &Product,
+    was_updated_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        products::table
+            .find(after.id.as_str())
+            .filter(products::updated_at.eq(was_updated_at)),
+    )
+    .set((
+        products::name.eq(after.name.as_str()),
+        products::name_folded.eq(fold_name(&after.name)),
+        products::description.eq(after.description.as_str()),
+        products::price_minor.eq(after.price.minor()),
+        products::currency.eq(after.price.currency().as_str()),
+        products::low_stock_threshold.eq(after.low_stock_threshold),
+        products::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
 /// Moves the product to `status`; returns whether it moved (it exists and
 /// was in the other status).
 pub fn set_status(

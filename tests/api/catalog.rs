@@ -15,7 +15,34 @@ on_every_backend!(
     adjustments_and_sets_are_movements_audited_newest_first,
     an_adjustment_below_zero_changes_nothing,
     adjustments_racing_orders_lose_no_update,
+    an_edit_changes_new_orders_only_and_is_audited_and_told,
+    of_two_editors_with_one_etag_one_wins,
+    invalid_edits_name_each_field_and_change_nothing,
 );
+
+async fn edit(
+    app: &TestApp,
+    product: &str,
+    patch: Value,
+    if_match: Option<&str>,
+) -> shop_tests::Response {
+    let mut request = app
+        .request_as(
+            &app.admin_token,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/products/{product}"),
+        )
+        .header("content-type", "application/merge-patch+json")
+        .body(patch.to_string());
+    if let Some(tag) = if_match {
+        request = request.header("if-match", tag);
+    }
+    app.send(request).await
+}
+
+fn etag(response: &shop_tests::Response) -> String {
+    response.headers["etag"].to_str().unwrap().to_owned()
+}
 
 async fn adjust(app: &TestApp, product: &str, body: Value) -> shop_tests::Response {
     let path = format!("/api/v1/products/{product}/stock-adjustments");
@@ -529,4 +556,210 @@ async fn adjustments_racing_orders_lose_no_update(app: TestApp) {
     assert_eq!(app.stock(&lamp).await, expected);
     let moved = movements(&app, &lamp).await;
     assert_eq!(moved.len(), 2 * EACH);
+}
+
+async fn an_edit_changes_new_orders_only_and_is_audited_and_told(app: TestApp) {
+    let lamp = id(&app.create_product("Lamp", 100, 10).await);
+    let before = app.place_order(BUYER, &lamp, 2).await;
+    let edited = edit(
+        &app,
+        &lamp,
+        json!({"name": "Desk Lamp", "price": 150, "lowStockThreshold": 3}),
+        None,
+    )
+    .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.body);
+    assert_eq!(edited.json["name"], "Desk Lamp");
+    assert_eq!(edited.json["price"], 150);
+    assert_eq!(edited.json["lowStockThreshold"], 3);
+    assert_eq!(edited.json["description"], "test product");
+    // The order keeps the price it was placed at; a new one pays the new price.
+    let old_order = app
+        .as_user(BUYER)
+        .get(&format!("/api/v1/orders/{}", before.order))
+        .await;
+    assert_eq!(old_order.json["items"][0]["unitPrice"], 100);
+    let after = app.place_order(BUYER, &lamp, 1).await;
+    assert_eq!(after.json["items"][0]["unitPrice"], 150);
+    // The read shows it at once (the cache was told).
+    assert_eq!(
+        app.get(&format!("/api/v1/products/{lamp}")).await.json["name"],
+        "Desk Lamp"
+    );
+    // Found under its new name.
+    let found = app.get("/api/v1/products?q=desk").await;
+    assert_eq!(found.json["items"][0]["productId"], lamp.as_str());
+
+    // A patch that changes nothing records nothing; null clears the threshold.
+    let same = edit(&app, &lamp, json!({"price": 150}), None).await;
+    assert_eq!(same.status, StatusCode::OK);
+    let cleared = edit(&app, &lamp, json!({"lowStockThreshold": null}), None).await;
+    assert_eq!(cleared.json["lowStockThreshold"], Value::Null);
+
+    let log = app
+        .admin_get(&format!(
+            "/api/v1/audit-events?targetId={lamp}&action=product.updated"
+        ))
+        .await;
+    let entries = log.json["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{}", log.body);
+    assert_eq!(
+        entries[1]["before"],
+        json!({"name": "Lamp", "price": 100, "lowStockThreshold": null})
+    );
+    assert_eq!(
+        entries[1]["after"],
+        json!({"name": "Desk Lamp", "price": 150, "lowStockThreshold": 3})
+    );
+    assert_eq!(entries[0]["before"], json!({"lowStockThreshold": 3}));
+    assert_eq!(entries[0]["after"], json!({"lowStockThreshold": null}));
+    let url = app.database_url.clone();
+    let payloads: Vec<String> = shop_tests::rows(
+        &url,
+        "SELECT payload AS n FROM outbox_events WHERE event_type = 'product.updated' ORDER BY id",
+    );
+    assert_eq!(payloads.len(), 2);
+    let first: Value = serde_json::from_str(&payloads[0]).unwrap();
+    assert_eq!(first["changes"]["price"], json!({"from": 100, "to": 150}));
+    assert_eq!(
+        first["changes"]["name"],
+        json!({"from": "Lamp", "to": "Desk Lamp"})
+    );
+}
+
+async fn of_two_editors_with_one_etag_one_wins(app: TestApp) {
+    let lamp = id(&app.create_product("Lamp", 100, 10).await);
+    let read = app.get(&format!("/api/v1/products/{lamp}")).await;
+    let tag = etag(&read);
+    assert!(
+        tag.starts_with('"') && tag.ends_with('"'),
+        "a strong tag: {tag}"
+    );
+    // Unchanged: 304 for a client that holds it.
+    let again = app
+        .send(
+            app.client
+                .get(app.url(&format!("/api/v1/products/{lamp}")))
+                .header("if-none-match", &tag),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+
+    let app = Arc::new(app);
+    let editors: Vec<_> = ["Red Lamp", "Blue Lamp"]
+        .into_iter()
+        .map(|name| {
+            let (a, l, t) = (app.clone(), lamp.clone(), tag.clone());
+            tokio::spawn(async move { edit(&a, &l, json!({"name": name}), Some(&t)).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for editor in editors {
+        let answer = editor.await.unwrap();
+        match answer.status {
+            StatusCode::OK => won.push(answer),
+            _ => answer.assert_problem(StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one editor wins");
+    let now = app.get(&format!("/api/v1/products/{lamp}")).await;
+    assert_eq!(now.json["name"], won[0].json["name"]);
+    assert_eq!(
+        etag(&now),
+        etag(&won[0]),
+        "the answer's tag is the representation's"
+    );
+    assert_ne!(etag(&now), tag);
+    // The old tag no longer matches: 200 with the new representation.
+    let stale = app
+        .send(
+            app.client
+                .get(app.url(&format!("/api/v1/products/{lamp}")))
+                .header("if-none-match", &tag),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::OK);
+    // A stock change is a change of the representation too.
+    app.place_order(BUYER, &lamp, 1).await;
+    edit(
+        &app,
+        &lamp,
+        json!({"name": "Green Lamp"}),
+        Some(&etag(&now)),
+    )
+    .await
+    .assert_problem(StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    let log = app
+        .admin_get(&format!(
+            "/api/v1/audit-events?targetId={lamp}&action=product.updated"
+        ))
+        .await;
+    assert_eq!(
+        log.json["items"].as_array().unwrap().len(),
+        1,
+        "the refused edits recorded nothing"
+    );
+    // `*` matches any current representation.
+    let any = edit(&app, &lamp, json!({"name": "Green Lamp"}), Some("*")).await;
+    assert_eq!(any.status, StatusCode::OK, "{}", any.body);
+}
+
+async fn invalid_edits_name_each_field_and_change_nothing(app: TestApp) {
+    let lamp = id(&app.create_product("Lamp", 100, 10).await);
+    for (patch, fields) in [
+        (json!({}), vec!["body"]),
+        (json!({"name": null}), vec!["name"]),
+        (
+            json!({"price": 0, "currency": "yuan"}),
+            vec!["currency", "price"],
+        ),
+        (json!({"stock": 3}), vec!["stock"]),
+        (json!({"status": "archived"}), vec!["status"]),
+        (json!({"colour": "red"}), vec!["colour"]),
+        (json!({"lowStockThreshold": -1}), vec!["lowStockThreshold"]),
+        (json!([1]), vec!["body"]),
+    ] {
+        let refused = edit(&app, &lamp, patch.clone(), None).await;
+        refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let mut named = refused.problem_fields();
+        named.sort();
+        assert_eq!(named, fields, "{patch}");
+    }
+    let plain = app
+        .send(
+            app.request_as(
+                &app.admin_token,
+                reqwest::Method::PATCH,
+                &format!("/api/v1/products/{lamp}"),
+            )
+            .header("content-type", "text/plain")
+            .body("{}"),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    edit(&app, "no-such-product", json!({"name": "X"}), None)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "product_not_found");
+    let anonymous = app
+        .send(
+            app.client
+                .patch(app.url(&format!("/api/v1/products/{lamp}")))
+                .json(&json!({"name": "X"})),
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    // application/json is a merge patch too.
+    let as_json = app
+        .admin_send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/products/{lamp}"),
+            &json!({"description": "warm"}),
+        )
+        .await;
+    assert_eq!(as_json.json["description"], "warm");
+    let product = app.get(&format!("/api/v1/products/{lamp}")).await;
+    assert_eq!(
+        (product.json["name"].clone(), product.json["price"].clone()),
+        (json!("Lamp"), json!(100))
+    );
 }

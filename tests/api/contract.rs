@@ -12,9 +12,9 @@ use domain_order::http::{IDEMPOTENCY_KEY_MAX_LEN, is_idempotency_key};
 use domain_order::model::{MAX_LINES, MAX_QUANTITY};
 use domain_payment::model::{TRANSACTION_ID_MAX_LEN, TRANSACTION_ID_PATTERN};
 use domain_product::model::{
-    DESCRIPTION_MAX_CHARS, DESCRIPTION_PATTERN, Description, MAX_PRICE_MINOR, MAX_STOCK,
-    MIN_PRICE_MINOR, NAME_MAX_CHARS, NAME_PATTERN, NOTE_MAX_CHARS, ProductName, SEARCH_MAX_CHARS,
-    parse_search,
+    DESCRIPTION_MAX_CHARS, DESCRIPTION_PATTERN, Description, MAX_LOW_STOCK_THRESHOLD,
+    MAX_PRICE_MINOR, MAX_STOCK, MIN_PRICE_MINOR, NAME_MAX_CHARS, NAME_PATTERN, NOTE_MAX_CHARS,
+    ProductName, SEARCH_MAX_CHARS, parse_search,
 };
 use proptest::prelude::*;
 use reqwest::Method;
@@ -265,6 +265,44 @@ fn documented_limits_are_the_validators_limits() {
     let id = [("minLength", json!(1))];
 
     // The catalog.
+    // An edit takes each field as a creation does (and a threshold).
+    expect(
+        "UpdateProduct.name",
+        &[
+            ("minLength", json!(1)),
+            ("maxLength", json!(NAME_MAX_CHARS)),
+            ("pattern", json!(NAME_PATTERN)),
+        ],
+    );
+    expect(
+        "UpdateProduct.description",
+        &[
+            ("maxLength", json!(DESCRIPTION_MAX_CHARS)),
+            ("pattern", json!(DESCRIPTION_PATTERN)),
+        ],
+    );
+    expect(
+        "UpdateProduct.price",
+        &[
+            ("minimum", json!(MIN_PRICE_MINOR)),
+            ("maximum", json!(MAX_PRICE_MINOR)),
+        ],
+    );
+    expect(
+        "UpdateProduct.currency",
+        &[
+            ("pattern", json!(CURRENCY_PATTERN)),
+            ("minLength", json!(3)),
+            ("maxLength", json!(3)),
+        ],
+    );
+    expect(
+        "UpdateProduct.lowStockThreshold",
+        &[
+            ("minimum", json!(0)),
+            ("maximum", json!(MAX_LOW_STOCK_THRESHOLD)),
+        ],
+    );
     expect(
         "CreateProduct.name",
         &[

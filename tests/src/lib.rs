@@ -1017,6 +1017,28 @@ pub fn count(database_url: &str, sql: &str) -> i64 {
     row.n
 }
 
+/// Runs a query of one text column `n` on a database directly; its rows.
+pub fn rows(database_url: &str, sql: &str) -> Vec<String> {
+    use diesel::QueryableByName;
+    #[derive(QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        n: String,
+    }
+    let url = shared_kernel::storage::db::DatabaseUrl::parse(database_url).expect("url");
+    let db = shared_kernel::storage::db::Db::connect(
+        &url,
+        &shared_kernel::storage::db::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .expect("connect");
+    let mut conn = db.get_blocking().expect("connection");
+    let found: Vec<Text> = diesel::sql_query(sql).load(&mut *conn).expect("text query");
+    found.into_iter().map(|row| row.n).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -6,7 +6,7 @@ use serde_json::json;
 use shared_kernel::audit::{self, Actor, AuditEntry};
 use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::clock;
-use shared_kernel::model::events::{ProductArchived, ProductRestored};
+use shared_kernel::model::events::{FieldChange, ProductArchived, ProductRestored, ProductUpdated};
 use shared_kernel::model::money::{Currency, Money};
 use shared_kernel::storage::db::{Db, DbError};
 use shared_kernel::web::pagination::PageRequest;
@@ -14,8 +14,8 @@ use shared_kernel::web::pagination::PageRequest;
 use crate::cache::{CachedProduct, Lookup, ProductCache};
 use crate::error::ProductError;
 use crate::model::{
-    Description, NewProduct, Product, ProductFilter, ProductId, ProductName, ProductSort,
-    ProductStatus, SET_REASON, Stock, StockAdjustment, StockMovement,
+    Description, NewProduct, Product, ProductFilter, ProductId, ProductName, ProductPatch,
+    ProductSort, ProductStatus, SET_REASON, Stock, StockAdjustment, StockMovement, edited_fields,
 };
 use crate::repository;
 
@@ -181,6 +181,82 @@ impl ProductCatalog {
         updated
     }
 
+    /// Applies `patch` to the product while `current` holds for it as it
+    /// stands (the caller's `If-Match`; always, without one), in one
+    /// transaction with `actor`'s audit entry (`product.updated`, the fields
+    /// that changed) and the `product.updated` event. A patch that changes
+    /// nothing records nothing. A product that moves between the check and
+    /// the write is read again (without a precondition) or refused (with one).
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: ProductId,
+        patch: ProductPatch,
+        current: Option<Precondition>,
+    ) -> Result<Product, ProductError> {
+        let key = id.clone();
+        let (actor, outbox) = (actor.clone(), self.outbox.clone());
+        let updated = self
+            .db
+            .write_locking(vec![id.as_str().to_owned()], move |conn| {
+                for _ in 0..SET_TRIES {
+                    let before = repository::find(conn, &id)?
+                        .ok_or_else(|| ProductError::NotFound(id.clone()))?;
+                    if let Some(current) = &current
+                        && !current(&before)
+                    {
+                        return Err(ProductError::PreconditionFailed(id.clone()));
+                    }
+                    let after = patch.apply(&before);
+                    let changed = edited_fields(&before, &after);
+                    if changed.is_empty() {
+                        return Ok(before);
+                    }
+                    if !repository::update_fields(conn, &after, before.updated_at, clock::now())? {
+                        if current.is_some() {
+                            return Err(ProductError::PreconditionFailed(id.clone()));
+                        }
+                        continue;
+                    }
+                    let mut was = serde_json::Map::new();
+                    let mut became = serde_json::Map::new();
+                    let mut changes = std::collections::BTreeMap::new();
+                    for (field, from, to) in changed {
+                        was.insert(field.to_owned(), from.clone());
+                        became.insert(field.to_owned(), to.clone());
+                        changes.insert(field.to_owned(), FieldChange { from, to });
+                    }
+                    outbox.publish(
+                        conn,
+                        &ProductUpdated {
+                            product_id: id.to_string(),
+                            changes,
+                        },
+                    )?;
+                    audit::record(
+                        conn,
+                        &actor,
+                        AuditEntry {
+                            action: "product.updated",
+                            target_type: TARGET,
+                            target_id: id.to_string(),
+                            before: Some(was.into()),
+                            after: Some(became.into()),
+                        },
+                    )?;
+                    return repository::find(conn, &id)?
+                        .ok_or_else(|| ProductError::NotFound(id.clone()));
+                }
+                Err(ProductError::Db(DbError::Aborted))
+            })
+            .await;
+        self.cache.invalidate([key.as_str()]);
+        if updated.is_ok() {
+            self.outbox.wake();
+        }
+        updated
+    }
+
     /// Changes the units on hand by an adjustment's delta, through the same
     /// locked, conditional path as reservations (so that adjustments and
     /// orders racing on one product never lose an update), unless that
@@ -343,6 +419,10 @@ impl ProductCatalog {
             .await
     }
 }
+
+/// What must hold for a product as it stands for an edit to apply (the
+/// client's `If-Match`, checked against the product's representation).
+pub type Precondition = Box<dyn Fn(&Product) -> bool + Send>;
 
 /// A stock movement made now by `actor`, in the current request.
 fn movement(

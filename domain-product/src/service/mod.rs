@@ -7,5 +7,5 @@
 pub mod catalog;
 pub mod reservations;
 
-pub use catalog::{ProductCatalog, ProductPage};
+pub use catalog::{Precondition, ProductCatalog, ProductPage};
 pub use reservations::{ABANDONED_BATCH, AbandonedReservations, Reservations};

@@ -246,6 +246,27 @@ impl IntegrationEvent for ProductRestored {
     const VERSION: u16 = 1;
 }
 
+/// One field an edit changed, as it was and as it became.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub from: serde_json::Value,
+    pub to: serde_json::Value,
+}
+
+/// Staff edited a product: the fields that changed (by their API names:
+/// `name`, `description`, `price`, `currency`, `lowStockThreshold`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductUpdated {
+    pub product_id: String,
+    pub changes: std::collections::BTreeMap<String, FieldChange>,
+}
+
+impl IntegrationEvent for ProductUpdated {
+    const TYPE: &'static str = "product.updated";
+    const VERSION: u16 = 1;
+}
+
 /// Every integration event type: what a relay to a message broker takes.
 pub const ALL_TYPES: &[&str] = &[
     OrderPlaced::TYPE,
@@ -255,6 +276,7 @@ pub const ALL_TYPES: &[&str] = &[
     PaymentSucceeded::TYPE,
     PaymentFailed::TYPE,
     PaymentRefunded::TYPE,
+    ProductUpdated::TYPE,
     ProductArchived::TYPE,
     ProductRestored::TYPE,
 ];
