@@ -13,7 +13,7 @@ use shop_tests::broker::{self, Broker};
 use shop_tests::purchase::{Caller, notification, success};
 use shop_tests::{
     ADMIN_TOKEN, Backend, DEADLINE, ShopProcess, StatusCode, TestDatabase, Value, count,
-    eventually, mint,
+    eventually, free_port, mint,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -52,28 +52,44 @@ impl Service {
 struct Split {
     exchange: String,
     databases: Vec<TestDatabase>,
+    /// Each service's port, chosen before any starts: every service is told
+    /// every other's URL at start (the product service asks the order
+    /// service's `OrderLookup` too), and a restarted one comes back there.
     ports: [u16; 3],
     processes: [Option<ShopProcess>; 3],
+    /// Settings of every service.
     extra: Vec<(String, String)>,
+    /// Settings of one service only (its broker URL through a proxy, say).
+    own: [Vec<(String, String)>; 3],
 }
 
 impl Split {
-    /// Starts product, then order (reserving at product), then payment (reading orders at order).
+    /// Starts product, order (reserving at product) and payment (reading orders at order).
     fn start(backend: Backend, extra: &[(&str, &str)]) -> Self {
-        let mut split = Self {
+        let mut split = Self::new(backend, extra);
+        split.launch_all();
+        split
+    }
+
+    /// The three services' databases and ports, none started yet.
+    fn new(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        Self {
             exchange: broker::fresh_exchange(),
             databases: (0..3).map(|_| TestDatabase::create(backend)).collect(),
-            ports: [0; 3],
+            ports: [free_port(), free_port(), free_port()],
             processes: [None, None, None],
             extra: extra
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        for service in [Product, Order, Payment] {
-            split.launch(service);
+            own: [Vec::new(), Vec::new(), Vec::new()],
         }
-        split
+    }
+
+    fn launch_all(&mut self) {
+        for service in [Product, Order, Payment] {
+            self.launch(service);
+        }
     }
 
     fn launch(&mut self, service: Service) {
@@ -82,6 +98,10 @@ impl Split {
             ("SHOP__PORTS__TOKEN".into(), TOKEN.into()),
             ("SHOP__WORKER__POLL_MS".into(), "100".into()),
             ("SHOP__DATABASE__POOL_SIZE".into(), "8".into()),
+            (
+                "SHOP__SERVER__BIND".into(),
+                format!("127.0.0.1:{}", self.ports[service.at()]),
+            ),
         ];
         settings.extend(
             broker::settings(&self.exchange)
@@ -89,29 +109,23 @@ impl Split {
                 .map(|(k, v)| (k.to_owned(), v)),
         );
         match service {
-            Product => {}
+            // The abandoned-reservation job asks whether a reservation's order exists.
+            Product => settings.push(("SHOP__PORTS__ORDER_URL".into(), self.address(Order))),
             Order => settings.push(("SHOP__PORTS__PRODUCT_URL".into(), self.address(Product))),
             Payment => settings.push(("SHOP__PORTS__ORDER_URL".into(), self.address(Order))),
         }
-        // A restarted service comes back where the others call it.
-        if self.ports[service.at()] != 0 {
-            settings.push((
-                "SHOP__SERVER__BIND".into(),
-                format!("127.0.0.1:{}", self.ports[service.at()]),
-            ));
-        }
         settings.extend(self.extra.iter().cloned());
+        settings.extend(self.own[service.at()].iter().cloned());
         let settings: Vec<(&str, &str)> = settings
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let process = ShopProcess::start(SHOP, &self.database(service), &settings);
-        self.ports[service.at()] = process
-            .address
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("port");
+        assert_eq!(
+            process.address,
+            self.address(service),
+            "{service:?} listens where the others call it"
+        );
         self.processes[service.at()] = Some(process);
     }
 
