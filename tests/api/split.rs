@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use shop_tests::broker::{self, Broker};
+use shop_tests::broker::{self, Broker, TcpProxy};
 use shop_tests::purchase::{Caller, notification, success};
 use shop_tests::{
     ADMIN_TOKEN, Backend, DEADLINE, ShopProcess, StatusCode, TestDatabase, Value, count,
@@ -23,6 +23,7 @@ shop_tests::on_each_backend_with_broker!(
     a_purchase_an_expiry_and_a_refund_cross_three_services,
     a_flash_sale_across_services_never_oversells,
     killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice,
+    a_product_service_cut_off_from_the_broker_keeps_the_stock_of_paid_orders,
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,11 @@ impl Split {
                 .collect(),
             own: [Vec::new(), Vec::new(), Vec::new()],
         }
+    }
+
+    /// A setting of `service` alone (before it is launched).
+    fn set(&mut self, service: Service, key: &str, value: &str) {
+        self.own[service.at()].push((key.to_owned(), value.to_owned()));
     }
 
     fn launch_all(&mut self) {
@@ -193,6 +199,25 @@ impl Split {
 
     fn count(&self, service: Service, sql: &str) -> i64 {
         count(&self.database(service), sql)
+    }
+
+    /// The reservations at the product service in `status`.
+    fn reservations(&self, status: &str) -> i64 {
+        self.count(
+            Product,
+            &format!("SELECT COUNT(*) AS n FROM stock_reservations WHERE status = '{status}'"),
+        )
+    }
+
+    /// The log of `service`'s running process (JSON lines).
+    fn log(&self, service: Service) -> Vec<Value> {
+        self.processes[service.at()]
+            .as_ref()
+            .map(ShopProcess::log)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     /// What is still on its way: each service's unsent events and each
@@ -649,6 +674,154 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
         ),
         // order.placed and order.paid of every order
         2 * orders,
+    );
+    split.finish().await;
+}
+
+/// How often the product service's abandoned-reservation job runs (at start,
+/// then every minute: `domain-product`'s `context.rs`).
+const JOB_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What the job logs of each reservation past its hold (`domain-product`'s
+/// `Reservations::release_abandoned`).
+const JUDGEMENTS: [&str; 3] = [
+    "a held reservation's order exists: kept until its events arrive",
+    "cannot tell whether a held reservation's order exists: kept",
+    "releasing a reservation whose order never arrived",
+];
+
+/// The product service is cut off from the broker: orders are placed and
+/// paid, but their `order.placed` and `order.paid` wait in its queue, so
+/// their reservations stay `held` past their hold. The abandoned-reservation
+/// job asks the order service, hears that the orders exist, and keeps them:
+/// no new buyer gets those units. Once the broker is back, every paid order's
+/// stock is sold, none was sold twice.
+async fn a_product_service_cut_off_from_the_broker_keeps_the_stock_of_paid_orders(
+    backend: Backend,
+) {
+    const STOCK: i64 = 3;
+    // A reservation's hold ends with its order's payment deadline: short
+    // here, yet long enough to pay on a busy machine.
+    const HOLD_SECS: &str = "15";
+    let proxy = TcpProxy::start(&broker::address()).await;
+    let mut split = Split::new(
+        backend,
+        &[
+            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", HOLD_SECS),
+            ("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0"),
+        ],
+    );
+    split.set(
+        Product,
+        "SHOP__BUS__RABBITMQ_URL",
+        &broker::url_via(proxy.port()),
+    );
+    split.launch_all();
+    let product = split.create_product(STOCK).await;
+
+    // The product service's path to the broker is cut; the others' is not.
+    proxy.cut();
+    eventually("the product service lost the broker", || async {
+        split
+            .log(Product)
+            .iter()
+            .any(|entry| entry["message"] == "lost the message broker; connecting again")
+    })
+    .await;
+    let deadline = Instant::now() + DEADLINE;
+    let buyers: Vec<_> = (0..STOCK)
+        .map(|i| {
+            tokio::spawn(purchase(
+                addresses(&split),
+                product.clone(),
+                format!("cut-off-{i}"),
+                1,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut paid = Vec::new();
+    for buyer in buyers {
+        match buyer.await.expect("buyer") {
+            Purchase::Paid { user, order, .. } => paid.push((user, order)),
+            Purchase::OutOfStock => panic!("the stock is there for every buyer"),
+        }
+    }
+    for (user, order) in &paid {
+        eventually("the order service hears the payment succeeded", || async {
+            split.order_status(user, order).await == "paid"
+        })
+        .await;
+    }
+    // The fault is where the test says: the orders' events reached the
+    // product service's queue, and the product service never took them.
+    let queue = format!("{}.product", split.exchange);
+    let broker = Broker::connect().await;
+    eventually(
+        "order.placed and order.paid of every order wait in the product queue",
+        || async { broker.ready(&queue).await == Some(2 * STOCK as u32) },
+    )
+    .await;
+    assert_eq!(split.reservations("held"), STOCK, "never confirmed");
+    assert_eq!(split.stock(&product).await, 0);
+
+    // Their holds end; the job looks at them (only once a hold has ended)
+    // and says what it did with each.
+    let judged = |order: &str| -> Option<String> {
+        split
+            .log(Product)
+            .into_iter()
+            .filter(|entry| entry["reservation_id"] == order)
+            .filter_map(|entry| entry["message"].as_str().map(str::to_owned))
+            .find(|message| JUDGEMENTS.contains(&message.as_str()))
+    };
+    shop_tests::wait_until(
+        "the abandoned-reservation job looked at every reservation past its hold",
+        JOB_INTERVAL * 2 + DEADLINE,
+        || async { paid.iter().all(|(_, order)| judged(order).is_some()) },
+    )
+    .await;
+    for (_, order) in &paid {
+        assert_eq!(
+            judged(order).as_deref(),
+            Some("a held reservation's order exists: kept until its events arrive"),
+            "the reservation of the paid order {order}"
+        );
+    }
+    assert_eq!(
+        split.reservations("held"),
+        STOCK,
+        "no reservation of an existing order was released"
+    );
+    assert_eq!(split.stock(&product).await, 0);
+    let (http, token) = (client(), mint("latecomer"));
+    let latecomer = Caller::new(&http, &token);
+    let (status, refused) = answered(Instant::now() + DEADLINE, || {
+        latecomer.place_order(&split.address(Order), &product, 1)
+    })
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "insufficient_stock", "{refused}");
+
+    // The broker is back: the product service takes the events, and every
+    // paid order's stock is sold, exactly the stock.
+    proxy.resume().await;
+    eventually("the product service sold every paid order's stock", || async {
+        split.reservations("sold") == STOCK
+    })
+    .await;
+    eventually("the product queue is drained", || async {
+        broker.ready(&queue).await == Some(0)
+    })
+    .await;
+    assert_eq!(split.stock(&product).await, 0);
+    assert_eq!(split.reservations("held"), 0);
+    assert_eq!(split.reservations("released"), 0);
+    let log = split.log(Product);
+    assert!(
+        !log.iter().any(|entry| entry["message"]
+            == "a paid order's stock was not reserved; check the stock of its products"),
+        "{log:#?}"
     );
     split.finish().await;
 }
