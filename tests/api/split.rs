@@ -6,7 +6,7 @@
 //! restarted: nothing is lost, nothing is applied twice, the stock is exact.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use shop_tests::broker::{self, Broker, TcpProxy};
@@ -255,13 +255,65 @@ async fn answered(
     deadline: Instant,
     request: impl Fn() -> reqwest::RequestBuilder,
 ) -> (StatusCode, Value) {
+    watched(&Kill::default(), deadline, request).await
+}
+
+/// What a test's requests saw of one kill: those sent to the victim before
+/// it was killed, and those of them that no answer ever came to (cut off by
+/// the kill: they were in flight at the killed service).
+#[derive(Default)]
+struct Kill {
+    /// The victim's port (0 while there is none).
+    victim: AtomicU16,
+    killed: AtomicBool,
+    /// Requests at the victim now.
+    in_flight: AtomicUsize,
+    cut_off: AtomicUsize,
+}
+
+impl Kill {
+    fn of(victim: u16) -> Arc<Self> {
+        let kill = Self::default();
+        kill.victim.store(victim, Ordering::SeqCst);
+        Arc::new(kill)
+    }
+}
+
+/// [`answered`], counting in `kill` the requests sent to its victim before
+/// the kill that got no answer (a connection refused is not one: that
+/// request never reached it).
+async fn watched(
+    kill: &Kill,
+    deadline: Instant,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> (StatusCode, Value) {
     loop {
-        if let Ok(response) = request().send().await {
-            let status = response.status();
-            if let Ok(body) = response.json::<Value>().await
-                && status != StatusCode::SERVICE_UNAVAILABLE
-            {
-                return (status, body);
+        let (http, built) = request().build_split();
+        let built = built.expect("a request");
+        let victim = kill.victim.load(Ordering::SeqCst);
+        let at_victim = victim != 0
+            && built.url().port() == Some(victim)
+            && !kill.killed.load(Ordering::SeqCst);
+        if at_victim {
+            kill.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+        let sent = http.execute(built).await;
+        if at_victim {
+            kill.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                if let Ok(body) = response.json::<Value>().await
+                    && status != StatusCode::SERVICE_UNAVAILABLE
+                {
+                    return (status, body);
+                }
+            }
+            Err(error) => {
+                if at_victim && !error.is_connect() && kill.killed.load(Ordering::SeqCst) {
+                    kill.cut_off.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
         assert!(
@@ -297,6 +349,11 @@ enum Purchase {
         order: String,
         quantity: i64,
     },
+    /// The customer opened a payment, then cancelled the order.
+    Cancelled {
+        user: String,
+        order: String,
+    },
     OutOfStock,
 }
 
@@ -310,10 +367,47 @@ async fn purchase(
     quantity: i64,
     deadline: Instant,
 ) -> Purchase {
+    shop(
+        addresses,
+        product,
+        user,
+        quantity,
+        deadline,
+        false,
+        Arc::default(),
+    )
+    .await
+}
+
+/// [`purchase`], watching `kill`: the customer first looks at the product
+/// (at the product service), and when `cancels`, cancels the order once its
+/// payment is open instead of paying.
+async fn shop(
+    addresses: [String; 3],
+    product: String,
+    user: String,
+    quantity: i64,
+    deadline: Instant,
+    cancels: bool,
+    kill: Arc<Kill>,
+) -> Purchase {
     let http = client();
     let token = mint(&user);
     let customer = Caller::new(&http, &token);
-    let (status, order) = answered(deadline, || {
+    // The customer looks at the product before each step (at the product
+    // service: so that it too has requests of the burst in flight).
+    let look = || async {
+        let (status, shown) = watched(&kill, deadline, || {
+            http.get(format!(
+                "{}/api/v1/products/{product}",
+                addresses[Product.at()]
+            ))
+        })
+        .await;
+        assert_eq!(status, StatusCode::OK, "{shown}");
+    };
+    look().await;
+    let (status, order) = watched(&kill, deadline, || {
         customer
             .place_order(&addresses[Order.at()], &product, quantity)
             .header("Idempotency-Key", format!("key-{user}"))
@@ -325,15 +419,33 @@ async fn purchase(
     assert_eq!(status, StatusCode::CREATED, "{order}");
     let order_id = order["orderId"].as_str().expect("id").to_owned();
     let amount = order["amount"].as_i64().expect("amount");
-    let (status, payment) = answered(deadline, || {
+    look().await;
+    let (status, payment) = watched(&kill, deadline, || {
         customer.initiate(&addresses[Payment.at()], &order_id, "alipay", None)
     })
     .await;
+    look().await;
     assert!(
         status == StatusCode::CREATED || status == StatusCode::OK,
         "{status} {payment}"
     );
-    let (status, notified) = answered(deadline, || {
+    if cancels {
+        let (status, cancelled) = watched(&kill, deadline, || {
+            customer.cancel(&addresses[Order.at()], &order_id)
+        })
+        .await;
+        // A retry after a lost answer finds it cancelled already.
+        assert!(
+            status == StatusCode::OK
+                || (status == StatusCode::CONFLICT && cancelled["code"] == "order_not_cancellable"),
+            "{status} {cancelled}"
+        );
+        return Purchase::Cancelled {
+            user,
+            order: order_id,
+        };
+    }
+    let (status, notified) = watched(&kill, deadline, || {
         paid(
             &http,
             &addresses[Payment.at()],
@@ -529,41 +641,60 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
     const BURST: usize = 24;
     /// Purchases to see completed before the kill: the burst is under way.
     const DONE_FIRST: usize = 4;
-    // A reservation whose order never committed (the order service died
-    // between the two) goes back as soon as its hold is over.
-    let split_settings = [("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0")];
+    const STAGGER: Duration = Duration::from_millis(40);
+    /// A reservation's hold ends with its order's payment deadline: short
+    /// enough to see an orphan (a reservation whose order never committed)
+    /// go back within the test, long enough to pay through the restarts.
+    const HOLD: Duration = Duration::from_secs(30);
+    let hold = HOLD.as_secs().to_string();
+    let split_settings = [
+        ("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0"),
+        ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", hold.as_str()),
+    ];
     let mut split = Split::start(backend, &split_settings);
     let product = split.create_product(STOCK).await;
     let mut paid: Vec<(String, String, i64)> = Vec::new();
+    let mut cancelled: Vec<(String, String)> = Vec::new();
     for (round, victim) in [Product, Order, Payment].into_iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(90);
         let done = Arc::new(AtomicUsize::new(0));
+        let kill = Kill::of(split.ports[victim.at()]);
+        // Every purchase is spawned before any is awaited, each starting
+        // 40 ms after the one before, so that every service has requests of
+        // the burst in flight while the first purchases complete; one in four cancels.
         let burst: Vec<_> = (0..BURST)
             .map(|i| {
                 let done = done.clone();
-                let purchase = purchase(
+                let start = tokio::time::Instant::now() + STAGGER * i as u32;
+                let purchase = shop(
                     addresses(&split),
                     product.clone(),
                     format!("round-{round}-{i}"),
                     1 + i as i64 % 3,
                     deadline,
+                    i % 4 == 3,
+                    kill.clone(),
                 );
                 tokio::spawn(async move {
+                    tokio::time::sleep_until(start).await;
                     let outcome = purchase.await;
                     done.fetch_add(1, Ordering::SeqCst);
                     outcome
                 })
             })
             .collect();
+        // Killed once a few purchases completed and requests are at the victim.
         let started = Instant::now();
-        while done.load(Ordering::SeqCst) < DONE_FIRST {
+        while done.load(Ordering::SeqCst) < DONE_FIRST || kill.in_flight.load(Ordering::SeqCst) == 0
+        {
             assert!(
                 started.elapsed() < DEADLINE,
-                "the burst never got under way"
+                "the burst never got under way at {victim:?}"
             );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let done_at_kill = done.load(Ordering::SeqCst);
+        kill.killed.store(true, Ordering::SeqCst);
         split.kill(victim);
         if victim == Product {
             // The order service answers for the port it cannot reach: a 503 problem, at once or within its budget.
@@ -593,28 +724,40 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
                     order,
                     quantity,
                 } => paid.push((user, order, quantity)),
+                Purchase::Cancelled { user, order } => cancelled.push((user, order)),
                 Purchase::OutOfStock => panic!("the stock is ample"),
             }
         }
+        let cut_off = kill.cut_off.load(Ordering::SeqCst);
+        eprintln!(
+            "{backend:?}: {victim:?} killed with {done_at_kill} of {BURST} purchases done; {cut_off} requests cut off"
+        );
+        assert!(
+            cut_off > 0,
+            "requests were in flight at {victim:?} when it was killed: none was cut off"
+        );
     }
 
-    // Everything settles: every paid order is paid, its stock sold, once.
+    // Everything settles: every paid order is paid, its stock sold, once;
+    // every cancelled order is cancelled, its stock back.
     for (user, order, _) in &paid {
         eventually("every order is paid", || async {
             split.order_status(user, order).await == "paid"
         })
         .await;
     }
+    for (user, order) in &cancelled {
+        eventually("every cancelled order is cancelled", || async {
+            split.order_status(user, order).await == "cancelled"
+        })
+        .await;
+    }
     let orders = paid.len() as i64;
+    let cancellations = cancelled.len() as i64;
     let sold: i64 = paid.iter().map(|(_, _, quantity)| quantity).sum();
     eventually(
         "the product service sold every paid order's stock",
-        || async {
-            split.count(
-                Product,
-                "SELECT COUNT(*) AS n FROM stock_reservations WHERE status = 'sold'",
-            ) == orders
-        },
+        || async { split.reservations("sold") == orders },
     )
     .await;
     let settled = Instant::now() + DEADLINE;
@@ -637,6 +780,11 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
         orders
     );
     assert_eq!(
+        split.count(Order, "SELECT COUNT(*) AS n FROM orders"),
+        orders + cancellations,
+        "no order but the customers' (none expired)"
+    );
+    assert_eq!(
         split.count(
             Payment,
             "SELECT COUNT(*) AS n FROM payments WHERE status = 'succeeded'"
@@ -651,29 +799,48 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
         ),
         0
     );
-    // The stock is exact: what is sold is what was paid for, and every unit
-    // is on the shelf, sold, or still held by a reservation whose order never
-    // committed (the service died between the two; it goes back when its hold ends).
+    // The stock is exact: what is sold is what was paid for, and every other
+    // unit is back on the shelf, a reservation whose order never committed
+    // (the service died between the two) too, once its hold ended and the
+    // abandoned-reservation job heard from the order service that its order
+    // does not exist.
     let sold_units = split.count(
         Product,
         "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS n FROM stock_reservation_lines l \
          JOIN stock_reservations r ON r.id = l.reservation_id WHERE r.status = 'sold'",
     );
     assert_eq!(sold_units, sold);
-    let held_units = split.count(
-        Product,
-        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS n FROM stock_reservation_lines l \
-         JOIN stock_reservations r ON r.id = l.reservation_id WHERE r.status IN ('held', 'confirmed')",
-    );
-    assert_eq!(split.stock(&product).await + sold_units + held_units, STOCK);
+    shop_tests::wait_until(
+        "no reservation is held or confirmed any more",
+        HOLD + JOB_INTERVAL * 2 + DEADLINE,
+        || async { split.reservations("held") + split.reservations("confirmed") == 0 },
+    )
+    .await;
+    eventually("every unit not sold is back on the shelf", || async {
+        split.stock(&product).await + sold_units == STOCK
+    })
+    .await;
     // Nothing applied twice: each subscriber took each event once.
-    assert_eq!(
+    let inbox = |service: Service, subscriber: &str| {
         split.count(
-            Product,
-            "SELECT COUNT(*) AS n FROM event_inbox i WHERE i.subscriber = 'product.stock-reservations'"
-        ),
-        // order.placed and order.paid of every order
-        2 * orders,
+            service,
+            &format!("SELECT COUNT(*) AS n FROM event_inbox WHERE subscriber = '{subscriber}'"),
+        )
+    };
+    assert_eq!(
+        inbox(Product, "product.stock-reservations"),
+        // order.placed of every order, order.paid or order.cancelled of each
+        2 * (orders + cancellations),
+    );
+    assert_eq!(
+        inbox(Order, "order.payment-outcomes"),
+        // payment.succeeded of every paid order
+        orders,
+    );
+    assert_eq!(
+        inbox(Payment, "payment.trade-closing"),
+        // order.cancelled of every cancelled order
+        cancellations,
     );
     split.finish().await;
 }
@@ -744,7 +911,9 @@ async fn a_product_service_cut_off_from_the_broker_keeps_the_stock_of_paid_order
     for buyer in buyers {
         match buyer.await.expect("buyer") {
             Purchase::Paid { user, order, .. } => paid.push((user, order)),
-            Purchase::OutOfStock => panic!("the stock is there for every buyer"),
+            Purchase::Cancelled { .. } | Purchase::OutOfStock => {
+                panic!("the stock is there for every buyer, who pays")
+            }
         }
     }
     for (user, order) in &paid {
@@ -806,9 +975,10 @@ async fn a_product_service_cut_off_from_the_broker_keeps_the_stock_of_paid_order
     // The broker is back: the product service takes the events, and every
     // paid order's stock is sold, exactly the stock.
     proxy.resume().await;
-    eventually("the product service sold every paid order's stock", || async {
-        split.reservations("sold") == STOCK
-    })
+    eventually(
+        "the product service sold every paid order's stock",
+        || async { split.reservations("sold") == STOCK },
+    )
     .await;
     eventually("the product queue is drained", || async {
         broker.ready(&queue).await == Some(0)
