@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use lapin::types::{AMQPValue, FieldTable};
 use shared_kernel::messaging::outbox::{
     DispatchOptions, Dispatcher, EventBusBuilder, EventHandler, Outbox, Publisher,
 };
@@ -26,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 shop_tests::on_each_backend_with_broker!(
     a_purchase_and_a_cancellation_travel_through_the_broker,
     an_event_is_marked_sent_only_once_the_broker_confirmed_it,
+    an_event_whose_confirm_is_lost_stays_unsent_until_the_broker_confirms_it,
+    an_event_the_broker_refuses_stays_unsent_until_it_is_accepted,
     a_redelivered_event_is_applied_once,
     an_event_that_keeps_failing_is_dead_lettered_after_its_attempts,
 );
@@ -216,6 +219,193 @@ async fn an_event_is_marked_sent_only_once_the_broker_confirmed_it(backend: Back
     .await;
     drop(app);
     Broker::connect().await.remove(&exchange).await;
+}
+
+/// How long the relay waits for a confirm (shared-kernel's
+/// `messaging::rabbitmq::CONFIRM_TIMEOUT`, 10 s), and a margin.
+const CONFIRM_WAIT: Duration = Duration::from_secs(15);
+
+/// The relay's delivery of the `order.placed` of `order` (one row) where `condition` holds.
+fn relay_of_placed(app: &TestApp, order: &str, condition: &str) -> i64 {
+    count(
+        &app.database_url,
+        &format!(
+            "SELECT COUNT(*) AS n FROM event_deliveries d JOIN outbox_events e ON e.id = d.event_id \
+             WHERE d.subscriber = 'bus.relay' AND e.event_type = 'order.placed' \
+             AND e.payload LIKE '%{order}%' AND {condition}"
+        ),
+    )
+}
+
+/// How many times the product context applied the `order.placed` of `order` (its inbox).
+fn applied_placed(app: &TestApp, order: &str) -> i64 {
+    count(
+        &app.database_url,
+        &format!(
+            "SELECT COUNT(*) AS n FROM event_inbox i JOIN outbox_events e ON e.id = i.event_id \
+             WHERE i.subscriber = 'product.stock-reservations' AND e.event_type = 'order.placed' \
+             AND e.payload LIKE '%{order}%'"
+        ),
+    )
+}
+
+/// Waits until the relay sent everything there is (the product's creation, if anything).
+async fn relay_idle(app: &TestApp) {
+    eventually("the relay sent every event", || async {
+        count(
+            &app.database_url,
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE handled_at IS NULL",
+        ) == 0
+    })
+    .await;
+}
+
+/// The publication reaches the broker (a queue of the test's own takes a
+/// copy), but the broker's confirm never comes back to shop: the relay does
+/// not mark the event sent however long it waits, and once the path is whole
+/// again it publishes it anew and marks it sent; the product context applies
+/// it once, though the broker had it twice.
+async fn an_event_whose_confirm_is_lost_stays_unsent_until_the_broker_confirms_it(
+    backend: Backend,
+) {
+    let exchange = broker::fresh_exchange();
+    let proxy = TcpProxy::start(&broker::address()).await;
+    let app = app_on_broker(backend, &exchange, &broker::url_via(proxy.port())).await;
+    let product = app.create_product("Phone", 999_900, 10).await["productId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    relay_idle(&app).await;
+    let broker = Broker::connect().await;
+    let copies = format!("{exchange}.test");
+    broker
+        .bind_queue(&copies, &exchange, "order.placed", FieldTable::default())
+        .await;
+
+    // What the broker sends back to shop is held from now on.
+    proxy.hold_replies();
+    let (order, _) = order_of(&app, "buyer", &product, 1).await;
+    eventually("the relay's publication reached the broker", || async {
+        broker.ready(&copies).await == Some(1)
+    })
+    .await;
+    shop_tests::holds_for(
+        "the event is not marked sent without its confirm",
+        CONFIRM_WAIT,
+        || async { relay_of_placed(&app, &order, "d.handled_at IS NULL") == 1 },
+    )
+    .await;
+
+    // The relay gives up on the confirm (and on the link it was waiting on):
+    // the attempt is recorded as failed, the event still unsent.
+    eventually("the relay gave up waiting for the confirm", || async {
+        relay_of_placed(
+            &app,
+            &order,
+            "d.handled_at IS NULL AND d.last_error LIKE '%did not confirm%'",
+        ) == 1
+    })
+    .await;
+
+    // The path is whole again: the relay gave up on that confirm, publishes
+    // the event anew, and marks it sent once confirmed.
+    proxy.release_replies();
+    eventually("the relay sent the event once confirmed", || async {
+        relay_of_placed(&app, &order, "d.handled_at IS NOT NULL") == 1
+    })
+    .await;
+    assert_eq!(
+        relay_of_placed(&app, &order, "d.attempts >= 2"),
+        1,
+        "a failed attempt (the lost confirm) came before the one confirmed"
+    );
+    assert!(
+        broker.ready(&copies).await >= Some(2),
+        "the broker had the event twice: the unconfirmed publication and the confirmed one"
+    );
+    eventually("the product context confirmed the reservation", || async {
+        reservation_is(&app, &order, "confirmed")
+    })
+    .await;
+    eventually("the product queue is drained", || async {
+        broker.ready(&format!("{exchange}.product")).await == Some(0)
+    })
+    .await;
+    assert_eq!(applied_placed(&app, &order), 1, "applied once");
+    drop(app);
+    broker.remove(&exchange).await;
+}
+
+/// The broker refuses the publication (a nack: a queue the event is routed
+/// to is full and rejects what is published to it): the relay does not mark
+/// the event sent and tries again; once the broker accepts it, it is marked
+/// sent, and the product context (whose queue took a copy each time) applied it once.
+async fn an_event_the_broker_refuses_stays_unsent_until_it_is_accepted(backend: Backend) {
+    let exchange = broker::fresh_exchange();
+    let app = app_on_broker(backend, &exchange, &broker::url()).await;
+    let product = app.create_product("Phone", 999_900, 10).await["productId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    relay_idle(&app).await;
+    // A queue of the test's own that takes every order.placed and has room
+    // for none: with `reject-publish`, the broker nacks what it cannot enqueue.
+    let broker = Broker::connect().await;
+    let refusing = format!("{exchange}.test");
+    let mut full = FieldTable::default();
+    full.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    full.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    broker
+        .bind_queue(&refusing, &exchange, "order.placed", full)
+        .await;
+
+    let (order, _) = order_of(&app, "buyer", &product, 1).await;
+    wait_until(
+        "the broker refused the order's event, twice",
+        DEADLINE,
+        || async {
+            relay_of_placed(
+                &app,
+                &order,
+                "d.handled_at IS NULL AND d.attempts >= 2 AND d.last_error LIKE '%nack%'",
+            ) == 1
+        },
+    )
+    .await;
+    let metrics = parse_metrics(&app.admin_get("/metrics").await.body);
+    assert!(
+        sum(&metrics, "shop_bus_published_total", "result=\"failed\"") >= 2.0,
+        "{metrics:?}"
+    );
+
+    // The broker accepts it again: sent, and marked sent.
+    broker.delete_queue(&refusing).await;
+    eventually("the relay sent the event once accepted", || async {
+        relay_of_placed(
+            &app,
+            &order,
+            "d.handled_at IS NOT NULL AND d.last_error IS NULL",
+        ) == 1
+    })
+    .await;
+    eventually("the product context confirmed the reservation", || async {
+        reservation_is(&app, &order, "confirmed")
+    })
+    .await;
+    eventually("the product queue is drained", || async {
+        broker.ready(&format!("{exchange}.product")).await == Some(0)
+    })
+    .await;
+    assert_eq!(applied_placed(&app, &order), 1, "applied once");
+    assert_eq!(
+        broker.ready(&format!("{exchange}.dead-letter")).await,
+        Some(0)
+    );
+    drop(app);
+    broker.remove(&exchange).await;
 }
 
 /// Fails every time, counting the events it was handed one by one.

@@ -6,14 +6,14 @@
 //! restarted: nothing is lost, nothing is applied twice, the stock is exact.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use shop_tests::broker::{self, Broker};
+use shop_tests::broker::{self, Broker, TcpProxy};
 use shop_tests::purchase::{Caller, notification, success};
 use shop_tests::{
     ADMIN_TOKEN, Backend, DEADLINE, ShopProcess, StatusCode, TestDatabase, Value, count,
-    eventually, mint,
+    eventually, free_port, mint,
 };
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
@@ -23,6 +23,7 @@ shop_tests::on_each_backend_with_broker!(
     a_purchase_an_expiry_and_a_refund_cross_three_services,
     a_flash_sale_across_services_never_oversells,
     killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice,
+    a_product_service_cut_off_from_the_broker_keeps_the_stock_of_paid_orders,
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,28 +53,49 @@ impl Service {
 struct Split {
     exchange: String,
     databases: Vec<TestDatabase>,
+    /// Each service's port, chosen before any starts: every service is told
+    /// every other's URL at start (the product service asks the order
+    /// service's `OrderLookup` too), and a restarted one comes back there.
     ports: [u16; 3],
     processes: [Option<ShopProcess>; 3],
+    /// Settings of every service.
     extra: Vec<(String, String)>,
+    /// Settings of one service only (its broker URL through a proxy, say).
+    own: [Vec<(String, String)>; 3],
 }
 
 impl Split {
-    /// Starts product, then order (reserving at product), then payment (reading orders at order).
+    /// Starts product, order (reserving at product) and payment (reading orders at order).
     fn start(backend: Backend, extra: &[(&str, &str)]) -> Self {
-        let mut split = Self {
+        let mut split = Self::new(backend, extra);
+        split.launch_all();
+        split
+    }
+
+    /// The three services' databases and ports, none started yet.
+    fn new(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        Self {
             exchange: broker::fresh_exchange(),
             databases: (0..3).map(|_| TestDatabase::create(backend)).collect(),
-            ports: [0; 3],
+            ports: [free_port(), free_port(), free_port()],
             processes: [None, None, None],
             extra: extra
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        for service in [Product, Order, Payment] {
-            split.launch(service);
+            own: [Vec::new(), Vec::new(), Vec::new()],
         }
-        split
+    }
+
+    /// A setting of `service` alone (before it is launched).
+    fn set(&mut self, service: Service, key: &str, value: &str) {
+        self.own[service.at()].push((key.to_owned(), value.to_owned()));
+    }
+
+    fn launch_all(&mut self) {
+        for service in [Product, Order, Payment] {
+            self.launch(service);
+        }
     }
 
     fn launch(&mut self, service: Service) {
@@ -82,6 +104,10 @@ impl Split {
             ("SHOP__PORTS__TOKEN".into(), TOKEN.into()),
             ("SHOP__WORKER__POLL_MS".into(), "100".into()),
             ("SHOP__DATABASE__POOL_SIZE".into(), "8".into()),
+            (
+                "SHOP__SERVER__BIND".into(),
+                format!("127.0.0.1:{}", self.ports[service.at()]),
+            ),
         ];
         settings.extend(
             broker::settings(&self.exchange)
@@ -89,29 +115,23 @@ impl Split {
                 .map(|(k, v)| (k.to_owned(), v)),
         );
         match service {
-            Product => {}
+            // The abandoned-reservation job asks whether a reservation's order exists.
+            Product => settings.push(("SHOP__PORTS__ORDER_URL".into(), self.address(Order))),
             Order => settings.push(("SHOP__PORTS__PRODUCT_URL".into(), self.address(Product))),
             Payment => settings.push(("SHOP__PORTS__ORDER_URL".into(), self.address(Order))),
         }
-        // A restarted service comes back where the others call it.
-        if self.ports[service.at()] != 0 {
-            settings.push((
-                "SHOP__SERVER__BIND".into(),
-                format!("127.0.0.1:{}", self.ports[service.at()]),
-            ));
-        }
         settings.extend(self.extra.iter().cloned());
+        settings.extend(self.own[service.at()].iter().cloned());
         let settings: Vec<(&str, &str)> = settings
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let process = ShopProcess::start(SHOP, &self.database(service), &settings);
-        self.ports[service.at()] = process
-            .address
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("port");
+        assert_eq!(
+            process.address,
+            self.address(service),
+            "{service:?} listens where the others call it"
+        );
         self.processes[service.at()] = Some(process);
     }
 
@@ -181,6 +201,25 @@ impl Split {
         count(&self.database(service), sql)
     }
 
+    /// The reservations at the product service in `status`.
+    fn reservations(&self, status: &str) -> i64 {
+        self.count(
+            Product,
+            &format!("SELECT COUNT(*) AS n FROM stock_reservations WHERE status = '{status}'"),
+        )
+    }
+
+    /// The log of `service`'s running process (JSON lines).
+    fn log(&self, service: Service) -> Vec<Value> {
+        self.processes[service.at()]
+            .as_ref()
+            .map(ShopProcess::log)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
     /// What is still on its way: each service's unsent events and each
     /// queue's ready messages (all zeros once everything settled).
     async fn in_flight(&self) -> Vec<i64> {
@@ -216,13 +255,65 @@ async fn answered(
     deadline: Instant,
     request: impl Fn() -> reqwest::RequestBuilder,
 ) -> (StatusCode, Value) {
+    watched(&Kill::default(), deadline, request).await
+}
+
+/// What a test's requests saw of one kill: those sent to the victim before
+/// it was killed, and those of them that no answer ever came to (cut off by
+/// the kill: they were in flight at the killed service).
+#[derive(Default)]
+struct Kill {
+    /// The victim's port (0 while there is none).
+    victim: AtomicU16,
+    killed: AtomicBool,
+    /// Requests at the victim now.
+    in_flight: AtomicUsize,
+    cut_off: AtomicUsize,
+}
+
+impl Kill {
+    fn of(victim: u16) -> Arc<Self> {
+        let kill = Self::default();
+        kill.victim.store(victim, Ordering::SeqCst);
+        Arc::new(kill)
+    }
+}
+
+/// [`answered`], counting in `kill` the requests sent to its victim before
+/// the kill that got no answer (a connection refused is not one: that
+/// request never reached it).
+async fn watched(
+    kill: &Kill,
+    deadline: Instant,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> (StatusCode, Value) {
     loop {
-        if let Ok(response) = request().send().await {
-            let status = response.status();
-            if let Ok(body) = response.json::<Value>().await
-                && status != StatusCode::SERVICE_UNAVAILABLE
-            {
-                return (status, body);
+        let (http, built) = request().build_split();
+        let built = built.expect("a request");
+        let victim = kill.victim.load(Ordering::SeqCst);
+        let at_victim = victim != 0
+            && built.url().port() == Some(victim)
+            && !kill.killed.load(Ordering::SeqCst);
+        if at_victim {
+            kill.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+        let sent = http.execute(built).await;
+        if at_victim {
+            kill.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                if let Ok(body) = response.json::<Value>().await
+                    && status != StatusCode::SERVICE_UNAVAILABLE
+                {
+                    return (status, body);
+                }
+            }
+            Err(error) => {
+                if at_victim && !error.is_connect() && kill.killed.load(Ordering::SeqCst) {
+                    kill.cut_off.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
         assert!(
@@ -258,6 +349,11 @@ enum Purchase {
         order: String,
         quantity: i64,
     },
+    /// The customer opened a payment, then cancelled the order.
+    Cancelled {
+        user: String,
+        order: String,
+    },
     OutOfStock,
 }
 
@@ -271,10 +367,47 @@ async fn purchase(
     quantity: i64,
     deadline: Instant,
 ) -> Purchase {
+    shop(
+        addresses,
+        product,
+        user,
+        quantity,
+        deadline,
+        false,
+        Arc::default(),
+    )
+    .await
+}
+
+/// [`purchase`], watching `kill`: the customer first looks at the product
+/// (at the product service), and when `cancels`, cancels the order once its
+/// payment is open instead of paying.
+async fn shop(
+    addresses: [String; 3],
+    product: String,
+    user: String,
+    quantity: i64,
+    deadline: Instant,
+    cancels: bool,
+    kill: Arc<Kill>,
+) -> Purchase {
     let http = client();
     let token = mint(&user);
     let customer = Caller::new(&http, &token);
-    let (status, order) = answered(deadline, || {
+    // The customer looks at the product before each step (at the product
+    // service: so that it too has requests of the burst in flight).
+    let look = || async {
+        let (status, shown) = watched(&kill, deadline, || {
+            http.get(format!(
+                "{}/api/v1/products/{product}",
+                addresses[Product.at()]
+            ))
+        })
+        .await;
+        assert_eq!(status, StatusCode::OK, "{shown}");
+    };
+    look().await;
+    let (status, order) = watched(&kill, deadline, || {
         customer
             .place_order(&addresses[Order.at()], &product, quantity)
             .header("Idempotency-Key", format!("key-{user}"))
@@ -286,15 +419,33 @@ async fn purchase(
     assert_eq!(status, StatusCode::CREATED, "{order}");
     let order_id = order["orderId"].as_str().expect("id").to_owned();
     let amount = order["amount"].as_i64().expect("amount");
-    let (status, payment) = answered(deadline, || {
+    look().await;
+    let (status, payment) = watched(&kill, deadline, || {
         customer.initiate(&addresses[Payment.at()], &order_id, "alipay", None)
     })
     .await;
+    look().await;
     assert!(
         status == StatusCode::CREATED || status == StatusCode::OK,
         "{status} {payment}"
     );
-    let (status, notified) = answered(deadline, || {
+    if cancels {
+        let (status, cancelled) = watched(&kill, deadline, || {
+            customer.cancel(&addresses[Order.at()], &order_id)
+        })
+        .await;
+        // A retry after a lost answer finds it cancelled already.
+        assert!(
+            status == StatusCode::OK
+                || (status == StatusCode::CONFLICT && cancelled["code"] == "order_not_cancellable"),
+            "{status} {cancelled}"
+        );
+        return Purchase::Cancelled {
+            user,
+            order: order_id,
+        };
+    }
+    let (status, notified) = watched(&kill, deadline, || {
         paid(
             &http,
             &addresses[Payment.at()],
@@ -490,41 +641,60 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
     const BURST: usize = 24;
     /// Purchases to see completed before the kill: the burst is under way.
     const DONE_FIRST: usize = 4;
-    // A reservation whose order never committed (the order service died
-    // between the two) goes back as soon as its hold is over.
-    let split_settings = [("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0")];
+    const STAGGER: Duration = Duration::from_millis(40);
+    /// A reservation's hold ends with its order's payment deadline: short
+    /// enough to see an orphan (a reservation whose order never committed)
+    /// go back within the test, long enough to pay through the restarts.
+    const HOLD: Duration = Duration::from_secs(30);
+    let hold = HOLD.as_secs().to_string();
+    let split_settings = [
+        ("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0"),
+        ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", hold.as_str()),
+    ];
     let mut split = Split::start(backend, &split_settings);
     let product = split.create_product(STOCK).await;
     let mut paid: Vec<(String, String, i64)> = Vec::new();
+    let mut cancelled: Vec<(String, String)> = Vec::new();
     for (round, victim) in [Product, Order, Payment].into_iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(90);
         let done = Arc::new(AtomicUsize::new(0));
+        let kill = Kill::of(split.ports[victim.at()]);
+        // Every purchase is spawned before any is awaited, each starting
+        // 40 ms after the one before, so that every service has requests of
+        // the burst in flight while the first purchases complete; one in four cancels.
         let burst: Vec<_> = (0..BURST)
             .map(|i| {
                 let done = done.clone();
-                let purchase = purchase(
+                let start = tokio::time::Instant::now() + STAGGER * i as u32;
+                let purchase = shop(
                     addresses(&split),
                     product.clone(),
                     format!("round-{round}-{i}"),
                     1 + i as i64 % 3,
                     deadline,
+                    i % 4 == 3,
+                    kill.clone(),
                 );
                 tokio::spawn(async move {
+                    tokio::time::sleep_until(start).await;
                     let outcome = purchase.await;
                     done.fetch_add(1, Ordering::SeqCst);
                     outcome
                 })
             })
             .collect();
+        // Killed once a few purchases completed and requests are at the victim.
         let started = Instant::now();
-        while done.load(Ordering::SeqCst) < DONE_FIRST {
+        while done.load(Ordering::SeqCst) < DONE_FIRST || kill.in_flight.load(Ordering::SeqCst) == 0
+        {
             assert!(
                 started.elapsed() < DEADLINE,
-                "the burst never got under way"
+                "the burst never got under way at {victim:?}"
             );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let done_at_kill = done.load(Ordering::SeqCst);
+        kill.killed.store(true, Ordering::SeqCst);
         split.kill(victim);
         if victim == Product {
             // The order service answers for the port it cannot reach: a 503 problem, at once or within its budget.
@@ -554,28 +724,40 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
                     order,
                     quantity,
                 } => paid.push((user, order, quantity)),
+                Purchase::Cancelled { user, order } => cancelled.push((user, order)),
                 Purchase::OutOfStock => panic!("the stock is ample"),
             }
         }
+        let cut_off = kill.cut_off.load(Ordering::SeqCst);
+        eprintln!(
+            "{backend:?}: {victim:?} killed with {done_at_kill} of {BURST} purchases done; {cut_off} requests cut off"
+        );
+        assert!(
+            cut_off > 0,
+            "requests were in flight at {victim:?} when it was killed: none was cut off"
+        );
     }
 
-    // Everything settles: every paid order is paid, its stock sold, once.
+    // Everything settles: every paid order is paid, its stock sold, once;
+    // every cancelled order is cancelled, its stock back.
     for (user, order, _) in &paid {
         eventually("every order is paid", || async {
             split.order_status(user, order).await == "paid"
         })
         .await;
     }
+    for (user, order) in &cancelled {
+        eventually("every cancelled order is cancelled", || async {
+            split.order_status(user, order).await == "cancelled"
+        })
+        .await;
+    }
     let orders = paid.len() as i64;
+    let cancellations = cancelled.len() as i64;
     let sold: i64 = paid.iter().map(|(_, _, quantity)| quantity).sum();
     eventually(
         "the product service sold every paid order's stock",
-        || async {
-            split.count(
-                Product,
-                "SELECT COUNT(*) AS n FROM stock_reservations WHERE status = 'sold'",
-            ) == orders
-        },
+        || async { split.reservations("sold") == orders },
     )
     .await;
     let settled = Instant::now() + DEADLINE;
@@ -598,6 +780,11 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
         orders
     );
     assert_eq!(
+        split.count(Order, "SELECT COUNT(*) AS n FROM orders"),
+        orders + cancellations,
+        "no order but the customers' (none expired)"
+    );
+    assert_eq!(
         split.count(
             Payment,
             "SELECT COUNT(*) AS n FROM payments WHERE status = 'succeeded'"
@@ -612,29 +799,199 @@ async fn killing_each_service_mid_burst_loses_nothing_and_applies_nothing_twice(
         ),
         0
     );
-    // The stock is exact: what is sold is what was paid for, and every unit
-    // is on the shelf, sold, or still held by a reservation whose order never
-    // committed (the service died between the two; it goes back when its hold ends).
+    // The stock is exact: what is sold is what was paid for, and every other
+    // unit is back on the shelf, a reservation whose order never committed
+    // (the service died between the two) too, once its hold ended and the
+    // abandoned-reservation job heard from the order service that its order
+    // does not exist.
     let sold_units = split.count(
         Product,
         "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS n FROM stock_reservation_lines l \
          JOIN stock_reservations r ON r.id = l.reservation_id WHERE r.status = 'sold'",
     );
     assert_eq!(sold_units, sold);
-    let held_units = split.count(
-        Product,
-        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS n FROM stock_reservation_lines l \
-         JOIN stock_reservations r ON r.id = l.reservation_id WHERE r.status IN ('held', 'confirmed')",
-    );
-    assert_eq!(split.stock(&product).await + sold_units + held_units, STOCK);
+    shop_tests::wait_until(
+        "no reservation is held or confirmed any more",
+        HOLD + JOB_INTERVAL * 2 + DEADLINE,
+        || async { split.reservations("held") + split.reservations("confirmed") == 0 },
+    )
+    .await;
+    eventually("every unit not sold is back on the shelf", || async {
+        split.stock(&product).await + sold_units == STOCK
+    })
+    .await;
     // Nothing applied twice: each subscriber took each event once.
-    assert_eq!(
+    let inbox = |service: Service, subscriber: &str| {
         split.count(
-            Product,
-            "SELECT COUNT(*) AS n FROM event_inbox i WHERE i.subscriber = 'product.stock-reservations'"
-        ),
-        // order.placed and order.paid of every order
-        2 * orders,
+            service,
+            &format!("SELECT COUNT(*) AS n FROM event_inbox WHERE subscriber = '{subscriber}'"),
+        )
+    };
+    assert_eq!(
+        inbox(Product, "product.stock-reservations"),
+        // order.placed of every order, order.paid or order.cancelled of each
+        2 * (orders + cancellations),
+    );
+    assert_eq!(
+        inbox(Order, "order.payment-outcomes"),
+        // payment.succeeded of every paid order
+        orders,
+    );
+    assert_eq!(
+        inbox(Payment, "payment.trade-closing"),
+        // order.cancelled of every cancelled order
+        cancellations,
+    );
+    split.finish().await;
+}
+
+/// How often the product service's abandoned-reservation job runs (at start,
+/// then every minute: `domain-product`'s `context.rs`).
+const JOB_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What the job logs of each reservation past its hold (`domain-product`'s
+/// `Reservations::release_abandoned`).
+const JUDGEMENTS: [&str; 3] = [
+    "a held reservation's order exists: kept until its events arrive",
+    "cannot tell whether a held reservation's order exists: kept",
+    "releasing a reservation whose order never arrived",
+];
+
+/// The product service is cut off from the broker: orders are placed and
+/// paid, but their `order.placed` and `order.paid` wait in its queue, so
+/// their reservations stay `held` past their hold. The abandoned-reservation
+/// job asks the order service, hears that the orders exist, and keeps them:
+/// no new buyer gets those units. Once the broker is back, every paid order's
+/// stock is sold, none was sold twice.
+async fn a_product_service_cut_off_from_the_broker_keeps_the_stock_of_paid_orders(
+    backend: Backend,
+) {
+    const STOCK: i64 = 3;
+    // A reservation's hold ends with its order's payment deadline: short
+    // here, yet long enough to pay on a busy machine.
+    const HOLD_SECS: &str = "15";
+    let proxy = TcpProxy::start(&broker::address()).await;
+    let mut split = Split::new(
+        backend,
+        &[
+            ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", HOLD_SECS),
+            ("SHOP__WORKER__ABANDONED_RESERVATION_GRACE_SECS", "0"),
+        ],
+    );
+    split.set(
+        Product,
+        "SHOP__BUS__RABBITMQ_URL",
+        &broker::url_via(proxy.port()),
+    );
+    split.launch_all();
+    let product = split.create_product(STOCK).await;
+
+    // The product service's path to the broker is cut; the others' is not.
+    proxy.cut();
+    eventually("the product service lost the broker", || async {
+        split
+            .log(Product)
+            .iter()
+            .any(|entry| entry["message"] == "lost the message broker; connecting again")
+    })
+    .await;
+    let deadline = Instant::now() + DEADLINE;
+    let buyers: Vec<_> = (0..STOCK)
+        .map(|i| {
+            tokio::spawn(purchase(
+                addresses(&split),
+                product.clone(),
+                format!("cut-off-{i}"),
+                1,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut paid = Vec::new();
+    for buyer in buyers {
+        match buyer.await.expect("buyer") {
+            Purchase::Paid { user, order, .. } => paid.push((user, order)),
+            Purchase::Cancelled { .. } | Purchase::OutOfStock => {
+                panic!("the stock is there for every buyer, who pays")
+            }
+        }
+    }
+    for (user, order) in &paid {
+        eventually("the order service hears the payment succeeded", || async {
+            split.order_status(user, order).await == "paid"
+        })
+        .await;
+    }
+    // The fault is where the test says: the orders' events reached the
+    // product service's queue, and the product service never took them.
+    let queue = format!("{}.product", split.exchange);
+    let broker = Broker::connect().await;
+    eventually(
+        "order.placed and order.paid of every order wait in the product queue",
+        || async { broker.ready(&queue).await == Some(2 * STOCK as u32) },
+    )
+    .await;
+    assert_eq!(split.reservations("held"), STOCK, "never confirmed");
+    assert_eq!(split.stock(&product).await, 0);
+
+    // Their holds end; the job looks at them (only once a hold has ended)
+    // and says what it did with each.
+    let judged = |order: &str| -> Option<String> {
+        split
+            .log(Product)
+            .into_iter()
+            .filter(|entry| entry["reservation_id"] == order)
+            .filter_map(|entry| entry["message"].as_str().map(str::to_owned))
+            .find(|message| JUDGEMENTS.contains(&message.as_str()))
+    };
+    shop_tests::wait_until(
+        "the abandoned-reservation job looked at every reservation past its hold",
+        JOB_INTERVAL * 2 + DEADLINE,
+        || async { paid.iter().all(|(_, order)| judged(order).is_some()) },
+    )
+    .await;
+    for (_, order) in &paid {
+        assert_eq!(
+            judged(order).as_deref(),
+            Some("a held reservation's order exists: kept until its events arrive"),
+            "the reservation of the paid order {order}"
+        );
+    }
+    assert_eq!(
+        split.reservations("held"),
+        STOCK,
+        "no reservation of an existing order was released"
+    );
+    assert_eq!(split.stock(&product).await, 0);
+    let (http, token) = (client(), mint("latecomer"));
+    let latecomer = Caller::new(&http, &token);
+    let (status, refused) = answered(Instant::now() + DEADLINE, || {
+        latecomer.place_order(&split.address(Order), &product, 1)
+    })
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "insufficient_stock", "{refused}");
+
+    // The broker is back: the product service takes the events, and every
+    // paid order's stock is sold, exactly the stock.
+    proxy.resume().await;
+    eventually(
+        "the product service sold every paid order's stock",
+        || async { split.reservations("sold") == STOCK },
+    )
+    .await;
+    eventually("the product queue is drained", || async {
+        broker.ready(&queue).await == Some(0)
+    })
+    .await;
+    assert_eq!(split.stock(&product).await, 0);
+    assert_eq!(split.reservations("held"), 0);
+    assert_eq!(split.reservations("released"), 0);
+    let log = split.log(Product);
+    assert!(
+        !log.iter().any(|entry| entry["message"]
+            == "a paid order's stock was not reserved; check the stock of its products"),
+        "{log:#?}"
     );
     split.finish().await;
 }

@@ -6,7 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use lapin::options::{
-    BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -115,6 +116,40 @@ impl Broker {
             .expect("published");
     }
 
+    /// Declares `queue` (a classic one, with `arguments`) and binds it to
+    /// `exchange` for `routing_key`: a queue of the test's own beside shop's.
+    /// Name it `<exchange>.test`, so that [`remove`](Self::remove) removes it.
+    pub async fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) {
+        self.channel
+            .queue_declare(queue.into(), QueueDeclareOptions::default(), arguments)
+            .await
+            .expect("queue declared");
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue bound");
+    }
+
+    /// Deletes one queue.
+    pub async fn delete_queue(&self, queue: &str) {
+        self.channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await
+            .expect("queue deleted");
+    }
+
     /// Deletes the exchange's queues and exchanges.
     pub async fn remove(&self, exchange: &str) {
         for suffix in ["product", "order", "payment", "test", "dead-letter"] {
@@ -137,11 +172,16 @@ impl Broker {
 
 /// A TCP proxy on loopback to `target`, which a test cuts (closing every
 /// connection and refusing new ones) and resumes on the same port: the
-/// broker "goes away" for the process behind it only.
+/// broker "goes away" for the process behind it only. It can also hold back
+/// what the target sends ([`hold_replies`](Self::hold_replies)) while passing
+/// on what the process sends: a publication reaches the broker, its confirm
+/// does not come back.
 pub struct TcpProxy {
     port: u16,
     target: String,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Whether the target's bytes are held back (every connection's).
+    holding: tokio::sync::watch::Sender<bool>,
 }
 
 impl TcpProxy {
@@ -154,6 +194,7 @@ impl TcpProxy {
             port,
             target: target.to_owned(),
             tasks: Arc::default(),
+            holding: tokio::sync::watch::Sender::new(false),
         };
         proxy.serve(listener);
         proxy
@@ -166,12 +207,20 @@ impl TcpProxy {
     fn serve(&self, listener: tokio::net::TcpListener) {
         let target = self.target.clone();
         let tasks = self.tasks.clone();
+        let holding = self.holding.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 let target = target.clone();
+                let held = holding.subscribe();
                 let connection = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_target, to_target) = outbound.into_split();
+                        // Either way closing closes the connection.
+                        tokio::select! {
+                            () = pipe(from_client, to_target, None) => {}
+                            () = pipe(from_target, to_client, Some(held)) => {}
+                        }
                     }
                 });
                 if let Ok(mut tasks) = tasks.lock() {
@@ -208,6 +257,57 @@ impl TcpProxy {
             }
         };
         self.serve(listener);
+    }
+
+    /// From now on, what the target sends is held back (not read), on every
+    /// connection; what the process sends still goes through.
+    pub fn hold_replies(&self) {
+        self.holding.send_replace(true);
+    }
+
+    /// Passes on what the target sent meanwhile, and what it sends next.
+    pub fn release_replies(&self) {
+        self.holding.send_replace(false);
+    }
+}
+
+/// Copies `from` to `to` until either closes; while `held` says so, reads nothing.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut held: Option<tokio::sync::watch::Receiver<bool>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if let Some(held) = held.as_mut() {
+            if held.wait_for(|holding| !holding).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                read = from.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if to.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                },
+                // Held from now on: the read is dropped before it took anything.
+                changed = held.changed() => if changed.is_err() {
+                    return;
+                },
+            }
+        } else {
+            match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -863,6 +863,16 @@ macro_rules! on_each_backend_with_broker {
     };
 }
 
+/// A loopback port nothing listens on right now (bound, then let go), for a
+/// process that must be told where another will listen before that one
+/// starts (split mode's services, each knowing every other's URL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
 /// A `shop` process started by path, killed (SIGKILL) when dropped. Its
 /// log (JSON lines on stderr) is kept for the test to read.
 pub struct ShopProcess {

@@ -62,6 +62,9 @@ use crate::model::events::{EventEnvelope, EventId};
 const QUEUE_DELIVERY_LIMIT: i64 = 100;
 /// How long the broker has to confirm a publication.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a link's close waits for the broker's `Close-Ok`: a broker that
+/// stopped answering (a lost confirm, a half-open connection) never sends it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where the broker is and how to use it.
 #[derive(Clone)]
@@ -156,6 +159,15 @@ impl LinkHealth {
             lasted: since.elapsed(),
             failures,
         })
+    }
+}
+
+impl Link {
+    /// Closes the connection, waiting at most [`CLOSE_TIMEOUT`] for the
+    /// broker to say so: the link is given up on either way.
+    async fn close(self, reason: &str) {
+        let closing = self.connection.close(200, reason.to_owned().into());
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
     }
 }
 
@@ -437,7 +449,7 @@ impl RabbitMq {
                 next = consumer.next() => next,
                 () = stop.cancelled() => {
                     // Unacknowledged messages (none: every batch is settled) go back to the queue.
-                    let _ = link.connection.close(200, "shop is stopping".into()).await;
+                    link.close("shop is stopping").await;
                     return Ok(());
                 }
             };
@@ -631,7 +643,7 @@ impl Publisher for RabbitMq {
             }
             // Start afresh next time: a channel that lost a confirm is not trusted again.
             if let Some(link) = publishing.take() {
-                let _ = link.connection.close(200, "starting afresh".into()).await;
+                link.close("starting afresh").await;
             }
         } else if let Some(outage) = self.publisher.up() {
             tracing::info!(

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::load::{Id, Sample, article, hit, load, pick, round, send};
-use crate::server::{self, ADMIN, COMMITS, DbWork, SECRET, STATEMENTS, Server};
+use crate::server::{self, ADMIN, COMMITS, DbWork, SECRET, STATEMENTS, Server, free_port};
 
 pub const CLIENTS: usize = 32;
 
@@ -650,8 +650,9 @@ const SERVICE_TOKEN: &str = "bench-service-token";
 type Metrics = Option<std::collections::BTreeMap<String, f64>>;
 
 /// The purchase flow in split mode: three `shop` processes, `--contexts
-/// product`, `order` (its Inventory port over HTTP to product) and `payment`
-/// (its OrderLookup port over HTTP to order), each on its own database
+/// product` (asking order's OrderLookup, over HTTP, for its
+/// abandoned-reservation job), `order` (its Inventory port over HTTP to
+/// product) and `payment` (its OrderLookup port over HTTP to order), each on its own database
 /// (`urls`: product, order, payment), their events over RabbitMQ (`rabbitmq`)
 /// on an exchange of their own, removed with its queues at the end. The same
 /// purchase load as the monolith's, then what the split costs per purchase:
@@ -690,13 +691,19 @@ async fn split_run(s: &Settings, urls: [&str; 3], rabbitmq: &str, exchange: &str
     };
     let env =
         |v: &[(&'static str, String)]| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
-    let product = Server::start(&s.shop, urls[0], &env(&common("product"))).await?;
+    // Every process is told every other's URL at start (the product
+    // process asks the order process's OrderLookup too), so the ports are chosen first.
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let base = |at: usize| format!("http://127.0.0.1:{}", ports[at]);
+    let mut product_env = common("product");
+    product_env.push(("SHOP__PORTS__ORDER_URL", base(1)));
+    let product = Server::start_on(&s.shop, urls[0], ports[0], &env(&product_env)).await?;
     let mut order_env = common("order");
-    order_env.push(("SHOP__PORTS__PRODUCT_URL", product.base.clone()));
-    let order = Server::start(&s.shop, urls[1], &env(&order_env)).await?;
+    order_env.push(("SHOP__PORTS__PRODUCT_URL", base(0)));
+    let order = Server::start_on(&s.shop, urls[1], ports[1], &env(&order_env)).await?;
     let mut payment_env = common("payment");
-    payment_env.push(("SHOP__PORTS__ORDER_URL", order.base.clone()));
-    let payment = Server::start(&s.shop, urls[2], &env(&payment_env)).await?;
+    payment_env.push(("SHOP__PORTS__ORDER_URL", base(1)));
+    let payment = Server::start_on(&s.shop, urls[2], ports[2], &env(&payment_env)).await?;
     let processes = [
         ("product", &product),
         ("order", &order),

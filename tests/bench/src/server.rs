@@ -51,9 +51,17 @@ pub struct Server {
 impl Server {
     /// `shop serve` on a free port, with `env` on top of the bench's settings.
     pub async fn start(shop: &Path, database_url: &str, env: &[(&str, String)]) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        Self::start_on(shop, database_url, free_port()?, env).await
+    }
+
+    /// `shop serve` on `port` (one [`free_port`] gave: the other processes of
+    /// split mode are told this server's URL before it starts).
+    pub async fn start_on(
+        shop: &Path,
+        database_url: &str,
+        port: u16,
+        env: &[(&str, String)],
+    ) -> Result<Self> {
         let started = Instant::now();
         let child = Command::new(shop)
             .arg("serve")
@@ -115,6 +123,13 @@ impl Server {
         };
         (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
     }
+}
+
+/// A loopback port nothing listens on right now (bound, then let go).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Drop for Server {
