@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use shared_kernel::messaging::rabbitmq::RabbitSettings;
 use shared_kernel::remote::adapters::RemoteSettings;
+use shared_kernel::web::auth::StaffClaim;
 use shared_kernel::web::auth::token::JwksLocation;
 use shared_kernel::web::client::TrustedProxies;
 
@@ -307,6 +308,12 @@ pub struct AuthSettings {
     /// Failed authentications one client address may make per minute before
     /// it is answered 429 (`SHOP__AUTH__FAILURES_PER_MINUTE`, 1 to 100000).
     pub failures_per_minute: u32,
+    /// The dotted path of the claim that holds a staff token's roles
+    /// (`SHOP__AUTH__STAFF_CLAIM`: `roles`, `realm_access.roles`, `scope`,
+    /// `https://shop.example/roles`; see [`StaffClaim`]).
+    pub staff_claim: String,
+    /// The role that makes a token a staff token (`SHOP__AUTH__STAFF_ROLE`).
+    pub staff_role: String,
 }
 
 impl AuthSettings {
@@ -337,6 +344,17 @@ impl AuthSettings {
     /// The `aud` customer tokens must carry, when set.
     pub fn audience(&self) -> Option<&str> {
         present(&self.jwt_audience)
+    }
+
+    /// What makes a token a staff token.
+    pub fn staff(&self) -> anyhow::Result<StaffClaim> {
+        StaffClaim::new(&self.staff_claim, &self.staff_role).map_err(|e| {
+            let variable = match e {
+                shared_kernel::web::auth::staff::StaffClaimError::Path => "SHOP__AUTH__STAFF_CLAIM",
+                shared_kernel::web::auth::staff::StaffClaimError::Role => "SHOP__AUTH__STAFF_ROLE",
+            };
+            anyhow::anyhow!("{variable}: {e}")
+        })
     }
 }
 
@@ -396,6 +414,8 @@ max_batch = 64
 jwt_leeway_secs = 30
 jwks_refresh_secs = 300
 failures_per_minute = 20
+staff_claim = "roles"
+staff_role = "shop-staff"
 
 [order]
 payment_timeout_secs = 900
@@ -559,6 +579,7 @@ impl Settings {
             alipay.protocol = Some(std::sync::Arc::new(alipay.load()?));
         }
         settings.auth.jwks()?;
+        settings.auth.staff()?;
         settings.server.trusted_proxies()?;
         settings.ports.check_token()?;
         for context in contexts::ALL {
@@ -920,6 +941,36 @@ mod tests {
             error.contains("SHOP__PAYMENT__ALIPAY__GATEWAY_URL"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_staff_claim_and_role_are_read_and_checked() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.auth.staff().unwrap(), StaffClaim::default());
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SHOP__AUTH__STAFF_CLAIM", "https://shop.example/roles"),
+                ("SHOP__AUTH__STAFF_ROLE", "support"),
+            ]),
+        )
+        .unwrap();
+        let staff = s.auth.staff().unwrap();
+        assert_eq!(
+            (staff.path(), staff.role()),
+            ("https://shop.example/roles", "support")
+        );
+        for (variable, bad) in [
+            ("SHOP__AUTH__STAFF_CLAIM", ""),
+            ("SHOP__AUTH__STAFF_CLAIM", "realm_access."),
+            ("SHOP__AUTH__STAFF_ROLE", ""),
+            ("SHOP__AUTH__STAFF_ROLE", "shop staff"),
+        ] {
+            let error = Settings::load_from(None, env(&[(variable, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(variable), "{variable}={bad:?}: {error}");
+        }
     }
 
     #[test]
