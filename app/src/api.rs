@@ -668,6 +668,43 @@ mod tests {
     }
 
     #[test]
+    fn staff_tokens_open_whatever_the_admin_token_opens_but_metrics() {
+        let doc = document();
+        let mut staff_only = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for operation in item.as_object().unwrap().values() {
+                let schemes: Vec<&str> = operation["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+                    .collect();
+                let id = operation["operationId"].as_str().unwrap();
+                if path == "/metrics" {
+                    assert_eq!(schemes, ["adminToken"], "{id}");
+                    continue;
+                }
+                assert_eq!(
+                    schemes.contains(&"adminToken"),
+                    schemes.contains(&"staffToken"),
+                    "{id}: {schemes:?}"
+                );
+                if schemes.contains(&"staffToken") && !schemes.contains(&"customerToken") {
+                    assert_eq!(
+                        operation["responses"]["403"]["$ref"], "#/components/responses/StaffOnly",
+                        "{id}"
+                    );
+                    staff_only.push(id.to_owned());
+                }
+            }
+        }
+        for id in ["createProduct", "updateProductStock", "listAuditEvents"] {
+            assert!(staff_only.iter().any(|s| s == id), "{id}: {staff_only:?}");
+        }
+        assert!(doc["components"]["securitySchemes"]["staffToken"].is_object());
+    }
+
+    #[test]
     fn the_route_table_tells_404_from_405() {
         let table = RouteTable::from_openapi(&openapi());
         assert_eq!(table.allowed("/nowhere"), None);
