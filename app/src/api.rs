@@ -14,11 +14,11 @@ use shared_kernel::audit;
 use shared_kernel::storage::db::Db;
 use shared_kernel::web::problem::PROBLEM_JSON;
 use shared_kernel::web::problem::responses::{
-    AmbiguousCredentials, CustomerOnly, CustomerUnauthorized, MalformedJson, MethodNotAllowed,
-    NotFound, PayloadTooLarge, RequestTimeout, TooManyAuthFailures, TooManyConnections,
-    Unauthorized, Unavailable, UnsupportedMediaType,
+    AdminTokenRequired, AmbiguousCredentials, CustomerOnly, CustomerUnauthorized, MalformedJson,
+    MethodNotAllowed, NotFound, PayloadTooLarge, RequestTimeout, StaffOnly, TooManyAuthFailures,
+    TooManyConnections, Unauthorized, Unavailable, UnsupportedMediaType,
 };
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, UtoipaApp, scope};
@@ -36,8 +36,13 @@ use crate::contexts::Contexts;
             Orders and payments belong to a customer: their routes take the customer's token \
             (`customerToken`, `Authorization: Bearer <JWT>` whose `sub` is the user id) and act \
             only as that customer; another customer's order or payment answers 404. \
-            The admin token (`adminToken`, `SHOP__AUTH__ADMIN_TOKEN`) manages the catalog, reads \
-            every order and payment (support staff), and scrapes `/metrics`. \
+            Staff routes take a staff member's token (`staffToken`: a JWT verified as customers' \
+            are, whose claim `SHOP__AUTH__STAFF_CLAIM` holds the role `SHOP__AUTH__STAFF_ROLE`; \
+            the audit log names its `sub`) or the shared admin token (`adminToken`, \
+            `SHOP__AUTH__ADMIN_TOKEN`, for automation; the audit log names it `admin-token`); \
+            a customer's token there answers 403 `staff_only`. Staff manage the catalog and read \
+            every order and payment; a staff member's token on a customer route acts as its \
+            `sub`, a customer like any other. `/metrics` takes the admin token only. \
             Payment notifications are authenticated by the provider's signature alone.\n\n\
             Every GET operation answers HEAD as well (the same status and headers, no body). \
             A path this document does not list answers 404 `not_found` \
@@ -67,9 +72,10 @@ use crate::contexts::Contexts;
     components(
         schemas(Problem),
         responses(
-            MalformedJson, Unauthorized, CustomerUnauthorized, CustomerOnly, TooManyAuthFailures,
-            PayloadTooLarge, UnsupportedMediaType, Unavailable, NotFound, MethodNotAllowed,
-            RequestTimeout, TooManyConnections, AmbiguousCredentials
+            MalformedJson, Unauthorized, CustomerUnauthorized, CustomerOnly, StaffOnly,
+            AdminTokenRequired, TooManyAuthFailures, PayloadTooLarge, UnsupportedMediaType,
+            Unavailable, NotFound, MethodNotAllowed, RequestTimeout, TooManyConnections,
+            AmbiguousCredentials
         ),
     ),
     modifiers(&BearerAuth),
@@ -87,8 +93,71 @@ impl Modify for BearerAuth {
         )
         .bearer_format("JWT");
         components.add_security_scheme("customerToken", SecurityScheme::Http(customer.build()));
-        let admin = bearer("The admin token (SHOP__AUTH__ADMIN_TOKEN)");
+        let admin = bearer(
+            "The shared admin token (SHOP__AUTH__ADMIN_TOKEN), for automation and first set-up; \
+             the audit log names it `admin-token`",
+        );
         components.add_security_scheme("adminToken", SecurityScheme::Http(admin.build()));
+        let staff = bearer(
+            "A staff member's token from the identity provider (or `shop token --user ID --staff`): \
+             a JWT verified as customer tokens are, whose claim at SHOP__AUTH__STAFF_CLAIM \
+             (default `roles`) holds SHOP__AUTH__STAFF_ROLE (default `shop-staff`); the audit \
+             log names its `sub`",
+        )
+        .bearer_format("JWT");
+        components.add_security_scheme("staffToken", SecurityScheme::Http(staff.build()));
+    }
+}
+
+/// The paths that take the admin token and nothing else: Prometheus scrapes
+/// with it, and a staff member's JWT is for people.
+const ADMIN_TOKEN_ONLY: &[&str] = &["/metrics"];
+
+/// Staff tokens open whatever the admin token opens (but [`ADMIN_TOKEN_ONLY`]):
+/// wherever an operation accepts `adminToken`, it accepts `staffToken` too,
+/// and an operation for staff alone (no `customerToken`) says that a
+/// customer's token is answered 403 `staff_only`. Run on the collected
+/// paths (the routes declare `adminToken` only), so that no route can forget.
+struct StaffTokens;
+
+impl Modify for StaffTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let none: [&str; 0] = [];
+        let admin = SecurityRequirement::new("adminToken", none);
+        let staff = SecurityRequirement::new("staffToken", none);
+        let customer = SecurityRequirement::new("customerToken", none);
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if ADMIN_TOKEN_ONLY.contains(&path.as_str()) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let Some(security) = operation.security.as_mut() else {
+                    continue;
+                };
+                let Some(at) = security.iter().position(|r| *r == admin) else {
+                    continue;
+                };
+                if !security.contains(&staff) {
+                    security.insert(at + 1, staff.clone());
+                }
+                if !security.contains(&customer) {
+                    operation
+                        .responses
+                        .responses
+                        .entry("403".to_owned())
+                        .or_insert_with(|| {
+                            utoipa::openapi::Ref::from_response_name("StaffOnly").into()
+                        });
+                }
+            }
+        }
     }
 }
 
@@ -231,7 +300,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The document of a process that runs `contexts`: their paths only.
 pub fn openapi_for(contexts: Contexts) -> utoipa::openapi::OpenApi {
-    let (_, doc) = mount(actix_web::App::new().into_utoipa_app(), contexts).split_for_parts();
+    let (_, mut doc) = mount(actix_web::App::new().into_utoipa_app(), contexts).split_for_parts();
+    StaffTokens.modify(&mut doc);
     doc
 }
 
@@ -595,6 +665,43 @@ mod tests {
                 "a link targets {target}, which is not documented"
             );
         }
+    }
+
+    #[test]
+    fn staff_tokens_open_whatever_the_admin_token_opens_but_metrics() {
+        let doc = document();
+        let mut staff_only = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for operation in item.as_object().unwrap().values() {
+                let schemes: Vec<&str> = operation["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+                    .collect();
+                let id = operation["operationId"].as_str().unwrap();
+                if path == "/metrics" {
+                    assert_eq!(schemes, ["adminToken"], "{id}");
+                    continue;
+                }
+                assert_eq!(
+                    schemes.contains(&"adminToken"),
+                    schemes.contains(&"staffToken"),
+                    "{id}: {schemes:?}"
+                );
+                if schemes.contains(&"staffToken") && !schemes.contains(&"customerToken") {
+                    assert_eq!(
+                        operation["responses"]["403"]["$ref"], "#/components/responses/StaffOnly",
+                        "{id}"
+                    );
+                    staff_only.push(id.to_owned());
+                }
+            }
+        }
+        for id in ["createProduct", "updateProductStock", "listAuditEvents"] {
+            assert!(staff_only.iter().any(|s| s == id), "{id}: {staff_only:?}");
+        }
+        assert!(doc["components"]["securitySchemes"]["staffToken"].is_object());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The command line: `shop [serve [--demo]] | migrate | openapi | token --user ID | unsubscribe NAME`.
+//! The command line: `shop [serve [--demo]] | migrate | openapi | token --user ID [--staff] | unsubscribe NAME`.
 
 use std::path::PathBuf;
 
@@ -58,6 +58,10 @@ pub enum Command {
         /// The customer's user id (the token's `sub`).
         #[arg(long, value_name = "ID")]
         user: String,
+        /// A staff token: the role SHOP__AUTH__STAFF_ROLE in the claim
+        /// SHOP__AUTH__STAFF_CLAIM (the audit log names its holder by --user).
+        #[arg(long)]
+        staff: bool,
         /// How long the token is valid: seconds, or a number with s, m, h or d (at most 366d).
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: std::time::Duration,

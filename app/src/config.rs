@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use shared_kernel::messaging::rabbitmq::RabbitSettings;
 use shared_kernel::remote::adapters::RemoteSettings;
+use shared_kernel::web::auth::StaffClaim;
 use shared_kernel::web::auth::token::JwksLocation;
 use shared_kernel::web::client::TrustedProxies;
 
@@ -287,7 +288,8 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
-    /// Bearer token of the admin routes (`SHOP__AUTH__ADMIN_TOKEN`); random per start when unset.
+    /// The shared admin token (`SHOP__AUTH__ADMIN_TOKEN`), at least
+    /// [`MIN_ADMIN_TOKEN_CHARS`] characters; random per start when unset.
     pub admin_token: Option<SecretString>,
     /// HS256 secret of customer tokens, at least 32 bytes (`SHOP__AUTH__JWT_SECRET`).
     /// With neither it nor a JWKS, a random one is made per start.
@@ -307,7 +309,17 @@ pub struct AuthSettings {
     /// Failed authentications one client address may make per minute before
     /// it is answered 429 (`SHOP__AUTH__FAILURES_PER_MINUTE`, 1 to 100000).
     pub failures_per_minute: u32,
+    /// The dotted path of the claim that holds a staff token's roles
+    /// (`SHOP__AUTH__STAFF_CLAIM`: `roles`, `realm_access.roles`, `scope`,
+    /// `https://shop.example/roles`; see [`StaffClaim`]).
+    pub staff_claim: String,
+    /// The role that makes a token a staff token (`SHOP__AUTH__STAFF_ROLE`).
+    pub staff_role: String,
 }
+
+/// The shortest admin token accepted: it opens every staff route, so it must
+/// be too long to guess.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
 impl AuthSettings {
     /// The HS256 secret of customer tokens, when one is set (an empty value counts as unset).
@@ -337,6 +349,34 @@ impl AuthSettings {
     /// The `aud` customer tokens must carry, when set.
     pub fn audience(&self) -> Option<&str> {
         present(&self.jwt_audience)
+    }
+
+    /// What makes a token a staff token.
+    pub fn staff(&self) -> anyhow::Result<StaffClaim> {
+        StaffClaim::new(&self.staff_claim, &self.staff_role).map_err(|e| {
+            let variable = match e {
+                shared_kernel::web::auth::staff::StaffClaimError::Path => "SHOP__AUTH__STAFF_CLAIM",
+                shared_kernel::web::auth::staff::StaffClaimError::Role => "SHOP__AUTH__STAFF_ROLE",
+            };
+            anyhow::anyhow!("{variable}: {e}")
+        })
+    }
+
+    /// Checks the admin token's length, when one is set (an empty value
+    /// counts as unset: a random one is made per start).
+    fn check_admin_token(&self) -> anyhow::Result<()> {
+        let length = self
+            .admin_token
+            .as_ref()
+            .map(|t| secrecy::ExposeSecret::expose_secret(t).chars().count())
+            .filter(|length| *length > 0)
+            .unwrap_or(usize::MAX);
+        if length < MIN_ADMIN_TOKEN_CHARS {
+            anyhow::bail!(
+                "SHOP__AUTH__ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters (a random secret, such as the output of `openssl rand -hex 32`); it is {length}"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -396,6 +436,8 @@ max_batch = 64
 jwt_leeway_secs = 30
 jwks_refresh_secs = 300
 failures_per_minute = 20
+staff_claim = "roles"
+staff_role = "shop-staff"
 
 [order]
 payment_timeout_secs = 900
@@ -559,6 +601,8 @@ impl Settings {
             alipay.protocol = Some(std::sync::Arc::new(alipay.load()?));
         }
         settings.auth.jwks()?;
+        settings.auth.check_admin_token()?;
+        settings.auth.staff()?;
         settings.server.trusted_proxies()?;
         settings.ports.check_token()?;
         for context in contexts::ALL {
@@ -730,7 +774,7 @@ mod tests {
             None,
             env(&[
                 ("SHOP__SERVER__BIND", "0.0.0.0:9000"),
-                ("SHOP__AUTH__ADMIN_TOKEN", "12345"),
+                ("SHOP__AUTH__ADMIN_TOKEN", "0123456789abcdef"),
                 ("SHOP__LOG__FORMAT", "json"),
                 ("SHOP__DATABASE__POOL_SIZE", "4"),
                 ("SHOP__ORDER__PAYMENT_TIMEOUT_SECS", "60"),
@@ -742,7 +786,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.server.bind, "0.0.0.0:9000");
-        assert_eq!(s.auth.admin_token.unwrap().expose_secret(), "12345");
+        assert_eq!(
+            s.auth.admin_token.unwrap().expose_secret(),
+            "0123456789abcdef"
+        );
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.database.pool_size, 4);
         assert_eq!(s.order.payment_timeout_secs, 60);
@@ -920,6 +967,49 @@ mod tests {
             error.contains("SHOP__PAYMENT__ALIPAY__GATEWAY_URL"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_admin_token_is_long_enough_or_unset() {
+        let error = Settings::load_from(None, env(&[("SHOP__AUTH__ADMIN_TOKEN", "let-me-in")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("SHOP__AUTH__ADMIN_TOKEN") && error.contains("at least 16"),
+            "{error}"
+        );
+        // Empty is unset: a random one per start.
+        Settings::load_from(None, env(&[("SHOP__AUTH__ADMIN_TOKEN", "")])).unwrap();
+    }
+
+    #[test]
+    fn the_staff_claim_and_role_are_read_and_checked() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.auth.staff().unwrap(), StaffClaim::default());
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SHOP__AUTH__STAFF_CLAIM", "https://shop.example/roles"),
+                ("SHOP__AUTH__STAFF_ROLE", "support"),
+            ]),
+        )
+        .unwrap();
+        let staff = s.auth.staff().unwrap();
+        assert_eq!(
+            (staff.path(), staff.role()),
+            ("https://shop.example/roles", "support")
+        );
+        for (variable, bad) in [
+            ("SHOP__AUTH__STAFF_CLAIM", ""),
+            ("SHOP__AUTH__STAFF_CLAIM", "realm_access."),
+            ("SHOP__AUTH__STAFF_ROLE", ""),
+            ("SHOP__AUTH__STAFF_ROLE", "shop staff"),
+        ] {
+            let error = Settings::load_from(None, env(&[(variable, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(variable), "{variable}={bad:?}: {error}");
+        }
     }
 
     #[test]

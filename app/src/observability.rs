@@ -19,8 +19,10 @@ use actix_web::{Error, HttpMessage, HttpResponse, get, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use shared_kernel::messaging::outbox;
 use shared_kernel::storage::db::Db;
-use shared_kernel::web::auth::Admin;
-use shared_kernel::web::problem::responses::{TooManyAuthFailures, Unauthorized};
+use shared_kernel::web::auth::AdminTokenOnly;
+use shared_kernel::web::problem::responses::{
+    AdminTokenRequired, TooManyAuthFailures, Unauthorized,
+};
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
@@ -172,6 +174,7 @@ fn describe() {
     metrics::gauge!("shop_db_pool_waiting").increment(0.0);
     for kind in [
         "customer_token",
+        "staff_token",
         "admin_token",
         "service_token",
         "ambiguous",
@@ -284,10 +287,11 @@ impl RootSpanBuilder for RequestSpan {
 
 /// Metrics
 ///
-/// Every metric in Prometheus text format. It takes the admin token: the
-/// counters tell order and payment volumes, which are a shop's business, and
-/// each scrape reads the database (Prometheus sends the token with
-/// `authorization: {credentials_file: ...}`; see deploy/prometheus.yml).
+/// Every metric in Prometheus text format. It takes the admin token, and
+/// only it: the counters tell order and payment volumes, which are a shop's
+/// business, and each scrape reads the database (Prometheus sends the token
+/// with `authorization: {credentials_file: ...}`; see deploy/prometheus.yml).
+/// A staff member's JWT is for people, and short-lived: it does not scrape.
 #[utoipa::path(
     operation_id = "metrics",
     tag = "operations",
@@ -295,11 +299,12 @@ impl RootSpanBuilder for RequestSpan {
     responses(
         (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
         (status = 401, response = Unauthorized),
+        (status = 403, response = AdminTokenRequired),
         (status = 429, response = TooManyAuthFailures),
     ),
 )]
 #[get("/metrics")]
-pub async fn render(_admin: Admin, db: web::Data<Db>) -> HttpResponse {
+pub async fn render(_admin: AdminTokenOnly, db: web::Data<Db>) -> HttpResponse {
     let (open, idle) = db.pool_state();
     metrics::gauge!("shop_db_pool_connections", "state" => "in_use")
         .set(f64::from(open.saturating_sub(idle)));

@@ -49,9 +49,9 @@ pub fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::Token { user, ttl } => {
+        Command::Token { user, ttl, staff } => {
             let settings = Settings::load(cli.config.as_deref())?;
-            println!("{}", mint(&settings, &user, ttl)?);
+            println!("{}", mint(&settings, &user, ttl, staff)?);
             Ok(())
         }
         Command::Serve { demo, contexts } => {
@@ -134,6 +134,7 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
                     DEMO_TOKEN_TTL,
                     settings.auth.issuer(),
                     settings.auth.audience(),
+                    None,
                 )?;
                 announce(&format!(
                     "Customer token for {DEMO_CUSTOMER} (valid 24 h): {token}"
@@ -167,9 +168,18 @@ fn jwt_secret(settings: &Settings) -> (Option<SecretString>, bool) {
     }
 }
 
-/// `shop token`: a token under the configured secret.
-fn mint(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Result<String> {
+/// `shop token`: a token under the configured secret (with `staff`, a staff token).
+fn mint(settings: &Settings, user: &str, ttl: Duration, staff: bool) -> anyhow::Result<String> {
     let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("--user {e}"))?;
+    anyhow::ensure!(
+        !(staff && user.as_str() == shared_kernel::web::auth::ADMIN_TOKEN_ACTOR),
+        "--user admin-token: the audit log calls the admin token so; a staff token may not be named that"
+    );
+    let staff = if staff {
+        Some(settings.auth.staff()?)
+    } else {
+        None
+    };
     let Some(secret) = settings.auth.hs256_secret() else {
         if settings.auth.has_jwks() {
             anyhow::bail!(
@@ -194,6 +204,7 @@ fn mint(settings: &Settings, user: &str, ttl: Duration) -> anyhow::Result<String
         ttl,
         settings.auth.issuer(),
         settings.auth.audience(),
+        staff.as_ref(),
     )
 }
 

@@ -103,7 +103,7 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Checks customer tokens as the settings say, with the run's HS256 secret
+/// Checks bearer JWTs (customers' and staff members') as the settings say, with the run's HS256 secret
 /// (a JWKS is fetched now: shop does not start without its keys).
 pub async fn token_verifier(
     settings: &Settings,
@@ -115,6 +115,7 @@ pub async fn token_verifier(
         issuer: settings.auth.issuer().map(str::to_owned),
         audience: settings.auth.audience().map(str::to_owned),
         leeway_secs: settings.auth.jwt_leeway_secs,
+        staff: settings.auth.staff()?,
     })
     .await?;
     Ok(Arc::new(verifier))

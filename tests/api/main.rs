@@ -23,6 +23,7 @@ mod remote_ports;
 mod reservations;
 mod schema;
 mod split;
+mod staff;
 mod startup;
 mod subscriptions;
 mod wechat_pay;

@@ -50,10 +50,11 @@ pub enum Actor {
 }
 
 impl Actor {
-    /// As the log records it: `admin-token`, or the staff token's `sub`.
+    /// As the log records it: `admin-token`, or the staff token's `sub`
+    /// (never `admin-token`: such a staff token is refused).
     pub fn as_str(&self) -> &str {
         match self {
-            Self::AdminToken => "admin-token",
+            Self::AdminToken => crate::web::auth::ADMIN_TOKEN_ACTOR,
             Self::Staff(user) => user.as_str(),
         }
     }
@@ -66,8 +67,12 @@ impl std::fmt::Display for Actor {
 }
 
 impl From<crate::web::auth::Admin> for Actor {
-    fn from(_: crate::web::auth::Admin) -> Self {
-        Self::AdminToken
+    /// The admin token, or the staff member whose JWT it is.
+    fn from(admin: crate::web::auth::Admin) -> Self {
+        match admin.member() {
+            Some(user) => Self::Staff(user.clone()),
+            None => Self::AdminToken,
+        }
     }
 }
 
@@ -231,5 +236,16 @@ mod tests {
         assert_eq!(Actor::AdminToken.as_str(), "admin-token");
         let staff = Actor::Staff(UserId::parse("alice").unwrap());
         assert_eq!(staff.to_string(), "alice");
+    }
+
+    #[test]
+    fn the_actor_is_who_the_staff_caller_is() {
+        use crate::web::auth::Admin;
+        assert_eq!(Actor::from(Admin::admin_token()), Actor::AdminToken);
+        let alice = UserId::parse("alice").unwrap();
+        assert_eq!(
+            Actor::from(Admin::staff_member(alice.clone())),
+            Actor::Staff(alice)
+        );
     }
 }

@@ -1,22 +1,29 @@
 //! Who is calling. Customers present a bearer JWT whose `sub` is their user
-//! id; support staff present the admin token. Handlers say what they need by
-//! the extractor they take:
+//! id; staff present a bearer JWT that also holds the staff role (see
+//! [`staff`]), or the shared admin token (automation, first set-up).
+//! Handlers say what they need by the extractor they take:
 //!
-//! - [`Customer`]: a customer's token (the route acts as that customer);
-//! - [`Caller`]: a customer's token or the admin token (reads: staff may see
-//!   every customer's orders and payments);
-//! - [`Admin`]: the admin token.
+//! - [`Customer`]: a JWT (the route acts as its `sub`; a staff member's JWT
+//!   is its `sub`'s customer identity here: staff may shop too);
+//! - [`Caller`]: a JWT or the admin token (reads: staff, by a staff JWT or
+//!   the admin token, may see every customer's orders and payments);
+//! - [`Admin`]: a staff caller, the admin token or a staff JWT, and which
+//!   (the actor the audit log records); a customer's JWT is 403 `staff_only`;
+//! - [`AdminTokenOnly`]: the admin token and nothing else (`/metrics`: what
+//!   Prometheus scrapes with; a JWT, staff or not, is 403 `admin_token_required`).
 //!
 //! List the extractor first among a handler's arguments, so that a request
 //! without credentials is refused (401) before its body is even read. Every
-//! refusal is a problem+json with `WWW-Authenticate: Bearer`; presented
-//! credentials that fail are counted per client address (see
+//! refusal is a problem+json, the 401s with `WWW-Authenticate: Bearer`;
+//! presented credentials that fail are counted per client address (see
 //! [`crate::web::client`]), and the failures of an address that fails too
 //! often are answered 429, slowly, for the rest of the minute; valid
-//! credentials always pass. Two `Authorization` headers are answered 400
+//! credentials always pass (a valid token on a route it may not call is a
+//! 403, never counted). Two `Authorization` headers are answered 400
 //! `ambiguous_credentials`: which one counts is not guessed.
 
 mod limiter;
+pub mod staff;
 pub mod token;
 
 use std::net::IpAddr;
@@ -33,7 +40,12 @@ use serde::Serialize;
 use crate::web::client::client_address;
 use crate::web::problem::Problem;
 pub use limiter::FailureLimiter;
-pub use token::{TokenError, TokenVerifier};
+pub use staff::StaffClaim;
+pub use token::{TokenError, TokenVerifier, Verified};
+
+/// What the audit log calls the admin token. No staff token may have it as
+/// its `sub` (such a token is refused: [`TokenError::ReservedSubject`]).
+pub const ADMIN_TOKEN_ACTOR: &str = "admin-token";
 
 /// A customer's user id: 1 to 64 letters, digits or `_.:@|-`, starting with
 /// a letter or digit. It is the `sub` of the customer's token, as the
@@ -69,11 +81,12 @@ impl std::fmt::Display for UserId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer(pub UserId);
 
-/// Whoever may read orders and payments: their owner, or support staff.
+/// Whoever may read orders and payments: their owner, or staff.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
+    /// A customer's JWT (one without the staff role).
     Customer(UserId),
-    /// The admin token: may read every customer's orders and payments.
+    /// The admin token or a staff JWT: may read every customer's orders and payments.
     Staff,
 }
 
@@ -88,11 +101,37 @@ impl Caller {
     }
 }
 
-/// Proof that the request carries the admin token.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+/// A staff caller, proven: the admin token, or a staff member's JWT (one
+/// whose claims hold the staff role). Staff routes take it; it says who
+/// acts (`audit::Actor::from(admin)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// The staff member (their token's `sub`); `None` for the admin token.
+    member: Option<UserId>,
+}
 
-/// The bearer token that admin routes require (`SHOP__AUTH__ADMIN_TOKEN`).
+impl Admin {
+    /// The admin token.
+    pub fn admin_token() -> Self {
+        Self { member: None }
+    }
+
+    /// The staff member whose JWT this is.
+    pub fn staff_member(user: UserId) -> Self {
+        Self { member: Some(user) }
+    }
+
+    /// The staff member, by their token's `sub`; `None` for the admin token.
+    pub fn member(&self) -> Option<&UserId> {
+        self.member.as_ref()
+    }
+}
+
+/// Proof that the request carries the admin token itself (`/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminTokenOnly;
+
+/// The shared admin token (`SHOP__AUTH__ADMIN_TOKEN`): staff routes and `/metrics` take it.
 #[derive(Clone)]
 pub struct AdminToken(SecretString);
 
@@ -142,26 +181,33 @@ impl Authenticator {
         credentials: Option<String>,
         address: IpAddr,
         need: Need,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<Identity, AuthError> {
         let Some(token) = credentials else {
             return Err(AuthError::missing(need));
         };
         // Valid credentials pass whatever the address did before: only
         // failures are counted, and only failures are refused.
-        // (Whether staff may do what the route does, its extractor decides.)
+        // (Whether they may do what the route does, its extractor decides.)
         if self.admin.matches(&token) {
-            return Ok(Caller::Staff);
-        }
-        if need == Need::Admin {
-            self.failed(address, "admin_token").await?;
-            return Err(AuthError::bad_admin_token());
+            return Ok(Identity::AdminToken);
         }
         match self.tokens.verify(&token).await {
-            Ok(user) => Ok(Caller::Customer(user)),
+            Ok(verified) => Ok(Identity::Jwt(verified)),
             Err(error) => {
-                tracing::debug!(%error, %address, "refused a customer token");
-                self.failed(address, "customer_token").await?;
-                Err(AuthError::invalid_token(&error))
+                tracing::debug!(%error, %address, ?need, "refused a token");
+                // Where the admin token opens the route, a token that is not
+                // even a JWT is taken for a wrong admin token.
+                let (kind, refusal) = match (need, &error) {
+                    (Need::AdminToken, _) | (Need::Staff, TokenError::Malformed) => {
+                        ("admin_token", AuthError::bad_admin_token(need))
+                    }
+                    (Need::Staff, _) => ("staff_token", AuthError::invalid_token(&error)),
+                    (Need::Customer | Need::Reader, _) => {
+                        ("customer_token", AuthError::invalid_token(&error))
+                    }
+                };
+                self.failed(address, kind).await?;
+                Err(refusal)
             }
         }
     }
@@ -178,18 +224,26 @@ impl Authenticator {
     }
 }
 
+/// Who presented valid credentials.
+enum Identity {
+    AdminToken,
+    /// A JWT: a customer's, or a staff member's when it holds the staff role.
+    Jwt(Verified),
+}
+
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
     Customer,
     Reader,
-    Admin,
+    Staff,
+    AdminToken,
 }
 
 fn authenticate(
     req: &HttpRequest,
     need: Need,
-) -> LocalBoxFuture<'static, Result<Caller, AuthError>> {
+) -> LocalBoxFuture<'static, Result<Identity, AuthError>> {
     let auth = req.app_data::<web::Data<Authenticator>>().cloned();
     let credentials = bearer(req).map(|token| token.map(str::to_owned));
     let address = client_address(req);
@@ -226,11 +280,12 @@ impl FromRequest for Customer {
     type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let caller = authenticate(req, Need::Customer);
+        let identity = authenticate(req, Need::Customer);
         Box::pin(async move {
-            match caller.await? {
-                Caller::Customer(user) => Ok(Customer(user)),
-                Caller::Staff => Err(AuthError::customer_only()),
+            match identity.await? {
+                // A staff member's JWT too: staff may shop, as themselves.
+                Identity::Jwt(verified) => Ok(Customer(verified.user)),
+                Identity::AdminToken => Err(AuthError::customer_only()),
             }
         })
     }
@@ -241,7 +296,14 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        authenticate(req, Need::Reader)
+        let identity = authenticate(req, Need::Reader);
+        Box::pin(async move {
+            Ok(match identity.await? {
+                Identity::AdminToken => Caller::Staff,
+                Identity::Jwt(Verified { staff: true, .. }) => Caller::Staff,
+                Identity::Jwt(Verified { user, .. }) => Caller::Customer(user),
+            })
+        })
     }
 }
 
@@ -250,11 +312,27 @@ impl FromRequest for Admin {
     type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let caller = authenticate(req, Need::Admin);
+        let identity = authenticate(req, Need::Staff);
         Box::pin(async move {
-            match caller.await? {
-                Caller::Staff => Ok(Admin),
-                Caller::Customer(_) => Err(AuthError::bad_admin_token()),
+            match identity.await? {
+                Identity::AdminToken => Ok(Admin::admin_token()),
+                Identity::Jwt(Verified { user, staff: true }) => Ok(Admin::staff_member(user)),
+                Identity::Jwt(Verified { staff: false, .. }) => Err(AuthError::staff_only()),
+            }
+        })
+    }
+}
+
+impl FromRequest for AdminTokenOnly {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let identity = authenticate(req, Need::AdminToken);
+        Box::pin(async move {
+            match identity.await? {
+                Identity::AdminToken => Ok(AdminTokenOnly),
+                Identity::Jwt(_) => Err(AuthError::admin_token_required()),
             }
         })
     }
@@ -276,11 +354,15 @@ impl AuthError {
                 "shop",
             ),
             Need::Reader => (
-                "This route needs a customer's token (Authorization: Bearer <JWT>) or the admin token.",
+                "This route needs a customer's token (Authorization: Bearer <JWT>), a staff token or the admin token.",
                 "shop",
             ),
-            Need::Admin => (
-                "This route needs an admin token: Authorization: Bearer <token>.",
+            Need::Staff => (
+                "This route is for staff: Authorization: Bearer <a staff member's JWT, or the admin token>.",
+                "shop admin",
+            ),
+            Need::AdminToken => (
+                "This route needs the admin token: Authorization: Bearer <token>.",
                 "shop admin",
             ),
         };
@@ -304,11 +386,40 @@ impl AuthError {
         }
     }
 
-    fn bad_admin_token() -> Self {
+    fn bad_admin_token(need: Need) -> Self {
+        let detail = match need {
+            Need::AdminToken => "The admin token is not valid.",
+            _ => "The token is not the admin token, nor a JWT.",
+        };
         Self {
             problem: Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                .with_detail("The admin token is not valid."),
+                .with_detail(detail),
             challenge: Some("Bearer realm=\"shop admin\", error=\"invalid_token\"".to_owned()),
+            retry_after: None,
+        }
+    }
+
+    fn staff_only() -> Self {
+        Self {
+            problem: Problem::new(StatusCode::FORBIDDEN, "staff_only", "Staff only").with_detail(
+                "This route is for staff: the token is valid, but does not hold the staff role.",
+            ),
+            challenge: Some("Bearer realm=\"shop admin\", error=\"insufficient_scope\"".to_owned()),
+            retry_after: None,
+        }
+    }
+
+    fn admin_token_required() -> Self {
+        Self {
+            problem: Problem::new(
+                StatusCode::FORBIDDEN,
+                "admin_token_required",
+                "Admin token required",
+            )
+            .with_detail(
+                "This route takes the admin token only (what Prometheus scrapes with); a JWT, a staff member's too, does not open it.",
+            ),
+            challenge: None,
             retry_after: None,
         }
     }

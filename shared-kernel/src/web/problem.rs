@@ -58,10 +58,11 @@ pub mod responses {
     )]
     pub struct MalformedJson(pub Problem);
 
-    /// Missing or wrong admin token (`unauthorized`).
+    /// No staff credentials (`unauthorized`), a wrong admin token
+    /// (`unauthorized`), or a JWT that is refused (`invalid_token`).
     #[derive(ToResponse)]
     #[response(
-        description = "Missing or wrong admin token (`unauthorized`)",
+        description = "No credentials, or a token that is neither the admin token nor a JWT (`unauthorized`); or a JWT that is malformed, expired, not yet valid, wrongly signed, of another issuer or audience, or a staff token whose `sub` is `admin-token` (`invalid_token`). Nothing was changed.",
         content_type = "application/problem+json",
         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"shop admin\"`"))
     )]
@@ -84,6 +85,23 @@ pub mod responses {
         content_type = "application/problem+json"
     )]
     pub struct CustomerOnly(pub Problem);
+
+    /// A valid token without the staff role on a staff route (`staff_only`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "A valid token that is not a staff token (a customer's: its claims do not hold the staff role) on a route for staff (`staff_only`). Nothing was changed.",
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"shop admin\", error=\"insufficient_scope\"`"))
+    )]
+    pub struct StaffOnly(pub Problem);
+
+    /// A valid JWT where only the admin token is taken (`admin_token_required`).
+    #[derive(ToResponse)]
+    #[response(
+        description = "A valid JWT, a staff member's too, on a route that takes the admin token only (`admin_token_required`)",
+        content_type = "application/problem+json"
+    )]
+    pub struct AdminTokenRequired(pub Problem);
 
     /// More than one `Authorization` header (`ambiguous_credentials`).
     #[derive(ToResponse)]

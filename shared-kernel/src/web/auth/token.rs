@@ -1,5 +1,7 @@
-//! Customer tokens: JWTs verified with an HS256 shared secret, with the
-//! identity provider's public keys from a JWKS, or both. The algorithm is
+//! Bearer JWTs (customers' and staff members'): verified with an HS256
+//! shared secret, with the identity provider's public keys from a JWKS, or
+//! both; a token is a staff token when its claims hold the staff role
+//! ([`StaffClaim`]). The algorithm is
 //! pinned by the key, never taken from the token: an HS256 token is checked
 //! only against the secret, an RS256 token only against an RSA key of the
 //! JWKS published for RS256, and so on (`none` does not exist here).
@@ -14,7 +16,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::UserId;
+use super::staff::StaffClaim;
+use super::{ADMIN_TOKEN_ACTOR, UserId};
 
 /// The most clock skew tolerated on `exp` and `nbf`.
 pub const MAX_LEEWAY_SECS: u64 = 60;
@@ -48,6 +51,11 @@ pub enum TokenError {
     Subject,
     #[error("The token names critical header extensions (crit), which shop does not understand")]
     Critical,
+    /// A staff token whose `sub` is what the audit log calls the admin token.
+    #[error(
+        "The token is a staff token whose subject is admin-token, which names the admin token in the audit log"
+    )]
+    ReservedSubject,
 }
 
 /// Where the identity provider publishes its keys.
@@ -88,6 +96,17 @@ pub struct TokenSettings {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub leeway_secs: u64,
+    /// What makes a token a staff token.
+    pub staff: StaffClaim,
+}
+
+/// Whom a genuine token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Its `sub`.
+    pub user: UserId,
+    /// Whether its claims hold the staff role.
+    pub staff: bool,
 }
 
 /// One verification key and the one algorithm it is used with.
@@ -97,13 +116,14 @@ struct PublicKey {
     key: DecodingKey,
 }
 
-/// Checks customer tokens.
+/// Checks bearer JWTs.
 pub struct TokenVerifier {
     secret: Option<DecodingKey>,
     jwks: Option<Jwks>,
     /// One per accepted algorithm (HS256 and [`ASYMMETRIC`]), built once:
     /// the same rules, each pinned to its algorithm.
     validations: Vec<Validation>,
+    staff: StaffClaim,
 }
 
 struct Jwks {
@@ -119,6 +139,9 @@ struct Jwks {
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    /// The rest, where the staff role may be.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TokenVerifier {
@@ -193,11 +216,13 @@ impl TokenVerifier {
             secret,
             jwks,
             validations,
+            staff: settings.staff.clone(),
         })
     }
 
-    /// The customer a token names, if it is genuine, current and meant for shop.
-    pub async fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+    /// Whom a token names, and whether it is a staff token, if it is
+    /// genuine, current and meant for shop.
+    pub async fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         if names_critical_extensions(token) {
             return Err(TokenError::Critical);
         }
@@ -217,7 +242,12 @@ impl TokenVerifier {
         self.check(token, &keys[index].key, keys[index].alg)
     }
 
-    fn check(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<UserId, TokenError> {
+    fn check(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        alg: Algorithm,
+    ) -> Result<Verified, TokenError> {
         let validation = self
             .validations
             .iter()
@@ -238,7 +268,14 @@ impl TokenVerifier {
             .claims
             .sub
             .ok_or(TokenError::MissingClaim("sub".into()))?;
-        UserId::parse(&sub).map_err(|_| TokenError::Subject)
+        let user = UserId::parse(&sub).map_err(|_| TokenError::Subject)?;
+        let staff = self.staff.holds(&data.claims.other);
+        // The audit log names the admin token `admin-token`: a staff token
+        // of that name would pass for it there.
+        if staff && user.as_str() == ADMIN_TOKEN_ACTOR {
+            return Err(TokenError::ReservedSubject);
+        }
+        Ok(Verified { user, staff })
     }
 
     /// Fetches the JWKS again (the periodic refresh). Keeps the old keys when it fails.
@@ -425,16 +462,21 @@ struct MintedClaims<'a> {
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<&'a str>,
+    /// The staff role, for a staff token.
+    #[serde(flatten)]
+    staff: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Mints an HS256 token for `user`, valid for `ttl` (what `shop token` and
-/// `serve --demo` print; a real deployment's tokens come from its identity provider).
+/// `serve --demo` print; a real deployment's tokens come from its identity
+/// provider); with `staff`, a staff token (the role where that claim looks).
 pub fn mint(
     secret: &SecretString,
     user: &UserId,
     ttl: Duration,
     issuer: Option<&str>,
     audience: Option<&str>,
+    staff: Option<&StaffClaim>,
 ) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
     let claims = MintedClaims {
@@ -443,6 +485,7 @@ pub fn mint(
         exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
         iss: issuer,
         aud: audience,
+        staff: staff.map(StaffClaim::claims).unwrap_or_default(),
     };
     let key = EncodingKey::from_secret(secret.expose_secret().as_bytes());
     Ok(jsonwebtoken::encode(
@@ -465,6 +508,7 @@ mod tests {
             issuer: None,
             audience: None,
             leeway_secs: 30,
+            staff: StaffClaim::default(),
         }
     }
 
@@ -497,7 +541,10 @@ mod tests {
         };
         let verifier = TokenVerifier::load(&settings()).await.unwrap();
         let plain = signed(serde_json::json!({"alg": "HS256", "typ": "JWT"}));
-        assert_eq!(verifier.verify(&plain).await.unwrap().as_str(), "alice");
+        assert_eq!(
+            verifier.verify(&plain).await.unwrap().user.as_str(),
+            "alice"
+        );
         let critical = signed(serde_json::json!({"alg": "HS256", "crit": ["exp"]}));
         assert!(matches!(
             verifier.verify(&critical).await,
@@ -513,16 +560,63 @@ mod tests {
             SECRET,
             Algorithm::HS256,
         );
-        assert_eq!(v.verify(&token).await.unwrap().as_str(), "alice");
+        assert_eq!(v.verify(&token).await.unwrap().user.as_str(), "alice");
         let minted = mint(
             &SecretString::from(SECRET),
             &UserId::parse("bob").unwrap(),
             Duration::from_secs(60),
             None,
             None,
+            None,
         )
         .unwrap();
-        assert_eq!(v.verify(&minted).await.unwrap().as_str(), "bob");
+        let verified = v.verify(&minted).await.unwrap();
+        assert_eq!(verified.user.as_str(), "bob");
+        assert!(!verified.staff, "a customer token");
+    }
+
+    #[tokio::test]
+    async fn a_token_holding_the_staff_role_is_a_staff_token() {
+        let mut s = settings();
+        s.staff = StaffClaim::new("realm_access.roles", "shop-staff").unwrap();
+        let v = TokenVerifier::load(&s).await.unwrap();
+        let token = |claims: serde_json::Value| sign(claims, SECRET, Algorithm::HS256);
+        let staff = token(
+            serde_json::json!({"sub": "sam", "exp": now() + 60, "realm_access": {"roles": ["shop-staff"]}}),
+        );
+        assert_eq!(
+            v.verify(&staff).await.unwrap(),
+            Verified {
+                user: UserId::parse("sam").unwrap(),
+                staff: true
+            }
+        );
+        let customer = token(
+            serde_json::json!({"sub": "sam", "exp": now() + 60, "realm_access": {"roles": ["buyer"]}}),
+        );
+        assert!(!v.verify(&customer).await.unwrap().staff);
+        // What `shop token --staff` mints is a staff token under the same settings.
+        let minted = mint(
+            &SecretString::from(SECRET),
+            &UserId::parse("sam").unwrap(),
+            Duration::from_secs(60),
+            None,
+            None,
+            Some(&s.staff),
+        )
+        .unwrap();
+        assert!(v.verify(&minted).await.unwrap().staff);
+        // A staff token may not call itself what the audit log calls the admin token;
+        // a customer of that name is only a customer.
+        let impostor = token(
+            serde_json::json!({"sub": "admin-token", "exp": now() + 60, "realm_access": {"roles": ["shop-staff"]}}),
+        );
+        assert_eq!(
+            v.verify(&impostor).await.unwrap_err(),
+            TokenError::ReservedSubject
+        );
+        let customer = token(serde_json::json!({"sub": "admin-token", "exp": now() + 60}));
+        assert!(!v.verify(&customer).await.unwrap().staff);
     }
 
     #[tokio::test]
@@ -668,10 +762,10 @@ mod tests {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some("ed".into());
         let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
-        assert_eq!(v.verify(&token).await.unwrap().as_str(), "carol");
+        assert_eq!(v.verify(&token).await.unwrap().user.as_str(), "carol");
         // Without a kid, the only key of the token's algorithm is used.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
-        assert_eq!(v.verify(&token).await.unwrap().as_str(), "carol");
+        assert_eq!(v.verify(&token).await.unwrap().user.as_str(), "carol");
         // No secret is configured: HS256 is not accepted at all.
         let hs = sign(claims, SECRET, Algorithm::HS256);
         assert_eq!(v.verify(&hs).await.unwrap_err(), TokenError::Algorithm);
