@@ -277,7 +277,7 @@ fn migrate_applies_the_schema_and_exits() {
             .find(|line| line["message"] == "migrations applied")
             .map(|line| line["applied"].as_str().unwrap().to_owned())
     };
-    let (versions, objects) = sqlite_migrations(&["bus", "product", "order", "payment"]);
+    let (versions, objects) = sqlite_migrations(&["bus", "audit", "product", "order", "payment"]);
     assert!(versions.len() >= 5, "{versions:?}");
     assert!(objects.len() >= 17, "{objects:?}");
     assert_eq!(
@@ -323,7 +323,7 @@ fn migrate_with_contexts_applies_only_their_tables_and_the_bus() {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find(|line| line["message"] == "migrations applied")
         .map(|line| line["applied"].as_str().unwrap().to_owned());
-    let (versions, objects) = sqlite_migrations(&["bus", "product"]);
+    let (versions, objects) = sqlite_migrations(&["bus", "audit", "product"]);
     assert_eq!(applied, Some(format!("{versions:?}")));
     let (_, others) = sqlite_migrations(&["order", "payment"]);
     assert!(!others.is_empty());
