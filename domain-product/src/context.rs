@@ -51,8 +51,9 @@ pub struct ProductConfig {
 fn start(wiring: &mut Wiring) -> anyhow::Result<Started> {
     let db: Db = wiring.get()?;
     let config: ProductConfig = wiring.get()?;
-    let catalog = ProductCatalog::new(db.clone(), wiring.get::<Outbox>()?);
-    let reservations = Reservations::new(db.clone());
+    let outbox: Outbox = wiring.get()?;
+    let catalog = ProductCatalog::new(db.clone(), outbox.clone());
+    let reservations = Reservations::new(db.clone(), outbox);
     // The port, as this process uses it and serves it to others: reservations
     // that change stock also drop the products from the cache.
     let inventory: Arc<dyn Inventory> = Arc::new(InvalidatingInventory::new(

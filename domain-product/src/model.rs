@@ -355,6 +355,13 @@ impl NewProduct {
     }
 }
 
+/// The threshold a change of stock from `before` to `after` units fell
+/// below, if it did: from at or above it to below it. A stock already
+/// below stays quiet, so each fall is told once.
+pub fn fell_below(threshold: Option<i64>, before: i64, after: i64) -> Option<i64> {
+    threshold.filter(|t| before >= *t && after < *t)
+}
+
 /// The most units a low-stock threshold may name.
 pub const MAX_LOW_STOCK_THRESHOLD: i64 = MAX_STOCK;
 
@@ -762,5 +769,21 @@ mod patch_tests {
         assert_eq!(parse(json!({"name": null})).unwrap_err(), ["name"]);
         assert!(parse(json!({"price": 5.0})).is_ok(), "5.0 is the integer 5");
         assert_eq!(parse(json!({"price": 5.5})).unwrap_err(), ["price"]);
+    }
+}
+
+#[cfg(test)]
+mod low_stock_tests {
+    use super::fell_below;
+
+    #[test]
+    fn a_fall_below_the_threshold_is_told_once() {
+        assert_eq!(fell_below(Some(5), 6, 4), Some(5));
+        assert_eq!(fell_below(Some(5), 5, 4), Some(5), "from at the threshold");
+        assert_eq!(fell_below(Some(5), 6, 5), None, "at it is not below it");
+        assert_eq!(fell_below(Some(5), 4, 3), None, "already below");
+        assert_eq!(fell_below(Some(5), 3, 8), None, "a rise");
+        assert_eq!(fell_below(None, 6, 0), None, "no threshold");
+        assert_eq!(fell_below(Some(0), 1, 0), None, "nothing is below 0");
     }
 }

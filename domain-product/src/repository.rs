@@ -322,13 +322,14 @@ pub fn set_status(
 /// Changes the units on hand by `delta` unless that would take them below
 /// zero, in one conditional statement (the row lock orders it with
 /// reservations and other adjustments); returns the stock it left, or
-/// `None` when it changed nothing (no such product, or not enough stock).
+/// `None` when it changed nothing (no such product, or not enough stock),
+/// with the product's low-stock threshold.
 pub fn adjust_stock(
     conn: &mut AnyConnection,
     id: &ProductId,
     delta: i64,
     now: NaiveDateTime,
-) -> QueryResult<Option<i64>> {
+) -> QueryResult<Option<(i64, Option<i64>)>> {
     if !id.could_exist() {
         return Ok(None);
     }
@@ -343,10 +344,10 @@ pub fn adjust_stock(
             products::stock.eq(products::stock + delta),
             products::updated_at.eq(now),
         )),
-        products::stock,
+        (products::stock, products::low_stock_threshold),
         products::table
             .filter(products::id.eq(id.as_str()))
-            .select(products::stock)
+            .select((products::stock, products::low_stock_threshold))
     )
 }
 

@@ -10,7 +10,7 @@ use shared_kernel::model::money::{Currency, Money};
 use shared_kernel::model::ports::{ReservationLine, ReserveError, ReservedLine, Shortage};
 use shared_kernel::storage::db::{AnyConnection, DbError};
 
-use crate::model::{ProductStatus, ReservationStatus};
+use crate::model::{ProductStatus, ReservationStatus, fell_below};
 use crate::schema::{
     products, stock_reservation_lines as lines, stock_reservations as reservations,
 };
@@ -64,6 +64,22 @@ fn reserved_lines(conn: &mut AnyConnection, id: &str) -> Result<Vec<ReservedLine
         .collect()
 }
 
+/// A product whose stock a reservation took below its low-stock threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockLow {
+    pub product_id: String,
+    pub stock: i64,
+    pub threshold: i64,
+}
+
+/// What a reservation took, and the thresholds it crossed (none when it
+/// was made before: a repeat crosses nothing).
+#[derive(Debug, Clone)]
+pub struct Reserved {
+    pub lines: Vec<ReservedLine>,
+    pub low: Vec<StockLow>,
+}
+
 /// Reserves every line or none: on an error the caller's unit rolls back
 /// whatever was taken. A new reservation costs 2 + L statements for L
 /// lines: its row (inserted only when the id is new), one conditional
@@ -74,7 +90,7 @@ pub fn reserve(
     requested: &[ReservationLine],
     hold_until: NaiveDateTime,
     now: NaiveDateTime,
-) -> Result<Vec<ReservedLine>, ReserveFailure> {
+) -> Result<Reserved, ReserveFailure> {
     let inserted = shared_kernel::insert_ignoring_duplicates!(
         conn,
         reservations::table,
@@ -92,7 +108,10 @@ pub fn reserve(
             Some(ReservationStatus::Released) => {
                 Err(ReserveFailure::Refused(ReserveError::AlreadyReleased))
             }
-            _ => reserved_lines(conn, id),
+            _ => Ok(Reserved {
+                lines: reserved_lines(conn, id)?,
+                low: Vec::new(),
+            }),
         };
     }
     // A fixed lock order (by product id), in every path that locks products,
@@ -101,8 +120,9 @@ pub fn reserve(
     sorted.sort_by(|a, b| a.product_id.cmp(&b.product_id));
 
     let mut reserved = Vec::with_capacity(sorted.len());
+    let mut low = Vec::new();
     for (i, line) in sorted.iter().enumerate() {
-        let taken: Option<(i64, String)> = shared_kernel::update_returning!(
+        let taken: Option<(i64, String, i64, Option<i64>)> = shared_kernel::update_returning!(
             conn,
             diesel::update(
                 products::table
@@ -114,12 +134,22 @@ pub fn reserve(
                 products::stock.eq(products::stock - line.quantity),
                 products::updated_at.eq(now),
             )),
-            (products::price_minor, products::currency),
+            (
+                products::price_minor,
+                products::currency,
+                products::stock,
+                products::low_stock_threshold
+            ),
             products::table
                 .filter(products::id.eq(&line.product_id))
-                .select((products::price_minor, products::currency))
+                .select((
+                    products::price_minor,
+                    products::currency,
+                    products::stock,
+                    products::low_stock_threshold
+                ))
         )?;
-        let Some((price, currency)) = taken else {
+        let Some((price, currency, stock_after, threshold)) = taken else {
             // The lines before this one were taken; this one and the rest say why not.
             return Err(ReserveFailure::Refused(explain_refusal(
                 conn,
@@ -134,6 +164,13 @@ pub fn reserve(
             quantity: line.quantity,
             unit_price: Money::new(price, currency),
         });
+        if let Some(threshold) = fell_below(threshold, stock_after + line.quantity, stock_after) {
+            low.push(StockLow {
+                product_id: line.product_id.clone(),
+                stock: stock_after,
+                threshold,
+            });
+        }
     }
     let currencies: Vec<Currency> = reserved.iter().map(|l| l.unit_price.currency()).collect();
     let rows: Vec<_> = reserved
@@ -150,7 +187,10 @@ pub fn reserve(
         })
         .collect();
     shared_kernel::insert_rows!(conn, lines::table, rows)?;
-    Ok(reserved)
+    Ok(Reserved {
+        lines: reserved,
+        low,
+    })
 }
 
 /// Why a reservation could not take every line: unknown products first,

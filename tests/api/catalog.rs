@@ -18,6 +18,7 @@ on_every_backend!(
     an_edit_changes_new_orders_only_and_is_audited_and_told,
     of_two_editors_with_one_etag_one_wins,
     invalid_edits_name_each_field_and_change_nothing,
+    a_fall_below_the_low_stock_threshold_is_told_once,
 );
 
 async fn edit(
@@ -753,5 +754,59 @@ async fn invalid_edits_name_each_field_and_change_nothing(app: TestApp) {
     assert_eq!(
         (product.json["name"].clone(), product.json["price"].clone()),
         (json!("Lamp"), json!(100))
+    );
+}
+
+/// `product.stock_low`: told once by whatever took the stock from at or
+/// above the threshold to below it (an order, an adjustment, a set); a
+/// product without a threshold tells nothing.
+async fn a_fall_below_the_low_stock_threshold_is_told_once(app: TestApp) {
+    let lamp = id(&app.create_product("Lamp", 100, 7).await);
+    let plain = id(&app.create_product("Plain", 100, 7).await);
+    edit(&app, &lamp, json!({"lowStockThreshold": 5}), None).await;
+    let url = app.database_url.clone();
+    let told = || {
+        shop_tests::rows(
+            &url,
+            "SELECT payload AS n FROM outbox_events WHERE event_type = 'product.stock_low' ORDER BY id",
+        )
+        .into_iter()
+        .map(|p| serde_json::from_str::<Value>(&p).unwrap())
+        .collect::<Vec<_>>()
+    };
+    app.place_order(BUYER, &lamp, 2).await; // 7 -> 5: at the threshold, not below
+    assert!(told().is_empty());
+    app.place_order(BUYER, &lamp, 1).await; // 5 -> 4: below
+    app.place_order(BUYER, &lamp, 1).await; // 4 -> 3: still below, quiet
+    assert_eq!(
+        told(),
+        [json!({"productId": lamp, "stock": 4, "threshold": 5})]
+    );
+    adjust(&app, &lamp, json!({"delta": 10, "reason": "restock"})).await; // 13
+    adjust(&app, &lamp, json!({"delta": -9, "reason": "damaged"})).await; // 4: a second fall
+    app.admin_send(
+        reqwest::Method::PUT,
+        &format!("/api/v1/products/{lamp}/stock"),
+        &json!({"newStock": 10}),
+    )
+    .await;
+    app.admin_send(
+        reqwest::Method::PUT,
+        &format!("/api/v1/products/{lamp}/stock"),
+        &json!({"newStock": 2}),
+    )
+    .await; // a third
+    let stocks: Vec<i64> = told()
+        .iter()
+        .map(|e| e["stock"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stocks, [4, 4, 2]);
+    for _ in 0..7 {
+        app.place_order(BUYER, &plain, 1).await;
+    }
+    assert_eq!(
+        told().len(),
+        3,
+        "a product without a threshold tells nothing"
     );
 }

@@ -6,9 +6,11 @@ use serde_json::json;
 use shared_kernel::audit::{self, Actor, AuditEntry};
 use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::clock;
-use shared_kernel::model::events::{FieldChange, ProductArchived, ProductRestored, ProductUpdated};
+use shared_kernel::model::events::{
+    FieldChange, ProductArchived, ProductRestored, ProductStockLow, ProductUpdated,
+};
 use shared_kernel::model::money::{Currency, Money};
-use shared_kernel::storage::db::{Db, DbError};
+use shared_kernel::storage::db::{AnyConnection, Db, DbError};
 use shared_kernel::web::pagination::PageRequest;
 
 use crate::cache::{CachedProduct, Lookup, ProductCache};
@@ -16,6 +18,7 @@ use crate::error::ProductError;
 use crate::model::{
     Description, NewProduct, Product, ProductFilter, ProductId, ProductName, ProductPatch,
     ProductSort, ProductStatus, SET_REASON, Stock, StockAdjustment, StockMovement, edited_fields,
+    fell_below,
 };
 use crate::repository;
 
@@ -130,7 +133,7 @@ impl ProductCatalog {
         stock: Stock,
     ) -> Result<Product, ProductError> {
         let key = id.clone();
-        let actor = actor.clone();
+        let (actor, outbox) = (actor.clone(), self.outbox.clone());
         let updated = self
             .db
             .write_locking(vec![id.as_str().to_owned()], move |conn| {
@@ -151,6 +154,14 @@ impl ProductCatalog {
                 };
                 let product = repository::find(conn, &id)?
                     .ok_or_else(|| ProductError::NotFound(id.clone()))?;
+                tell_if_low(
+                    &outbox,
+                    conn,
+                    &id,
+                    product.low_stock_threshold,
+                    was.stock.units(),
+                    product.stock.units(),
+                )?;
                 repository::insert_movement(
                     conn,
                     &movement(
@@ -269,12 +280,13 @@ impl ProductCatalog {
         adjustment: StockAdjustment,
     ) -> Result<StockMovement, ProductError> {
         let key = id.clone();
-        let actor = actor.clone();
+        let (actor, outbox) = (actor.clone(), self.outbox.clone());
         let adjusted = self
             .db
             .write_locking(vec![id.as_str().to_owned()], move |conn| {
                 let delta = adjustment.delta;
-                let Some(stock_after) = repository::adjust_stock(conn, &id, delta, clock::now())?
+                let Some((stock_after, threshold)) =
+                    repository::adjust_stock(conn, &id, delta, clock::now())?
                 else {
                     let product = repository::find(conn, &id)?
                         .ok_or_else(|| ProductError::NotFound(id.clone()))?;
@@ -293,6 +305,14 @@ impl ProductCatalog {
                     stock_after,
                 );
                 repository::insert_movement(conn, &moved)?;
+                tell_if_low(
+                    &outbox,
+                    conn,
+                    &id,
+                    threshold,
+                    stock_after - delta,
+                    stock_after,
+                )?;
                 audit::record(
                     conn,
                     &actor,
@@ -418,6 +438,29 @@ impl ProductCatalog {
             })
             .await
     }
+}
+
+/// Tells `product.stock_low`, in the change's transaction, when a change of
+/// the product's stock from `before` to `after` fell below its threshold.
+fn tell_if_low(
+    outbox: &Outbox,
+    conn: &mut AnyConnection,
+    id: &ProductId,
+    threshold: Option<i64>,
+    before: i64,
+    after: i64,
+) -> Result<(), ProductError> {
+    if let Some(threshold) = fell_below(threshold, before, after) {
+        outbox.publish(
+            conn,
+            &ProductStockLow {
+                product_id: id.to_string(),
+                stock: after,
+                threshold,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// What must hold for a product as it stands for an edit to apply (the

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared_kernel::context::Later;
+use shared_kernel::messaging::outbox::Outbox;
 use shared_kernel::model::clock;
+use shared_kernel::model::events::ProductStockLow;
 use shared_kernel::model::ports::{OrderLookup, ReservationLine, ReserveError, ReservedLine};
 use shared_kernel::storage::db::{AnyConnection, Db, DbError};
 
@@ -57,11 +59,13 @@ pub const ABANDONED_BATCH: i64 = 500;
 #[derive(Debug, Clone)]
 pub struct Reservations {
     db: Db,
+    /// Tells `product.stock_low` when a reservation crosses a threshold.
+    outbox: Outbox,
 }
 
 impl Reservations {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, outbox: Outbox) -> Self {
+        Self { db, outbox }
     }
 
     /// The products among `ids` that exist, as the database has them now.
@@ -98,14 +102,41 @@ impl Reservations {
         }
         let (id, requested) = (reservation_id.to_owned(), lines.to_vec());
         let products = requested.iter().map(|l| l.product_id.clone()).collect();
+        let outbox = self.outbox.clone();
         let outcome = self
             .db
             .write_locking(products, move |conn| {
-                reservations::reserve(conn, &id, &requested, hold_until.naive_utc(), clock::now())
+                let reserved = reservations::reserve(
+                    conn,
+                    &id,
+                    &requested,
+                    hold_until.naive_utc(),
+                    clock::now(),
+                )?;
+                // Only a product with a threshold can cross it: an order of
+                // products without one publishes nothing here.
+                for low in &reserved.low {
+                    outbox
+                        .publish(
+                            conn,
+                            &ProductStockLow {
+                                product_id: low.product_id.clone(),
+                                stock: low.stock,
+                                threshold: low.threshold,
+                            },
+                        )
+                        .map_err(DbError::from)?;
+                }
+                Ok(reserved)
             })
             .await;
         match outcome {
-            Ok(reserved) => Ok(reserved),
+            Ok(reserved) => {
+                if !reserved.low.is_empty() {
+                    self.outbox.wake();
+                }
+                Ok(reserved.lines)
+            }
             Err(ReserveFailure::Db(error)) => Err(error.into()),
             Err(ReserveFailure::Refused(refusal)) => Err(refusal),
         }

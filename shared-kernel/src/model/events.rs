@@ -267,6 +267,23 @@ impl IntegrationEvent for ProductUpdated {
     const VERSION: u16 = 1;
 }
 
+/// A product's stock fell below its low-stock threshold (told once per fall:
+/// by the reservation, adjustment or set that took it from at or above the
+/// threshold to below it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductStockLow {
+    pub product_id: String,
+    /// The units on hand after the change.
+    pub stock: i64,
+    pub threshold: i64,
+}
+
+impl IntegrationEvent for ProductStockLow {
+    const TYPE: &'static str = "product.stock_low";
+    const VERSION: u16 = 1;
+}
+
 /// Every integration event type: what a relay to a message broker takes.
 pub const ALL_TYPES: &[&str] = &[
     OrderPlaced::TYPE,
@@ -279,6 +296,7 @@ pub const ALL_TYPES: &[&str] = &[
     ProductUpdated::TYPE,
     ProductArchived::TYPE,
     ProductRestored::TYPE,
+    ProductStockLow::TYPE,
 ];
 
 #[cfg(test)]
