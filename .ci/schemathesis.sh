@@ -43,6 +43,9 @@ webhook_secret="whsec-$(python3 -c 'import secrets; print(secrets.token_hex(16))
 # test nothing behind authentication).
 export SHOP__AUTH__JWT_SECRET="jwt-$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 customer_token=$("$root/target/debug/shop" token --user user-42 --ttl 6h)
+# Staff routes take a staff JWT first (`staffToken`, listed before `adminToken`):
+# one minted for a member of staff, with the default staff claim and role.
+staff_token=$("$root/target/debug/shop" token --user staff-1 --staff --ttl 6h)
 DATABASE_URL="$database_url" SHOP__SERVER__BIND="127.0.0.1:$port" SHOP__AUTH__ADMIN_TOKEN="$token" \
     SHOP__PAYMENT__WEBHOOK_SECRET="$webhook_secret" SHOP__AUTH__FAILURES_PER_MINUTE=100000 \
     SHOP__LOG__FORMAT=json RUST_LOG=warn "$root/target/debug/shop" serve >"$log" 2>&1 &
@@ -57,7 +60,7 @@ done
 cd "$out"
 # The hooks sign notifications as a gateway would (see .ci/schemathesis_hooks.py);
 # the configuration reads both credentials from the environment.
-SHOP_CUSTOMER_TOKEN="$customer_token" SHOP_ADMIN_TOKEN="$token" \
+SHOP_CUSTOMER_TOKEN="$customer_token" SHOP_ADMIN_TOKEN="$token" SHOP_STAFF_TOKEN="$staff_token" \
 SHOP_WEBHOOK_SECRET="$webhook_secret" PYTHONPATH="$root/.ci" SCHEMATHESIS_HOOKS=schemathesis_hooks \
     "$venv/bin/st" --config-file "$root/.ci/schemathesis.toml" run "$root/openapi.yaml" \
     --url "http://127.0.0.1:$port" \

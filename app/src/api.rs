@@ -145,7 +145,7 @@ impl Modify for StaffTokens {
                     continue;
                 };
                 if !security.contains(&staff) {
-                    security.insert(at + 1, staff.clone());
+                    security.insert(at, staff.clone());
                 }
                 if !security.contains(&customer) {
                     operation

@@ -333,20 +333,17 @@ impl Tags {
             .get_all(name)
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if values.is_empty() {
-            return None;
-        }
         if values.iter().any(|v| v.trim() == "*") {
             return Some(Self::Any);
         }
-        Some(Self::List(
-            values
-                .iter()
-                .flat_map(|v| v.split(','))
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect(),
-        ))
+        let tags: Vec<String> = values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        // A header that names no tag at all is no precondition.
+        (!tags.is_empty()).then_some(Self::List(tags))
     }
 
     /// Strong comparison (`If-Match`): a weak tag never matches.
@@ -896,34 +893,38 @@ async fn list_stock_movements(
 }
 
 /// A staff edit of a product: a JSON Merge Patch (RFC 7396) of these
-/// fields; a field left out is left as it is.
+/// fields; a field left out is left as it is; at least one.
 #[derive(Debug, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = UpdateProduct)]
 #[allow(dead_code)] // documentation only: the body is read as a JSON object and checked field by field
-pub struct UpdateProduct {
+struct UpdateProductFields {
     #[schema(
         min_length = 1,
         max_length = 200,
         pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
-        example = "iPhone 15 (2024)"
+        example = "iPhone 15 (2024)",
+        nullable = false
     )]
     name: Option<String>,
     #[schema(
         max_length = 2000,
         pattern = r"^[^\x00]*$",
-        example = "Apple iPhone 15, 128 GB, black"
+        example = "Apple iPhone 15, 128 GB, black",
+        nullable = false
     )]
     description: Option<String>,
     /// Unit price in minor units of the product's currency after the edit.
     /// New orders pay it; an order keeps the unit prices it was placed at.
-    #[schema(minimum = 1, maximum = 10_000_000_000_i64, example = 949_900)]
+    #[schema(minimum = 1, maximum = 10_000_000_000_i64, example = 949_900, nullable = false)]
     price: Option<i64>,
     /// ISO 4217 currency code.
     #[schema(
         pattern = "^[A-Z]{3}$",
         min_length = 3,
         max_length = 3,
-        example = "CNY"
+        example = "CNY",
+        nullable = false
     )]
     currency: Option<String>,
     /// Below this many units in stock, `product.stock_low` is told once;
@@ -931,6 +932,25 @@ pub struct UpdateProduct {
     #[schema(minimum = 0, maximum = 1_000_000_000, nullable = true, example = 10)]
     low_stock_threshold: Option<Option<i64>>,
 }
+
+/// The document of `updateProduct`'s body: [`UpdateProductFields`] with
+/// `minProperties: 1` (utoipa-gen 5.5 writes a `min_properties` attribute
+/// as `maxProperties`, so it is set here).
+pub struct UpdateProduct;
+
+impl utoipa::PartialSchema for UpdateProduct {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::Schema;
+        let mut schema = <UpdateProductFields as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.min_properties = Some(1);
+        }
+        schema
+    }
+}
+
+impl ToSchema for UpdateProduct {}
 
 /// Edit a product (staff)
 ///
