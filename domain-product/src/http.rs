@@ -916,7 +916,12 @@ struct UpdateProductFields {
     description: Option<String>,
     /// Unit price in minor units of the product's currency after the edit.
     /// New orders pay it; an order keeps the unit prices it was placed at.
-    #[schema(minimum = 1, maximum = 10_000_000_000_i64, example = 949_900, nullable = false)]
+    #[schema(
+        minimum = 1,
+        maximum = 10_000_000_000_i64,
+        example = 949_900,
+        nullable = false
+    )]
     price: Option<i64>,
     /// ISO 4217 currency code.
     #[schema(

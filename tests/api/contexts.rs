@@ -102,7 +102,7 @@ fn tables_in(database_url: &str) -> BTreeSet<String> {
 
 /// Asserts that the database of `app` holds exactly the bus's tables and those of `context`.
 fn assert_holds_only(app: &TestApp, context: &str, own: &[&str]) {
-    let expected = tables_of(app.backend, &["bus", context]);
+    let expected = tables_of(app.backend, &["bus", "audit", context]);
     for table in own
         .iter()
         .chain(&["outbox_events", "event_deliveries", "event_subscriptions"])
@@ -440,10 +440,18 @@ async fn three_processes_on_three_databases_place_and_pay_an_order(backend: Back
         (&payment, "/api/v1/payments"),
     ] {
         let paths = served_paths(app).await;
-        let public: Vec<&String> = paths.iter().filter(|p| p.starts_with("/api/v1/")).collect();
+        // Beside its context's, every process serves the audit log of its own database.
+        let public: Vec<&String> = paths
+            .iter()
+            .filter(|p| p.starts_with("/api/v1/") && *p != "/api/v1/audit-events")
+            .collect();
         assert!(
             public.iter().all(|p| p.starts_with(own)),
             "{own}: {public:?}"
+        );
+        assert!(
+            paths.iter().any(|p| p == "/api/v1/audit-events"),
+            "{paths:?}"
         );
     }
 }
