@@ -742,6 +742,23 @@ fn deliver_batch(
     Ok(dispatched)
 }
 
+/// Whether a handler failed because its statement lost a race (a deadlock,
+/// a serialization failure, a lock wait): not the event's fault, and the
+/// delivery's transaction may be gone with it (a MySQL deadlock rolls back
+/// the whole transaction, savepoints and all). The unit must run again
+/// whole, as the writer runs any unit that lost a race.
+fn lost_a_race(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<diesel::result::Error>()
+            .or_else(|| match cause.downcast_ref::<DbError>() {
+                Some(DbError::Query(inner)) => Some(inner),
+                _ => None,
+            })
+            .is_some_and(crate::storage::group_commit::is_retryable)
+    })
+}
+
 /// Delivers one subscriber's events of a batch: all at once when that works,
 /// else one at a time, so that a failing event holds up only itself.
 fn deliver_share(
@@ -762,6 +779,14 @@ fn deliver_share(
         let handled = span.in_scope(|| {
             conn.transaction::<_, anyhow::Error, _>(|conn| handler.handle_batch(conn, &envelopes))
         });
+        if let Err(error) = &handled
+            && lost_a_race(error)
+        {
+            // The batch runs again whole: nothing more may be written now
+            // (on MySQL the transaction is gone, so whatever followed would
+            // commit on its own, one event at a time).
+            return Err(DbError::Aborted);
+        }
         if handled.is_ok() {
             let ids: Vec<&str> = share.iter().map(|(due, _)| due.event_id.as_str()).collect();
             mark_handled(conn, subscriber, &ids, now)?;
@@ -1056,6 +1081,8 @@ fn deliver(
     };
 
     match outcome {
+        // As in `deliver_share`: the unit runs again whole, nothing is recorded now.
+        Err(error) if lost_a_race(&error) => Err(DbError::Aborted),
         Ok(()) => {
             mark_handled(conn, &due.subscriber, &[due.event_id.as_str()], now)?;
             tracing::debug!("event handled");
@@ -1166,5 +1193,25 @@ mod tests {
         assert_eq!(backoff(2, max), Duration::from_millis(200));
         assert_eq!(backoff(4, max), Duration::from_millis(800));
         assert_eq!(backoff(30, max), max);
+    }
+
+    /// A handler's error that is a lost race, however it is wrapped, makes
+    /// the delivery run again whole; any other is the event's failure.
+    #[test]
+    fn a_lost_race_is_told_apart_from_a_failing_handler() {
+        use diesel::result::{DatabaseErrorKind, Error as DieselError};
+        let conflict = || {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::SerializationFailure,
+                Box::new("could not serialize access".to_owned()),
+            )
+        };
+        assert!(lost_a_race(&anyhow::Error::from(conflict())));
+        assert!(lost_a_race(&anyhow::Error::from(DbError::Query(conflict()))));
+        assert!(lost_a_race(
+            &anyhow::Error::from(conflict()).context("confirming reservations")
+        ));
+        assert!(!lost_a_race(&anyhow::anyhow!("the payload does not parse")));
+        assert!(!lost_a_race(&anyhow::Error::from(DieselError::NotFound)));
     }
 }
