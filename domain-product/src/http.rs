@@ -735,6 +735,19 @@ enum StatusRefusals {
     Unavailable(#[ref_response] Unavailable),
 }
 
+/// Archives or restores a product for staff, answering it as it is then.
+async fn move_to(
+    admin: Admin,
+    catalog: &ProductCatalog,
+    id: String,
+    status: ProductStatus,
+) -> Result<HttpResponse, Problem> {
+    let product = catalog
+        .set_status(&Actor::from(admin), ProductId::from(id), status)
+        .await?;
+    product_answer(StatusCode::OK, &product)
+}
+
 /// Take a product off sale (staff)
 ///
 /// An archived product is no longer listed (unless `status=archived` or
@@ -759,14 +772,7 @@ async fn archive_product(
     catalog: web::Data<ProductCatalog>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let product = catalog
-        .set_status(
-            &Actor::from(admin),
-            ProductId::from(id.into_inner()),
-            ProductStatus::Archived,
-        )
-        .await?;
-    product_answer(StatusCode::OK, &product)
+    move_to(admin, &catalog, id.into_inner(), ProductStatus::Archived).await
 }
 
 /// Put an archived product back on sale (staff)
@@ -789,14 +795,7 @@ async fn restore_product(
     catalog: web::Data<ProductCatalog>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let product = catalog
-        .set_status(
-            &Actor::from(admin),
-            ProductId::from(id.into_inner()),
-            ProductStatus::Active,
-        )
-        .await?;
-    product_answer(StatusCode::OK, &product)
+    move_to(admin, &catalog, id.into_inner(), ProductStatus::Active).await
 }
 
 /// Change a product's stock by a delta (staff)

@@ -1006,15 +1006,7 @@ pub fn count(database_url: &str, sql: &str) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let url = shared_kernel::storage::db::DatabaseUrl::parse(database_url).expect("url");
-    let db = shared_kernel::storage::db::Db::connect(
-        &url,
-        &shared_kernel::storage::db::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .expect("connect");
+    let db = connect(database_url);
     let mut conn = db.get_blocking().expect("connection");
     let sql = match db.backend() {
         shared_kernel::storage::db::Backend::Mysql => sql.replace(" AS BIGINT)", " AS SIGNED)"),
@@ -1027,6 +1019,19 @@ pub fn count(database_url: &str, sql: &str) -> i64 {
     row.n
 }
 
+/// A pool of one connection to a test's database, for reading it directly.
+fn connect(database_url: &str) -> shared_kernel::storage::db::Db {
+    let url = shared_kernel::storage::db::DatabaseUrl::parse(database_url).expect("url");
+    shared_kernel::storage::db::Db::connect(
+        &url,
+        &shared_kernel::storage::db::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .expect("connect")
+}
+
 /// Runs a query of one text column `n` on a database directly; its rows.
 pub fn rows(database_url: &str, sql: &str) -> Vec<String> {
     use diesel::QueryableByName;
@@ -1035,16 +1040,7 @@ pub fn rows(database_url: &str, sql: &str) -> Vec<String> {
         #[diesel(sql_type = diesel::sql_types::Text)]
         n: String,
     }
-    let url = shared_kernel::storage::db::DatabaseUrl::parse(database_url).expect("url");
-    let db = shared_kernel::storage::db::Db::connect(
-        &url,
-        &shared_kernel::storage::db::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .expect("connect");
-    let mut conn = db.get_blocking().expect("connection");
+    let mut conn = connect(database_url).get_blocking().expect("connection");
     let found: Vec<Text> = diesel::sql_query(sql).load(&mut *conn).expect("text query");
     found.into_iter().map(|row| row.n).collect()
 }

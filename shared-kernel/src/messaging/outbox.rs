@@ -1207,7 +1207,9 @@ mod tests {
             )
         };
         assert!(lost_a_race(&anyhow::Error::from(conflict())));
-        assert!(lost_a_race(&anyhow::Error::from(DbError::Query(conflict()))));
+        assert!(lost_a_race(&anyhow::Error::from(
+            DbError::Query(conflict())
+        )));
         assert!(lost_a_race(
             &anyhow::Error::from(conflict()).context("confirming reservations")
         ));
