@@ -20,7 +20,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::OrderService;
 use crate::error::OrderError;
 use crate::model::{
-    CancelReason, LineFields, Order, OrderId, OrderStatus, PlaceOrder, RequestField, UserId,
+    CancelReason, LineFields, Order, OrderFilter, OrderId, OrderStatus, PlaceOrder, RequestField,
+    UserId,
 };
 use crate::service::Placed;
 
@@ -432,23 +433,88 @@ async fn get_order_info(
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
     /// Whose orders. A customer lists their own (omit it, or give their own
-    /// user id); the admin token must name the customer.
+    /// user id); staff list every customer's unless they name one.
     #[param(example = "user-42")]
     pub user_id: Option<String>,
+    /// Only orders in these statuses, comma-separated: `pending_payment`,
+    /// `paid`, `cancelled`.
+    #[param(example = "paid,pending_payment")]
+    pub status: Option<String>,
+    /// Only orders with a line of this product.
+    #[param(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    pub product_id: Option<String>,
+    /// Only orders created at or after this time (RFC 3339).
+    #[param(example = "2026-12-01T00:00:00Z")]
+    pub created_from: Option<String>,
+    /// Only orders created before this time (RFC 3339).
+    #[param(example = "2026-12-31T00:00:00Z")]
+    pub created_to: Option<String>,
 }
 
-/// List a customer's orders
+impl ListOrdersQuery {
+    /// The filter it names (its user aside), naming each bad parameter.
+    fn filter(&self) -> Result<OrderFilter, Problem> {
+        let mut errors = Vec::new();
+        let time = |field: &str, raw: &Option<String>, errors: &mut Vec<FieldViolation>| {
+            raw.as_deref().and_then(|raw| {
+                chrono::DateTime::parse_from_rfc3339(raw)
+                    .map(|t| t.naive_utc())
+                    .map_err(|_| {
+                        errors.push(FieldViolation::new(
+                            field,
+                            "must be an RFC 3339 time, such as 2026-12-01T00:00:00Z",
+                        ));
+                    })
+                    .ok()
+            })
+        };
+        let created_from = time("createdFrom", &self.created_from, &mut errors);
+        let created_to = time("createdTo", &self.created_to, &mut errors);
+        let statuses = match self.status.as_deref() {
+            Some(raw) => OrderFilter::parse_statuses(raw).unwrap_or_else(|message| {
+                errors.push(FieldViolation::new("status", message));
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        if self
+            .product_id
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || p.len() > 64 || p.contains('\0'))
+        {
+            errors.push(FieldViolation::new(
+                "productId",
+                "must be 1 to 64 characters",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(OrderFilter {
+                user_id: None,
+                statuses,
+                product_id: self.product_id.clone(),
+                created_from,
+                created_to,
+            })
+        } else {
+            Err(invalid_query(errors))
+        }
+    }
+}
+
+/// List orders
 ///
-/// The caller's own orders, oldest first, a page at a time (with the admin
-/// token: the orders of the customer `userId` names).
+/// A customer's own orders, oldest first; with a staff token, every
+/// customer's (or the one `userId` names), newest first. Both narrow by
+/// `status`, `productId`, `createdFrom` and `createdTo`, a page at a time
+/// (a page never moves while orders are being placed).
 #[utoipa::path(
     operation_id = "listOrders",
     tag = "orders",
     security(("customerToken" = []), ("adminToken" = [])),
     params(ListOrdersQuery, PageQuery),
     responses(
-        (status = 200, description = "A page of the customer's orders", body = OrderList),
-        (status = 400, description = "`limit` or `cursor` is invalid, or, with the admin token, `userId` is missing or invalid (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of orders", body = OrderList),
+        (status = 400, description = "A filter, `limit` or `cursor` is invalid (`invalid_query`, `errors` names it)", body = Problem, content_type = "application/problem+json"),
         (status = 401, response = CustomerUnauthorized),
         (status = 403, description = "`userId` names another user than the token's subject (`user_mismatch`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, response = TooManyAuthFailures),
@@ -462,26 +528,28 @@ async fn list_orders(
     query: Query<ListOrdersQuery>,
     page: Query<PageQuery>,
 ) -> Result<HttpResponse, Problem> {
+    let mut filter = query.0.filter()?;
     let user_id = query.0.user_id;
-    let user = match caller {
+    let newest_first = match caller {
         Caller::Customer(user) => {
             let customer = Customer(user);
             same_user(&customer, user_id.as_deref(), "userId")?;
-            customer.0
+            filter.user_id = Some(customer.0.as_str().to_owned());
+            false
         }
         Caller::Staff => {
-            let named = user_id.ok_or_else(|| {
-                invalid_query(vec![FieldViolation::new(
-                    "userId",
-                    "is required with the admin token",
-                )])
-            })?;
-            UserId::parse(&named)
-                .map_err(|m| invalid_query(vec![FieldViolation::new("userId", m)]))?
+            filter.user_id = user_id
+                .map(|named| {
+                    UserId::parse(&named)
+                        .map(|u| u.as_str().to_owned())
+                        .map_err(|m| invalid_query(vec![FieldViolation::new("userId", m)]))
+                })
+                .transpose()?;
+            true
         }
     };
     let page = PageRequest::try_from(page.0)?;
-    let page = orders.list(user, page).await?;
+    let page = orders.list(filter, newest_first, page).await?;
     Ok(HttpResponse::Ok().json(OrderList {
         items: page.orders.into_iter().map(OrderView::from).collect(),
         next_cursor: page.next_cursor,

@@ -89,6 +89,49 @@ impl CancelReason {
     }
 }
 
+/// Which orders a list holds; each filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    /// Only this customer's (always set for a customer's own list).
+    pub user_id: Option<String>,
+    /// Only orders in one of these statuses (as stored: `pending_payment`,
+    /// `paid`, `cancelled`); empty: any.
+    pub statuses: Vec<&'static str>,
+    /// Only orders with a line of this product.
+    pub product_id: Option<String>,
+    /// Only orders created at or after this time (UTC).
+    pub created_from: Option<chrono::NaiveDateTime>,
+    /// Only orders created before this time (UTC).
+    pub created_to: Option<chrono::NaiveDateTime>,
+}
+
+impl OrderFilter {
+    /// The statuses a `status` query names, comma-separated: each must be
+    /// one the API shows.
+    pub fn parse_statuses(raw: &str) -> Result<Vec<&'static str>, String> {
+        let known = [
+            OrderStatus::PendingPayment.as_str(),
+            OrderStatus::Paid.as_str(),
+            "cancelled",
+        ];
+        let mut statuses = Vec::new();
+        for part in raw.split(',') {
+            let part = part.trim();
+            match known.iter().find(|k| **k == part) {
+                Some(status) if !statuses.contains(status) => statuses.push(*status),
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "must be a comma-separated list of {}",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(statuses)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

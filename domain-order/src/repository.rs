@@ -7,7 +7,9 @@ use shared_kernel::model::money::{Currency, Money};
 use shared_kernel::storage::db::AnyConnection;
 use shared_kernel::web::pagination::PageRequest;
 
-use crate::model::{CancelReason, Order, OrderEvent, OrderId, OrderLine, OrderStatus};
+use shared_kernel::model::id::uuid_v7_floor;
+
+use crate::model::{CancelReason, Order, OrderEvent, OrderFilter, OrderId, OrderLine, OrderStatus};
 use crate::schema::{order_idempotency_keys as keys, order_lines, orders};
 
 #[derive(Debug, Queryable, Selectable)]
@@ -148,20 +150,56 @@ pub fn owner(conn: &mut AnyConnection, id: &OrderId) -> QueryResult<Option<Strin
         .optional()
 }
 
-/// One page of a user's orders, oldest first, plus one extra row.
-pub fn list_for_user(
+/// One page of the orders `filter` selects, oldest first or newest first
+/// (by id, which is time-ordered: a page never moves while orders are
+/// placed, since new ones come after every id seen), plus one extra row.
+pub fn search(
     conn: &mut AnyConnection,
-    user_id: &str,
+    filter: &OrderFilter,
+    newest_first: bool,
     page: &PageRequest,
 ) -> QueryResult<Vec<Order>> {
-    let mut query = orders::table
-        .filter(orders::user_id.eq(user_id))
-        .select(OrderRow::as_select())
-        .order(orders::id.asc())
-        .into_boxed();
-    if let Some(after) = &page.after {
-        query = query.filter(orders::id.gt(after.clone()));
+    let mut query = orders::table.select(OrderRow::as_select()).into_boxed();
+    if let Some(user) = &filter.user_id {
+        query = query.filter(orders::user_id.eq(user.clone()));
     }
+    if !filter.statuses.is_empty() {
+        query = query.filter(orders::status.eq_any(filter.statuses.clone()));
+    }
+    if let Some(product) = &filter.product_id {
+        query = query.filter(
+            orders::id.eq_any(
+                order_lines::table
+                    .filter(order_lines::product_id.eq(product.clone()))
+                    .select(order_lines::order_id),
+            ),
+        );
+    }
+    // An order's id is a UUIDv7 made when it was created: bounding the id
+    // as well (a minute wider than the times, for clocks read apart) turns
+    // a time range into a range of the primary key, a bounded index read;
+    // the times themselves stay the exact filter.
+    let slack = chrono::Duration::minutes(1);
+    if let Some(from) = filter.created_from {
+        query = query
+            .filter(orders::created_at.ge(from))
+            .filter(orders::id.ge(uuid_v7_floor(from - slack)));
+    }
+    if let Some(to) = filter.created_to {
+        query = query
+            .filter(orders::created_at.lt(to))
+            .filter(orders::id.lt(uuid_v7_floor(to + slack)));
+    }
+    query = match (&page.after, newest_first) {
+        (Some(after), true) => query.filter(orders::id.lt(after.clone())),
+        (Some(after), false) => query.filter(orders::id.gt(after.clone())),
+        (None, _) => query,
+    };
+    query = if newest_first {
+        query.order(orders::id.desc())
+    } else {
+        query.order(orders::id.asc())
+    };
     let rows = query.limit(page.fetch_size()).load(conn)?;
     assemble(conn, rows)
 }

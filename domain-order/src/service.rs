@@ -18,7 +18,7 @@ use shared_kernel::web::pagination::PageRequest;
 
 use crate::error::OrderError;
 use crate::model::{
-    CancelReason, LatePayment, Order, OrderEvent, OrderId, PaymentRefusal, PlaceOrder,
+    CancelReason, LatePayment, Order, OrderEvent, OrderFilter, OrderId, PaymentRefusal, PlaceOrder,
     PricingError, RequestField, UserId, Violation,
 };
 use crate::repository;
@@ -243,10 +243,17 @@ impl OrderService {
     }
 
     /// One page of a customer's orders, oldest first.
-    pub async fn list(&self, user: UserId, page: PageRequest) -> Result<OrderPage, OrderError> {
+    /// One page of the orders `filter` selects: a customer's own oldest
+    /// first, staff's searches newest first.
+    pub async fn list(
+        &self,
+        filter: OrderFilter,
+        newest_first: bool,
+        page: PageRequest,
+    ) -> Result<OrderPage, OrderError> {
         self.db
             .run(move |conn| {
-                let rows = repository::list_for_user(conn, user.as_str(), &page)?;
+                let rows = repository::search(conn, &filter, newest_first, &page)?;
                 let (orders, next_cursor) = page.finish(rows, |o| o.id.as_str());
                 Ok(OrderPage {
                     orders,

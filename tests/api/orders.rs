@@ -19,6 +19,8 @@ on_every_backend!(
     concurrent_multi_line_orders_never_reserve_partially,
     original_spec_aliases_place_and_read_orders,
     released_units_come_on_top_of_an_absolute_stock,
+    staff_find_orders_across_customers_by_status_product_and_time,
+    a_staff_search_pages_exactly_while_orders_are_placed,
 );
 
 fn order_body(user: &str, items: &[(&str, i64)]) -> Value {
@@ -130,10 +132,18 @@ async fn orders_are_listed_per_user_with_cursors(app: TestApp) {
     let own = alice.get("/api/v1/orders?limit=2").await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.body);
     assert_eq!(own.json["items"], first.json["items"]);
-    // The admin may list anyone's, the same pages.
-    let listed = app.admin_get("/api/v1/orders?userId=alice&limit=2").await;
+    // Staff may list anyone's: newest first.
+    let listed = app.admin_get("/api/v1/orders?userId=alice&limit=3").await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
-    assert_eq!(listed.json["items"], first.json["items"]);
+    let newest_first: Vec<Value> = listed.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["orderId"].clone())
+        .collect();
+    let mut reversed = mine.clone();
+    reversed.reverse();
+    assert_eq!(newest_first, reversed);
     assert_eq!(
         app.as_user("nobody")
             .get("/api/v1/orders?userId=nobody")
@@ -141,10 +151,9 @@ async fn orders_are_listed_per_user_with_cursors(app: TestApp) {
             .json["items"],
         json!([])
     );
-    // The admin acts as no customer, so must say whose orders to list.
-    let missing = app.admin_get("/api/v1/orders").await;
-    missing.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
-    assert_eq!(missing.problem_fields(), ["userId"]);
+    // Without userId, staff list every customer's.
+    let everyone = app.admin_get("/api/v1/orders?limit=100").await;
+    assert_eq!(everyone.json["items"].as_array().unwrap().len(), 6);
     app.admin_get("/api/v1/orders?userId=a%20b")
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
@@ -606,4 +615,133 @@ async fn released_units_come_on_top_of_an_absolute_stock(app: TestApp) {
         app.get("/api/v1/products?limit=100").await.status,
         StatusCode::OK
     );
+}
+
+fn strs(ids: &[String]) -> Vec<&str> {
+    ids.iter().map(String::as_str).collect()
+}
+
+/// The ids of every order a staff search lists, page after page.
+async fn staff_search(app: &TestApp, query: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/orders?limit=2{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = app.admin_get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        for order in page.json["items"].as_array().unwrap() {
+            ids.push(order["orderId"].as_str().unwrap().to_owned());
+        }
+        match page.json["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+async fn staff_find_orders_across_customers_by_status_product_and_time(app: TestApp) {
+    let lamp = new_product(&app, 100, 100).await;
+    let shade = new_product(&app, 200, 100).await;
+    let a1 = app.place_order("alice", &lamp, 1).await.order;
+    let b1 = app.place_order("bob", &shade, 1).await.order;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let a2 = app.place_order("alice", &shade, 1).await.order;
+    let b2 = app.place_order("bob", &lamp, 1).await.order;
+    assert_eq!(app.cancel("bob", &b2).await.status, StatusCode::OK);
+
+    assert_eq!(
+        strs(&staff_search(&app, "").await),
+        [b2.as_str(), a2.as_str(), b1.as_str(), a1.as_str()],
+        "newest first"
+    );
+    assert_eq!(
+        strs(&staff_search(&app, "&userId=alice").await),
+        [a2.as_str(), a1.as_str()]
+    );
+    assert_eq!(
+        strs(&staff_search(&app, "&status=cancelled").await),
+        [b2.as_str()]
+    );
+    assert_eq!(
+        strs(&staff_search(&app, "&status=pending_payment,cancelled").await),
+        [b2.as_str(), a2.as_str(), b1.as_str(), a1.as_str()]
+    );
+    assert_eq!(
+        strs(&staff_search(&app, &format!("&productId={lamp}")).await),
+        [b2.as_str(), a1.as_str()]
+    );
+    let from = between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let encoded = from.replace('+', "%2B").replace(':', "%3A");
+    assert_eq!(
+        strs(&staff_search(&app, &format!("&createdFrom={encoded}")).await),
+        [b2.as_str(), a2.as_str()]
+    );
+    assert_eq!(
+        strs(&staff_search(&app, &format!("&createdTo={encoded}")).await),
+        [b1.as_str(), a1.as_str()]
+    );
+    assert_eq!(
+        staff_search(
+            &app,
+            &format!("&createdFrom={encoded}&status=pending_payment&productId={shade}")
+        )
+        .await,
+        [a2.as_str()]
+    );
+    // A customer filters their own orders only, whatever they ask.
+    let mine = app
+        .as_user("alice")
+        .get(&format!("/api/v1/orders?productId={shade}"))
+        .await;
+    let ids: Vec<&str> = mine.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["orderId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a2.as_str()]);
+    for (query, field) in [
+        ("status=shipped", "status"),
+        ("createdFrom=yesterday", "createdFrom"),
+        ("createdTo=2026-13-01T00:00:00Z", "createdTo"),
+    ] {
+        let refused = app.admin_get(&format!("/api/v1/orders?{query}")).await;
+        refused.assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
+        assert_eq!(refused.problem_fields(), [field], "{query}");
+    }
+}
+
+/// Orders placed while staff page through the newest-first list never
+/// shift a page: the pages hold exactly the orders there were when the
+/// first was read, each once.
+async fn a_staff_search_pages_exactly_while_orders_are_placed(app: TestApp) {
+    let lamp = new_product(&app, 100, 100).await;
+    let mut before = Vec::new();
+    for _ in 0..7 {
+        before.push(app.place_order("alice", &lamp, 1).await.order);
+    }
+    before.reverse();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/api/v1/orders?limit=2".to_owned();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = app.admin_get(&path).await;
+        for order in page.json["items"].as_array().unwrap() {
+            seen.push(order["orderId"].as_str().unwrap().to_owned());
+        }
+        // A new order between every two pages.
+        app.place_order("bob", &lamp, 1).await;
+        match page.json["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, before);
 }

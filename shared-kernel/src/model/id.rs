@@ -51,3 +51,41 @@ macro_rules! string_id {
         }
     };
 }
+
+/// The smallest id [`string_id!`]'s `generate` could have made at `at`
+/// (UTC): a UUIDv7 begins with its Unix time in milliseconds, so ids made
+/// at or after `at` are at or above it, as text too (lowercase hex, fixed
+/// width). A time before 1970 gives the smallest id of all.
+pub fn uuid_v7_floor(at: chrono::NaiveDateTime) -> String {
+    let ms = u64::try_from(at.and_utc().timestamp_millis())
+        .unwrap_or(0)
+        .min((1 << 48) - 1);
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uuid_v7_floor;
+
+    #[test]
+    fn the_floor_of_a_time_sorts_below_its_ids_and_above_earlier_ones() {
+        let now = chrono::Utc::now().naive_utc();
+        let id = uuid::Uuid::now_v7().to_string();
+        let before = now - chrono::Duration::milliseconds(5);
+        let after = chrono::Utc::now().naive_utc() + chrono::Duration::milliseconds(5);
+        assert!(
+            uuid_v7_floor(before) <= id,
+            "{} {id}",
+            uuid_v7_floor(before)
+        );
+        assert!(uuid_v7_floor(after) > id, "{} {id}", uuid_v7_floor(after));
+        assert_eq!(
+            uuid_v7_floor(chrono::DateTime::UNIX_EPOCH.naive_utc() - chrono::Duration::days(1)),
+            "00000000-0000-0000-0000-000000000000"
+        );
+    }
+}
