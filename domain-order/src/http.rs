@@ -438,16 +438,26 @@ pub struct ListOrdersQuery {
     pub user_id: Option<String>,
     /// Only orders in these statuses, comma-separated: `pending_payment`,
     /// `paid`, `cancelled`.
-    #[param(example = "paid,pending_payment")]
+    #[param(
+        nullable = false,
+        pattern = "^(pending_payment|paid|cancelled)(,(pending_payment|paid|cancelled))*$",
+        example = "paid,pending_payment"
+    )]
     pub status: Option<String>,
     /// Only orders with a line of this product.
-    #[param(example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b")]
+    #[param(
+        nullable = false,
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00]*$",
+        example = "019b3f2c-7d0e-7f00-b9e6-5c3a0f1d2e4b"
+    )]
     pub product_id: Option<String>,
     /// Only orders created at or after this time (RFC 3339).
-    #[param(example = "2026-12-01T00:00:00Z")]
+    #[param(nullable = false, format = DateTime, example = "2026-12-01T00:00:00Z")]
     pub created_from: Option<String>,
     /// Only orders created before this time (RFC 3339).
-    #[param(example = "2026-12-31T00:00:00Z")]
+    #[param(nullable = false, format = DateTime, example = "2026-12-31T00:00:00Z")]
     pub created_to: Option<String>,
 }
 

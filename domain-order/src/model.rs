@@ -89,6 +89,14 @@ impl CancelReason {
     }
 }
 
+/// What `listOrders`'s `status` must match: a comma list of the statuses
+/// the API shows ([`OrderFilter::parse_statuses`] reads it).
+pub const STATUS_LIST_PATTERN: &str =
+    "^(pending_payment|paid|cancelled)(,(pending_payment|paid|cancelled))*$";
+
+/// The longest product id `listOrders`'s `productId` takes (ids are short).
+pub const PRODUCT_ID_MAX_LEN: usize = 64;
+
 /// Which orders a list holds; each filter given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
@@ -116,7 +124,6 @@ impl OrderFilter {
         ];
         let mut statuses = Vec::new();
         for part in raw.split(',') {
-            let part = part.trim();
             match known.iter().find(|k| **k == part) {
                 Some(status) if !statuses.contains(status) => statuses.push(*status),
                 Some(_) => {}

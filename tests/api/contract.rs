@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use domain_order::http::{IDEMPOTENCY_KEY_MAX_LEN, is_idempotency_key};
-use domain_order::model::{MAX_LINES, MAX_QUANTITY};
+use domain_order::model::{
+    MAX_LINES, MAX_QUANTITY, OrderFilter, PRODUCT_ID_MAX_LEN, STATUS_LIST_PATTERN,
+};
 use domain_payment::model::{TRANSACTION_ID_MAX_LEN, TRANSACTION_ID_PATTERN};
 use domain_product::model::{
     DESCRIPTION_MAX_CHARS, DESCRIPTION_PATTERN, Description, MAX_LOW_STOCK_THRESHOLD,
@@ -431,6 +433,18 @@ fn documented_limits_are_the_validators_limits() {
         &[("pattern", json!(ACTION_PATTERN))],
     );
     expect(
+        "listOrders(status)",
+        &[("pattern", json!(STATUS_LIST_PATTERN))],
+    );
+    expect(
+        "listOrders(productId)",
+        &[
+            ("minLength", json!(1)),
+            ("maxLength", json!(PRODUCT_ID_MAX_LEN)),
+            ("pattern", json!(DESCRIPTION_PATTERN)),
+        ],
+    );
+    expect(
         "listProducts(q)",
         &[
             ("minLength", json!(1)),
@@ -516,6 +530,9 @@ fn string_rules() -> Vec<StringRule> {
         }),
         StringRule::new("q", (1, SEARCH_MAX_CHARS), DESCRIPTION_PATTERN, |s| {
             parse_search(s).is_ok()
+        }),
+        StringRule::new("status", (4, 200), STATUS_LIST_PATTERN, |s| {
+            OrderFilter::parse_statuses(s).is_ok()
         }),
         StringRule::new("actor", (1, 64), ACTOR_PATTERN, is_actor),
         StringRule::new("targetId", (1, 64), TARGET_ID_PATTERN, is_target_id),
