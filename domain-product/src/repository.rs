@@ -149,6 +149,29 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// Orders `$query` by `products::$column` then the id, both `$dir` (`asc` or
+/// `desc`), starting strictly past the cursor product's keys `$after`
+/// (`Option<CursorKeys>`, whose `$key` is the column's value).
+macro_rules! keyset {
+    ($query:expr, $after:expr, $column:ident, $key:ident, asc) => {
+        keyset!(@ $query, $after, $column, $key, gt, asc)
+    };
+    ($query:expr, $after:expr, $column:ident, $key:ident, desc) => {
+        keyset!(@ $query, $after, $column, $key, lt, desc)
+    };
+    (@ $query:expr, $after:expr, $column:ident, $key:ident, $past:ident, $dir:ident) => {{
+        let mut query = $query;
+        if let Some(k) = $after {
+            query = query.filter(
+                products::$column
+                    .$past(k.$key.clone())
+                    .or(products::$column.eq(k.$key).and(products::id.$past(k.id))),
+            );
+        }
+        query.order((products::$column.$dir(), products::id.$dir()))
+    }};
+}
+
 /// One page of the products `filter` selects in `sort` order, plus one
 /// extra row to tell whether more follow; `None` when the page's cursor
 /// names no product.
@@ -185,54 +208,10 @@ pub fn list(
             }
             query.order(products::id.asc())
         }
-        ProductSort::Newest => {
-            if let Some(k) = after {
-                query = query.filter(
-                    products::created_at
-                        .lt(k.created_at)
-                        .or(products::created_at
-                            .eq(k.created_at)
-                            .and(products::id.lt(k.id))),
-                );
-            }
-            query.order((products::created_at.desc(), products::id.desc()))
-        }
-        ProductSort::CheapestFirst => {
-            if let Some(k) = after {
-                query = query.filter(
-                    products::price_minor
-                        .gt(k.price_minor)
-                        .or(products::price_minor
-                            .eq(k.price_minor)
-                            .and(products::id.gt(k.id))),
-                );
-            }
-            query.order((products::price_minor.asc(), products::id.asc()))
-        }
-        ProductSort::DearestFirst => {
-            if let Some(k) = after {
-                query = query.filter(
-                    products::price_minor
-                        .lt(k.price_minor)
-                        .or(products::price_minor
-                            .eq(k.price_minor)
-                            .and(products::id.lt(k.id))),
-                );
-            }
-            query.order((products::price_minor.desc(), products::id.desc()))
-        }
-        ProductSort::Name => {
-            if let Some(k) = after {
-                query = query.filter(
-                    products::name_folded
-                        .gt(k.name_folded.clone())
-                        .or(products::name_folded
-                            .eq(k.name_folded)
-                            .and(products::id.gt(k.id))),
-                );
-            }
-            query.order((products::name_folded.asc(), products::id.asc()))
-        }
+        ProductSort::Newest => keyset!(query, after, created_at, created_at, desc),
+        ProductSort::CheapestFirst => keyset!(query, after, price_minor, price_minor, asc),
+        ProductSort::DearestFirst => keyset!(query, after, price_minor, price_minor, desc),
+        ProductSort::Name => keyset!(query, after, name_folded, name_folded, asc),
     };
     query
         .limit(page.fetch_size())
