@@ -72,16 +72,13 @@ impl ProductCatalog {
                 repository::insert(conn, &id, &new, clock::now())?;
                 let product = repository::find(conn, &id)?
                     .ok_or_else(|| ProductError::NotFound(id.clone()))?;
-                audit::record(
+                record(
                     conn,
                     &actor,
-                    AuditEntry {
-                        action: "product.created",
-                        target_type: TARGET,
-                        target_id: product.id.to_string(),
-                        before: None,
-                        after: Some(audited(&product)),
-                    },
+                    "product.created",
+                    product.id.to_string(),
+                    None,
+                    Some(audited(&product)),
                 )?;
                 Ok(product)
             })
@@ -173,16 +170,13 @@ impl ProductCatalog {
                         product.stock.units(),
                     ),
                 )?;
-                audit::record(
+                record(
                     conn,
                     &actor,
-                    AuditEntry {
-                        action: "product.stock_set",
-                        target_type: TARGET,
-                        target_id: product.id.to_string(),
-                        before: Some(json!({"stock": was.stock.units()})),
-                        after: Some(json!({"stock": product.stock.units()})),
-                    },
+                    "product.stock_set",
+                    product.id.to_string(),
+                    Some(json!({"stock": was.stock.units()})),
+                    Some(json!({"stock": product.stock.units()})),
                 )?;
                 Ok(product)
             })
@@ -244,16 +238,13 @@ impl ProductCatalog {
                             changes,
                         },
                     )?;
-                    audit::record(
+                    record(
                         conn,
                         &actor,
-                        AuditEntry {
-                            action: "product.updated",
-                            target_type: TARGET,
-                            target_id: id.to_string(),
-                            before: Some(was.into()),
-                            after: Some(became.into()),
-                        },
+                        "product.updated",
+                        id.to_string(),
+                        Some(was.into()),
+                        Some(became.into()),
                     )?;
                     return repository::find(conn, &id)?
                         .ok_or_else(|| ProductError::NotFound(id.clone()));
@@ -313,21 +304,18 @@ impl ProductCatalog {
                     stock_after - delta,
                     stock_after,
                 )?;
-                audit::record(
+                record(
                     conn,
                     &actor,
-                    AuditEntry {
-                        action: "product.stock_adjusted",
-                        target_type: TARGET,
-                        target_id: id.to_string(),
-                        before: Some(json!({"stock": stock_after - delta})),
-                        after: Some(json!({
-                            "stock": stock_after,
-                            "delta": delta,
-                            "reason": adjustment.reason.as_str(),
-                            "note": adjustment.note,
-                        })),
-                    },
+                    "product.stock_adjusted",
+                    id.to_string(),
+                    Some(json!({"stock": stock_after - delta})),
+                    Some(json!({
+                        "stock": stock_after,
+                        "delta": delta,
+                        "reason": adjustment.reason.as_str(),
+                        "note": adjustment.note,
+                    })),
                 )?;
                 Ok(moved)
             })
@@ -401,16 +389,13 @@ impl ProductCatalog {
                         ProductStatus::Archived => ProductStatus::Active,
                         ProductStatus::Active => ProductStatus::Archived,
                     };
-                    audit::record(
+                    record(
                         conn,
                         &actor,
-                        AuditEntry {
-                            action,
-                            target_type: TARGET,
-                            target_id: id.to_string(),
-                            before: Some(json!({"status": was.as_str()})),
-                            after: Some(json!({"status": status.as_str()})),
-                        },
+                        action,
+                        id.to_string(),
+                        Some(json!({"status": was.as_str()})),
+                        Some(json!({"status": status.as_str()})),
                     )?;
                 }
                 repository::find(conn, &id)?.ok_or_else(|| ProductError::NotFound(id.clone()))
@@ -492,8 +477,28 @@ fn movement(
 /// How many times a stock set reads the stock again when orders keep changing it.
 const SET_TRIES: u32 = 20;
 
-/// The audit log's target type for products.
-const TARGET: &str = "product";
+/// Records `actor`'s write of product `id` in the audit log (`action`, what
+/// changed as it was and as it became), on the change's connection.
+fn record(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    action: &'static str,
+    id: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> diesel::QueryResult<()> {
+    audit::record(
+        conn,
+        actor,
+        AuditEntry {
+            action,
+            target_type: "product",
+            target_id: id,
+            before,
+            after,
+        },
+    )
+}
 
 /// A product's fields as the audit log shows them.
 fn audited(p: &Product) -> serde_json::Value {
