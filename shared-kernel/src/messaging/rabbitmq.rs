@@ -65,6 +65,22 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a link's close waits for the broker's `Close-Ok`: a broker that
 /// stopped answering (a lost confirm, a half-open connection) never sends it.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long setting a link up (its channel, exchanges, queues, confirms,
+/// consumer) may take once the connection is open: a broker that accepted
+/// the connection and then went silent must not hang a reconnect.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits for `step` of a link's set-up at most [`SETUP_TIMEOUT`].
+async fn in_time<T>(
+    step: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(SETUP_TIMEOUT, work)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("the broker did not answer within {SETUP_TIMEOUT:?} while {step}")
+        })?
+}
 
 /// Where the broker is and how to use it.
 #[derive(Clone)]
@@ -228,21 +244,30 @@ impl RabbitMq {
     /// declared and bound (from `subscriptions`) before anything is published on it.
     async fn open_publisher(&self) -> anyhow::Result<Link> {
         let link = self.open("publisher").await?;
-        link.channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        let mut contexts: Vec<&'static str> = self
-            .subscriptions
-            .iter()
-            .map(|(subscriber, _)| context_of(subscriber))
-            .collect();
-        contexts.sort_unstable();
-        contexts.dedup();
-        for context in contexts {
-            self.declare_queue(&link.channel, context, &self.event_types_of(context))
+        let setup = async {
+            link.channel
+                .confirm_select(ConfirmSelectOptions::default())
                 .await?;
+            let mut contexts: Vec<&'static str> = self
+                .subscriptions
+                .iter()
+                .map(|(subscriber, _)| context_of(subscriber))
+                .collect();
+            contexts.sort_unstable();
+            contexts.dedup();
+            for context in contexts {
+                self.declare_queue(&link.channel, context, &self.event_types_of(context))
+                    .await?;
+            }
+            Ok(())
+        };
+        match in_time("declaring the queues", setup).await {
+            Ok(()) => Ok(link),
+            Err(error) => {
+                link.close("set-up failed").await;
+                Err(error)
+            }
         }
-        Ok(link)
     }
 
     pub fn settings(&self) -> &RabbitSettings {
@@ -261,47 +286,61 @@ impl RabbitMq {
         )
         .await
         .map_err(|_| anyhow::anyhow!("the broker did not answer within {CONFIRM_TIMEOUT:?}"))??;
-        let channel = connection.create_channel().await?;
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
+        let setup = async {
+            let channel = connection.create_channel().await?;
+            let durable = ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            channel
+                .exchange_declare(
+                    self.settings.exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
+            let dead = self.settings.dead_letters();
+            channel
+                .exchange_declare(
+                    dead.as_str().into(),
+                    ExchangeKind::Fanout,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
+            channel
+                .queue_declare(
+                    dead.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    quorum(None),
+                )
+                .await?;
+            channel
+                .queue_bind(
+                    dead.as_str().into(),
+                    dead.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok(channel)
         };
-        channel
-            .exchange_declare(
-                self.settings.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        let dead = self.settings.dead_letters();
-        channel
-            .exchange_declare(
-                dead.as_str().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                dead.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                quorum(None),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                dead.as_str().into(),
-                dead.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let channel = match in_time("opening a channel and declaring the exchanges", setup).await {
+            Ok(channel) => channel,
+            Err(error) => {
+                let _ = tokio::time::timeout(
+                    CLOSE_TIMEOUT,
+                    connection.close(200, "set-up failed".into()),
+                )
+                .await;
+                return Err(error);
+            }
+        };
         Ok(Link {
             connection,
             channel,
@@ -414,22 +453,33 @@ impl RabbitMq {
         // Declared by the publisher's link already, from `subscriptions`; again
         // here for the subscribers this process runs, in case the queue went
         // (deleted by hand, a broker reset) while the publisher's link held.
-        let queue = self
-            .declare_queue(&link.channel, context, &event_types)
-            .await?;
         let prefetch = self.settings.prefetch.max(1);
-        link.channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?;
-        let mut consumer = link
-            .channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let setup = async {
+            let queue = self
+                .declare_queue(&link.channel, context, &event_types)
+                .await?;
+            link.channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await?;
+            let consumer = link
+                .channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok((queue, consumer))
+        };
+        let (queue, mut consumer) = match in_time("declaring the queue and consuming", setup).await
+        {
+            Ok(set) => set,
+            Err(error) => {
+                link.close("set-up failed").await;
+                return Err(error);
+            }
+        };
         match health.up() {
             None => {
                 tracing::info!(context, %queue, ?event_types, "consuming events from the broker");
