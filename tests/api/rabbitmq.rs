@@ -761,3 +761,104 @@ async fn a_cut_to_the_broker_is_logged_once_down_and_once_up() {
 
 const SENT: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE subscriber = 'bus.relay' AND handled_at IS NOT NULL";
 const UNSENT: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE subscriber = 'bus.relay' AND handled_at IS NULL";
+
+/// A broker that accepts a connection, opens it and then goes silent (a
+/// proxy passes its handshake and nothing more) must not hang a reconnect:
+/// each link gives up on a set-up that takes longer than 30 s and connects
+/// again, so once the broker answers again every consumer is back and the
+/// events placed meanwhile are published and applied. (With the old set-up,
+/// with no bound after the connect, the links waited on the silent
+/// connections for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(shop_rabbitmq),
+    ignore = "set SHOP_TEST_RABBITMQ_URL to run the RabbitMQ tests"
+)]
+async fn a_broker_that_goes_silent_after_the_handshake_does_not_hang_a_reconnect() {
+    const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
+    let exchange = broker::fresh_exchange();
+    let proxy = TcpProxy::start(&broker::address()).await;
+    let database = TestDatabase::create(Backend::Sqlite);
+    let via_proxy = broker::url_via(proxy.port());
+    let shop = shop_tests::ShopProcess::start(
+        SHOP,
+        &database.url(),
+        &[
+            ("SHOP__BUS__KIND", "rabbitmq"),
+            ("SHOP__BUS__RABBITMQ_URL", via_proxy.as_str()),
+            ("SHOP__BUS__EXCHANGE", exchange.as_str()),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/api/v1/products", shop.address))
+        .bearer_auth(shop_tests::ADMIN_TOKEN)
+        .json(&json!({"name": "Phone", "description": "", "price": 100, "currency": "CNY", "stock": 50}))
+        .send()
+        .await
+        .expect("created");
+    assert_eq!(created.status(), 201);
+    let product = created.json::<serde_json::Value>().await.expect("product")["productId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let consuming = |log: &[String]| {
+        log.iter()
+            .filter(|line| line.contains("consuming events from the broker"))
+            .count()
+    };
+    wait_until("every consumer is consuming", DEADLINE, || async {
+        consuming(&shop.log()) >= 3
+    })
+    .await;
+    let before = shop.log().len();
+
+    // Every link loses its connection; the new ones open and then hear nothing.
+    proxy.silent_after_handshake(true);
+    let cut_at = std::time::Instant::now();
+    proxy.cut();
+    proxy.resume().await;
+    let placed = client
+        .post(format!("{}/api/v1/orders", shop.address))
+        .bearer_auth(shop_tests::mint("buyer"))
+        .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+        .send()
+        .await
+        .expect("placed");
+    assert_eq!(placed.status(), 201);
+    // The consumers lost the broker and reconnect into the silence (the
+    // relay finds out when its publication's confirm does not come)...
+    wait_until("every consumer lost the broker", DEADLINE, || async {
+        shop.log()[before..]
+            .iter()
+            .filter(|line| line.contains("lost the message broker"))
+            .count()
+            >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // ...and once the broker answers again, they are back within the set-up bound.
+    proxy.silent_after_handshake(false);
+    wait_until(
+        "every consumer is back after a silent set-up",
+        Duration::from_secs(90),
+        || async { consuming(&shop.log()[before..]) >= 3 },
+    )
+    .await;
+    let back_after = cut_at.elapsed();
+    eventually("the order placed meanwhile was published", || async {
+        count(&database.url(), UNSENT) == 0 && count(&database.url(), SENT) >= 1
+    })
+    .await;
+    // They came back only once their silent set-ups ran out of time: the
+    // silence landed on them (a link whose new connection had answered
+    // would have been back in a second or two).
+    assert!(
+        back_after >= Duration::from_secs(20),
+        "back after {back_after:?}, before a silent set-up could have run out"
+    );
+    drop(shop);
+    drop(proxy);
+    let broker = Broker::connect().await;
+    broker.remove(&exchange).await;
+}

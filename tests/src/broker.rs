@@ -182,6 +182,8 @@ pub struct TcpProxy {
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Whether the target's bytes are held back (every connection's).
     holding: tokio::sync::watch::Sender<bool>,
+    /// Whether new connections go silent once the AMQP handshake is through.
+    silent_after_handshake: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TcpProxy {
@@ -195,6 +197,7 @@ impl TcpProxy {
             target: target.to_owned(),
             tasks: Arc::default(),
             holding: tokio::sync::watch::Sender::new(false),
+            silent_after_handshake: Arc::default(),
         };
         proxy.serve(listener);
         proxy
@@ -208,18 +211,27 @@ impl TcpProxy {
         let target = self.target.clone();
         let tasks = self.tasks.clone();
         let holding = self.holding.clone();
+        let silent = self.silent_after_handshake.clone();
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let target = target.clone();
                 let held = holding.subscribe();
+                let silent = silent.load(std::sync::atomic::Ordering::SeqCst);
                 let connection = tokio::spawn(async move {
                     if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
                         let (from_client, to_client) = inbound.into_split();
                         let (from_target, to_target) = outbound.into_split();
                         // Either way closing closes the connection.
-                        tokio::select! {
-                            () = pipe(from_client, to_target, None) => {}
-                            () = pipe(from_target, to_client, Some(held)) => {}
+                        if silent {
+                            tokio::select! {
+                                () = pipe(from_client, to_target, None) => {}
+                                () = handshake_then_silence(from_target, to_client) => {}
+                            }
+                        } else {
+                            tokio::select! {
+                                () = pipe(from_client, to_target, None) => {}
+                                () = pipe(from_target, to_client, Some(held)) => {}
+                            }
                         }
                     }
                 });
@@ -269,6 +281,41 @@ impl TcpProxy {
     pub fn release_replies(&self) {
         self.holding.send_replace(false);
     }
+
+    /// Connections opened from now on pass the broker's AMQP handshake
+    /// (Connection.Start, .Tune, .OpenOk: the connection opens) and then
+    /// nothing more from the broker, for as long as they last: a broker that
+    /// accepted a connection and went silent. `false`: new ones pass all.
+    pub fn silent_after_handshake(&self, silent: bool) {
+        self.silent_after_handshake
+            .store(silent, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Passes the target's first three AMQP frames (the handshake's
+/// Connection.Start, Connection.Tune and Connection.OpenOk), then reads
+/// and drops nothing more: the connection stays open, silent.
+async fn handshake_then_silence(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..3 {
+        // A frame: type (1), channel (2), size (4), payload, frame-end (0xCE).
+        let mut header = [0u8; 7];
+        if from.read_exact(&mut header).await.is_err() {
+            return;
+        }
+        let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
+        let mut rest = vec![0u8; size + 1];
+        if from.read_exact(&mut rest).await.is_err() {
+            return;
+        }
+        if to.write_all(&header).await.is_err() || to.write_all(&rest).await.is_err() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Copies `from` to `to` until either closes; while `held` says so, reads nothing.
