@@ -119,8 +119,11 @@ try {
   // A customer lists their own orders from the start: no userId and no cursor
   // (Swagger UI fills in the schema's examples: userId names another user,
   // which would be a 403 user_mismatch).
-  await orders.locator('input[placeholder="userId"]').fill('');
-  await orders.locator('input[placeholder="cursor"]').fill('');
+  // The filters are cleared too: their examples (a product, dates) would
+  // narrow the list to nothing.
+  for (const name of ['userId', 'cursor', 'status', 'productId', 'createdFrom', 'createdTo']) {
+    await orders.locator(`input[placeholder="${name}"]`).fill('');
+  }
   await orders.locator('button.execute').click();
   assert((await liveStatus(orders)) === '401', 'listOrders without a token answers 401');
 
