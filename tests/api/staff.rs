@@ -21,7 +21,10 @@ on_every_backend!(
     staff_read_every_order_and_the_audit_log_names_them,
 );
 
-on_each_backend!(each_identity_providers_claim_is_understood);
+on_each_backend!(
+    each_identity_providers_claim_is_understood,
+    every_catalog_route_for_staff_takes_each_kind_of_staff_and_no_one_else,
+);
 
 /// An HS256 token under `secret` for `sub`, valid for an hour, with `extra` claims.
 fn token(secret: &str, sub: &str, extra: Value) -> String {
@@ -348,4 +351,122 @@ async fn shop_token_staff_mints_a_staff_token() {
     // The CLI refuses to mint a staff token that would pass for the admin token.
     let (ok, _, stderr) = mint(&["--user", "admin-token", "--staff"], "roles");
     assert!(!ok && stderr.contains("admin-token"), "{stderr}");
+}
+
+/// Every staff route of the catalog and the audit log, for each caller: no
+/// token 401, a customer's 403 `staff_only`, and a 2xx for the admin token,
+/// a staff JWT, and a staff JWT whose role sits at a nested claim path
+/// (Keycloak's `realm_access.roles`, configured so).
+async fn every_catalog_route_for_staff_takes_each_kind_of_staff_and_no_one_else(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[("SHOP__AUTH__STAFF_CLAIM", "realm_access.roles")],
+    )
+    .await;
+    let product = app.create_product("Lamp", 12_900, 500).await["productId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer = app.token("carol");
+    let keycloak = token(
+        &app.jwt_secret,
+        "kim",
+        json!({"realm_access": {"roles": ["offline_access", "shop-staff"]}}),
+    );
+    // Under this setting a role at the default path makes no staff token.
+    let wrong_path = staff(&app, "sam");
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            Method::PATCH,
+            format!("/api/v1/products/{product}"),
+            Some(json!({"description": "warm"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/products/{product}/archive"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/products/{product}/restore"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/products/{product}/stock-adjustments"),
+            Some(json!({"delta": 1, "reason": "found"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/products/{product}/stock-movements"),
+            None,
+        ),
+        (Method::GET, "/api/v1/products?status=all".to_owned(), None),
+        (Method::GET, "/api/v1/audit-events".to_owned(), None),
+        (Method::GET, "/api/v1/orders?status=paid".to_owned(), None),
+    ];
+    for (method, path, body) in &routes {
+        let send = |bearer: Option<String>| {
+            let mut request = app.client.request(method.clone(), app.url(path));
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            app.send(request)
+        };
+        let anonymous = send(None).await;
+        assert_eq!(
+            anonymous.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            anonymous.body
+        );
+        if path.starts_with("/api/v1/orders") {
+            // listOrders serves customers too: their own orders, filtered.
+            assert_eq!(send(Some(customer.clone())).await.status, StatusCode::OK);
+        } else {
+            send(Some(customer.clone()))
+                .await
+                .assert_problem(StatusCode::FORBIDDEN, "staff_only");
+            send(Some(wrong_path.clone()))
+                .await
+                .assert_problem(StatusCode::FORBIDDEN, "staff_only");
+        }
+        // Kim first: the admin token then repeats idempotent changes, recording nothing.
+        for (who, bearer) in [
+            ("kim", keycloak.clone()),
+            ("the admin token", app.admin_token.clone()),
+        ] {
+            let answer = send(Some(bearer)).await;
+            assert!(
+                answer.status.is_success(),
+                "{method} {path} as {who}: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+    }
+    // The audit log names each: kim's edits as kim.
+    let log = app
+        .admin_get(&format!(
+            "/api/v1/audit-events?actor=kim&targetId={product}"
+        ))
+        .await;
+    let actions: Vec<&str> = log.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "product.stock_adjusted",
+            "product.restored",
+            "product.archived",
+            "product.updated"
+        ]
+    );
 }
