@@ -605,6 +605,81 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_and_counted() {
     broker.remove(&exchange).await;
 }
 
+/// A `shop` process (SQLite) on the broker through a proxy the test can
+/// cut, with a product on sale and every consumer consuming.
+struct ProxiedShop {
+    exchange: String,
+    proxy: TcpProxy,
+    database: TestDatabase,
+    shop: shop_tests::ShopProcess,
+    client: reqwest::Client,
+    product: String,
+}
+
+impl ProxiedShop {
+    async fn start() -> Self {
+        const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
+        let exchange = broker::fresh_exchange();
+        let proxy = TcpProxy::start(&broker::address()).await;
+        let database = TestDatabase::create(Backend::Sqlite);
+        let via_proxy = broker::url_via(proxy.port());
+        let shop = shop_tests::ShopProcess::start(
+            SHOP,
+            &database.url(),
+            &[
+                ("SHOP__BUS__KIND", "rabbitmq"),
+                ("SHOP__BUS__RABBITMQ_URL", via_proxy.as_str()),
+                ("SHOP__BUS__EXCHANGE", exchange.as_str()),
+            ],
+        );
+        let client = reqwest::Client::new();
+        let created = client
+            .post(format!("{}/api/v1/products", shop.address))
+            .bearer_auth(shop_tests::ADMIN_TOKEN)
+            .json(&json!({"name": "Phone", "description": "", "price": 100, "currency": "CNY", "stock": 50}))
+            .send()
+            .await
+            .expect("created");
+        assert_eq!(created.status(), 201);
+        let product = created.json::<serde_json::Value>().await.expect("product")["productId"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        wait_until("every consumer is consuming", DEADLINE, || async {
+            consuming(&shop.log()) >= 3
+        })
+        .await;
+        Self {
+            exchange,
+            proxy,
+            database,
+            shop,
+            client,
+            product,
+        }
+    }
+}
+
+/// A customer's order of one unit of `product`.
+fn place_one(
+    client: &reqwest::Client,
+    shop: &shop_tests::ShopProcess,
+    product: &str,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> {
+    client
+        .post(format!("{}/api/v1/orders", shop.address))
+        .bearer_auth(shop_tests::mint("buyer"))
+        .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
+        .send()
+}
+
+/// How many times a process's log says a consumer started consuming.
+fn consuming(log: &[String]) -> usize {
+    log.iter()
+        .filter(|line| line.contains("consuming events from the broker"))
+        .count()
+}
+
 /// A cut of the way to the broker is logged once per link when it goes down
 /// and once when it comes back, whatever its length: lapin's own errors and
 /// each reconnection attempt are counted (`shop_broker_link_failures_total`),
@@ -617,51 +692,17 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_and_counted() {
     ignore = "set SHOP_TEST_RABBITMQ_URL to run the RabbitMQ tests"
 )]
 async fn a_cut_to_the_broker_is_logged_once_down_and_once_up() {
-    const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
-    let exchange = broker::fresh_exchange();
-    let proxy = TcpProxy::start(&broker::address()).await;
-    let database = TestDatabase::create(Backend::Sqlite);
-    let via_proxy = broker::url_via(proxy.port());
-    let shop = shop_tests::ShopProcess::start(
-        SHOP,
-        &database.url(),
-        &[
-            ("SHOP__BUS__KIND", "rabbitmq"),
-            ("SHOP__BUS__RABBITMQ_URL", via_proxy.as_str()),
-            ("SHOP__BUS__EXCHANGE", exchange.as_str()),
-        ],
-    );
-    let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{}/api/v1/products", shop.address))
-        .bearer_auth(shop_tests::ADMIN_TOKEN)
-        .json(&json!({"name": "Phone", "description": "", "price": 100, "currency": "CNY", "stock": 50}))
-        .send()
-        .await
-        .expect("created");
-    assert_eq!(created.status(), 201);
-    let product = created.json::<serde_json::Value>().await.expect("product")["productId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let ProxiedShop {
+        exchange,
+        proxy,
+        database,
+        shop,
+        client,
+        product,
+    } = ProxiedShop::start().await;
     // Each order's `order.placed` goes out through the relay's publisher.
-    let order = || {
-        client
-            .post(format!("{}/api/v1/orders", shop.address))
-            .bearer_auth(shop_tests::mint("buyer"))
-            .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
-            .send()
-    };
+    let order = || place_one(&client, &shop, &product);
     assert_eq!(order().await.expect("placed").status(), 201);
-    let consuming = |log: &[String]| {
-        log.iter()
-            .filter(|line| line.contains("consuming events from the broker"))
-            .count()
-    };
-    wait_until("every consumer is consuming", DEADLINE, || async {
-        consuming(&shop.log()) >= 3
-    })
-    .await;
     eventually("the relay sent what there was", || async {
         count(&database.url(), UNSENT) == 0 && count(&database.url(), SENT) >= 1
     })
@@ -775,42 +816,14 @@ const UNSENT: &str = "SELECT COUNT(*) AS n FROM event_deliveries WHERE subscribe
     ignore = "set SHOP_TEST_RABBITMQ_URL to run the RabbitMQ tests"
 )]
 async fn a_broker_that_goes_silent_after_the_handshake_does_not_hang_a_reconnect() {
-    const SHOP: &str = env!("CARGO_BIN_EXE_shop-e2e");
-    let exchange = broker::fresh_exchange();
-    let proxy = TcpProxy::start(&broker::address()).await;
-    let database = TestDatabase::create(Backend::Sqlite);
-    let via_proxy = broker::url_via(proxy.port());
-    let shop = shop_tests::ShopProcess::start(
-        SHOP,
-        &database.url(),
-        &[
-            ("SHOP__BUS__KIND", "rabbitmq"),
-            ("SHOP__BUS__RABBITMQ_URL", via_proxy.as_str()),
-            ("SHOP__BUS__EXCHANGE", exchange.as_str()),
-        ],
-    );
-    let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{}/api/v1/products", shop.address))
-        .bearer_auth(shop_tests::ADMIN_TOKEN)
-        .json(&json!({"name": "Phone", "description": "", "price": 100, "currency": "CNY", "stock": 50}))
-        .send()
-        .await
-        .expect("created");
-    assert_eq!(created.status(), 201);
-    let product = created.json::<serde_json::Value>().await.expect("product")["productId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let consuming = |log: &[String]| {
-        log.iter()
-            .filter(|line| line.contains("consuming events from the broker"))
-            .count()
-    };
-    wait_until("every consumer is consuming", DEADLINE, || async {
-        consuming(&shop.log()) >= 3
-    })
-    .await;
+    let ProxiedShop {
+        exchange,
+        proxy,
+        database,
+        shop,
+        client,
+        product,
+    } = ProxiedShop::start().await;
     let before = shop.log().len();
 
     // Every link loses its connection; the new ones open and then hear nothing.
@@ -818,13 +831,7 @@ async fn a_broker_that_goes_silent_after_the_handshake_does_not_hang_a_reconnect
     let cut_at = std::time::Instant::now();
     proxy.cut();
     proxy.resume().await;
-    let placed = client
-        .post(format!("{}/api/v1/orders", shop.address))
-        .bearer_auth(shop_tests::mint("buyer"))
-        .json(&json!({"items": [{"productId": product, "quantity": 1}]}))
-        .send()
-        .await
-        .expect("placed");
+    let placed = place_one(&client, &shop, &product).await.expect("placed");
     assert_eq!(placed.status(), 201);
     // The consumers lost the broker and reconnect into the silence (the
     // relay finds out when its publication's confirm does not come)...
