@@ -200,36 +200,9 @@ fn into_event(row: Row) -> AuditEvent {
     }
 }
 
-/// Keeps, of `before` and `after` (two JSON objects), the fields whose
-/// values differ: what an edit changed, as it was and as it became.
-pub fn changed(before: &Value, after: &Value) -> (Value, Value) {
-    let (mut was, mut became) = (serde_json::Map::new(), serde_json::Map::new());
-    if let (Value::Object(b), Value::Object(a)) = (before, after) {
-        for (key, new) in a {
-            let old = b.get(key).unwrap_or(&Value::Null);
-            if old != new {
-                was.insert(key.clone(), old.clone());
-                became.insert(key.clone(), new.clone());
-            }
-        }
-    }
-    (Value::Object(was), Value::Object(became))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn an_edit_records_only_what_changed() {
-        let (was, became) = changed(
-            &json!({"name": "Lamp", "price": 100, "stock": 3}),
-            &json!({"name": "Lamp", "price": 120, "stock": 3}),
-        );
-        assert_eq!(was, json!({"price": 100}));
-        assert_eq!(became, json!({"price": 120}));
-    }
 
     #[test]
     fn the_admin_token_is_its_own_actor() {
